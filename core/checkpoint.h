@@ -1,0 +1,54 @@
+/* Safetensors checkpoints: one file or a sharded set, mmapped, looked up by tensor name. */
+#ifndef HK_CORE_CHECKPOINT_H
+#define HK_CORE_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hookformer.h"
+
+#define HK_ST_MAX_DIMS 8
+
+typedef struct {
+    char *name;
+    hk_dtype dtype;
+    int ndim;
+    int64_t shape[HK_ST_MAX_DIMS];
+    const void *data;   /* inside the mmapped file */
+    size_t nbytes;
+    const char *path;   /* file holding it (owned by the checkpoint) */
+} hk_st_tensor;
+
+/* Parse a safetensors file image already in memory (header + data). On success *out is a
+ * malloc'd array of *n tensors whose data pointers point into `file`; free with
+ * hk_st_tensors_free. Checks: header length vs file size, JSON shape, dtype names, shape x
+ * dtype == byte length, offsets inside the data area, no two tensors overlapping.
+ * `path` only names the file in error messages. Never reads outside [file, file+size). */
+hk_status hk_st_parse(const char *path, const uint8_t *file, size_t size, hk_st_tensor **out,
+                      size_t *n);
+void hk_st_tensors_free(hk_st_tensor *t, size_t n);
+
+typedef struct hk_ckpt hk_ckpt;
+
+/* dir/model.safetensors.index.json (sharded) if present, else dir/model.safetensors.
+ * A path to a single .safetensors file is accepted too. */
+hk_status hk_ckpt_open(const char *dir, hk_ckpt **out);
+void hk_ckpt_close(hk_ckpt *c);
+
+size_t hk_ckpt_count(const hk_ckpt *c);
+const hk_st_tensor *hk_ckpt_at(const hk_ckpt *c, size_t i);
+const hk_st_tensor *hk_ckpt_find(const hk_ckpt *c, const char *name); /* NULL if absent */
+
+/* f32 view of tensor `name`, which must have exactly ndim dims of the given shape.
+ * F32 data that is 4-byte aligned is returned zero-copy; F16/BF16 (or unaligned F32) is
+ * converted into a buffer owned by the checkpoint. Errors name the file, the tensor and the
+ * expected vs actual shape/dtype; a missing tensor is HK_ERR_NOT_FOUND. */
+hk_status hk_ckpt_f32(hk_ckpt *c, const char *name, int ndim, const int64_t *shape,
+                      const float **out);
+/* Same, but a missing tensor gives *out = NULL and HK_OK. */
+hk_status hk_ckpt_f32_opt(hk_ckpt *c, const char *name, int ndim, const int64_t *shape,
+                          const float **out);
+/* Allocate a float buffer owned by the checkpoint (freed by hk_ckpt_close). */
+float *hk_ckpt_alloc_f32(hk_ckpt *c, size_t n);
+
+#endif

@@ -1,0 +1,84 @@
+/* The canonical config: everything the generic forward needs to know about a model.
+ * Family adapters (models/) translate a Hugging Face config.json into this struct;
+ * the forward never looks at family names. */
+#ifndef HK_CORE_CONFIG_H
+#define HK_CORE_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hookformer.h"
+
+typedef enum { HK_NORM_LAYERNORM = 0, HK_NORM_RMSNORM } hk_norm_kind;
+typedef enum { HK_POS_LEARNED = 0, HK_POS_ROTARY, HK_POS_NONE } hk_pos_kind;
+typedef enum {
+    HK_ACT_GELU_NEW = 0, /* tanh approximation (GPT-2 "gelu_new", "gelu_pytorch_tanh") */
+    HK_ACT_GELU,         /* exact erf gelu */
+    HK_ACT_SILU,
+    HK_ACT_RELU
+} hk_act_kind;
+typedef enum {
+    HK_ROPE_DEFAULT = 0, /* inv_freq = theta^(-2i/rot_dim) */
+    HK_ROPE_LINEAR,      /* positions divided by factor */
+    HK_ROPE_LLAMA3,      /* wavelength-banded inv_freq scaling */
+    HK_ROPE_LONGROPE     /* Phi-3: short/long per-frequency factors + attention factor */
+} hk_rope_kind;
+
+#define HK_MAX_ROPE_FACTORS 512 /* rot_dim/2 entries at most */
+
+typedef struct {
+    hk_rope_kind kind;
+    double theta;             /* rope_theta / rotary_emb_base */
+    int64_t rot_dim;          /* rotated dims per head (partial rotary: < d_head) */
+    double factor;            /* linear / llama3 factor */
+    double low_freq_factor;   /* llama3 */
+    double high_freq_factor;  /* llama3 */
+    int64_t original_max_pos; /* llama3 / longrope: original_max_position_embeddings */
+    int64_t n_factors;        /* longrope: rot_dim/2 */
+    double short_factor[HK_MAX_ROPE_FACTORS];
+    double long_factor[HK_MAX_ROPE_FACTORS];
+    double attention_factor;  /* longrope: cos/sin multiplied by this (1.0 otherwise) */
+} hk_rope_config;
+
+typedef struct {
+    char family[32];       /* adapter name: "gpt2", "llama", ... */
+    char architecture[64]; /* HF architectures[0], informational */
+
+    int64_t n_layers;
+    int64_t d_model;
+    int64_t n_heads;
+    int64_t n_kv_heads; /* == n_heads without GQA */
+    int64_t d_head;
+    int64_t d_mlp;
+    int64_t d_vocab;
+    int64_t max_pos; /* max_position_embeddings: informational; nothing is sized by it */
+
+    hk_norm_kind norm;
+    double norm_eps;
+    hk_pos_kind pos;
+    hk_rope_config rope; /* used when pos == HK_POS_ROTARY */
+
+    hk_act_kind act;
+    bool gated_mlp;      /* out = W_out(act(W_gate x) * (W_in x)) */
+    bool parallel_attn_mlp; /* resid_post = resid_pre + attn(ln1 x) + mlp(ln2 x) (NeoX, GPT-J) */
+
+    bool qkv_bias;
+    bool o_bias;
+    bool mlp_bias;
+    bool norm_bias;      /* LayerNorm with bias */
+    bool unembed_bias;
+    bool tied_embeddings;
+
+    bool causal;         /* false for encoders */
+    int64_t window;      /* sliding window W (keys kept including the query itself), 0 = none */
+    double attn_scale;   /* multiplier on q.k; usually 1/sqrt(d_head) */
+} hk_config;
+
+/* Checks internal consistency (positive sizes, heads divide, rot_dim <= d_head, ...).
+ * Returns HK_ERR_FORMAT naming the bad field; `origin` (a file path) goes into the message. */
+hk_status hk_config_validate(const hk_config *c, const char *origin);
+
+/* Canonical config as pretty JSON (malloc'd; caller frees). NULL on allocation failure. */
+char *hk_config_to_json(const hk_config *c);
+
+#endif

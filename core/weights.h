@@ -1,0 +1,43 @@
+/* Canonical weights: f32 views the generic forward reads. Pointers either alias the
+ * mmapped checkpoint (f32 tensors, zero-copy) or buffers owned by the checkpoint's arena. */
+#ifndef HK_CORE_WEIGHTS_H
+#define HK_CORE_WEIGHTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* y[n, out] = x[n, in] · Wᵀ + b.
+ * in_out == false: w[o * ld + i]  (nn.Linear, stored [out, in]);
+ * in_out == true:  w[i * ld + o]  (GPT-2 Conv1D, stored [in, out]).
+ * ld lets a fused matrix (c_attn, qkv_proj, gate_up_proj) be viewed as separate linears. */
+typedef struct {
+    const float *w;
+    const float *b; /* [out] or NULL */
+    int64_t n_in, n_out;
+    int64_t ld;
+    bool in_out;
+} hk_linear;
+
+typedef struct {
+    const float *w; /* [d_model] */
+    const float *b; /* [d_model] or NULL (RMSNorm) */
+} hk_norm_weights;
+
+typedef struct {
+    hk_norm_weights ln1, ln2;
+    hk_linear q, k, v, o;          /* q: [n_heads*d_head], k/v: [n_kv_heads*d_head] outputs */
+    hk_linear mlp_in;              /* up_proj / c_fc / dense_h_to_4h -> mlp.hook_pre(_linear) */
+    hk_linear mlp_gate;            /* gate_proj (gated MLPs only) -> mlp.hook_pre */
+    hk_linear mlp_out;             /* down_proj / c_proj / dense_4h_to_h */
+} hk_block_weights;
+
+typedef struct {
+    const float *tok_embed;  /* [d_vocab, d_model] */
+    const float *pos_embed;  /* [n_pos, d_model] (learned positions) or NULL */
+    int64_t n_pos;           /* rows of pos_embed */
+    hk_block_weights *blocks; /* [n_layers], malloc'd */
+    hk_norm_weights ln_final;
+    hk_linear unembed;       /* [d_vocab] outputs; tied: w = tok_embed */
+} hk_weights;
+
+#endif

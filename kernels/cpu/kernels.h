@@ -1,0 +1,87 @@
+/* CPU kernels: plain pointers and dims, nothing else of the project included.
+ * Each has one reference implementation here; kernels/cuda mirrors them. */
+#ifndef HK_KERNELS_CPU_H
+#define HK_KERNELS_CPU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- threads ---- */
+void hk_k_set_threads(int n); /* OpenBLAS + OpenMP threads; n <= 0: leave default */
+int hk_k_get_threads(void);
+
+/* ---- matrix products (OpenBLAS) ----
+ * y[n, out] = x[n, in] · Wᵀ (+ b)
+ *   in_out == false: W stored [out, in] with row stride ldw (nn.Linear)
+ *   in_out == true:  W stored [in, out] with row stride ldw (Conv1D)
+ * y has row stride ldy (>= out). b may be NULL. */
+void hk_k_linear(const float *x, int64_t n, int64_t in, const float *w, int64_t ldw, bool in_out,
+                 const float *b, int64_t out, float *y, int64_t ldy);
+
+/* ---- norms ----
+ * x, y: [n, d] (y may alias x). scale_out: [n] or NULL, receives the per-row divisor
+ * (LayerNorm: sqrt(var + eps); RMSNorm: sqrt(mean(x²) + eps)) — TransformerLens hook_scale.
+ * LayerNorm: y = (x - mean)/scale * w + b (b may be NULL). RMSNorm: y = x/scale * w. */
+void hk_k_layernorm(const float *x, int64_t n, int64_t d, const float *w, const float *b,
+                    float eps, float *y, float *scale_out);
+void hk_k_rmsnorm(const float *x, int64_t n, int64_t d, const float *w, float eps, float *y,
+                  float *scale_out);
+
+/* ---- activations (in place, n elements) ---- */
+void hk_k_gelu_new(float *x, int64_t n); /* 0.5x(1+tanh(√(2/π)(x+0.044715x³))) */
+void hk_k_gelu(float *x, int64_t n);     /* 0.5x(1+erf(x/√2)) */
+void hk_k_silu(float *x, int64_t n);
+void hk_k_relu(float *x, int64_t n);
+/* y[i] *= x[i] */
+void hk_k_mul(float *y, const float *x, int64_t n);
+/* y[i] += x[i] */
+void hk_k_add(float *y, const float *x, int64_t n);
+
+/* ---- rotary embeddings (rotate-half convention of HF Llama/NeoX) ----
+ * x: [n, heads, d_head] with row stride ld_row between tokens (>= heads*d_head);
+ * the first rot_dim dims of each head are rotated, the rest left as they are.
+ * cos, sin: [n, rot_dim/2] per token (already including any attention factor).
+ *   x1 = x[:rot/2], x2 = x[rot/2:rot];  x1' = x1·cos − x2·sin;  x2' = x2·cos + x1·sin */
+void hk_k_rope(float *x, int64_t n, int64_t heads, int64_t d_head, int64_t ld_row,
+               int64_t rot_dim, const float *cos, const float *sin);
+
+/* ---- attention with an on-the-fly mask ----
+ * A mask is evaluated from positions, never stored. Query row i has absolute position
+ * q_pos0 + i; key column j has absolute position k_pos0 + j. Key j is visible to query i iff
+ *   j < k_len                                   (key padding: valid keys of this sequence)
+ *   and (!causal || kpos <= qpos)
+ *   and (window <= 0 || qpos - kpos < window)   (W keys including the query itself)
+ *   and (allowed == NULL || allowed(user, head, qpos, kpos)). */
+typedef bool (*hk_k_allowed_fn)(void *user, int64_t head, int64_t q_pos, int64_t k_pos);
+
+typedef struct {
+    bool causal;
+    int64_t window;  /* 0 = none */
+    int64_t q_pos0;  /* absolute position of query row 0 */
+    int64_t k_pos0;  /* absolute position of key row 0 */
+    int64_t k_len;   /* keys [0, k_len) are valid */
+    hk_k_allowed_fn allowed; /* may be NULL */
+    void *user;
+} hk_k_mask;
+
+/* One sequence. q: [sq, n_heads, d_head] (row stride ldq), k/v: [sk, n_kv_heads, d_head]
+ * (row strides ldk, ldv), out: [sq, n_heads, d_head] (row stride ldo). Query head h reads KV
+ * head h / (n_heads / n_kv_heads). scale multiplies q·k. Fully masked rows give zeros.
+ * Online softmax over key tiles; O(sq·d) extra memory, never sq×sk. */
+void hk_k_attention(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
+                    int64_t ldv, int64_t sq, int64_t sk, int64_t n_heads, int64_t n_kv_heads,
+                    int64_t d_head, float scale, const hk_k_mask *mask, float *out,
+                    int64_t ldo);
+
+/* Reference: materializes the [sq, sk] scores per head (tests only). Same contract. */
+void hk_k_attention_ref(const float *q, int64_t ldq, const float *k, int64_t ldk,
+                        const float *v, int64_t ldv, int64_t sq, int64_t sk, int64_t n_heads,
+                        int64_t n_kv_heads, int64_t d_head, float scale, const hk_k_mask *mask,
+                        float *out, int64_t ldo);
+
+/* ---- embeddings ----
+ * out[i, :] = table[ids[i], :]; ids must be in range (checked by the caller). */
+void hk_k_embed(const float *table, int64_t d, const int32_t *ids, int64_t n, float *out);
+
+#endif
