@@ -24,7 +24,7 @@ hk_status hk_error_prefix(hk_status s, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, last_error, sizeof old);
-    snprintf(last_error, sizeof last_error, "%.*s: %.*s", HK_ERR_CAP / 2 - 1, prefix,
+    snprintf(last_error, sizeof last_error, "%.*s: %.*s", HK_ERR_CAP / 2 - 2, prefix,
              HK_ERR_CAP / 2 - 1, old);
     return s;
 }
