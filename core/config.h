@@ -25,6 +25,7 @@ typedef enum {
 } hk_rope_kind;
 
 #define HK_MAX_ROPE_FACTORS 512 /* rot_dim/2 entries at most */
+#define HK_MAX_LAYERS 1024
 
 typedef struct {
     hk_rope_kind kind;
@@ -71,6 +72,7 @@ typedef struct {
 
     bool causal;         /* false for encoders */
     int64_t window;      /* sliding window W (keys kept including the query itself), 0 = none */
+    bool layer_window[HK_MAX_LAYERS]; /* per layer: does `window` apply (Qwen2/Gemma mix) */
     double attn_scale;   /* multiplier on q.k; usually 1/sqrt(d_head) */
 } hk_config;
 

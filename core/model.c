@@ -1,0 +1,35 @@
+/* Model lifetime and accessors of the public API. Loading lives in models/ (it needs the
+ * family adapters); everything here is family-agnostic. */
+#include <stdlib.h>
+
+#include "error.h"
+#include "kernels/cpu/kernels.h"
+#include "model.h"
+
+void hk_model_destroy(struct hk_model *m) {
+    if (!m) return;
+    free(m->w.blocks);
+    hk_ckpt_close(m->ckpt);
+    free(m->source);
+    free(m);
+}
+
+void hk_model_free(hk_model *m) { hk_model_destroy(m); }
+
+hk_status hk_model_config_json(const hk_model *m, char **out_json) {
+    if (!m || !out_json)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_config_json: NULL argument");
+    *out_json = hk_config_to_json(&m->cfg);
+    if (!*out_json) return hk_errorf(HK_ERR_NOMEM, "hk_model_config_json: out of memory");
+    return HK_OK;
+}
+
+int64_t hk_model_n_params(const hk_model *m) { return m ? m->n_params : 0; }
+int64_t hk_model_vocab_size(const hk_model *m) { return m ? m->cfg.d_vocab : 0; }
+int64_t hk_model_n_layers(const hk_model *m) { return m ? m->cfg.n_layers : 0; }
+int64_t hk_model_d_model(const hk_model *m) { return m ? m->cfg.d_model : 0; }
+const char *hk_model_family(const hk_model *m) { return m ? m->cfg.family : ""; }
+
+void hk_set_num_threads(int n) { hk_k_set_threads(n); }
+void hk_free(void *p) { free(p); }
+const char *hk_version(void) { return HK_VERSION_STRING; }

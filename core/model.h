@@ -1,0 +1,22 @@
+/* struct hk_model: canonical config + weight views + the checkpoint they alias.
+ * Internal: shared by the forward (core/), the loader (models/) and hooks (hooks/). */
+#ifndef HK_CORE_MODEL_H
+#define HK_CORE_MODEL_H
+
+#include "checkpoint.h"
+#include "config.h"
+#include "hookformer.h"
+#include "weights.h"
+
+struct hk_model {
+    hk_config cfg;
+    hk_weights w;
+    hk_ckpt *ckpt;   /* owns the mmaps and converted buffers behind w */
+    char *source;    /* the folder or file it was loaded from */
+    int64_t n_params;
+};
+
+/* Free everything a (possibly half-built) model owns. */
+void hk_model_destroy(struct hk_model *m);
+
+#endif

@@ -1,0 +1,38 @@
+/* Helpers shared by the adapters: bind checkpoint tensors to canonical weight views, and read
+ * the config.json fields several families spell the same way. */
+#ifndef HK_MODELS_BIND_H
+#define HK_MODELS_BIND_H
+
+#include <cjson/cJSON.h>
+
+#include "core/checkpoint.h"
+#include "core/config.h"
+#include "core/weights.h"
+
+/* "<prefix>.weight" stored [n_out, n_in] (nn.Linear), "<prefix>.bias" [n_out] when bias. */
+hk_status hk_bind_linear(hk_ckpt *ck, const char *prefix, int64_t n_out, int64_t n_in, bool bias,
+                         hk_linear *out);
+/* "<prefix>.weight" stored [n_in, n_out] (GPT-2 Conv1D), "<prefix>.bias" [n_out]. */
+hk_status hk_bind_conv1d(hk_ckpt *ck, const char *prefix, int64_t n_in, int64_t n_out, bool bias,
+                         hk_linear *out);
+/* "<prefix>.weight" [d] (+ "<prefix>.bias" [d] when bias). */
+hk_status hk_bind_norm(hk_ckpt *ck, const char *prefix, int64_t d, bool bias,
+                       hk_norm_weights *out);
+/* The output features [first, first + n) of a fused linear, as a linear of its own. */
+hk_linear hk_linear_slice(const hk_linear *fused, int64_t first, int64_t n);
+/* Unembedding: "<name>" [d_vocab, d_model] if present, else tied to tok_embed (error if the
+ * config says untied). */
+hk_status hk_bind_unembed(hk_ckpt *ck, const char *name, const hk_config *cfg,
+                          const float *tok_embed, hk_linear *out);
+
+/* RoPE from rope_parameters / rope_scaling / rope_theta / rotary_emb_base /
+ * partial_rotary_factor / rotary_pct, old and new transformers spellings. */
+hk_status hk_hf_rope(const cJSON *json, const char *path, const hk_config *cfg,
+                     hk_rope_config *rope);
+/* hidden_act / activation_function name -> kind. */
+hk_status hk_hf_act(const char *name, const char *path, const char *field, hk_act_kind *out);
+/* sliding_window, use_sliding_window, max_window_layers, layer_types -> cfg->window and
+ * cfg->layer_window[]. */
+hk_status hk_hf_windows(const cJSON *json, const char *path, hk_config *cfg);
+
+#endif

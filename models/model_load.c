@@ -1,0 +1,121 @@
+/* hk_model_load: config.json -> adapter -> canonical config -> weight views. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "adapter.h"
+#include "core/error.h"
+#include "core/json.h"
+#include "core/model.h"
+
+static const hk_adapter *const adapters[] = {&hk_adapter_gpt2, &hk_adapter_llama,
+                                             &hk_adapter_phi3, &hk_adapter_neox};
+
+const hk_adapter *hk_adapter_find(const char *model_type) {
+    for (size_t a = 0; a < sizeof adapters / sizeof adapters[0]; a++)
+        for (const char *const *t = adapters[a]->model_types; *t; t++)
+            if (strcmp(*t, model_type) == 0) return adapters[a];
+    return NULL;
+}
+
+const char *hk_adapter_known_types(void) {
+    static char buf[256];
+    buf[0] = '\0';
+    for (size_t a = 0; a < sizeof adapters / sizeof adapters[0]; a++)
+        for (const char *const *t = adapters[a]->model_types; *t; t++) {
+            if (buf[0]) strncat(buf, ", ", sizeof buf - strlen(buf) - 1);
+            strncat(buf, *t, sizeof buf - strlen(buf) - 1);
+        }
+    return buf;
+}
+
+/* The folder holding config.json: `src` itself, or the folder of a .safetensors file. */
+static hk_status config_path(const char *src, char *out, size_t cap) {
+    struct stat sb;
+    if (stat(src, &sb) != 0)
+        return hk_errorf(HK_ERR_NOT_FOUND, "%s: no such model folder or file", src);
+    if (S_ISDIR(sb.st_mode)) {
+        snprintf(out, cap, "%s/config.json", src);
+    } else {
+        const char *slash = strrchr(src, '/');
+        int dir_len = slash ? (int)(slash - src) : 1;
+        snprintf(out, cap, "%.*s/config.json", dir_len, slash ? src : ".");
+    }
+    return HK_OK;
+}
+
+static hk_status read_config(const char *cfg_path, const hk_adapter **adapter, hk_config *cfg) {
+    cJSON *json = NULL;
+    hk_status st = hk_json_load_file(cfg_path, &json);
+    if (st != HK_OK) return st;
+    char type[64], arch[64] = "";
+    if (!cJSON_IsObject(json)) {
+        st = hk_errorf(HK_ERR_FORMAT, "%s: expected a JSON object at the top level", cfg_path);
+        goto done;
+    }
+    if ((st = hk_json_str(json, "model_type", cfg_path, type, sizeof type))) goto done;
+    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(json, "architectures");
+    const cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
+    if (cJSON_IsString(a0)) snprintf(arch, sizeof arch, "%s", a0->valuestring);
+    *adapter = hk_adapter_find(type);
+    if (!*adapter) {
+        st = hk_errorf(HK_ERR_UNSUPPORTED,
+                       "%s: unknown architecture: model_type \"%s\"%s%s%s (supported: %s)",
+                       cfg_path, type, arch[0] ? " (" : "", arch, arch[0] ? ")" : "",
+                       hk_adapter_known_types());
+        goto done;
+    }
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->family, sizeof cfg->family, "%.31s", type);
+    snprintf(cfg->architecture, sizeof cfg->architecture, "%s", arch);
+    if ((st = (*adapter)->read_config(json, cfg_path, cfg))) goto done;
+    st = hk_config_validate(cfg, cfg_path);
+done:
+    cJSON_Delete(json);
+    return st;
+}
+
+static int64_t count_params(const hk_ckpt *ck) {
+    int64_t total = 0;
+    for (size_t i = 0; i < hk_ckpt_count(ck); i++) {
+        const hk_st_tensor *t = hk_ckpt_at(ck, i);
+        int64_t n = 1;
+        for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
+        total += n;
+    }
+    return total;
+}
+
+hk_status hk_model_load(const char *src, hk_model **out) {
+    if (!src || !out) return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_load: NULL argument");
+    *out = NULL;
+    char cfg_path[PATH_MAX];
+    hk_status st = config_path(src, cfg_path, sizeof cfg_path);
+    if (st != HK_OK) return st;
+
+    struct hk_model *m = calloc(1, sizeof *m);
+    if (!m || !(m->source = strdup(src))) {
+        free(m);
+        return hk_errorf(HK_ERR_NOMEM, "hk_model_load: out of memory");
+    }
+    const hk_adapter *adapter = NULL;
+    if ((st = read_config(cfg_path, &adapter, &m->cfg))) goto fail;
+    if ((st = hk_ckpt_open(src, &m->ckpt))) goto fail;
+    m->w.blocks = calloc((size_t)m->cfg.n_layers, sizeof *m->w.blocks);
+    if (!m->w.blocks) {
+        st = hk_errorf(HK_ERR_NOMEM, "hk_model_load: out of memory");
+        goto fail;
+    }
+    if ((st = adapter->bind_weights(m->ckpt, &m->cfg, &m->w))) {
+        hk_error_prefix(st, "%s (%s)", src, m->cfg.family);
+        goto fail;
+    }
+    m->n_params = count_params(m->ckpt);
+    *out = m;
+    return HK_OK;
+fail:
+    hk_model_destroy(m);
+    return st;
+}

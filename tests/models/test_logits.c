@@ -1,0 +1,130 @@
+/* Logits of every fixture family against Hugging Face transformers (fp32, atol 1e-4).
+ * References: tests/fixtures/<name>/reference*.safetensors from make_fixtures.py. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/checkpoint.h"
+#include "hookformer.h"
+
+#define ATOL 1e-4f
+
+typedef struct {
+    int64_t batch, seq, vocab;
+    int32_t *tokens;  /* [batch, seq] */
+    int64_t *lengths; /* [batch] */
+    float *logits;    /* [batch, seq, vocab] */
+} reference;
+
+static const char *fixtures(void) {
+    const char *d = getenv("HK_FIXTURES");
+    return d ? d : "tests/fixtures";
+}
+
+static void load_reference(const char *path, reference *r) {
+    hk_ckpt *ck = NULL;
+    hk_status st = hk_ckpt_open(path, &ck);
+    if (st != HK_OK) fail_msg("%s: %s", path, hk_last_error());
+    const hk_st_tensor *ids = hk_ckpt_find(ck, "input_ids");
+    const hk_st_tensor *lens = hk_ckpt_find(ck, "lengths");
+    const hk_st_tensor *lg = hk_ckpt_find(ck, "logits");
+    assert_non_null(ids);
+    assert_non_null(lens);
+    assert_non_null(lg);
+    assert_int_equal(ids->dtype, HK_DTYPE_I64);
+    assert_int_equal(lg->dtype, HK_DTYPE_F32);
+    r->batch = ids->shape[0];
+    r->seq = ids->shape[1];
+    r->vocab = lg->shape[2];
+    size_t n = (size_t)(r->batch * r->seq);
+    r->tokens = malloc(n * sizeof *r->tokens);
+    r->lengths = malloc((size_t)r->batch * sizeof *r->lengths);
+    r->logits = malloc(n * (size_t)r->vocab * sizeof *r->logits);
+    for (size_t i = 0; i < n; i++) {
+        int64_t v;
+        memcpy(&v, (const char *)ids->data + i * 8, 8);
+        r->tokens[i] = (int32_t)v;
+    }
+    memcpy(r->lengths, lens->data, (size_t)r->batch * 8);
+    memcpy(r->logits, lg->data, n * (size_t)r->vocab * sizeof(float));
+    hk_ckpt_close(ck);
+}
+
+static void free_reference(reference *r) {
+    free(r->tokens);
+    free(r->lengths);
+    free(r->logits);
+}
+
+/* Max |ours - ref| over the valid positions of sequence b. */
+static float max_diff(const reference *r, const float *ours, int64_t b) {
+    float worst = 0;
+    for (int64_t t = 0; t < r->lengths[b]; t++)
+        for (int64_t v = 0; v < r->vocab; v++) {
+            size_t i = (size_t)((b * r->seq + t) * r->vocab + v);
+            float d = fabsf(ours[i] - r->logits[i]);
+            if (!(d <= worst)) worst = d; /* NaN counts as worst */
+        }
+    return worst;
+}
+
+static void check_family(const char *name, const char *ref_file) {
+    char dir[1024], ref_path[1200];
+    snprintf(dir, sizeof dir, "%s/%s", fixtures(), name);
+    snprintf(ref_path, sizeof ref_path, "%s/%s", dir, ref_file);
+    hk_model *m = NULL;
+    if (hk_model_load(dir, &m) != HK_OK) fail_msg("load %s: %s", dir, hk_last_error());
+    reference r;
+    load_reference(ref_path, &r);
+    assert_int_equal(hk_model_vocab_size(m), r.vocab);
+    float *ours = calloc((size_t)(r.batch * r.seq * r.vocab), sizeof *ours);
+    hk_status st = hk_model_forward(m, r.tokens, r.lengths, r.batch, r.seq, ours);
+    if (st != HK_OK) fail_msg("forward %s: %s", name, hk_last_error());
+    for (int64_t b = 0; b < r.batch; b++) {
+        float d = max_diff(&r, ours, b);
+        print_message("%s %s seq %lld (len %lld): max |diff| %.3g\n", name, ref_file,
+                      (long long)b, (long long)r.lengths[b], (double)d);
+        if (!(d <= ATOL))
+            fail_msg("%s: sequence %lld differs from transformers by %g (> %g)", name,
+                     (long long)b, (double)d, (double)ATOL);
+    }
+    /* Each sequence alone gives the same logits as in the batch. */
+    float *single = calloc((size_t)(r.seq * r.vocab), sizeof *single);
+    for (int64_t b = 0; b < r.batch; b++) {
+        int64_t len = r.lengths[b];
+        st = hk_model_forward(m, r.tokens + b * r.seq, &len, 1, len, single);
+        assert_int_equal(st, HK_OK);
+        for (int64_t i = 0; i < len * r.vocab; i++)
+            assert_true(fabsf(single[i] - ours[b * r.seq * r.vocab + i]) <= 1e-5f);
+    }
+    free(single);
+    free(ours);
+    free_reference(&r);
+    hk_model_free(m);
+}
+
+static void test_gpt2(void **s) { (void)s; check_family("gpt2", "reference.safetensors"); }
+static void test_llama(void **s) { (void)s; check_family("llama", "reference.safetensors"); }
+static void test_llama_bf16(void **s) { (void)s; check_family("llama_bf16", "reference.safetensors"); }
+static void test_qwen2_f16(void **s) { (void)s; check_family("qwen2_f16", "reference.safetensors"); }
+static void test_mistral(void **s) { (void)s; check_family("mistral", "reference.safetensors"); }
+static void test_qwen2(void **s) { (void)s; check_family("qwen2", "reference.safetensors"); }
+static void test_phi3_long(void **s) { (void)s; check_family("phi3", "reference.safetensors"); }
+static void test_phi3_short(void **s) { (void)s; check_family("phi3", "reference_short.safetensors"); }
+static void test_neox(void **s) { (void)s; check_family("neox", "reference.safetensors"); }
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gpt2),     cmocka_unit_test(test_llama),
+        cmocka_unit_test(test_llama_bf16), cmocka_unit_test(test_mistral),
+        cmocka_unit_test(test_qwen2),    cmocka_unit_test(test_qwen2_f16),    cmocka_unit_test(test_phi3_long),
+        cmocka_unit_test(test_phi3_short), cmocka_unit_test(test_neox),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
