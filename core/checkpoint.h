@@ -23,7 +23,10 @@ typedef struct {
  * malloc'd array of *n tensors whose data pointers point into `file`; free with
  * hk_st_tensors_free. Checks: header length vs file size, JSON shape, dtype names, shape x
  * dtype == byte length, offsets inside the data area, no two tensors overlapping.
- * `path` only names the file in error messages. Never reads outside [file, file+size). */
+ * `path` names the file in error messages and is stored (not copied) in each tensor's path.
+ * Tensors come out sorted by name (strcmp), so callers may bsearch them. Never reads outside
+ * [file, file+size). Unsupported dtypes (F64, I8, BOOL, F8_*) are HK_ERR_UNSUPPORTED, more than
+ * HK_ST_MAX_DIMS dims too; every other defect is HK_ERR_FORMAT. */
 hk_status hk_st_parse(const char *path, const uint8_t *file, size_t size, hk_st_tensor **out,
                       size_t *n);
 void hk_st_tensors_free(hk_st_tensor *t, size_t n);
@@ -31,13 +34,18 @@ void hk_st_tensors_free(hk_st_tensor *t, size_t n);
 typedef struct hk_ckpt hk_ckpt;
 
 /* dir/model.safetensors.index.json (sharded) if present, else dir/model.safetensors.
- * A path to a single .safetensors file is accepted too. */
+ * A path to a single .safetensors file (or to an index .json) is accepted too. Files are
+ * mmapped read-only; a file truncated by someone else while open can still raise SIGBUS.
+ * A checkpoint is not thread-safe: hk_ckpt_f32 may allocate. */
 hk_status hk_ckpt_open(const char *dir, hk_ckpt **out);
 void hk_ckpt_close(hk_ckpt *c);
 
+/* All tensors of all shards, in name order (strcmp). */
 size_t hk_ckpt_count(const hk_ckpt *c);
 const hk_st_tensor *hk_ckpt_at(const hk_ckpt *c, size_t i);
 const hk_st_tensor *hk_ckpt_find(const hk_ckpt *c, const char *name); /* NULL if absent */
+/* What was opened: the path given to hk_ckpt_open. */
+const char *hk_ckpt_path(const hk_ckpt *c);
 
 /* f32 view of tensor `name`, which must have exactly ndim dims of the given shape.
  * F32 data that is 4-byte aligned is returned zero-copy; F16/BF16 (or unaligned F32) is
@@ -48,7 +56,8 @@ hk_status hk_ckpt_f32(hk_ckpt *c, const char *name, int ndim, const int64_t *sha
 /* Same, but a missing tensor gives *out = NULL and HK_OK. */
 hk_status hk_ckpt_f32_opt(hk_ckpt *c, const char *name, int ndim, const int64_t *shape,
                           const float **out);
-/* Allocate a float buffer owned by the checkpoint (freed by hk_ckpt_close). */
+/* Allocate a zeroed float buffer owned by the checkpoint (freed by hk_ckpt_close); NULL (with
+ * hk_last_error set) when out of memory. */
 float *hk_ckpt_alloc_f32(hk_ckpt *c, size_t n);
 
 #endif
