@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Set up, build and check hookformer on Debian/Ubuntu.
+#
+#   scripts/setup.sh run    install what is missing, build into build/, run the CLI on the default
+#                           model (HK_MODEL, default tests/fixtures/gpt2; HK_TOKENS, default 1,2,3)
+#   scripts/setup.sh test   install what is missing, build, run the whole test suite, then the
+#                           same suite again under AddressSanitizer + UBSan (build-asan/)
+#
+# apt-get runs only when a package is missing (as root, or through sudo when not root).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+PACKAGES=(libhdf5-dev hdf5-tools libopenblas-dev libcmocka-dev libcjson-dev libpcre2-dev
+          libutf8proc-dev meson ninja-build pkg-config gcc clang)
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'setup.sh: %s\n' "$*" >&2; exit 1; }
+
+install_missing() {
+    command -v dpkg-query >/dev/null || die "dpkg-query not found: install these by hand: ${PACKAGES[*]}"
+    local missing=() p
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        say "packages: all ${#PACKAGES[@]} present"
+        return 0
+    fi
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || die "not root and no sudo: install ${missing[*]}"
+        sudo=(sudo)
+    fi
+    say "installing ${missing[*]}"
+    "${sudo[@]}" apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# build DIR [meson -D options...]: configure once (options re-applied later), then compile.
+build() {
+    local dir=$1
+    shift
+    if [ -f "$dir/build.ninja" ]; then
+        [ $# -eq 0 ] || meson configure "$dir" "$@"
+    else
+        say "configuring $dir $*"
+        meson setup "$dir" "$@"
+    fi
+    say "building $dir"
+    ninja -C "$dir"
+}
+
+cmd_run() {
+    install_missing
+    build build
+    local model=${HK_MODEL:-tests/fixtures/gpt2}
+    local tokens=${HK_TOKENS:-1,2,3}
+    [ -f "$model/config.json" ] ||
+        die "model '$model' not found (no config.json there); HK_MODEL=DIR picks the model"
+    say "hookformer info --model $model"
+    build/tools/hookformer info --model "$model"
+    say "hookformer run --model $model --tokens $tokens --top-k 5"
+    build/tools/hookformer run --model "$model" --tokens "$tokens" --top-k 5
+}
+
+cmd_test() {
+    install_missing
+    build build
+    say "test suite (release build: build/)"
+    meson test -C build --print-errorlogs
+
+    build build-asan -Dbuildtype=debugoptimized -Db_sanitize=address,undefined
+    # Leaks inside OpenBLAS/OpenMP runtimes (never hookformer's own) go in tests/lsan.supp.
+    # protect_shadow_gap=0 lets the CUDA runtime map its memory under ASan.
+    export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=1:protect_shadow_gap=0:print_summary=1
+    if [ -f tests/lsan.supp ]; then
+        export LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp:print_suppressions=0
+    fi
+    export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1:print_summary=1
+    say "test suite (AddressSanitizer + UBSan: build-asan/)"
+    meson test -C build-asan --print-errorlogs --timeout-multiplier 4
+}
+
+case "${1:-}" in
+    run) cmd_run ;;
+    test) cmd_test ;;
+    -h | --help | help)
+        sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+        ;;
+    *)
+        sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,461 @@
+/* The hookformer CLI, run as a separate process: exit statuses, messages, and (once the
+ * tests/fixtures/gpt2 checkpoint exists) the output of `run` and `info`.
+ *
+ * usage: test_cli PATH_TO_HOOKFORMER   (meson passes the built executable; HK_FIXTURES is set
+ * by tests/meson.build). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hookformer.h"
+
+extern char **environ;
+
+static const char *g_exe;
+static const char *const BAD_DIR = "/nonexistent/hookformer-test-model";
+
+typedef struct {
+    int status; /* exit status, or -signal when killed by a signal */
+    char *out;  /* stdout, NUL-terminated */
+    char *err;  /* stderr, NUL-terminated */
+} cli_result;
+
+static char *slurp_fd(int fd) {
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    char *buf = malloc((size_t)st.st_size + 1);
+    assert_non_null(buf);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+        assert_true(r > 0);
+        got += (size_t)r;
+    }
+    buf[got] = '\0';
+    return buf;
+}
+
+static int temp_fd(void) {
+    const char *tmp = getenv("TMPDIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/hk-cli-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    return fd;
+}
+
+/* Run `hookformer ARGS...` (NULL-terminated) with stdout/stderr captured in temp files. */
+static cli_result run_cli(const char *arg0, ...) {
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = g_exe;
+    va_list ap;
+    va_start(ap, arg0);
+    for (const char *s = arg0; s; s = va_arg(ap, const char *)) {
+        assert_true(n < 63);
+        argv[n++] = s;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+
+    int out_fd = temp_fd(), err_fd = temp_fd();
+    posix_spawn_file_actions_t fa;
+    assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
+    assert_int_equal(posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO), 0);
+    assert_int_equal(posix_spawn_file_actions_adddup2(&fa, err_fd, STDERR_FILENO), 0);
+    pid_t pid;
+    int rc = posix_spawn(&pid, g_exe, &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    assert_int_equal(rc, 0);
+    int ws;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+
+    cli_result r;
+    r.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : -WTERMSIG(ws);
+    r.out = slurp_fd(out_fd);
+    r.err = slurp_fd(err_fd);
+    close(out_fd);
+    close(err_fd);
+    return r;
+}
+
+static void free_result(cli_result *r) {
+    free(r->out);
+    free(r->err);
+}
+
+/* Assert the exit status, printing the command's output on a mismatch. */
+static void expect_status(const cli_result *r, int want, const char *what) {
+    if (r->status != want)
+        print_error("%s: exit status %d, expected %d\n--- stdout:\n%s--- stderr:\n%s\n", what,
+                    r->status, want, r->out, r->err);
+    assert_int_equal(r->status, want);
+}
+
+static void expect_contains(const char *hay, const char *needle, const char *what) {
+    if (!strstr(hay, needle)) print_error("%s: '%s' not found in:\n%s\n", what, needle, hay);
+    assert_non_null(strstr(hay, needle));
+}
+
+/* ---- help and dispatch ------------------------------------------------------------------ */
+
+static void test_top_level_help(void **state) {
+    (void)state;
+    const char *forms[][2] = {{"--help", NULL}, {"-h", NULL}, {"help", NULL}};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        cli_result r = run_cli(forms[i][0], NULL);
+        expect_status(&r, 0, forms[i][0]);
+        expect_contains(r.out, "usage: hookformer", forms[i][0]);
+        expect_contains(r.out, "run", forms[i][0]);
+        expect_contains(r.out, "info", forms[i][0]);
+        assert_string_equal(r.err, "");
+        free_result(&r);
+    }
+}
+
+static void test_version(void **state) {
+    (void)state;
+    cli_result r = run_cli("--version", NULL);
+    expect_status(&r, 0, "--version");
+    assert_string_equal(r.out, "hookformer " HK_VERSION_STRING "\n");
+    free_result(&r);
+}
+
+static void test_no_arguments_is_usage_error(void **state) {
+    (void)state;
+    cli_result r = run_cli(NULL);
+    expect_status(&r, 2, "no arguments");
+    expect_contains(r.err, "usage: hookformer", "no arguments");
+    assert_string_equal(r.out, "");
+    free_result(&r);
+}
+
+static void test_command_help(void **state) {
+    (void)state;
+    const char *cmds[] = {"run", "info"};
+    for (size_t i = 0; i < 2; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "usage: hookformer %s", cmds[i]);
+        const char *forms[][3] = {{cmds[i], "--help", NULL},
+                                  {cmds[i], "-h", NULL},
+                                  {"help", cmds[i], NULL},
+                                  /* --help wins over errors elsewhere on the line */
+                                  {cmds[i], "--bogus", "--help"}};
+        for (size_t j = 0; j < sizeof forms / sizeof forms[0]; j++) {
+            cli_result r = run_cli(forms[j][0], forms[j][1], forms[j][2], NULL);
+            expect_status(&r, 0, want);
+            expect_contains(r.out, want, want);
+            expect_contains(r.out, "--model DIR", want);
+            assert_string_equal(r.err, "");
+            free_result(&r);
+        }
+    }
+    cli_result r = run_cli("run", "--help", NULL);
+    expect_contains(r.out, "--tokens IDS", "run --help");
+    expect_contains(r.out, "--top-k K", "run --help");
+    expect_contains(r.out, "--threads N", "run --help");
+    free_result(&r);
+    r = run_cli("info", "--help", NULL);
+    expect_contains(r.out, "--json", "info --help");
+    free_result(&r);
+}
+
+static void test_unknown_command(void **state) {
+    (void)state;
+    cli_result r = run_cli("frobnicate", "--model", "x", NULL);
+    expect_status(&r, 2, "frobnicate");
+    expect_contains(r.err, "hookformer: unknown command 'frobnicate'", "frobnicate");
+    assert_string_equal(r.out, "");
+    free_result(&r);
+
+    r = run_cli("help", "frobnicate", NULL);
+    expect_status(&r, 2, "help frobnicate");
+    expect_contains(r.err, "unknown command 'frobnicate'", "help frobnicate");
+    free_result(&r);
+
+    r = run_cli("--frobnicate", NULL);
+    expect_status(&r, 2, "--frobnicate");
+    expect_contains(r.err, "'--frobnicate'", "--frobnicate");
+    free_result(&r);
+}
+
+/* ---- usage errors: exit 2, one message naming the flag, before any model is loaded -------- */
+
+typedef struct {
+    const char *argv[10]; /* NULL-terminated */
+    const char *want;     /* substring of stderr */
+} usage_case;
+
+static void test_usage_errors(void **state) {
+    (void)state;
+    /* BAD_DIR does not exist: an exit status of 2 (not 1) shows the command line is checked
+     * before the model is loaded. */
+    const usage_case cases[] = {
+        {{"run", "--model", BAD_DIR, "--tokens", "1", "--top-k", "abc"},
+         "hookformer run: --top-k: expected a positive integer, got 'abc'\n"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1", "--top-k", "0"},
+         "hookformer run: --top-k: expected a positive integer, got '0'\n"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1", "--top-k=-3"},
+         "--top-k: expected a positive integer, got '-3'"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1", "--top-k", "1.5"},
+         "--top-k: expected a positive integer, got '1.5'"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1", "--top-k", " 5"},
+         "--top-k: expected a positive integer, got ' 5'"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1", "--top-k", "99999999999999999999"},
+         "--top-k: expected a positive integer, got '99999999999999999999'"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1", "--top-k="},
+         "--top-k: expected a positive integer, got ''"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1", "--top-k"}, "--top-k: missing value"},
+        {{"run", "--model", BAD_DIR, "--top-k", "--tokens", "1"}, "--top-k: missing value"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1,,2"}, "--tokens: expected a comma-separated"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1,,2"}, "got '1,,2' (item 2 is empty)"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1,2,"}, "(item 3 is empty)"},
+        {{"run", "--model", BAD_DIR, "--tokens", ",1"}, "(item 1 is empty)"},
+        {{"run", "--model", BAD_DIR, "--tokens", ""}, "--tokens: expected a comma-separated"},
+        {{"run", "--model", BAD_DIR, "--tokens", "-5"}, "--tokens: expected a comma-separated"},
+        {{"run", "--model", BAD_DIR, "--tokens", "-5"}, "(item 1, '-5', is out of range)"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1,x"}, "(item 2, 'x', is not an integer)"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1, 2"}, "(item 2, ' 2', is not an integer)"},
+        {{"run", "--model", BAD_DIR, "--tokens"}, "--tokens: missing value"},
+        {{"run", "--model", BAD_DIR}, "missing required option --tokens"},
+        {{"run", "--tokens", "1,2,3"}, "hookformer run: missing required option --model\n"},
+        {{"run", "--model", "", "--tokens", "1"}, "--model: expected a value"},
+        {{"run", "--model"}, "--model: missing value"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1", "--threads", "0"},
+         "--threads: expected an integer in [1, 1024], got '0'"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1", "--threads", "two"},
+         "--threads: expected an integer in [1, 1024], got 'two'"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1", "--bogus"}, "unknown option '--bogus'"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1", "--bogus=3"}, "unknown option '--bogus'"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1", "-k", "3"}, "unexpected argument '-k'"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1", "extra"}, "unexpected argument 'extra'"},
+        {{"info"}, "hookformer info: missing required option --model\n"},
+        {{"info", "--model", BAD_DIR, "--json=yes"}, "--json: takes no value, got 'yes'"},
+        {{"info", "--model", BAD_DIR, "--tokens", "1"}, "unknown option '--tokens'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *const *av = cases[i].argv;
+        char what[256] = "";
+        for (int j = 0; av[j]; j++) {
+            strncat(what, av[j], sizeof what - strlen(what) - 2);
+            strcat(what, " ");
+        }
+        cli_result r = run_cli(av[0], av[1], av[2], av[3], av[4], av[5], av[6], av[7], av[8],
+                               NULL);
+        expect_status(&r, 2, what);
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "hookformer %s: ", av[0]);
+        if (strncmp(r.err, prefix, strlen(prefix)) != 0)
+            print_error("%s: stderr does not start with '%s':\n%s\n", what, prefix, r.err);
+        assert_memory_equal(r.err, prefix, strlen(prefix));
+        expect_contains(r.err, cases[i].want, what);
+        /* one line, nothing on stdout */
+        const char *nl = strchr(r.err, '\n');
+        assert_non_null(nl);
+        assert_string_equal(nl + 1, "");
+        assert_string_equal(r.out, "");
+        free_result(&r);
+    }
+}
+
+/* ---- runtime errors: exit 1, the path in the message ------------------------------------ */
+
+static void test_bad_model_dir(void **state) {
+    (void)state;
+    cli_result r = run_cli("run", "--model", BAD_DIR, "--tokens", "1,2,3", NULL);
+    expect_status(&r, 1, "run on a missing dir");
+    expect_contains(r.err, "hookformer run: cannot load model", "run on a missing dir");
+    expect_contains(r.err, BAD_DIR, "run on a missing dir");
+    assert_string_equal(r.out, "");
+    free_result(&r);
+
+    r = run_cli("info", "--model", BAD_DIR, NULL);
+    expect_status(&r, 1, "info on a missing dir");
+    expect_contains(r.err, BAD_DIR, "info on a missing dir");
+    free_result(&r);
+
+    /* a folder that exists but holds no checkpoint */
+    const char *tmp = getenv("TMPDIR");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/hk-cli-empty-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    r = run_cli("info", "--model", dir, "--json", NULL);
+    expect_status(&r, 1, "info on an empty dir");
+    expect_contains(r.err, dir, "info on an empty dir");
+    assert_string_equal(r.out, "");
+    free_result(&r);
+    rmdir(dir);
+}
+
+/* ---- with the tests/fixtures/gpt2 checkpoint ---------------------------------------------- */
+
+/* $HK_FIXTURES/gpt2's config.json, or NULL when the fixture is not there. */
+static cJSON *fixture_config(char *dir, size_t cap) {
+    const char *fx = getenv("HK_FIXTURES");
+    if (!fx || !*fx) return NULL;
+    snprintf(dir, cap, "%s/gpt2", fx);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    cJSON *cfg = cJSON_Parse(buf);
+    assert_non_null(cfg);
+    return cfg;
+}
+
+static int64_t cfg_int(const cJSON *cfg, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    assert_true(cJSON_IsNumber(v));
+    return (int64_t)v->valuedouble;
+}
+
+static void test_run_fixture(void **state) {
+    (void)state;
+    char dir[4096];
+    cJSON *cfg = fixture_config(dir, sizeof dir);
+    if (!cfg) skip();
+    const int64_t vocab = cfg_int(cfg, "vocab_size");
+    const int64_t n_pos = cfg_int(cfg, "n_positions");
+    cJSON_Delete(cfg);
+    assert_true(n_pos > 0 && n_pos < 1000); /* a tiny fixture */
+
+    const char *threads[] = {"1", "2"};
+    for (int t = 0; t < 2; t++) {
+        cli_result r = run_cli("run", "--model", dir, "--tokens", "1,2,3", "--top-k", "5",
+                               "--threads", threads[t], NULL);
+        expect_status(&r, 0, "run on the fixture");
+        int rows = 0;
+        double prev_p = 2.0, prev_logit = INFINITY;
+        for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
+            int rank, id;
+            double logit, p;
+            if (sscanf(line, "%d %d %lf %lf", &rank, &id, &logit, &p) != 4) continue;
+            rows++;
+            assert_int_equal(rank, rows);
+            assert_true(id >= 0 && id < vocab);
+            if (!(p > 0.0 && p <= 1.0)) print_error("probability %g out of (0,1]\n", p);
+            assert_true(p > 0.0 && p <= 1.0);
+            assert_true(p <= prev_p);
+            assert_true(logit <= prev_logit);
+            prev_p = p;
+            prev_logit = logit;
+        }
+        if (rows != 5) print_error("expected 5 rows in:\n%s\n", r.out);
+        assert_int_equal(rows, 5);
+        free_result(&r);
+    }
+
+    /* a token id the model does not have is a usage error naming --tokens */
+    char ids[64];
+    snprintf(ids, sizeof ids, "1,%lld", (long long)vocab);
+    cli_result r = run_cli("run", "--model", dir, "--tokens", ids, NULL);
+    expect_status(&r, 2, "token id == vocab");
+    expect_contains(r.err, "hookformer run: --tokens: token id", "token id == vocab");
+    free_result(&r);
+
+    /* more tokens than learned positions: the library refuses, a runtime error (exit 1) */
+    {
+        char many[8192] = "0";
+        for (int64_t i = 1; i <= n_pos && strlen(many) + 8 < sizeof many; i++) strcat(many, ",0");
+        r = run_cli("run", "--model", dir, "--tokens", many, NULL);
+        expect_status(&r, 1, "more tokens than n_positions");
+        expect_contains(r.err, "hookformer run: forward failed", "more tokens than n_positions");
+        assert_string_equal(r.out, "");
+        free_result(&r);
+    }
+
+    /* --top-k larger than the vocab prints the whole vocab */
+    if (vocab <= 4096) {
+        r = run_cli("run", "--model", dir, "--tokens", "0", "--top-k", "1000000", NULL);
+        expect_status(&r, 0, "top-k > vocab");
+        int rows = 0;
+        double total = 0.0;
+        for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
+            int rank, id;
+            double logit, p;
+            if (sscanf(line, "%d %d %lf %lf", &rank, &id, &logit, &p) != 4) continue;
+            rows++;
+            total += p;
+        }
+        assert_int_equal(rows, vocab);
+        assert_true(total > 0.99 && total < 1.01);
+        free_result(&r);
+    }
+}
+
+static void test_info_fixture(void **state) {
+    (void)state;
+    char dir[4096];
+    cJSON *cfg = fixture_config(dir, sizeof dir);
+    if (!cfg) skip();
+    const int64_t n_layer = cfg_int(cfg, "n_layer");
+    const int64_t n_embd = cfg_int(cfg, "n_embd");
+    const int64_t vocab = cfg_int(cfg, "vocab_size");
+    cJSON_Delete(cfg);
+
+    cli_result r = run_cli("info", "--model", dir, NULL);
+    expect_status(&r, 0, "info on the fixture");
+    char want[64];
+    snprintf(want, sizeof want, "\nlayers:        %lld\n", (long long)n_layer);
+    expect_contains(r.out, want, "info: layer count");
+    expect_contains(r.out, "family:        gpt2\n", "info: family");
+    expect_contains(r.out, "architecture:  GPT2LMHeadModel\n", "info: architecture");
+    expect_contains(r.out, "parameters:    ", "info: parameters");
+    free_result(&r);
+
+    r = run_cli("info", "--model", dir, "--json", NULL);
+    expect_status(&r, 0, "info --json on the fixture");
+    cJSON *j = cJSON_Parse(r.out);
+    if (!j) print_error("not JSON:\n%s\n", r.out);
+    assert_non_null(j);
+    assert_int_equal(cfg_int(j, "n_layers"), n_layer);
+    assert_int_equal(cfg_int(j, "d_model"), n_embd);
+    assert_int_equal(cfg_int(j, "vocab_size"), vocab);
+    assert_true(cfg_int(j, "n_params") > 0);
+    const cJSON *fam = cJSON_GetObjectItemCaseSensitive(j, "family");
+    assert_true(cJSON_IsString(fam));
+    assert_string_equal(fam->valuestring, "gpt2");
+    assert_true(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "config")));
+    cJSON_Delete(j);
+    free_result(&r);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s PATH_TO_HOOKFORMER\n", argv[0]);
+        return 2;
+    }
+    g_exe = argv[1];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_top_level_help),
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_no_arguments_is_usage_error),
+        cmocka_unit_test(test_command_help),
+        cmocka_unit_test(test_unknown_command),
+        cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_bad_model_dir),
+        cmocka_unit_test(test_run_fixture),
+        cmocka_unit_test(test_info_fixture),
+    };
+    return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
+}

@@ -1,0 +1,10 @@
+/* The hookformer subcommands, one file each (cmd_*.c); main.c dispatches on them. */
+#ifndef HK_TOOLS_COMMANDS_H
+#define HK_TOOLS_COMMANDS_H
+
+#include "args.h"
+
+extern const cli_command cmd_run;
+extern const cli_command cmd_info;
+
+#endif
