@@ -44,6 +44,8 @@ const char *hk_status_name(hk_status s) {
     case HK_ERR_NOT_FOUND: return "HK_ERR_NOT_FOUND";
     case HK_ERR_NOMEM: return "HK_ERR_NOMEM";
     case HK_ERR_INTERNAL: return "HK_ERR_INTERNAL";
+    case HK_ERR_HOOK: return "HK_ERR_HOOK";
+    case HK_STOPPED: return "HK_STOPPED";
     }
     return "HK_ERR_UNKNOWN";
 }

@@ -1,14 +1,25 @@
 /* The generic forward pass: one code path for every family, driven by the canonical config.
  * Activations are kept in the padded layout [batch, pos, ...] (rows = batch*seq), which is the
- * layout hook points expose; padded rows are computed but never seen by valid queries. */
+ * layout hook points expose; padded rows are computed but never seen by valid queries.
+ *
+ * Hooks: every point asks HOOKED() first — one branch when nothing is registered there — and
+ * only hooked points pay for views, copies or the materialized attention path. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
+#include "hooks/registry.h"
 #include "kernels/cpu/kernels.h"
 #include "model.h"
 #include "rope.h"
+
+#ifndef HK_HOOK_DISPATCH
+#define HK_HOOK_DISPATCH 1
+#endif
+
+/* Query chunk of the materialized attention path: scores of one chunk stay under this. */
+#define HK_PATTERN_CHUNK_BYTES (32u << 20)
 
 typedef struct {
     int64_t batch, seq, rows;  /* rows = batch * seq */
@@ -23,11 +34,79 @@ typedef struct {
     float *mlp_pre;  /* [rows, d_mlp] */
     float *mlp_lin;  /* [rows, d_mlp] (gated MLPs) */
     float *mlp_out;  /* [rows, d_model] */
+    float *scale;    /* [rows] norm divisors (hooked norms only) */
     float *rope_cos; /* [seq, rot_dim/2] */
     float *rope_sin; /* [seq, rot_dim/2] */
     int64_t *pos;    /* [seq] absolute positions of the rows of one sequence */
     void *block;     /* one allocation behind all of the above */
 } fwd_state;
+
+typedef struct {
+    hk_model *m;
+    hk_hooks *hooks;
+    fwd_state *s;
+} fwd_run;
+
+#if HK_HOOK_DISPATCH
+#define HOOKED(run, layer, kind) \
+    hk_hooks_active((run)->hooks, hk_points_index(&(run)->m->points, (layer), (kind)))
+#else
+#define HOOKED(run, layer, kind) ((void)(run), (void)(layer), false)
+#endif
+
+#define TRY(expr)                            \
+    do {                                     \
+        hk_status st_ = (expr);              \
+        if (st_ != HK_OK) return st_;        \
+    } while (0)
+
+/* ---- hook plumbing ---- */
+
+/* Fire point (layer, kind) on a contiguous tensor of the given shape. */
+static hk_status fire(fwd_run *r, int64_t layer, hk_point_kind kind, float *data, int ndim,
+                      const int64_t *shape, int64_t batch_offset, int64_t pos_offset) {
+#if HK_HOOK_DISPATCH
+    int32_t point = hk_points_index(&r->m->points, layer, kind);
+    if (!hk_hooks_active(r->hooks, point)) return HK_OK;
+    hk_tensor t = {.data = data, .dtype = HK_DTYPE_F32, .device = HK_DEVICE_CPU, .ndim = ndim};
+    int64_t stride = 1;
+    for (int d = ndim - 1; d >= 0; d--) {
+        t.shape[d] = shape[d];
+        t.stride[d] = stride;
+        stride *= shape[d];
+    }
+    hk_hook_ctx ctx = {
+        .name = r->m->points.points[point].name,
+        .layer = r->m->points.points[point].layer,
+        .batch_offset = batch_offset,
+        .pos_offset = pos_offset,
+        .run_batch = r->s->batch,
+        .run_seq = r->s->seq,
+        .model = r->m,
+    };
+    return hk_hooks_fire(r->hooks, point, &t, &ctx);
+#else
+    (void)r, (void)layer, (void)kind, (void)data, (void)ndim, (void)shape;
+    (void)batch_offset, (void)pos_offset;
+    return HK_OK;
+#endif
+}
+
+/* [batch, pos, inner] */
+static hk_status fire3(fwd_run *r, int64_t layer, hk_point_kind kind, float *data,
+                       int64_t inner) {
+    int64_t shape[3] = {r->s->batch, r->s->seq, inner};
+    return fire(r, layer, kind, data, 3, shape, 0, 0);
+}
+
+/* [batch, pos, heads, d] */
+static hk_status fire4(fwd_run *r, int64_t layer, hk_point_kind kind, float *data,
+                       int64_t heads, int64_t d) {
+    int64_t shape[4] = {r->s->batch, r->s->seq, heads, d};
+    return fire(r, layer, kind, data, 4, shape, 0, 0);
+}
+
+/* ---- state ---- */
 
 static float *carve(char **p, size_t n_floats) {
     float *out = (float *)*p;
@@ -44,8 +123,8 @@ static hk_status state_alloc(const hk_config *c, int64_t batch, int64_t seq, fwd
     size_t dq = (size_t)(c->n_heads * c->d_head), dkv = (size_t)(c->n_kv_heads * c->d_head);
     size_t d = (size_t)c->d_model, dm = (size_t)c->d_mlp;
     size_t half = c->pos == HK_POS_ROTARY ? (size_t)(c->rope.rot_dim / 2) : 0;
-    size_t sizes[] = {r * d, r * d, r * dq, r * dkv, r * dkv, r * dq, r * d,
-                      r * dm, c->gated_mlp ? r * dm : 0, r * d, (size_t)seq * half,
+    size_t sizes[] = {r * d,  r * d,  r * dq, r * dkv, r * dkv, r * dq, r * d,
+                      r * dm, c->gated_mlp ? r * dm : 0, r * d, r, (size_t)seq * half,
                       (size_t)seq * half, (size_t)seq * 2 /* int64 positions */};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
@@ -66,22 +145,17 @@ static hk_status state_alloc(const hk_config *c, int64_t batch, int64_t seq, fwd
     s->mlp_pre = carve(&p, sizes[7]);
     s->mlp_lin = c->gated_mlp ? carve(&p, sizes[8]) : NULL;
     s->mlp_out = carve(&p, sizes[9]);
-    s->rope_cos = carve(&p, sizes[10]);
-    s->rope_sin = carve(&p, sizes[11]);
-    s->pos = (int64_t *)carve(&p, sizes[12]);
+    s->scale = carve(&p, sizes[10]);
+    s->rope_cos = carve(&p, sizes[11]);
+    s->rope_sin = carve(&p, sizes[12]);
+    s->pos = (int64_t *)carve(&p, sizes[13]);
     return HK_OK;
 }
 
+/* ---- layer pieces ---- */
+
 static void linear(const hk_linear *l, const float *x, int64_t rows, float *y) {
     hk_k_linear(x, rows, l->n_in, l->w, l->ld, l->in_out, l->b, l->n_out, y, l->n_out);
-}
-
-static void norm(const hk_config *c, const hk_norm_weights *nw, const float *x, int64_t rows,
-                 float *y) {
-    if (c->norm == HK_NORM_LAYERNORM)
-        hk_k_layernorm(x, rows, c->d_model, nw->w, nw->b, (float)c->norm_eps, y, NULL);
-    else
-        hk_k_rmsnorm(x, rows, c->d_model, nw->w, (float)c->norm_eps, y, NULL);
 }
 
 static void activation(hk_act_kind a, float *x, int64_t n) {
@@ -93,16 +167,67 @@ static void activation(hk_act_kind a, float *x, int64_t n) {
     }
 }
 
+/* A norm whose hook_scale or hook_normalized is hooked: the pieces one at a time, so that a
+ * modified scale or normalized value flows on (TransformerLens order: scale, x/scale, then
+ * weight and bias). */
+static hk_status norm_hooked(fwd_run *r, int64_t layer, hk_point_kind k_scale,
+                             hk_point_kind k_norm, const hk_norm_weights *nw, const float *x,
+                             float *y) {
+    const hk_config *c = &r->m->cfg;
+    fwd_state *s = r->s;
+    int64_t d = c->d_model;
+    for (int64_t i = 0; i < s->rows; i++) {
+        const float *xi = x + i * d;
+        float *yi = y + i * d;
+        double mean = 0, sq = 0;
+        if (c->norm == HK_NORM_LAYERNORM) {
+            for (int64_t j = 0; j < d; j++) mean += xi[j];
+            mean /= (double)d;
+        }
+        for (int64_t j = 0; j < d; j++) {
+            yi[j] = (float)((double)xi[j] - mean);
+            sq += (double)yi[j] * yi[j];
+        }
+        s->scale[i] = (float)sqrt(sq / (double)d + c->norm_eps);
+    }
+    TRY(fire3(r, layer, k_scale, s->scale, 1));
+    for (int64_t i = 0; i < s->rows; i++)
+        for (int64_t j = 0; j < d; j++) y[i * d + j] /= s->scale[i];
+    TRY(fire3(r, layer, k_norm, y, d));
+    for (int64_t i = 0; i < s->rows; i++)
+        for (int64_t j = 0; j < d; j++)
+            y[i * d + j] = y[i * d + j] * nw->w[j] + (nw->b ? nw->b[j] : 0.0f);
+    return HK_OK;
+}
+
+static hk_status norm(fwd_run *r, int64_t layer, hk_point_kind k_scale, hk_point_kind k_norm,
+                      const hk_norm_weights *nw, const float *x, float *y) {
+    const hk_config *c = &r->m->cfg;
+    if (HOOKED(r, layer, k_scale) || HOOKED(r, layer, k_norm))
+        return norm_hooked(r, layer, k_scale, k_norm, nw, x, y);
+    if (c->norm == HK_NORM_LAYERNORM)
+        hk_k_layernorm(x, r->s->rows, c->d_model, nw->w, nw->b, (float)c->norm_eps, y, NULL);
+    else
+        hk_k_rmsnorm(x, r->s->rows, c->d_model, nw->w, (float)c->norm_eps, y, NULL);
+    return HK_OK;
+}
+
 /* embed: resid = W_E[tokens] (+ W_pos[pos]) */
-static void embed(const hk_model *m, const int32_t *tokens, fwd_state *s) {
+static hk_status embed(fwd_run *r, const int32_t *tokens) {
+    const hk_model *m = r->m;
     const hk_config *c = &m->cfg;
+    fwd_state *s = r->s;
     int64_t d = c->d_model;
     hk_k_embed(m->w.tok_embed, d, tokens, s->rows, s->resid);
+    TRY(fire3(r, -1, HK_PT_EMBED, s->resid, d));
     if (c->pos == HK_POS_LEARNED) {
+        float *pos = s->normed; /* [rows, d_model] scratch until the first norm */
         for (int64_t b = 0; b < s->batch; b++)
-            for (int64_t t = 0; t < s->seq; t++)
-                hk_k_add(s->resid + (b * s->seq + t) * d, m->w.pos_embed + t * d, d);
+            memcpy(pos + b * s->seq * d, m->w.pos_embed, (size_t)(s->seq * d) * sizeof(float));
+        TRY(fire3(r, -1, HK_PT_POS_EMBED, pos, d));
+        hk_k_add(s->resid, pos, s->rows * d);
     }
+    return HK_OK;
 }
 
 /* Rotary tables for positions 0..seq-1; LongRoPE picks its factors from the longest sequence. */
@@ -119,75 +244,191 @@ static void rope_prepare(const hk_config *c, fwd_state *s) {
     hk_rope_table(inv_freq, half, attn_factor, s->pos, s->seq, s->rope_cos, s->rope_sin);
 }
 
+static hk_k_mask layer_mask(const hk_config *c, int64_t layer, int64_t k_len) {
+    return (hk_k_mask){
+        .causal = c->causal,
+        .window = c->layer_window[layer] ? c->window : 0,
+        .q_pos0 = 0,
+        .k_pos0 = 0,
+        .k_len = k_len,
+        .allowed = NULL,
+        .user = NULL,
+    };
+}
+
+/* Scores and pattern hooked: materialize them per sequence and query chunk, hand each chunk
+ * [1, n_heads, q_chunk, seq] to the hooks, and compute z from the (possibly modified) pattern. */
+static hk_status attention_materialized(fwd_run *r, int64_t layer) {
+    const hk_config *c = &r->m->cfg;
+    fwd_state *s = r->s;
+    int64_t nh = c->n_heads, dq = nh * c->d_head, dkv = c->n_kv_heads * c->d_head;
+    int64_t sk = s->seq;
+    int64_t chunk = (int64_t)(HK_PATTERN_CHUNK_BYTES / ((size_t)(nh * sk) * sizeof(float)));
+    if (chunk < 1) chunk = 1;
+    if (chunk > s->seq) chunk = s->seq;
+    float *scores = malloc((size_t)(nh * chunk * sk) * sizeof *scores); /* [nh, chunk, sk] */
+    if (!scores)
+        return hk_errorf(HK_ERR_NOMEM, "forward: no memory for a %lld x %lld attention chunk",
+                         (long long)chunk, (long long)sk);
+    hk_status st = HK_OK;
+    for (int64_t b = 0; b < s->batch && st == HK_OK; b++) {
+        int64_t r0 = b * s->seq;
+        for (int64_t q0 = 0; q0 < s->seq && st == HK_OK; q0 += chunk) {
+            int64_t qc = s->seq - q0 < chunk ? s->seq - q0 : chunk;
+            hk_k_mask mask = layer_mask(c, layer, s->lengths[b]);
+            mask.q_pos0 = q0;
+            hk_k_attention_scores(s->q + (r0 + q0) * dq, dq, s->k + r0 * dkv, dkv, qc, sk, nh,
+                                  c->n_kv_heads, c->d_head, (float)c->attn_scale, &mask, scores);
+            /* the hooks see [1, nh, qc, sk]: pack the chunk's rows per head */
+            int64_t shape[4] = {1, nh, qc, sk};
+            st = fire(r, layer, HK_PT_ATTN_SCORES, scores, 4, shape, b, q0);
+            if (st != HK_OK) break;
+            hk_k_softmax_rows(scores, nh * qc, sk, scores);
+            st = fire(r, layer, HK_PT_PATTERN, scores, 4, shape, b, q0);
+            if (st != HK_OK) break;
+            hk_k_attention_apply(scores, s->v + r0 * dkv, dkv, qc, sk, nh, c->n_kv_heads,
+                                 c->d_head, s->z + (r0 + q0) * dq, dq);
+        }
+    }
+    free(scores);
+    return st;
+}
+
+/* attn.hook_result is hooked: per-head outputs [batch, pos, head, d_model], then their sum. */
+static hk_status attn_out_per_head(fwd_run *r, int64_t layer) {
+    const hk_config *c = &r->m->cfg;
+    const hk_linear *o = &r->m->w.blocks[layer].o;
+    fwd_state *s = r->s;
+    int64_t nh = c->n_heads, dh = c->d_head, d = c->d_model, dq = nh * dh;
+    float *result = malloc((size_t)(s->rows * nh * d) * sizeof *result); /* [rows, nh, d] */
+    float *zh = malloc((size_t)(s->rows * dh) * sizeof *zh);             /* [rows, dh] */
+    if (!result || !zh) {
+        free(result);
+        free(zh);
+        return hk_errorf(HK_ERR_NOMEM, "forward: no memory for attn.hook_result");
+    }
+    for (int64_t h = 0; h < nh; h++) {
+        for (int64_t i = 0; i < s->rows; i++)
+            memcpy(zh + i * dh, s->z + i * dq + h * dh, (size_t)dh * sizeof(float));
+        /* W_O columns of head h: [out, in] -> column offset; [in, out] -> row offset */
+        const float *w = o->in_out ? o->w + h * dh * o->ld : o->w + h * dh;
+        hk_k_linear(zh, s->rows, dh, w, o->ld, o->in_out, NULL, d, result + h * d, nh * d);
+    }
+    hk_status st = fire4(r, layer, HK_PT_RESULT, result, nh, d);
+    if (st == HK_OK) {
+        for (int64_t i = 0; i < s->rows; i++) {
+            float *out = s->attn_out + i * d;
+            for (int64_t j = 0; j < d; j++) out[j] = o->b ? o->b[j] : 0.0f;
+            for (int64_t h = 0; h < nh; h++) hk_k_add(out, result + (i * nh + h) * d, d);
+        }
+    }
+    free(result);
+    free(zh);
+    return st;
+}
+
 /* attention sub-block: normed [rows, d_model] -> attn_out [rows, d_model] */
-static void attention(const hk_model *m, int64_t layer, fwd_state *s) {
-    const hk_config *c = &m->cfg;
-    const hk_block_weights *bw = &m->w.blocks[layer];
-    int64_t dq = c->n_heads * c->d_head, dkv = c->n_kv_heads * c->d_head;
+static hk_status attention(fwd_run *r, int64_t layer) {
+    const hk_config *c = &r->m->cfg;
+    const hk_block_weights *bw = &r->m->w.blocks[layer];
+    fwd_state *s = r->s;
+    int64_t nh = c->n_heads, nkv = c->n_kv_heads, dh = c->d_head;
+    int64_t dq = nh * dh, dkv = nkv * dh;
     linear(&bw->q, s->normed, s->rows, s->q); /* [rows, n_heads*d_head] */
     linear(&bw->k, s->normed, s->rows, s->k); /* [rows, n_kv_heads*d_head] */
     linear(&bw->v, s->normed, s->rows, s->v);
+    TRY(fire4(r, layer, HK_PT_Q, s->q, nh, dh));
+    TRY(fire4(r, layer, HK_PT_K, s->k, nkv, dh));
+    TRY(fire4(r, layer, HK_PT_V, s->v, nkv, dh));
     if (c->pos == HK_POS_ROTARY) {
         for (int64_t b = 0; b < s->batch; b++) {
-            hk_k_rope(s->q + b * s->seq * dq, s->seq, c->n_heads, c->d_head, dq, c->rope.rot_dim,
+            hk_k_rope(s->q + b * s->seq * dq, s->seq, nh, dh, dq, c->rope.rot_dim, s->rope_cos,
+                      s->rope_sin);
+            hk_k_rope(s->k + b * s->seq * dkv, s->seq, nkv, dh, dkv, c->rope.rot_dim,
                       s->rope_cos, s->rope_sin);
-            hk_k_rope(s->k + b * s->seq * dkv, s->seq, c->n_kv_heads, c->d_head, dkv,
-                      c->rope.rot_dim, s->rope_cos, s->rope_sin);
+        }
+        TRY(fire4(r, layer, HK_PT_ROT_Q, s->q, nh, dh));
+        TRY(fire4(r, layer, HK_PT_ROT_K, s->k, nkv, dh));
+    }
+    if (HOOKED(r, layer, HK_PT_ATTN_SCORES) || HOOKED(r, layer, HK_PT_PATTERN)) {
+        TRY(attention_materialized(r, layer));
+    } else {
+        for (int64_t b = 0; b < s->batch; b++) {
+            hk_k_mask mask = layer_mask(c, layer, s->lengths[b]);
+            int64_t r0 = b * s->seq;
+            hk_k_attention(s->q + r0 * dq, dq, s->k + r0 * dkv, dkv, s->v + r0 * dkv, dkv,
+                           s->seq, s->seq, nh, nkv, dh, (float)c->attn_scale, &mask,
+                           s->z + r0 * dq, dq);
         }
     }
-    for (int64_t b = 0; b < s->batch; b++) {
-        hk_k_mask mask = {
-            .causal = c->causal,
-            .window = c->layer_window[layer] ? c->window : 0,
-            .q_pos0 = 0,
-            .k_pos0 = 0,
-            .k_len = s->lengths[b],
-            .allowed = NULL,
-            .user = NULL,
-        };
-        int64_t r0 = b * s->seq;
-        hk_k_attention(s->q + r0 * dq, dq, s->k + r0 * dkv, dkv, s->v + r0 * dkv, dkv, s->seq,
-                       s->seq, c->n_heads, c->n_kv_heads, c->d_head, (float)c->attn_scale, &mask,
-                       s->z + r0 * dq, dq);
-    }
-    linear(&bw->o, s->z, s->rows, s->attn_out); /* [rows, d_model] */
+    TRY(fire4(r, layer, HK_PT_Z, s->z, nh, dh));
+    if (HOOKED(r, layer, HK_PT_RESULT))
+        TRY(attn_out_per_head(r, layer));
+    else
+        linear(&bw->o, s->z, s->rows, s->attn_out); /* [rows, d_model] */
+    return fire3(r, layer, HK_PT_ATTN_OUT, s->attn_out, c->d_model);
 }
 
-/* MLP sub-block: normed [rows, d_model] -> mlp_out [rows, d_model] */
-static void mlp(const hk_model *m, int64_t layer, fwd_state *s) {
-    const hk_config *c = &m->cfg;
-    const hk_block_weights *bw = &m->w.blocks[layer];
+/* MLP sub-block: input [rows, d_model] -> mlp_out [rows, d_model] */
+static hk_status mlp(fwd_run *r, int64_t layer, const float *input) {
+    const hk_config *c = &r->m->cfg;
+    const hk_block_weights *bw = &r->m->w.blocks[layer];
+    fwd_state *s = r->s;
     int64_t n = s->rows * c->d_mlp;
+    TRY(norm(r, layer, HK_PT_LN2_SCALE, HK_PT_LN2_NORMALIZED, &bw->ln2, input, s->normed));
     if (c->gated_mlp) {
         linear(&bw->mlp_gate, s->normed, s->rows, s->mlp_pre); /* [rows, d_mlp] */
-        linear(&bw->mlp_in, s->normed, s->rows, s->mlp_lin);   /* [rows, d_mlp] */
+        TRY(fire3(r, layer, HK_PT_MLP_PRE, s->mlp_pre, c->d_mlp));
+        linear(&bw->mlp_in, s->normed, s->rows, s->mlp_lin); /* [rows, d_mlp] */
+        TRY(fire3(r, layer, HK_PT_MLP_PRE_LINEAR, s->mlp_lin, c->d_mlp));
         activation(c->act, s->mlp_pre, n);
         hk_k_mul(s->mlp_pre, s->mlp_lin, n);
     } else {
         linear(&bw->mlp_in, s->normed, s->rows, s->mlp_pre);
+        TRY(fire3(r, layer, HK_PT_MLP_PRE, s->mlp_pre, c->d_mlp));
         activation(c->act, s->mlp_pre, n);
     }
+    TRY(fire3(r, layer, HK_PT_MLP_POST, s->mlp_pre, c->d_mlp));
     linear(&bw->mlp_out, s->mlp_pre, s->rows, s->mlp_out);
+    return fire3(r, layer, HK_PT_MLP_OUT, s->mlp_out, c->d_model);
 }
 
-static void block(const hk_model *m, int64_t layer, fwd_state *s) {
-    const hk_config *c = &m->cfg;
-    const hk_block_weights *bw = &m->w.blocks[layer];
-    int64_t n = s->rows * c->d_model;
-    norm(c, &bw->ln1, s->resid, s->rows, s->normed);
-    attention(m, layer, s);
+/* hook_mlp_in sees a copy of the MLP's input, which then feeds ln2 in its place. */
+static const float *mlp_input(fwd_run *r, int64_t layer, const float *x, float *scratch,
+                              hk_status *st) {
+    *st = HK_OK;
+    if (!HOOKED(r, layer, HK_PT_MLP_IN)) return x;
+    int64_t d = r->m->cfg.d_model;
+    memcpy(scratch, x, (size_t)(r->s->rows * d) * sizeof(float));
+    *st = fire3(r, layer, HK_PT_MLP_IN, scratch, d);
+    return scratch;
+}
+
+static hk_status block(fwd_run *r, int64_t layer) {
+    const hk_config *c = &r->m->cfg;
+    const hk_block_weights *bw = &r->m->w.blocks[layer];
+    fwd_state *s = r->s;
+    int64_t d = c->d_model, n = s->rows * d;
+    hk_status st;
+    TRY(fire3(r, layer, HK_PT_RESID_PRE, s->resid, d));
+    TRY(norm(r, layer, HK_PT_LN1_SCALE, HK_PT_LN1_NORMALIZED, &bw->ln1, s->resid, s->normed));
+    TRY(attention(r, layer));
     if (c->parallel_attn_mlp) {
         /* resid_post = resid_pre + attn(ln1(resid_pre)) + mlp(ln2(resid_pre)) */
-        norm(c, &bw->ln2, s->resid, s->rows, s->normed);
-        mlp(m, layer, s);
+        const float *in = mlp_input(r, layer, s->resid, s->mlp_out, &st);
+        TRY(st);
+        TRY(mlp(r, layer, in));
         hk_k_add(s->resid, s->attn_out, n);
         hk_k_add(s->resid, s->mlp_out, n);
     } else {
-        hk_k_add(s->resid, s->attn_out, n); /* resid_mid */
-        norm(c, &bw->ln2, s->resid, s->rows, s->normed);
-        mlp(m, layer, s);
-        hk_k_add(s->resid, s->mlp_out, n); /* resid_post */
+        hk_k_add(s->resid, s->attn_out, n);
+        TRY(fire3(r, layer, HK_PT_RESID_MID, s->resid, d));
+        const float *in = mlp_input(r, layer, s->resid, s->attn_out, &st);
+        TRY(st);
+        TRY(mlp(r, layer, in));
+        hk_k_add(s->resid, s->mlp_out, n);
     }
+    return fire3(r, layer, HK_PT_RESID_POST, s->resid, d);
 }
 
 static hk_status check_inputs(const hk_model *m, const int32_t *tokens, const int64_t *lengths,
@@ -223,12 +464,31 @@ static hk_status check_inputs(const hk_model *m, const int32_t *tokens, const in
     return HK_OK;
 }
 
-hk_status hk_model_forward(hk_model *m, const int32_t *tokens, const int64_t *lengths,
-                           int64_t batch, int64_t seq, float *logits) {
+static hk_status run_layers(fwd_run *r, const int32_t *ids, float *logits) {
+    const hk_config *c = &r->m->cfg;
+    fwd_state *s = r->s;
+    TRY(embed(r, ids));
+    rope_prepare(c, s);
+    for (int64_t l = 0; l < c->n_layers; l++) TRY(block(r, l));
+    TRY(norm(r, -1, HK_PT_LN_FINAL_SCALE, HK_PT_LN_FINAL_NORMALIZED, &r->m->w.ln_final,
+             s->resid, s->normed));
+    TRY(fire3(r, -1, HK_PT_UNEMBED_IN, s->normed, c->d_model));
+    linear(&r->m->w.unembed, s->normed, s->rows, logits); /* [rows, d_vocab] */
+    for (int64_t b = 0; b < s->batch; b++)
+        for (int64_t t = s->lengths[b]; t < s->seq; t++)
+            memset(logits + (b * s->seq + t) * c->d_vocab, 0,
+                   (size_t)c->d_vocab * sizeof(float));
+    return fire3(r, -1, HK_PT_UNEMBED_OUT, logits, c->d_vocab);
+}
+
+hk_status hk_model_run(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                       const int64_t *lengths, int64_t batch, int64_t seq, float *logits) {
     hk_status st = check_inputs(m, tokens, lengths, batch, seq, logits);
     if (st != HK_OK) return st;
+    if (hooks && hooks->model != m)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_run: the hooks were made for another "
+                                             "model");
     const hk_config *c = &m->cfg;
-
     int64_t *lens = malloc((size_t)batch * sizeof *lens);
     /* Padding tokens may hold any id; embed a valid one (0) in their rows. */
     int32_t *ids = malloc((size_t)(batch * seq) * sizeof *ids);
@@ -246,18 +506,15 @@ hk_status hk_model_forward(hk_model *m, const int32_t *tokens, const int64_t *le
             ids[b * seq + t] = t < lens[b] ? tokens[b * seq + t] : 0;
     }
     s.lengths = lens;
-
-    embed(m, ids, &s);
-    rope_prepare(c, &s);
-    for (int64_t l = 0; l < c->n_layers; l++) block(m, l, &s);
-    norm(c, &m->w.ln_final, s.resid, s.rows, s.normed);
-    linear(&m->w.unembed, s.normed, s.rows, logits); /* [rows, d_vocab] */
-    for (int64_t b = 0; b < batch; b++)
-        for (int64_t t = lens[b]; t < seq; t++)
-            memset(logits + (b * seq + t) * c->d_vocab, 0, (size_t)c->d_vocab * sizeof(float));
-
+    fwd_run r = {.m = m, .hooks = hooks, .s = &s};
+    st = run_layers(&r, ids, logits);
     free(s.block);
     free(ids);
     free(lens);
-    return HK_OK;
+    return st;
+}
+
+hk_status hk_model_forward(hk_model *m, const int32_t *tokens, const int64_t *lengths,
+                           int64_t batch, int64_t seq, float *logits) {
+    return hk_model_run(m, NULL, tokens, lengths, batch, seq, logits);
 }

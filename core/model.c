@@ -9,6 +9,7 @@
 void hk_model_destroy(struct hk_model *m) {
     if (!m) return;
     free(m->w.blocks);
+    hk_points_free(&m->points);
     hk_ckpt_close(m->ckpt);
     free(m->source);
     free(m);
@@ -29,6 +30,12 @@ int64_t hk_model_vocab_size(const hk_model *m) { return m ? m->cfg.d_vocab : 0; 
 int64_t hk_model_n_layers(const hk_model *m) { return m ? m->cfg.n_layers : 0; }
 int64_t hk_model_d_model(const hk_model *m) { return m ? m->cfg.d_model : 0; }
 const char *hk_model_family(const hk_model *m) { return m ? m->cfg.family : ""; }
+
+size_t hk_model_hook_count(const hk_model *m) { return m ? m->points.n : 0; }
+
+const hk_hook_point *hk_model_hook_at(const hk_model *m, size_t i) {
+    return m && i < m->points.n ? &m->points.points[i] : NULL;
+}
 
 void hk_set_num_threads(int n) { hk_k_set_threads(n); }
 void hk_free(void *p) { free(p); }

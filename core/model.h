@@ -5,6 +5,7 @@
 
 #include "checkpoint.h"
 #include "config.h"
+#include "hooks/points.h"
 #include "hookformer.h"
 #include "weights.h"
 
@@ -14,6 +15,7 @@ struct hk_model {
     hk_ckpt *ckpt;   /* owns the mmaps and converted buffers behind w */
     char *source;    /* the folder or file it was loaded from */
     int64_t n_params;
+    hk_points points; /* hook points (TransformerLens names) of this model */
 };
 
 /* Free everything a (possibly half-built) model owns. */

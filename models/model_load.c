@@ -113,6 +113,7 @@ hk_status hk_model_load(const char *src, hk_model **out) {
         goto fail;
     }
     m->n_params = count_params(m->ckpt);
+    if ((st = hk_points_build(&m->cfg, &m->points))) goto fail;
     *out = m;
     return HK_OK;
 fail:

@@ -68,17 +68,58 @@ typedef struct {
 /* One sequence. q: [sq, n_heads, d_head] (row stride ldq), k/v: [sk, n_kv_heads, d_head]
  * (row strides ldk, ldv), out: [sq, n_heads, d_head] (row stride ldo). Query head h reads KV
  * head h / (n_heads / n_kv_heads). scale multiplies q·k. Fully masked rows give zeros.
- * Online softmax over key tiles; O(sq·d) extra memory, never sq×sk. */
+ * Online softmax over key tiles; O(sq·d) extra memory, never sq×sk. mask may be NULL (every
+ * key visible); k_len is clamped to [0, sk]. out may alias q (same pointer and row stride). */
 void hk_k_attention(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
                     int64_t ldv, int64_t sq, int64_t sk, int64_t n_heads, int64_t n_kv_heads,
                     int64_t d_head, float scale, const hk_k_mask *mask, float *out,
                     int64_t ldo);
+
+/* The path hk_k_attention takes: AUTO = the best for this CPU ("avx2+fma" or "generic" SIMD
+ * tiles); tests force the others to check each: GENERIC = the portable SIMD tiles, ROWWISE =
+ * the row-at-a-time loop that needs no workspace (used when its allocation fails). Set it only
+ * while no hk_k_attention call runs. */
+typedef enum { HK_K_ATTN_AUTO = 0, HK_K_ATTN_GENERIC = 1, HK_K_ATTN_ROWWISE = 2 } hk_k_attn_path;
+void hk_k_attention_force_path(hk_k_attn_path path);
+const char *hk_k_attention_isa(void); /* "avx2+fma", "generic" or "rowwise" */
 
 /* Reference: materializes the [sq, sk] scores per head (tests only). Same contract. */
 void hk_k_attention_ref(const float *q, int64_t ldq, const float *k, int64_t ldk,
                         const float *v, int64_t ldv, int64_t sq, int64_t sk, int64_t n_heads,
                         int64_t n_kv_heads, int64_t d_head, float scale, const hk_k_mask *mask,
                         float *out, int64_t ldo);
+
+/* ---- mask helpers (used by the kernels above, the materializing hook path and tests) ----
+ * mask may be NULL: every key visible. k_len is clamped to [0, sk].
+ * The predicate `allowed` may be called concurrently from several threads (OpenMP), in any
+ * order, and only for pairs that the built-in part (k_len, causal, window) already allows;
+ * hk_k_attention calls it only inside PARTIAL tiles. */
+typedef enum { HK_K_TILE_SKIP = 0, HK_K_TILE_PARTIAL = 1, HK_K_TILE_FULL = 2 } hk_k_tile_class;
+
+/* Keys visible to query row i under the built-in part of the mask: the interval [*lo, *hi)
+ * (empty when *lo >= *hi); the predicate may remove more. */
+void hk_k_mask_row_range(const hk_k_mask *mask, int64_t sk, int64_t i, int64_t *lo, int64_t *hi);
+/* Whether key j is visible to query row i of query head `head` (predicate included). */
+bool hk_k_mask_visible(const hk_k_mask *mask, int64_t sk, int64_t head, int64_t i, int64_t j);
+/* Class of the tile rows [i0, i1) x keys [j0, j1) (both non-empty), from position bounds only:
+ * SKIP: no pair visible; FULL: every pair visible and no predicate; else PARTIAL. */
+hk_k_tile_class hk_k_mask_classify(const hk_k_mask *mask, int64_t sk, int64_t i0, int64_t i1,
+                                   int64_t j0, int64_t j1);
+
+/* ---- materialized attention, in pieces (the hook_attn_scores / hook_pattern path) ----
+ * Call per query chunk to bound memory. Same q/k/v/out layouts as hk_k_attention.
+ * scores: [n_heads, sq, sk] contiguous = scale·q·k for visible pairs, -inf elsewhere. */
+void hk_k_attention_scores(const float *q, int64_t ldq, const float *k, int64_t ldk, int64_t sq,
+                           int64_t sk, int64_t n_heads, int64_t n_kv_heads, int64_t d_head,
+                           float scale, const hk_k_mask *mask, float *scores);
+/* pattern[r, :] = softmax(scores[r, :]) for `rows` rows of n; rows without a finite score
+ * become zeros. pattern may alias scores. */
+void hk_k_softmax_rows(const float *scores, int64_t rows, int64_t n, float *pattern);
+/* out[i, h, :] = Σ_j pattern[h, i, j] · v[j, h / (n_heads / n_kv_heads), :]
+ * pattern: [n_heads, sq, sk] contiguous. */
+void hk_k_attention_apply(const float *pattern, const float *v, int64_t ldv, int64_t sq,
+                          int64_t sk, int64_t n_heads, int64_t n_kv_heads, int64_t d_head,
+                          float *out, int64_t ldo);
 
 /* ---- embeddings ----
  * out[i, :] = table[ids[i], :]; ids must be in range (checked by the caller). */

@@ -1,0 +1,146 @@
+#include "points.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+typedef struct {
+    const char *suffix;
+    const char *dims; /* names of the dims, in order */
+    bool optional;
+} kind_info;
+
+/* Dims spelled as TransformerLens's docstrings spell them. */
+static const kind_info kinds[HK_PT_COUNT] = {
+    [HK_PT_EMBED] = {"hook_embed", "batch pos d_model", false},
+    [HK_PT_POS_EMBED] = {"hook_pos_embed", "batch pos d_model", false},
+    [HK_PT_RESID_PRE] = {"hook_resid_pre", "batch pos d_model", false},
+    [HK_PT_ATTN_IN] = {"hook_attn_in", "batch pos head_index d_model", true},
+    [HK_PT_Q_INPUT] = {"hook_q_input", "batch pos head_index d_model", true},
+    [HK_PT_K_INPUT] = {"hook_k_input", "batch pos kv_head_index d_model", true},
+    [HK_PT_V_INPUT] = {"hook_v_input", "batch pos kv_head_index d_model", true},
+    [HK_PT_LN1_SCALE] = {"ln1.hook_scale", "batch pos 1", false},
+    [HK_PT_LN1_NORMALIZED] = {"ln1.hook_normalized", "batch pos d_model", false},
+    [HK_PT_Q] = {"attn.hook_q", "batch pos head_index d_head", false},
+    [HK_PT_K] = {"attn.hook_k", "batch pos kv_head_index d_head", false},
+    [HK_PT_V] = {"attn.hook_v", "batch pos kv_head_index d_head", false},
+    [HK_PT_ROT_Q] = {"attn.hook_rot_q", "batch pos head_index d_head", false},
+    [HK_PT_ROT_K] = {"attn.hook_rot_k", "batch pos kv_head_index d_head", false},
+    [HK_PT_ATTN_SCORES] = {"attn.hook_attn_scores", "batch head_index query_pos key_pos", false},
+    [HK_PT_PATTERN] = {"attn.hook_pattern", "batch head_index query_pos key_pos", false},
+    [HK_PT_Z] = {"attn.hook_z", "batch pos head_index d_head", false},
+    [HK_PT_RESULT] = {"attn.hook_result", "batch pos head_index d_model", true},
+    [HK_PT_ATTN_OUT] = {"hook_attn_out", "batch pos d_model", false},
+    [HK_PT_RESID_MID] = {"hook_resid_mid", "batch pos d_model", false},
+    [HK_PT_MLP_IN] = {"hook_mlp_in", "batch pos d_model", true},
+    [HK_PT_LN2_SCALE] = {"ln2.hook_scale", "batch pos 1", false},
+    [HK_PT_LN2_NORMALIZED] = {"ln2.hook_normalized", "batch pos d_model", false},
+    [HK_PT_MLP_PRE] = {"mlp.hook_pre", "batch pos d_mlp", false},
+    [HK_PT_MLP_PRE_LINEAR] = {"mlp.hook_pre_linear", "batch pos d_mlp", false},
+    [HK_PT_MLP_POST] = {"mlp.hook_post", "batch pos d_mlp", false},
+    [HK_PT_MLP_OUT] = {"hook_mlp_out", "batch pos d_model", false},
+    [HK_PT_RESID_POST] = {"hook_resid_post", "batch pos d_model", false},
+    [HK_PT_LN_FINAL_SCALE] = {"ln_final.hook_scale", "batch pos 1", false},
+    [HK_PT_LN_FINAL_NORMALIZED] = {"ln_final.hook_normalized", "batch pos d_model", false},
+    [HK_PT_UNEMBED_IN] = {"unembed.hook_in", "batch pos d_model", false},
+    [HK_PT_UNEMBED_OUT] = {"unembed.hook_out", "batch pos d_vocab", false},
+};
+
+const char *hk_point_suffix(hk_point_kind kind) {
+    return kind < HK_PT_COUNT ? kinds[kind].suffix : "";
+}
+
+/* Does this model have the point? */
+static bool present(const hk_config *c, hk_point_kind k) {
+    switch (k) {
+    case HK_PT_POS_EMBED: return c->pos == HK_POS_LEARNED;
+    case HK_PT_ROT_Q:
+    case HK_PT_ROT_K: return c->pos == HK_POS_ROTARY;
+    case HK_PT_RESID_MID: return !c->parallel_attn_mlp;
+    /* split attention inputs: not computed yet, so not offered */
+    case HK_PT_ATTN_IN:
+    case HK_PT_Q_INPUT:
+    case HK_PT_K_INPUT:
+    case HK_PT_V_INPUT: return false;
+    case HK_PT_MLP_PRE_LINEAR: return c->gated_mlp;
+    default: return true;
+    }
+}
+
+static int64_t dim_size(const hk_config *c, const char *dim, size_t len) {
+#define IS(s) (len == strlen(s) && strncmp(dim, s, len) == 0)
+    if (IS("d_model")) return c->d_model;
+    if (IS("d_head")) return c->d_head;
+    if (IS("d_mlp")) return c->d_mlp;
+    if (IS("d_vocab")) return c->d_vocab;
+    if (IS("head_index")) return c->n_heads;
+    if (IS("kv_head_index")) return c->n_kv_heads;
+    if (IS("1")) return 1;
+#undef IS
+    return -1; /* batch, pos, query_pos, key_pos: set by the run */
+}
+
+static void fill_shape(const hk_config *c, const char *dims, hk_hook_point *pt) {
+    pt->ndim = 0;
+    for (const char *p = dims; *p;) {
+        const char *end = strchr(p, ' ');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        pt->shape[pt->ndim++] = dim_size(c, p, len);
+        p += len;
+        while (*p == ' ') p++;
+    }
+}
+
+hk_status hk_points_build(const hk_config *c, hk_points *out) {
+    memset(out, 0, sizeof *out);
+    out->n_layers = c->n_layers;
+    size_t cap = (size_t)(c->n_layers + 1) * HK_PT_COUNT;
+    out->points = calloc(cap, sizeof *out->points);
+    out->kinds = calloc(cap, sizeof *out->kinds);
+    out->index = malloc(cap * sizeof *out->index);
+    out->names = malloc(cap * 48);
+    if (!out->points || !out->kinds || !out->index || !out->names) {
+        hk_points_free(out);
+        return hk_errorf(HK_ERR_NOMEM, "hook points: out of memory");
+    }
+    for (size_t i = 0; i < cap; i++) out->index[i] = -1;
+    char *name = out->names;
+    /* global points before the blocks, the blocks, then global points after */
+    for (int pass = 0; pass < 3; pass++) {
+        int64_t layers = pass == 1 ? c->n_layers : 1;
+        for (int64_t l = 0; l < layers; l++) {
+            for (int k = 0; k < HK_PT_COUNT; k++) {
+                bool block = k >= HK_PT_BLOCK_FIRST && k <= HK_PT_BLOCK_LAST;
+                bool before = k < HK_PT_BLOCK_FIRST;
+                if ((pass == 1) != block || (pass == 0 && !before) || (pass == 2 && before))
+                    continue;
+                if (!present(c, (hk_point_kind)k)) continue;
+                hk_hook_point *pt = &out->points[out->n];
+                if (block)
+                    snprintf(name, 48, "blocks.%lld.%s", (long long)l, kinds[k].suffix);
+                else
+                    snprintf(name, 48, "%s", kinds[k].suffix);
+                pt->name = name;
+                name += strlen(name) + 1;
+                pt->layer = block ? l : -1;
+                pt->dims = kinds[k].dims;
+                pt->optional = kinds[k].optional;
+                fill_shape(c, kinds[k].dims, pt);
+                out->kinds[out->n] = (hk_point_kind)k;
+                out->index[(block ? l : c->n_layers) * HK_PT_COUNT + k] = (int32_t)out->n;
+                out->n++;
+            }
+        }
+    }
+    return HK_OK;
+}
+
+void hk_points_free(hk_points *p) {
+    free(p->points);
+    free(p->kinds);
+    free(p->index);
+    free(p->names);
+    memset(p, 0, sizeof *p);
+}

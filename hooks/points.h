@@ -1,0 +1,76 @@
+/* Hook points of a model: TransformerLens names and shapes, built once from the canonical
+ * config, and an O(1) map (layer, kind) -> point index used by the forward. */
+#ifndef HK_HOOKS_POINTS_H
+#define HK_HOOKS_POINTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "hookformer.h"
+
+/* Kinds of points, in execution order. Block kinds sit between HK_PT_BLOCK_FIRST and
+ * HK_PT_BLOCK_LAST. */
+typedef enum {
+    HK_PT_EMBED = 0,
+    HK_PT_POS_EMBED,
+    HK_PT_RESID_PRE,
+    HK_PT_ATTN_IN,   /* optional: [batch, pos, head, d_model] */
+    HK_PT_Q_INPUT,   /* optional */
+    HK_PT_K_INPUT,   /* optional */
+    HK_PT_V_INPUT,   /* optional */
+    HK_PT_LN1_SCALE,
+    HK_PT_LN1_NORMALIZED,
+    HK_PT_Q,
+    HK_PT_K,
+    HK_PT_V,
+    HK_PT_ROT_Q,
+    HK_PT_ROT_K,
+    HK_PT_ATTN_SCORES,
+    HK_PT_PATTERN,
+    HK_PT_Z,
+    HK_PT_RESULT,    /* optional: [batch, pos, head, d_model] */
+    HK_PT_ATTN_OUT,
+    HK_PT_RESID_MID,
+    HK_PT_MLP_IN,    /* optional */
+    HK_PT_LN2_SCALE,
+    HK_PT_LN2_NORMALIZED,
+    HK_PT_MLP_PRE,
+    HK_PT_MLP_PRE_LINEAR,
+    HK_PT_MLP_POST,
+    HK_PT_MLP_OUT,
+    HK_PT_RESID_POST,
+    HK_PT_LN_FINAL_SCALE,
+    HK_PT_LN_FINAL_NORMALIZED,
+    HK_PT_UNEMBED_IN,
+    HK_PT_UNEMBED_OUT,
+    HK_PT_COUNT
+} hk_point_kind;
+
+#define HK_PT_BLOCK_FIRST HK_PT_RESID_PRE
+#define HK_PT_BLOCK_LAST HK_PT_RESID_POST
+
+typedef struct {
+    hk_hook_point *points; /* [n] in execution order; names owned by `names` */
+    size_t n;
+    hk_point_kind *kinds;  /* [n] */
+    int32_t *index;        /* [(n_layers + 1) * HK_PT_COUNT]: point index or -1 */
+    char *names;           /* one block holding every name */
+    int64_t n_layers;
+} hk_points;
+
+/* Build the table for a config. */
+hk_status hk_points_build(const hk_config *c, hk_points *out);
+void hk_points_free(hk_points *p);
+
+/* Point index of (layer, kind); layer is ignored for non-block kinds. -1 if the model has no
+ * such point. */
+static inline int32_t hk_points_index(const hk_points *p, int64_t layer, hk_point_kind kind) {
+    int64_t row = (kind >= HK_PT_BLOCK_FIRST && kind <= HK_PT_BLOCK_LAST) ? layer : p->n_layers;
+    return p->index[row * HK_PT_COUNT + kind];
+}
+
+/* The name after "blocks.N." ("attn.hook_pattern") or the whole name for global points. */
+const char *hk_point_suffix(hk_point_kind kind);
+
+#endif

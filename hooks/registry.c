@@ -1,0 +1,180 @@
+#include "registry.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/model.h"
+
+static _Thread_local char hook_message[512];
+
+void hk_hook_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(hook_message, sizeof hook_message, fmt, ap);
+    va_end(ap);
+}
+
+bool hk_glob_match(const char *p, const char *s) {
+    const char *star = NULL, *resume = NULL;
+    while (*s) {
+        if (*p == '*') {
+            star = p++;
+            resume = s;
+        } else if (*p == '?' || *p == *s) {
+            p++;
+            s++;
+        } else if (star) {
+            p = star + 1;
+            s = ++resume;
+        } else {
+            return false;
+        }
+    }
+    while (*p == '*') p++;
+    return *p == '\0';
+}
+
+hk_status hk_hooks_new(const hk_model *m, hk_hooks **out) {
+    if (!m || !out) return hk_errorf(HK_ERR_INVALID_ARG, "hk_hooks_new: NULL argument");
+    hk_hooks *h = calloc(1, sizeof *h);
+    if (!h) return hk_errorf(HK_ERR_NOMEM, "hk_hooks_new: out of memory");
+    h->model = m;
+    h->n_points = m->points.n;
+    h->next_handle = 1;
+    h->active = calloc(h->n_points ? h->n_points : 1, sizeof *h->active);
+    if (!h->active) {
+        free(h);
+        return hk_errorf(HK_ERR_NOMEM, "hk_hooks_new: out of memory");
+    }
+    *out = h;
+    return HK_OK;
+}
+
+void hk_hooks_free(hk_hooks *h) {
+    if (!h) return;
+    for (size_t i = 0; i < h->n_regs; i++) free(h->regs[i].covers);
+    free(h->regs);
+    free(h->active);
+    free(h);
+}
+
+/* Append a registration whose coverage is already computed. */
+static hk_status push_reg(hk_hooks *h, uint8_t *covers, hk_hook_fn fn, void *user,
+                          hk_hook_handle *out) {
+    if (h->n_regs == h->cap_regs) {
+        size_t cap = h->cap_regs ? 2 * h->cap_regs : 8;
+        hk_reg *r = realloc(h->regs, cap * sizeof *r);
+        if (!r) {
+            free(covers);
+            return hk_errorf(HK_ERR_NOMEM, "hooks: out of memory");
+        }
+        h->regs = r;
+        h->cap_regs = cap;
+    }
+    hk_reg *r = &h->regs[h->n_regs++];
+    *r = (hk_reg){.handle = h->next_handle++, .fn = fn, .user = user, .covers = covers};
+    for (size_t i = 0; i < h->n_points; i++) h->active[i] += covers[i];
+    if (out) *out = r->handle;
+    return HK_OK;
+}
+
+typedef bool (*match_fn)(const char *name, const void *arg, void *user);
+
+static bool match_glob(const char *name, const void *pattern, void *user) {
+    (void)user;
+    return hk_glob_match(pattern, name);
+}
+
+static bool match_filter(const char *name, const void *filter, void *user) {
+    hk_hook_filter_fn f;
+    memcpy(&f, filter, sizeof f);
+    return f(name, user);
+}
+
+static hk_status add_matching(hk_hooks *h, match_fn match, const void *arg, void *match_user,
+                              hk_hook_fn fn, void *user, hk_hook_handle *out, size_t *n_hit) {
+    uint8_t *covers = calloc(h->n_points ? h->n_points : 1, 1);
+    if (!covers) return hk_errorf(HK_ERR_NOMEM, "hooks: out of memory");
+    *n_hit = 0;
+    const hk_points *pts = &h->model->points;
+    for (size_t i = 0; i < h->n_points; i++)
+        if (match(pts->points[i].name, arg, match_user)) {
+            covers[i] = 1;
+            (*n_hit)++;
+        }
+    if (*n_hit == 0) {
+        free(covers);
+        return HK_ERR_NOT_FOUND;
+    }
+    return push_reg(h, covers, fn, user, out);
+}
+
+hk_status hk_hooks_add(hk_hooks *h, const char *pattern, hk_hook_fn fn, void *user,
+                       hk_hook_handle *out) {
+    if (!h || !pattern || !fn)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_hooks_add: hooks, pattern and fn are required");
+    size_t hits;
+    hk_status st = add_matching(h, match_glob, pattern, NULL, fn, user, out, &hits);
+    if (st == HK_ERR_NOT_FOUND)
+        return hk_errorf(HK_ERR_NOT_FOUND,
+                         "hook '%s' matches no hook point of this %s model (%lld layers); "
+                         "`hookformer hooks --model DIR` lists them",
+                         pattern, h->model->cfg.family, (long long)h->model->cfg.n_layers);
+    return st;
+}
+
+hk_status hk_hooks_add_filter(hk_hooks *h, hk_hook_filter_fn filter, void *filter_user,
+                              hk_hook_fn fn, void *user, hk_hook_handle *out) {
+    if (!h || !filter || !fn)
+        return hk_errorf(HK_ERR_INVALID_ARG,
+                         "hk_hooks_add_filter: hooks, filter and fn are required");
+    size_t hits;
+    hk_status st = add_matching(h, match_filter, &filter, filter_user, fn, user, out, &hits);
+    if (st == HK_ERR_NOT_FOUND)
+        return hk_errorf(HK_ERR_NOT_FOUND, "hook filter accepted no hook point of this model");
+    return st;
+}
+
+static void drop_reg(hk_hooks *h, size_t i) {
+    for (size_t p = 0; p < h->n_points; p++) h->active[p] -= h->regs[i].covers[p];
+    free(h->regs[i].covers);
+    memmove(&h->regs[i], &h->regs[i + 1], (h->n_regs - i - 1) * sizeof *h->regs);
+    h->n_regs--;
+}
+
+hk_status hk_hooks_remove(hk_hooks *h, hk_hook_handle handle) {
+    if (!h) return hk_errorf(HK_ERR_INVALID_ARG, "hk_hooks_remove: NULL hooks");
+    for (size_t i = 0; i < h->n_regs; i++)
+        if (h->regs[i].handle == handle) {
+            drop_reg(h, i);
+            return HK_OK;
+        }
+    return hk_errorf(HK_ERR_NOT_FOUND, "hk_hooks_remove: no registration with handle %llu",
+                     (unsigned long long)handle);
+}
+
+size_t hk_hooks_scope_begin(const hk_hooks *h) { return h ? (size_t)h->next_handle : 0; }
+
+void hk_hooks_scope_end(hk_hooks *h, size_t mark) {
+    if (!h) return;
+    while (h->n_regs > 0 && h->regs[h->n_regs - 1].handle >= mark) drop_reg(h, h->n_regs - 1);
+}
+
+size_t hk_hooks_count(const hk_hooks *h) { return h ? h->n_regs : 0; }
+
+hk_status hk_hooks_fire(hk_hooks *h, int32_t point, hk_tensor *t, const hk_hook_ctx *ctx) {
+    for (size_t i = 0; i < h->n_regs; i++) {
+        hk_reg *r = &h->regs[i];
+        if (!r->covers[point]) continue;
+        hook_message[0] = '\0';
+        hk_hook_result res = r->fn(t, ctx, r->user);
+        if (res == HK_HOOK_CONTINUE) continue;
+        if (res == HK_HOOK_STOP) return HK_STOPPED;
+        return hk_errorf(HK_ERR_HOOK, "hook at '%s' failed: %s", ctx->name,
+                         hook_message[0] ? hook_message : "(the callback gave no message)");
+    }
+    return HK_OK;
+}
