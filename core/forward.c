@@ -34,7 +34,7 @@ typedef struct {
     float *mlp_pre;  /* [rows, d_mlp] */
     float *mlp_lin;  /* [rows, d_mlp] (gated MLPs) */
     float *mlp_out;  /* [rows, d_model] */
-    float *scale;    /* [rows] norm divisors (hooked norms only) */
+    float *scale;    /* [rows, n_heads] norm divisors (hooked norms only) */
     float *rope_cos; /* [seq, rot_dim/2] */
     float *rope_sin; /* [seq, rot_dim/2] */
     int64_t *pos;    /* [seq] absolute positions of the rows of one sequence */
@@ -124,7 +124,8 @@ static hk_status state_alloc(const hk_config *c, int64_t batch, int64_t seq, fwd
     size_t d = (size_t)c->d_model, dm = (size_t)c->d_mlp;
     size_t half = c->pos == HK_POS_ROTARY ? (size_t)(c->rope.rot_dim / 2) : 0;
     size_t sizes[] = {r * d,  r * d,  r * dq, r * dkv, r * dkv, r * dq, r * d,
-                      r * dm, c->gated_mlp ? r * dm : 0, r * d, r, (size_t)seq * half,
+                      r * dm, c->gated_mlp ? r * dm : 0, r * d, r * (size_t)c->n_heads,
+                      (size_t)seq * half,
                       (size_t)seq * half, (size_t)seq * 2 /* int64 positions */};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
@@ -169,14 +170,14 @@ static void activation(hk_act_kind a, float *x, int64_t n) {
 
 /* A norm whose hook_scale or hook_normalized is hooked: the pieces one at a time, so that a
  * modified scale or normalized value flows on (TransformerLens order: scale, x/scale, then
- * weight and bias). */
+ * weight and bias). heads > 0: x is [batch, pos, heads, d_model] (split attention inputs). */
 static hk_status norm_hooked(fwd_run *r, int64_t layer, hk_point_kind k_scale,
                              hk_point_kind k_norm, const hk_norm_weights *nw, const float *x,
-                             float *y) {
+                             float *y, int64_t heads) {
     const hk_config *c = &r->m->cfg;
     fwd_state *s = r->s;
-    int64_t d = c->d_model;
-    for (int64_t i = 0; i < s->rows; i++) {
+    int64_t d = c->d_model, n = s->rows * (heads > 0 ? heads : 1);
+    for (int64_t i = 0; i < n; i++) {
         const float *xi = x + i * d;
         float *yi = y + i * d;
         double mean = 0, sq = 0;
@@ -190,11 +191,12 @@ static hk_status norm_hooked(fwd_run *r, int64_t layer, hk_point_kind k_scale,
         }
         s->scale[i] = (float)sqrt(sq / (double)d + c->norm_eps);
     }
-    TRY(fire3(r, layer, k_scale, s->scale, 1));
-    for (int64_t i = 0; i < s->rows; i++)
+    TRY(heads > 0 ? fire4(r, layer, k_scale, s->scale, heads, 1)
+                  : fire3(r, layer, k_scale, s->scale, 1));
+    for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < d; j++) y[i * d + j] /= s->scale[i];
-    TRY(fire3(r, layer, k_norm, y, d));
-    for (int64_t i = 0; i < s->rows; i++)
+    TRY(heads > 0 ? fire4(r, layer, k_norm, y, heads, d) : fire3(r, layer, k_norm, y, d));
+    for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < d; j++)
             y[i * d + j] = y[i * d + j] * nw->w[j] + (nw->b ? nw->b[j] : 0.0f);
     return HK_OK;
@@ -204,7 +206,7 @@ static hk_status norm(fwd_run *r, int64_t layer, hk_point_kind k_scale, hk_point
                       const hk_norm_weights *nw, const float *x, float *y) {
     const hk_config *c = &r->m->cfg;
     if (HOOKED(r, layer, k_scale) || HOOKED(r, layer, k_norm))
-        return norm_hooked(r, layer, k_scale, k_norm, nw, x, y);
+        return norm_hooked(r, layer, k_scale, k_norm, nw, x, y, 0);
     if (c->norm == HK_NORM_LAYERNORM)
         hk_k_layernorm(x, r->s->rows, c->d_model, nw->w, nw->b, (float)c->norm_eps, y, NULL);
     else
@@ -327,16 +329,104 @@ static hk_status attn_out_per_head(fwd_run *r, int64_t layer) {
     return st;
 }
 
-/* attention sub-block: normed [rows, d_model] -> attn_out [rows, d_model] */
+static bool split_inputs_hooked(fwd_run *r, int64_t layer) {
+    return HOOKED(r, layer, HK_PT_ATTN_IN) || HOOKED(r, layer, HK_PT_Q_INPUT) ||
+           HOOKED(r, layer, HK_PT_K_INPUT) || HOOKED(r, layer, HK_PT_V_INPUT);
+}
+
+/* One of q/k/v from per-head inputs, TransformerLens's split-input path:
+ * in [rows, heads, d_model] --hook--> ln1 per head --> out[:, h, :] = ln1(in_h) W_h. */
+static hk_status split_projection(fwd_run *r, int64_t layer, hk_point_kind k_in, float *in,
+                                  int64_t heads, const hk_linear *w, float *out, float *tmp) {
+    const hk_config *c = &r->m->cfg;
+    fwd_state *s = r->s;
+    int64_t d = c->d_model, dh = c->d_head;
+    if (k_in != HK_PT_COUNT) TRY(fire4(r, layer, k_in, in, heads, d));
+    TRY(norm_hooked(r, layer, HK_PT_LN1_SCALE, HK_PT_LN1_NORMALIZED, &r->m->w.blocks[layer].ln1,
+                    in, in, heads));
+    for (int64_t h = 0; h < heads; h++) {
+        for (int64_t i = 0; i < s->rows; i++)
+            memcpy(tmp + i * d, in + (i * heads + h) * d, (size_t)d * sizeof(float));
+        hk_linear wh = *w;
+        wh.n_out = dh;
+        wh.w = w->in_out ? w->w + h * dh : w->w + h * dh * w->ld;
+        wh.b = w->b ? w->b + h * dh : NULL;
+        hk_k_linear(tmp, s->rows, d, wh.w, wh.ld, wh.in_out, wh.b, dh, out + h * dh, heads * dh);
+    }
+    return HK_OK;
+}
+
+/* resid_pre repeated along a head dimension: [rows, heads, d_model] */
+static void repeat_heads(const float *x, int64_t rows, int64_t heads, int64_t d, float *out) {
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t h = 0; h < heads; h++)
+            memcpy(out + (i * heads + h) * d, x + i * d, (size_t)d * sizeof(float));
+}
+
+/* q, k, v through hook_attn_in / hook_{q,k,v}_input (requested at this layer). */
+static hk_status qkv_split(fwd_run *r, int64_t layer) {
+    const hk_config *c = &r->m->cfg;
+    const hk_block_weights *bw = &r->m->w.blocks[layer];
+    fwd_state *s = r->s;
+    int64_t nh = c->n_heads, nkv = c->n_kv_heads, d = c->d_model;
+    bool split = HOOKED(r, layer, HK_PT_Q_INPUT) || HOOKED(r, layer, HK_PT_K_INPUT) ||
+                 HOOKED(r, layer, HK_PT_V_INPUT);
+    float *in = malloc((size_t)(s->rows * nh * d) * sizeof *in); /* [rows, heads, d_model] */
+    float *tmp = malloc((size_t)(s->rows * d) * sizeof *tmp);    /* [rows, d_model] */
+    hk_status st = HK_OK;
+    if (!in || !tmp) {
+        st = hk_errorf(HK_ERR_NOMEM, "forward: no memory for split attention inputs");
+        goto done;
+    }
+    if (!split) { /* hook_attn_in only: one [rows, n_heads, d_model] input feeds q, k and v */
+        repeat_heads(s->resid, s->rows, nh, d, in);
+        if ((st = fire4(r, layer, HK_PT_ATTN_IN, in, nh, d))) goto done;
+        float *attn_in = malloc((size_t)(s->rows * nh * d) * sizeof *attn_in);
+        if (!attn_in) {
+            st = hk_errorf(HK_ERR_NOMEM, "forward: no memory for hook_attn_in");
+            goto done;
+        }
+        const hk_linear *w[3] = {&bw->q, &bw->k, &bw->v};
+        float *out[3] = {s->q, s->k, s->v};
+        for (int p = 0; p < 3 && st == HK_OK; p++) {
+            memcpy(attn_in, in, (size_t)(s->rows * nh * d) * sizeof(float));
+            st = split_projection(r, layer, HK_PT_COUNT, attn_in, nh, w[p], out[p], tmp);
+        }
+        free(attn_in);
+        goto done;
+    }
+    if (HOOKED(r, layer, HK_PT_ATTN_IN)) { /* fired, but split inputs come from resid_pre */
+        repeat_heads(s->resid, s->rows, nh, d, in);
+        if ((st = fire4(r, layer, HK_PT_ATTN_IN, in, nh, d))) goto done;
+    }
+    repeat_heads(s->resid, s->rows, nh, d, in);
+    if ((st = split_projection(r, layer, HK_PT_Q_INPUT, in, nh, &bw->q, s->q, tmp))) goto done;
+    repeat_heads(s->resid, s->rows, nkv, d, in);
+    if ((st = split_projection(r, layer, HK_PT_K_INPUT, in, nkv, &bw->k, s->k, tmp))) goto done;
+    repeat_heads(s->resid, s->rows, nkv, d, in);
+    st = split_projection(r, layer, HK_PT_V_INPUT, in, nkv, &bw->v, s->v, tmp);
+done:
+    free(in);
+    free(tmp);
+    return st;
+}
+
+/* attention sub-block: resid [rows, d_model] -> attn_out [rows, d_model] */
 static hk_status attention(fwd_run *r, int64_t layer) {
     const hk_config *c = &r->m->cfg;
     const hk_block_weights *bw = &r->m->w.blocks[layer];
     fwd_state *s = r->s;
     int64_t nh = c->n_heads, nkv = c->n_kv_heads, dh = c->d_head;
     int64_t dq = nh * dh, dkv = nkv * dh;
-    linear(&bw->q, s->normed, s->rows, s->q); /* [rows, n_heads*d_head] */
-    linear(&bw->k, s->normed, s->rows, s->k); /* [rows, n_kv_heads*d_head] */
-    linear(&bw->v, s->normed, s->rows, s->v);
+    if (split_inputs_hooked(r, layer)) {
+        TRY(qkv_split(r, layer));
+    } else {
+        TRY(norm(r, layer, HK_PT_LN1_SCALE, HK_PT_LN1_NORMALIZED, &bw->ln1, s->resid,
+                 s->normed));
+        linear(&bw->q, s->normed, s->rows, s->q); /* [rows, n_heads*d_head] */
+        linear(&bw->k, s->normed, s->rows, s->k); /* [rows, n_kv_heads*d_head] */
+        linear(&bw->v, s->normed, s->rows, s->v);
+    }
     TRY(fire4(r, layer, HK_PT_Q, s->q, nh, dh));
     TRY(fire4(r, layer, HK_PT_K, s->k, nkv, dh));
     TRY(fire4(r, layer, HK_PT_V, s->v, nkv, dh));
@@ -406,12 +496,10 @@ static const float *mlp_input(fwd_run *r, int64_t layer, const float *x, float *
 
 static hk_status block(fwd_run *r, int64_t layer) {
     const hk_config *c = &r->m->cfg;
-    const hk_block_weights *bw = &r->m->w.blocks[layer];
     fwd_state *s = r->s;
     int64_t d = c->d_model, n = s->rows * d;
     hk_status st;
     TRY(fire3(r, layer, HK_PT_RESID_PRE, s->resid, d));
-    TRY(norm(r, layer, HK_PT_LN1_SCALE, HK_PT_LN1_NORMALIZED, &bw->ln1, s->resid, s->normed));
     TRY(attention(r, layer));
     if (c->parallel_attn_mlp) {
         /* resid_post = resid_pre + attn(ln1(resid_pre)) + mlp(ln2(resid_pre)) */

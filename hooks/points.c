@@ -59,11 +59,8 @@ static bool present(const hk_config *c, hk_point_kind k) {
     case HK_PT_ROT_Q:
     case HK_PT_ROT_K: return c->pos == HK_POS_ROTARY;
     case HK_PT_RESID_MID: return !c->parallel_attn_mlp;
-    /* split attention inputs: not computed yet, so not offered */
-    case HK_PT_ATTN_IN:
-    case HK_PT_Q_INPUT:
-    case HK_PT_K_INPUT:
-    case HK_PT_V_INPUT: return false;
+    /* one input for q, k and v only works when they have the same number of heads */
+    case HK_PT_ATTN_IN: return c->n_kv_heads == c->n_heads;
     case HK_PT_MLP_PRE_LINEAR: return c->gated_mlp;
     default: return true;
     }

@@ -1,0 +1,238 @@
+/* TransformerLens parity: every hook TransformerLens's run_with_cache produces for the fixture
+ * models exists here with the same shape and values (atol 1e-4), and a run_with_hooks patch
+ * of resid_pre gives TransformerLens's patched logits. References: make_tl_references.py. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/checkpoint.h"
+#include "hookformer.h"
+
+#define ATOL 1e-4
+
+typedef struct {
+    hk_ckpt *ref;
+    bool *seen;      /* [hk_ckpt_count(ref)] */
+    double worst;
+    char worst_name[96];
+    int compared;
+} parity;
+
+static hk_model *load(const char *name) {
+    char dir[1024];
+    const char *fx = getenv("HK_FIXTURES");
+    snprintf(dir, sizeof dir, "%s/%s", fx ? fx : "tests/fixtures", name);
+    hk_model *m = NULL;
+    if (hk_model_load(dir, &m) != HK_OK) fail_msg("load %s: %s", dir, hk_last_error());
+    return m;
+}
+
+static hk_ckpt *open_ref(const char *family, const char *file) {
+    char path[1024];
+    const char *fx = getenv("HK_FIXTURES");
+    snprintf(path, sizeof path, "%s/%s/%s", fx ? fx : "tests/fixtures", family, file);
+    hk_ckpt *ck = NULL;
+    if (hk_ckpt_open(path, &ck) != HK_OK) fail_msg("%s: %s", path, hk_last_error());
+    return ck;
+}
+
+static int32_t *read_ids(const hk_ckpt *ck, const char *name, int64_t *len) {
+    const hk_st_tensor *t = hk_ckpt_find(ck, name);
+    assert_non_null(t);
+    *len = t->shape[t->ndim - 1];
+    int32_t *ids = malloc((size_t)*len * sizeof *ids);
+    for (int64_t i = 0; i < *len; i++) {
+        int64_t v;
+        memcpy(&v, (const char *)t->data + i * 8, 8);
+        ids[i] = (int32_t)v;
+    }
+    return ids;
+}
+
+static float ref_at(const hk_st_tensor *t, int64_t i) {
+    float v;
+    memcpy(&v, (const char *)t->data + i * 4, 4);
+    return v;
+}
+
+static double diff(float ours, float ref) {
+    if (isinf(ours) || isinf(ref)) return ours == ref ? 0.0 : INFINITY;
+    return fabs((double)ours - (double)ref);
+}
+
+/* Compare a fired activation with the TransformerLens tensor of the same name. Attention
+ * scores/patterns arrive per query chunk: [1, head, q_chunk, k] at ctx->pos_offset. */
+static hk_hook_result compare(hk_tensor *t, const hk_hook_ctx *ctx, void *user) {
+    parity *p = user;
+    const hk_st_tensor *ref = hk_ckpt_find(p->ref, ctx->name);
+    if (!ref) return HK_HOOK_CONTINUE; /* a point TransformerLens did not cache */
+    p->seen[ref - hk_ckpt_at(p->ref, 0)] = true;
+    bool attn = strstr(ctx->name, "hook_pattern") || strstr(ctx->name, "hook_attn_scores");
+    if (ref->ndim != t->ndim) fail_msg("%s: %d dims here, %d in TransformerLens", ctx->name,
+                                       t->ndim, ref->ndim);
+    for (int d = 0; d < t->ndim; d++) {
+        bool chunked_dim = attn && d == 2;
+        if (!chunked_dim && t->shape[d] != ref->shape[d])
+            fail_msg("%s: dim %d is %lld here, %lld in TransformerLens", ctx->name, d,
+                     (long long)t->shape[d], (long long)ref->shape[d]);
+    }
+    int64_t n = 1;
+    for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
+    const float *ours = t->data;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t ri = i;
+        if (attn) { /* [1, h, qc, k] -> [1, h, T, k] at query offset */
+            int64_t k = t->shape[3], qc = t->shape[2];
+            int64_t j = i % k, q = (i / k) % qc, h = i / (k * qc);
+            ri = (h * ref->shape[2] + ctx->pos_offset + q) * k + j;
+        }
+        double e = diff(ours[i], ref_at(ref, ri));
+        if (!(e <= p->worst)) {
+            p->worst = e;
+            snprintf(p->worst_name, sizeof p->worst_name, "%s", ctx->name);
+        }
+    }
+    p->compared++;
+    return HK_HOOK_CONTINUE;
+}
+
+static bool is_split_input(const char *name, void *u) {
+    (void)u;
+    return strstr(name, "_input") || strstr(name, "hook_attn_in");
+}
+static bool not_split_input(const char *name, void *u) { return !is_split_input(name, u); }
+
+static void check_cache(const char *family, const char *file) {
+    hk_model *m = load(family);
+    parity p = {.ref = open_ref(family, file)};
+    p.seen = calloc(hk_ckpt_count(p.ref), sizeof *p.seen);
+    int64_t T;
+    int32_t *ids = read_ids(p.ref, "input_ids", &T);
+    float *logits = calloc((size_t)(T * hk_model_vocab_size(m)), sizeof *logits);
+    /* run 1: every point but the split inputs; run 2: the split inputs (they reroute ln1) */
+    hk_hook_filter_fn filters[2] = {not_split_input, is_split_input};
+    for (int pass = 0; pass < 2; pass++) {
+        hk_hooks *h;
+        assert_int_equal(hk_hooks_new(m, &h), HK_OK);
+        assert_int_equal(hk_hooks_add_filter(h, filters[pass], NULL, compare, &p, NULL), HK_OK);
+        if (hk_model_run(m, h, ids, NULL, 1, T, logits) != HK_OK)
+            fail_msg("%s: %s", family, hk_last_error());
+        hk_hooks_free(h);
+    }
+    const hk_st_tensor *ref_logits = hk_ckpt_find(p.ref, "logits");
+    for (int64_t i = 0; i < T * hk_model_vocab_size(m); i++) {
+        double e = diff(logits[i], ref_at(ref_logits, i));
+        if (!(e <= p.worst)) {
+            p.worst = e;
+            snprintf(p.worst_name, sizeof p.worst_name, "logits");
+        }
+    }
+    size_t missing = 0;
+    for (size_t i = 0; i < hk_ckpt_count(p.ref); i++) {
+        const char *name = hk_ckpt_at(p.ref, i)->name;
+        if (p.seen[i] || strcmp(name, "input_ids") == 0 || strcmp(name, "logits") == 0) continue;
+        print_message("%s: TransformerLens hook %s never fired here\n", family, name);
+        missing++;
+    }
+    print_message("%s %s: %d activations compared, max |diff| %.3g (%s)\n", family, file,
+                  p.compared, p.worst, p.worst_name);
+    assert_int_equal(missing, 0);
+    if (!(p.worst <= ATOL))
+        fail_msg("%s: %s differs from TransformerLens by %g", family, p.worst_name, p.worst);
+    free(logits);
+    free(ids);
+    free(p.seen);
+    hk_ckpt_close(p.ref);
+    hk_model_free(m);
+}
+
+/* ---- patching: resid_pre of layer L at position p from run A, into run B ---- */
+
+typedef struct {
+    float *saved; /* [d_model] */
+    int64_t pos, d;
+} patch;
+
+static hk_hook_result save_pos(hk_tensor *t, const hk_hook_ctx *c, void *u) {
+    (void)c;
+    patch *p = u;
+    memcpy(p->saved, (float *)t->data + p->pos * t->stride[1], (size_t)p->d * sizeof(float));
+    return HK_HOOK_CONTINUE;
+}
+
+static hk_hook_result write_pos(hk_tensor *t, const hk_hook_ctx *c, void *u) {
+    (void)c;
+    patch *p = u;
+    memcpy((float *)t->data + p->pos * t->stride[1], p->saved, (size_t)p->d * sizeof(float));
+    return HK_HOOK_CONTINUE;
+}
+
+static void check_patch(const char *family, const char *file) {
+    hk_model *m = load(family);
+    hk_ckpt *ref = open_ref(family, file);
+    int64_t T, T2, one;
+    int32_t *a = read_ids(ref, "patch_input_ids_a", &T);
+    int32_t *b = read_ids(ref, "patch_input_ids_b", &T2);
+    assert_int_equal(T, T2);
+    int32_t *layer = read_ids(ref, "patch_layer", &one);
+    int32_t *pos = read_ids(ref, "patch_pos", &one);
+    int64_t d = hk_model_d_model(m), V = hk_model_vocab_size(m);
+    patch p = {.saved = malloc((size_t)d * sizeof(float)), .pos = pos[0], .d = d};
+    char name[64];
+    snprintf(name, sizeof name, "blocks.%d.hook_resid_pre", layer[0]);
+    float *logits = calloc((size_t)(T * V), sizeof *logits);
+    hk_hooks *h;
+    assert_int_equal(hk_hooks_new(m, &h), HK_OK);
+    size_t mark = hk_hooks_scope_begin(h);
+    assert_int_equal(hk_hooks_add(h, name, save_pos, &p, NULL), HK_OK);
+    assert_int_equal(hk_model_run(m, h, a, NULL, 1, T, logits), HK_OK);
+    hk_hooks_scope_end(h, mark);
+    assert_int_equal(hk_hooks_add(h, name, write_pos, &p, NULL), HK_OK);
+    assert_int_equal(hk_model_run(m, h, b, NULL, 1, T, logits), HK_OK);
+    const hk_st_tensor *want = hk_ckpt_find(ref, "patched_logits");
+    double worst = 0;
+    for (int64_t i = 0; i < T * V; i++) worst = fmax(worst, diff(logits[i], ref_at(want, i)));
+    print_message("%s %s: patched logits max |diff| %.3g\n", family, file, worst);
+    assert_true(worst <= ATOL);
+    hk_hooks_free(h);
+    free(logits), free(p.saved), free(a), free(b), free(layer), free(pos);
+    hk_ckpt_close(ref);
+    hk_model_free(m);
+}
+
+#define FAMILY_TESTS(f, suffix)                                                          \
+    static void test_cache_##f(void **s) {                                               \
+        (void)s;                                                                         \
+        check_cache(#f, "tl_cache" suffix ".safetensors");                               \
+    }                                                                                    \
+    static void test_patch_##f(void **s) {                                               \
+        (void)s;                                                                         \
+        check_patch(#f, "tl_patch" suffix ".safetensors");                               \
+    }
+FAMILY_TESTS(gpt2, "")
+FAMILY_TESTS(llama, "")
+FAMILY_TESTS(mistral, "")
+FAMILY_TESTS(qwen2, "")
+/* TransformerLens 3.9 has no LongRoPE: its native Phi-3 output differs from transformers. The
+ * _longrope references are TransformerLens with transformers' LongRoPE cos/sin tables in its
+ * rotary buffers — TransformerLens's hooks, transformers' numbers. */
+FAMILY_TESTS(phi3, "_longrope")
+FAMILY_TESTS(neox, "")
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cache_gpt2),    cmocka_unit_test(test_patch_gpt2),
+        cmocka_unit_test(test_cache_llama),   cmocka_unit_test(test_patch_llama),
+        cmocka_unit_test(test_cache_mistral), cmocka_unit_test(test_patch_mistral),
+        cmocka_unit_test(test_cache_qwen2),   cmocka_unit_test(test_patch_qwen2),
+        cmocka_unit_test(test_cache_phi3),    cmocka_unit_test(test_patch_phi3),
+        cmocka_unit_test(test_cache_neox),    cmocka_unit_test(test_patch_neox),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
