@@ -13,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
 PACKAGES=(libhdf5-dev hdf5-tools libopenblas-dev libcmocka-dev libcjson-dev libpcre2-dev
-          libutf8proc-dev meson ninja-build pkg-config gcc clang)
+          libutf8proc-dev meson ninja-build pkg-config gcc clang libclang-rt-14-dev)
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'setup.sh: %s\n' "$*" >&2; exit 1; }
@@ -67,11 +67,30 @@ cmd_run() {
     build/tools/hookformer run --model "$model" --tokens "$tokens" --top-k 5
 }
 
+# libFuzzer on the safetensors header parser for a short while (clang only). The corpus is
+# copied so that the run never writes into the repository.
+fuzz_briefly() {
+    if ! command -v clang >/dev/null; then
+        say "clang not found: skipping the libFuzzer run"
+        return 0
+    fi
+    say "libFuzzer: safetensors header parser, ${HK_FUZZ_SECONDS:-20} s"
+    rm -rf build/fuzz-corpus && mkdir -p build/fuzz-corpus
+    cp tests/fuzz/corpus_safetensors/* build/fuzz-corpus/
+    clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+        -DHK_LIBFUZZER=1 -D_GNU_SOURCE -std=c11 -Iinclude -I. \
+        tests/fuzz/fuzz_safetensors.c core/safetensors.c core/json.c core/dtype.c core/error.c \
+        -lcjson -lm -o build/fuzz_safetensors
+    build/fuzz_safetensors -max_total_time="${HK_FUZZ_SECONDS:-20}" -print_final_stats=1 \
+        build/fuzz-corpus 2>&1 | tail -n 3
+}
+
 cmd_test() {
     install_missing
     build build
     say "test suite (release build: build/)"
     meson test -C build --print-errorlogs
+    fuzz_briefly
 
     build build-asan -Dbuildtype=debugoptimized -Db_sanitize=address,undefined
     # Leaks inside OpenBLAS/OpenMP runtimes (never hookformer's own) go in tests/lsan.supp.
