@@ -13,6 +13,7 @@
 #include "kernels/cpu/kernels.h"
 #include "model.h"
 #include "rope.h"
+#include "session.h"
 
 #ifndef HK_HOOK_DISPATCH
 #define HK_HOOK_DISPATCH 1
@@ -22,8 +23,11 @@
 #define HK_PATTERN_CHUNK_BYTES (32u << 20)
 
 typedef struct {
-    int64_t batch, seq, rows;  /* rows = batch * seq */
-    const int64_t *lengths;    /* [batch] */
+    int64_t batch, seq, rows;  /* rows = batch * seq (seq: positions in this call) */
+    const int64_t *lengths;    /* [batch] valid positions of each sequence in this call */
+    int64_t pos0;              /* absolute position of row 0 of every sequence */
+    int64_t rope_len;          /* length that picks LongRoPE's factors */
+    struct hk_session *sess;   /* KV cache, or NULL for a one-shot forward */
     float *resid;    /* [rows, d_model] */
     float *normed;   /* [rows, d_model] */
     float *q;        /* [rows, n_heads * d_head] */
@@ -64,7 +68,8 @@ typedef struct {
 
 /* Fire point (layer, kind) on a contiguous tensor of the given shape. */
 static hk_status fire(fwd_run *r, int64_t layer, hk_point_kind kind, float *data, int ndim,
-                      const int64_t *shape, int64_t batch_offset, int64_t pos_offset) {
+                      const int64_t *shape, int64_t batch_offset, int64_t pos_offset,
+                      int64_t key_offset) {
 #if HK_HOOK_DISPATCH
     int32_t point = hk_points_index(&r->m->points, layer, kind);
     if (!hk_hooks_active(r->hooks, point)) return HK_OK;
@@ -80,6 +85,7 @@ static hk_status fire(fwd_run *r, int64_t layer, hk_point_kind kind, float *data
         .layer = r->m->points.points[point].layer,
         .batch_offset = batch_offset,
         .pos_offset = pos_offset,
+        .key_offset = key_offset,
         .run_batch = r->s->batch,
         .run_seq = r->s->seq,
         .model = r->m,
@@ -87,7 +93,7 @@ static hk_status fire(fwd_run *r, int64_t layer, hk_point_kind kind, float *data
     return hk_hooks_fire(r->hooks, point, &t, &ctx);
 #else
     (void)r, (void)layer, (void)kind, (void)data, (void)ndim, (void)shape;
-    (void)batch_offset, (void)pos_offset;
+    (void)batch_offset, (void)pos_offset, (void)key_offset;
     return HK_OK;
 #endif
 }
@@ -96,14 +102,14 @@ static hk_status fire(fwd_run *r, int64_t layer, hk_point_kind kind, float *data
 static hk_status fire3(fwd_run *r, int64_t layer, hk_point_kind kind, float *data,
                        int64_t inner) {
     int64_t shape[3] = {r->s->batch, r->s->seq, inner};
-    return fire(r, layer, kind, data, 3, shape, 0, 0);
+    return fire(r, layer, kind, data, 3, shape, 0, r->s->pos0, 0);
 }
 
 /* [batch, pos, heads, d] */
 static hk_status fire4(fwd_run *r, int64_t layer, hk_point_kind kind, float *data,
                        int64_t heads, int64_t d) {
     int64_t shape[4] = {r->s->batch, r->s->seq, heads, d};
-    return fire(r, layer, kind, data, 4, shape, 0, 0);
+    return fire(r, layer, kind, data, 4, shape, 0, r->s->pos0, 0);
 }
 
 /* ---- state ---- */
@@ -225,46 +231,55 @@ static hk_status embed(fwd_run *r, const int32_t *tokens) {
     if (c->pos == HK_POS_LEARNED) {
         float *pos = s->normed; /* [rows, d_model] scratch until the first norm */
         for (int64_t b = 0; b < s->batch; b++)
-            memcpy(pos + b * s->seq * d, m->w.pos_embed, (size_t)(s->seq * d) * sizeof(float));
+            memcpy(pos + b * s->seq * d, m->w.pos_embed + s->pos0 * d,
+                   (size_t)(s->seq * d) * sizeof(float));
         TRY(fire3(r, -1, HK_PT_POS_EMBED, pos, d));
         hk_k_add(s->resid, pos, s->rows * d);
     }
     return HK_OK;
 }
 
-/* Rotary tables for positions 0..seq-1; LongRoPE picks its factors from the longest sequence. */
+/* Rotary tables for positions pos0..pos0+seq-1; LongRoPE picks its factors from rope_len. */
 static void rope_prepare(const hk_config *c, fwd_state *s) {
     if (c->pos != HK_POS_ROTARY) return;
     int64_t half = c->rope.rot_dim / 2;
-    int64_t longest = 0;
-    for (int64_t b = 0; b < s->batch; b++)
-        if (s->lengths[b] > longest) longest = s->lengths[b];
     float inv_freq[HK_MAX_ROPE_FACTORS];
     float attn_factor;
-    hk_rope_inv_freq(&c->rope, longest, inv_freq, &attn_factor);
-    for (int64_t t = 0; t < s->seq; t++) s->pos[t] = t;
+    hk_rope_inv_freq(&c->rope, s->rope_len, inv_freq, &attn_factor);
+    for (int64_t t = 0; t < s->seq; t++) s->pos[t] = s->pos0 + t;
     hk_rope_table(inv_freq, half, attn_factor, s->pos, s->seq, s->rope_cos, s->rope_sin);
 }
 
-static hk_k_mask layer_mask(const hk_config *c, int64_t layer, int64_t k_len) {
+/* The keys one sequence's queries attend to: this call's own rows, or the session's cache
+ * (a slice of it, or the rolling buffer's live slots gathered in position order). */
+typedef struct {
+    const float *k, *v; /* [sk, n_kv_heads * d_head] with row stride ld */
+    int64_t ld, sk;
+    int64_t k_pos0;     /* absolute position of key 0 */
+    int64_t k_len;      /* valid keys */
+} key_view;
+
+static hk_k_mask layer_mask(const hk_config *c, int64_t layer, int64_t q_pos0,
+                            const key_view *kv) {
     return (hk_k_mask){
         .causal = c->causal,
         .window = c->layer_window[layer] ? c->window : 0,
-        .q_pos0 = 0,
-        .k_pos0 = 0,
-        .k_len = k_len,
+        .q_pos0 = q_pos0,
+        .k_pos0 = kv->k_pos0,
+        .k_len = kv->k_len,
         .allowed = NULL,
         .user = NULL,
     };
 }
 
 /* Scores and pattern hooked: materialize them per sequence and query chunk, hand each chunk
- * [1, n_heads, q_chunk, seq] to the hooks, and compute z from the (possibly modified) pattern. */
-static hk_status attention_materialized(fwd_run *r, int64_t layer) {
+ * [1, n_heads, q_chunk, sk] to the hooks, and compute z from the (possibly modified) pattern. */
+static hk_status attention_materialized(fwd_run *r, int64_t layer, int64_t b,
+                                        const key_view *kv) {
     const hk_config *c = &r->m->cfg;
     fwd_state *s = r->s;
-    int64_t nh = c->n_heads, dq = nh * c->d_head, dkv = c->n_kv_heads * c->d_head;
-    int64_t sk = s->seq;
+    int64_t nh = c->n_heads, dq = nh * c->d_head;
+    int64_t sk = kv->sk, r0 = b * s->seq;
     int64_t chunk = (int64_t)(HK_PATTERN_CHUNK_BYTES / ((size_t)(nh * sk) * sizeof(float)));
     if (chunk < 1) chunk = 1;
     if (chunk > s->seq) chunk = s->seq;
@@ -273,24 +288,19 @@ static hk_status attention_materialized(fwd_run *r, int64_t layer) {
         return hk_errorf(HK_ERR_NOMEM, "forward: no memory for a %lld x %lld attention chunk",
                          (long long)chunk, (long long)sk);
     hk_status st = HK_OK;
-    for (int64_t b = 0; b < s->batch && st == HK_OK; b++) {
-        int64_t r0 = b * s->seq;
-        for (int64_t q0 = 0; q0 < s->seq && st == HK_OK; q0 += chunk) {
-            int64_t qc = s->seq - q0 < chunk ? s->seq - q0 : chunk;
-            hk_k_mask mask = layer_mask(c, layer, s->lengths[b]);
-            mask.q_pos0 = q0;
-            hk_k_attention_scores(s->q + (r0 + q0) * dq, dq, s->k + r0 * dkv, dkv, qc, sk, nh,
-                                  c->n_kv_heads, c->d_head, (float)c->attn_scale, &mask, scores);
-            /* the hooks see [1, nh, qc, sk]: pack the chunk's rows per head */
-            int64_t shape[4] = {1, nh, qc, sk};
-            st = fire(r, layer, HK_PT_ATTN_SCORES, scores, 4, shape, b, q0);
-            if (st != HK_OK) break;
-            hk_k_softmax_rows(scores, nh * qc, sk, scores);
-            st = fire(r, layer, HK_PT_PATTERN, scores, 4, shape, b, q0);
-            if (st != HK_OK) break;
-            hk_k_attention_apply(scores, s->v + r0 * dkv, dkv, qc, sk, nh, c->n_kv_heads,
-                                 c->d_head, s->z + (r0 + q0) * dq, dq);
-        }
+    for (int64_t q0 = 0; q0 < s->seq && st == HK_OK; q0 += chunk) {
+        int64_t qc = s->seq - q0 < chunk ? s->seq - q0 : chunk;
+        hk_k_mask mask = layer_mask(c, layer, s->pos0 + q0, kv);
+        hk_k_attention_scores(s->q + (r0 + q0) * dq, dq, kv->k, kv->ld, qc, sk, nh,
+                              c->n_kv_heads, c->d_head, (float)c->attn_scale, &mask, scores);
+        int64_t shape[4] = {1, nh, qc, sk};
+        st = fire(r, layer, HK_PT_ATTN_SCORES, scores, 4, shape, b, s->pos0 + q0, kv->k_pos0);
+        if (st != HK_OK) break;
+        hk_k_softmax_rows(scores, nh * qc, sk, scores);
+        st = fire(r, layer, HK_PT_PATTERN, scores, 4, shape, b, s->pos0 + q0, kv->k_pos0);
+        if (st != HK_OK) break;
+        hk_k_attention_apply(scores, kv->v, kv->ld, qc, sk, nh, c->n_kv_heads, c->d_head,
+                             s->z + (r0 + q0) * dq, dq);
     }
     free(scores);
     return st;
@@ -411,6 +421,55 @@ done:
     return st;
 }
 
+/* Keys of sequence b for this layer (see key_view). A full-attention cache gets this chunk's
+ * keys written first, then is read in place; a rolling buffer's live slots (positions
+ * pos0-W+1 .. pos0-1) are gathered in position order, followed by the chunk's own keys. */
+static void keys_for(fwd_run *r, int64_t layer, int64_t b, float *gather, key_view *kv) {
+    const hk_config *c = &r->m->cfg;
+    fwd_state *s = r->s;
+    int64_t dkv = c->n_kv_heads * c->d_head, r0 = b * s->seq;
+    size_t row = (size_t)dkv * sizeof(float);
+    if (!s->sess) {
+        *kv = (key_view){s->k + r0 * dkv, s->v + r0 * dkv, dkv, s->seq, s->pos0, s->lengths[b]};
+        return;
+    }
+    const hk_kv_layer *L = &s->sess->layers[layer];
+    float *ck = L->k + b * L->slots * dkv, *cv = L->v + b * L->slots * dkv;
+    if (!L->rolling) {
+        memcpy(ck + s->pos0 * dkv, s->k + r0 * dkv, (size_t)s->seq * row);
+        memcpy(cv + s->pos0 * dkv, s->v + r0 * dkv, (size_t)s->seq * row);
+        int64_t n = s->pos0 + s->seq;
+        *kv = (key_view){ck, cv, dkv, n, 0, n};
+        return;
+    }
+    int64_t W = L->slots, lo = s->pos0 - (W - 1) > 0 ? s->pos0 - (W - 1) : 0;
+    int64_t n_old = s->pos0 - lo, sk = n_old + s->seq;
+    float *gk = gather, *gv = gather + (W + s->seq) * dkv;
+    for (int64_t p = lo; p < s->pos0; p++) {
+        memcpy(gk + (p - lo) * dkv, ck + (p % W) * dkv, row);
+        memcpy(gv + (p - lo) * dkv, cv + (p % W) * dkv, row);
+    }
+    memcpy(gk + n_old * dkv, s->k + r0 * dkv, (size_t)s->seq * row);
+    memcpy(gv + n_old * dkv, s->v + r0 * dkv, (size_t)s->seq * row);
+    *kv = (key_view){gk, gv, dkv, sk, lo, sk};
+}
+
+/* After attention: a rolling buffer keeps the chunk's last W positions (slot = pos mod W). */
+static void cache_store(fwd_run *r, int64_t layer, int64_t b) {
+    const hk_config *c = &r->m->cfg;
+    fwd_state *s = r->s;
+    const hk_kv_layer *L = &s->sess->layers[layer];
+    if (!L->rolling) return; /* written before attention */
+    int64_t dkv = c->n_kv_heads * c->d_head, r0 = b * s->seq, W = L->slots;
+    float *ck = L->k + b * W * dkv, *cv = L->v + b * W * dkv;
+    int64_t first = s->seq > W ? s->seq - W : 0;
+    for (int64_t t = first; t < s->seq; t++) {
+        int64_t slot = (s->pos0 + t) % W;
+        memcpy(ck + slot * dkv, s->k + (r0 + t) * dkv, (size_t)dkv * sizeof(float));
+        memcpy(cv + slot * dkv, s->v + (r0 + t) * dkv, (size_t)dkv * sizeof(float));
+    }
+}
+
 /* attention sub-block: resid [rows, d_model] -> attn_out [rows, d_model] */
 static hk_status attention(fwd_run *r, int64_t layer) {
     const hk_config *c = &r->m->cfg;
@@ -440,17 +499,29 @@ static hk_status attention(fwd_run *r, int64_t layer) {
         TRY(fire4(r, layer, HK_PT_ROT_Q, s->q, nh, dh));
         TRY(fire4(r, layer, HK_PT_ROT_K, s->k, nkv, dh));
     }
-    if (HOOKED(r, layer, HK_PT_ATTN_SCORES) || HOOKED(r, layer, HK_PT_PATTERN)) {
-        TRY(attention_materialized(r, layer));
-    } else {
-        for (int64_t b = 0; b < s->batch; b++) {
-            hk_k_mask mask = layer_mask(c, layer, s->lengths[b]);
-            int64_t r0 = b * s->seq;
-            hk_k_attention(s->q + r0 * dq, dq, s->k + r0 * dkv, dkv, s->v + r0 * dkv, dkv,
-                           s->seq, s->seq, nh, nkv, dh, (float)c->attn_scale, &mask,
-                           s->z + r0 * dq, dq);
-        }
+    bool materialize = HOOKED(r, layer, HK_PT_ATTN_SCORES) || HOOKED(r, layer, HK_PT_PATTERN);
+    float *gather = NULL;
+    if (s->sess && s->sess->layers[layer].rolling) {
+        int64_t cap = (s->sess->layers[layer].slots + s->seq) * dkv;
+        gather = malloc((size_t)(2 * cap) * sizeof *gather); /* [W - 1 + seq, dkv] x {k, v} */
+        if (!gather) return hk_errorf(HK_ERR_NOMEM, "forward: no memory to gather the cache");
     }
+    hk_status st = HK_OK;
+    for (int64_t b = 0; b < s->batch && st == HK_OK; b++) {
+        key_view kv;
+        keys_for(r, layer, b, gather, &kv);
+        if (materialize) {
+            st = attention_materialized(r, layer, b, &kv);
+        } else {
+            hk_k_mask mask = layer_mask(c, layer, s->pos0, &kv);
+            int64_t r0 = b * s->seq;
+            hk_k_attention(s->q + r0 * dq, dq, kv.k, kv.ld, kv.v, kv.ld, s->seq, kv.sk, nh, nkv,
+                           dh, (float)c->attn_scale, &mask, s->z + r0 * dq, dq);
+        }
+        if (s->sess) cache_store(r, layer, b);
+    }
+    free(gather);
+    TRY(st);
     TRY(fire4(r, layer, HK_PT_Z, s->z, nh, dh));
     if (HOOKED(r, layer, HK_PT_RESULT))
         TRY(attn_out_per_head(r, layer));
@@ -520,10 +591,11 @@ static hk_status block(fwd_run *r, int64_t layer) {
 }
 
 static hk_status check_inputs(const hk_model *m, const int32_t *tokens, const int64_t *lengths,
-                              int64_t batch, int64_t seq, const float *logits) {
-    if (!m || !tokens || !logits)
-        return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_forward: model, tokens and logits "
-                                             "must not be NULL");
+                              int64_t batch, int64_t seq, int64_t pos0, const float *logits) {
+    (void)logits;
+    if (!m || !tokens)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_forward: model and tokens must not be "
+                                             "NULL");
     if (batch <= 0 || seq <= 0)
         return hk_errorf(HK_ERR_INVALID_ARG,
                          "hk_model_forward: batch (%lld) and seq (%lld) must be positive",
@@ -544,44 +616,53 @@ static hk_status check_inputs(const hk_model *m, const int32_t *tokens, const in
                                  id, (long long)b, (long long)t, (long long)c->d_vocab);
         }
     }
-    if (c->pos == HK_POS_LEARNED && seq > m->w.n_pos)
+    if (c->pos == HK_POS_LEARNED && pos0 + seq > m->w.n_pos)
         return hk_errorf(HK_ERR_INVALID_ARG,
                          "hk_model_forward: %lld positions requested but the model has "
                          "learned position embeddings for %lld",
-                         (long long)seq, (long long)m->w.n_pos);
+                         (long long)(pos0 + seq), (long long)m->w.n_pos);
     return HK_OK;
 }
 
-static hk_status run_layers(fwd_run *r, const int32_t *ids, float *logits) {
+/* Embed, blocks, final norm, unembed. logits: [rows, d_vocab], or [batch, d_vocab] for the
+ * last row of each sequence when last_only. */
+static hk_status run_layers(fwd_run *r, const int32_t *ids, bool last_only, float *logits) {
     const hk_config *c = &r->m->cfg;
     fwd_state *s = r->s;
+    int64_t d = c->d_model, V = c->d_vocab;
     TRY(embed(r, ids));
     rope_prepare(c, s);
     for (int64_t l = 0; l < c->n_layers; l++) TRY(block(r, l));
     TRY(norm(r, -1, HK_PT_LN_FINAL_SCALE, HK_PT_LN_FINAL_NORMALIZED, &r->m->w.ln_final,
              s->resid, s->normed));
-    TRY(fire3(r, -1, HK_PT_UNEMBED_IN, s->normed, c->d_model));
+    TRY(fire3(r, -1, HK_PT_UNEMBED_IN, s->normed, d));
+    if (!logits) return HK_OK;
+    if (last_only) {
+        for (int64_t b = 0; b < s->batch; b++) /* rows [batch, d_model] packed into resid */
+            memmove(s->resid + b * d, s->normed + (b * s->seq + s->lengths[b] - 1) * d,
+                    (size_t)d * sizeof(float));
+        linear(&r->m->w.unembed, s->resid, s->batch, logits); /* [batch, d_vocab] */
+        int64_t shape[3] = {s->batch, 1, V};
+        return fire(r, -1, HK_PT_UNEMBED_OUT, logits, 3, shape, 0, s->pos0 + s->seq - 1, 0);
+    }
     linear(&r->m->w.unembed, s->normed, s->rows, logits); /* [rows, d_vocab] */
     for (int64_t b = 0; b < s->batch; b++)
         for (int64_t t = s->lengths[b]; t < s->seq; t++)
-            memset(logits + (b * s->seq + t) * c->d_vocab, 0,
-                   (size_t)c->d_vocab * sizeof(float));
-    return fire3(r, -1, HK_PT_UNEMBED_OUT, logits, c->d_vocab);
+            memset(logits + (b * s->seq + t) * V, 0, (size_t)V * sizeof(float));
+    return fire3(r, -1, HK_PT_UNEMBED_OUT, logits, V);
 }
 
-hk_status hk_model_run(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
-                       const int64_t *lengths, int64_t batch, int64_t seq, float *logits) {
-    hk_status st = check_inputs(m, tokens, lengths, batch, seq, logits);
-    if (st != HK_OK) return st;
-    if (hooks && hooks->model != m)
-        return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_run: the hooks were made for another "
-                                             "model");
+/* One call of the forward over tokens [batch, seq] at positions pos0.. with the given state. */
+static hk_status forward_call(hk_model *m, hk_hooks *hooks, struct hk_session *sess,
+                              const int32_t *tokens, const int64_t *lengths, int64_t batch,
+                              int64_t seq, int64_t pos0, int64_t rope_len, bool last_only,
+                              float *logits) {
     const hk_config *c = &m->cfg;
     int64_t *lens = malloc((size_t)batch * sizeof *lens);
     /* Padding tokens may hold any id; embed a valid one (0) in their rows. */
     int32_t *ids = malloc((size_t)(batch * seq) * sizeof *ids);
     fwd_state s;
-    st = state_alloc(c, batch, seq, &s);
+    hk_status st = state_alloc(c, batch, seq, &s);
     if (!lens || !ids || st != HK_OK) {
         free(lens);
         free(ids);
@@ -594,15 +675,55 @@ hk_status hk_model_run(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
             ids[b * seq + t] = t < lens[b] ? tokens[b * seq + t] : 0;
     }
     s.lengths = lens;
+    s.pos0 = pos0;
+    s.rope_len = rope_len;
+    s.sess = sess;
     fwd_run r = {.m = m, .hooks = hooks, .s = &s};
-    st = run_layers(&r, ids, logits);
+    st = run_layers(&r, ids, last_only, logits);
     free(s.block);
     free(ids);
     free(lens);
     return st;
 }
 
+hk_status hk_model_run(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                       const int64_t *lengths, int64_t batch, int64_t seq, float *logits) {
+    hk_status st = check_inputs(m, tokens, lengths, batch, seq, 0, logits);
+    if (st != HK_OK) return st;
+    if (hooks && hooks->model != m)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_run: the hooks were made for another "
+                                             "model");
+    int64_t longest = 0;
+    for (int64_t b = 0; b < batch; b++) {
+        int64_t len = lengths ? lengths[b] : seq;
+        if (len > longest) longest = len;
+    }
+    return forward_call(m, hooks, NULL, tokens, lengths, batch, seq, 0, longest, false, logits);
+}
+
 hk_status hk_model_forward(hk_model *m, const int32_t *tokens, const int64_t *lengths,
                            int64_t batch, int64_t seq, float *logits) {
     return hk_model_run(m, NULL, tokens, lengths, batch, seq, logits);
+}
+
+hk_status hk_session_feed(hk_session *sess, hk_hooks *hooks, const int32_t *tokens, int64_t n,
+                          bool last_only, float *logits) {
+    if (!sess) return hk_errorf(HK_ERR_INVALID_ARG, "hk_session_feed: NULL session");
+    hk_model *m = sess->model;
+    if (n <= 0 || sess->pos + n > sess->max_len)
+        return hk_errorf(HK_ERR_INVALID_ARG,
+                         "hk_session_feed: %lld positions at position %lld exceed the session's "
+                         "max_len %lld",
+                         (long long)n, (long long)sess->pos, (long long)sess->max_len);
+    hk_status st = check_inputs(m, tokens, NULL, sess->batch, n, sess->pos, last_only ? NULL
+                                                                                      : logits);
+    if (st != HK_OK) return st;
+    if (hooks && hooks->model != m)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_session_feed: the hooks were made for another "
+                                             "model");
+    st = forward_call(m, hooks, sess, tokens, NULL, sess->batch, n, sess->pos, sess->max_len,
+                      last_only, logits);
+    /* a stopped or failed chunk leaves the cache half-written: the session is not advanced */
+    if (st == HK_OK) sess->pos += n;
+    return st;
 }

@@ -115,8 +115,9 @@ typedef struct {
     int64_t layer;        /* -1 outside the blocks */
     int64_t batch_offset; /* sequence index of act's batch index 0 */
     int64_t pos_offset;   /* absolute position of act's (query) pos index 0 */
+    int64_t key_offset;   /* scores/pattern: absolute position of key index 0 (else 0) */
     int64_t run_batch;    /* sequences in the whole run */
-    int64_t run_seq;      /* positions in the whole run (padded length) */
+    int64_t run_seq;      /* positions in this call (padded length; a session chunk's n) */
     const hk_model *model;
 } hk_hook_ctx;
 
@@ -170,6 +171,9 @@ hk_status hk_model_run(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
 typedef struct hk_cache hk_cache;
 
 hk_status hk_cache_new(const hk_model *m, hk_cache **out);
+/* Frees the cache and what it holds. Its registrations stay on the hk_hooks they were added
+ * to and must not fire afterwards: remove them first (hk_hooks_scope_begin/_end around
+ * hk_cache_attach) or free the hooks. */
 void hk_cache_free(hk_cache *c);
 
 /* Register, on `hooks`, copies of every point matching one of patterns[0..n) (exact names or
@@ -177,32 +181,154 @@ void hk_cache_free(hk_cache *c);
  * position of each sequence), or "A:B" (positions A..B-1, Python-style; negative counts from
  * the end of the run). The cache holds exactly what was asked: the matched points, at the
  * selected positions, for the sequences of the last run. Attention scores/patterns keep every
- * key position and select query positions. */
+ * key position and select query positions.
+ *
+ * Shapes: the point's shape with batch = the run's batch and pos (query_pos for scores and
+ * patterns) = the selected positions: the run's padded length for "all", 1 for "last"
+ * ([batch, 1, d_model]: the dim is kept), the slice length for "A:B" (A, B clamped to the run
+ * as Python does; may be 0). key_pos is always the run's padded length.
+ * One attach adds one registration on `hooks`; a point may belong to one attach only (a second
+ * attach covering it is HK_ERR_INVALID_ARG). A pattern matching nothing is HK_ERR_NOT_FOUND
+ * naming it; a malformed positions string is HK_ERR_INVALID_ARG.
+ * Runs: an entry is sized at its first fire from the run's batch and padded length. A later
+ * run with the same dims overwrites it in place; other dims re-allocate it. Call
+ * hk_cache_clear between runs so that nothing of an earlier run is held (for instance after
+ * a hook stopped a run early); hk_run_with_cache does that itself. */
 hk_status hk_cache_attach(hk_cache *c, hk_hooks *hooks, const char *const *patterns, size_t n,
                           const char *positions);
+/* Valid lengths of the sequences of the next runs, for positions "last": required before a
+ * run on a right-padded batch, else "last" means the last position of the run (seq - 1).
+ * Copied; lengths NULL forgets them. A run whose batch differs from `batch` fails with
+ * HK_ERR_HOOK when a "last" entry fires. */
+hk_status hk_cache_set_lengths(hk_cache *c, const int64_t *lengths, int64_t batch);
 
-/* The cached activation (contiguous f32 on the host), or NULL if that point was not cached. */
+/* The cached activation (contiguous f32 on the host), or NULL if that point was not cached
+ * (not attached, or attached but not delivered since the last hk_cache_clear). Valid until
+ * the next run, hk_cache_clear or hk_cache_free. */
 const hk_tensor *hk_cache_get(const hk_cache *c, const char *name);
 /* By point and layer: point "hook_resid_post" or "attn.hook_pattern" with layer >= 0, or a
  * global point ("ln_final.hook_normalized") with layer -1. */
 const hk_tensor *hk_cache_get_layer(const hk_cache *c, const char *point, int64_t layer);
+/* Entries: the attached points (held or not). */
 size_t hk_cache_count(const hk_cache *c);
 /* Name of entry i (registration order of the points), NULL when out of range. */
 const char *hk_cache_name_at(const hk_cache *c, size_t i);
-/* Bytes of activations held. */
+/* Bytes of activations held: 4 x the elements of every held tensor. */
 size_t hk_cache_bytes(const hk_cache *c);
-/* Drop the held activations (the registrations stay). */
+/* Drop (free) the held activations; the registrations and lengths stay. */
 void hk_cache_clear(hk_cache *c);
 
-/* One call: run with a fresh cache of `patterns` (see hk_cache_attach) and hand it back. */
+/* One call: run with a fresh cache of `patterns` (see hk_cache_attach), positions "last"
+ * using `lengths`, and hand the cache back (*out is NULL on failure). */
 hk_status hk_run_with_cache(hk_model *m, const int32_t *tokens, const int64_t *lengths,
                             int64_t batch, int64_t seq, const char *const *patterns, size_t n,
                             const char *positions, float *logits, hk_cache **out);
+
+/* ---- sessions: KV cache, chunked prefill, generation ----------------------- */
+
+/* A session holds the KV cache of `batch` sequences that advance together (same positions).
+ * Caches are sized by the run: max_len positions for full-attention layers, a rolling buffer
+ * of W slots (slot = pos mod W) for sliding-window layers. max_len also fixes the rotary
+ * scaling choice (LongRoPE's short/long factors), so that feeding a prompt in chunks gives
+ * the same numbers as one forward over it. */
+typedef struct hk_session hk_session;
+
+hk_status hk_session_new(hk_model *m, int64_t batch, int64_t max_len, hk_session **out);
+void hk_session_free(hk_session *s);
+/* Positions fed so far. */
+int64_t hk_session_pos(const hk_session *s);
+/* Bytes held by the KV cache. */
+size_t hk_session_cache_bytes(const hk_session *s);
+
+/* Feed the next n positions of every sequence: tokens [batch, n]. logits: [batch, n, vocab]
+ * or, with last_only, [batch, vocab] for the last position; may be NULL. Hooks fire with
+ * ctx->pos_offset = the position of this chunk's first token. Feeding past max_len is
+ * HK_ERR_INVALID_ARG. */
+hk_status hk_session_feed(hk_session *s, hk_hooks *hooks, const int32_t *tokens, int64_t n,
+                          bool last_only, float *logits);
 
 /* Threads for GEMM and the other kernels (0 = library default). */
 void hk_set_num_threads(int n);
 
 void hk_free(void *p);
+
+/* ---- plugins ------------------------------------------------------------------ */
+/* A plugin is a shared object that exports one function, hookformer_plugin(), returning a
+ * descriptor. The host (`hookformer run --plugin ./x.so:key=val`, or hk_plugin_load) checks
+ * the descriptor's ABI version and size, calls init with the parsed arguments (init registers
+ * the plugin's hooks on the hk_hooks it is handed), runs the model, then calls finish.
+ * A plugin does not link libhookformer: the hk_* functions it calls resolve against the host
+ * process. docs/PLUGINS.md explains how to write, build and run one.
+ *
+ * ABI rule: HK_PLUGIN_ABI_VERSION changes when a field of hk_plugin_desc changes type, meaning
+ * or place, or when a function a plugin may call changes in an incompatible way; the host
+ * refuses a plugin built for another version. Within one version, new optional fields are
+ * only ever appended; the host reads them when the plugin's struct_size covers them. */
+
+#define HK_PLUGIN_ABI_VERSION 1
+#define HK_PLUGIN_SYMBOL "hookformer_plugin"
+
+#if defined(__GNUC__)
+#define HK_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define HK_PLUGIN_EXPORT
+#endif
+
+/* One `key=value` of a plugin spec; value may be "" (never NULL). */
+typedef struct {
+    const char *key;
+    const char *value;
+} hk_plugin_arg;
+
+typedef struct {
+    /* The first two fields never move: the host checks them before reading anything else. */
+    uint32_t abi_version; /* HK_PLUGIN_ABI_VERSION, as the plugin was compiled */
+    uint32_t struct_size; /* sizeof(hk_plugin_desc), as the plugin was compiled */
+    const char *name;     /* short identifier, e.g. "resid_norms"; required */
+    const char *usage;    /* one line: what it does and its arguments; may be NULL */
+    /* Parse args[0..n_args) (the strings live until init returns: copy what you keep),
+     * register hooks on `hooks`, set *state. On failure: describe it with hk_hook_error(),
+     * free what was allocated and return an error status; the host removes any hooks the
+     * plugin registered and reports "<path>: plugin '<name>' failed to initialize ...".
+     * Required. */
+    hk_status (*init)(const hk_model *m, hk_hooks *hooks, const hk_plugin_arg *args,
+                      size_t n_args, void **state);
+    /* After the runs: print a summary, free state. Called once for every successful init;
+     * may be NULL. */
+    hk_status (*finish)(void *state);
+    /* Before each run (hk_plugin_begin_run): the run's tokens [batch, seq] and valid lengths
+     * [batch] (NULL: every sequence has seq valid tokens); both valid until the run returns.
+     * May be NULL. */
+    hk_status (*begin_run)(void *state, const int32_t *tokens, const int64_t *lengths,
+                           int64_t batch, int64_t seq);
+} hk_plugin_desc;
+
+/* The one symbol a plugin exports (define it with HK_PLUGIN_EXPORT). */
+HK_PLUGIN_EXPORT const hk_plugin_desc *hookformer_plugin(void);
+
+typedef struct hk_plugin hk_plugin; /* a loaded, initialized plugin */
+
+/* Load and initialize a plugin. spec is "PATH" or "PATH:key=value,key=value,..." (the first
+ * ':' ends the path; keys non-empty and distinct; values may be empty and may not contain
+ * ','). Registrations go on `hooks`, which must outlive the plugin. Errors name the path:
+ * HK_ERR_INVALID_ARG (malformed spec), HK_ERR_IO (dlopen failed, with dlerror()),
+ * HK_ERR_NOT_FOUND (no hookformer_plugin symbol), HK_ERR_FORMAT (NULL descriptor, missing
+ * name or init, struct_size too small), HK_ERR_UNSUPPORTED (another plugin ABI version), or
+ * init's own status with the plugin's message. */
+hk_status hk_plugin_load(const char *spec, const hk_model *m, hk_hooks *hooks,
+                         hk_plugin **out);
+/* Tell the plugin about the next run (calls its begin_run, if any). NULL p: HK_OK. */
+hk_status hk_plugin_begin_run(hk_plugin *p, const int32_t *tokens, const int64_t *lengths,
+                              int64_t batch, int64_t seq);
+/* Remove the plugin's hooks from the hk_hooks it was loaded with (still alive), call its
+ * finish, unload it and free p. Returns finish's status (message prefixed with the plugin's
+ * name). NULL p: HK_OK. */
+hk_status hk_plugin_finish(hk_plugin *p);
+/* The descriptor's name and usage line ("" when it has none). */
+const char *hk_plugin_name(const hk_plugin *p);
+const char *hk_plugin_usage(const hk_plugin *p);
+/* The path part of the spec it was loaded from. */
+const char *hk_plugin_path(const hk_plugin *p);
 
 #ifdef __cplusplus
 }
