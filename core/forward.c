@@ -259,17 +259,43 @@ typedef struct {
     int64_t k_len;      /* valid keys */
 } key_view;
 
-static hk_k_mask layer_mask(const hk_config *c, int64_t layer, int64_t q_pos0,
-                            const key_view *kv) {
-    return (hk_k_mask){
+/* A user mask seen by the kernel's per-sequence predicate: documents, then the user's fn. */
+typedef struct {
+    const hk_mask_spec *spec;
+    int64_t batch;
+} seq_mask;
+
+static bool seq_allowed(void *user, int64_t head, int64_t q_pos, int64_t k_pos) {
+    const seq_mask *sm = user;
+    const hk_mask_spec *spec = sm->spec;
+    if (spec->doc_ids) {
+        const int32_t *row = spec->doc_ids + sm->batch * spec->doc_stride;
+        if (q_pos >= spec->doc_stride || k_pos >= spec->doc_stride || row[q_pos] != row[k_pos])
+            return false;
+    }
+    return !spec->allowed || spec->allowed(spec->user, sm->batch, head, q_pos, k_pos);
+}
+
+static hk_k_mask layer_mask(const hk_model *m, int64_t layer, int64_t q_pos0,
+                            const key_view *kv, seq_mask *sm) {
+    const hk_config *c = &m->cfg;
+    hk_k_mask mask = {
         .causal = c->causal,
         .window = c->layer_window[layer] ? c->window : 0,
         .q_pos0 = q_pos0,
         .k_pos0 = kv->k_pos0,
         .k_len = kv->k_len,
-        .allowed = NULL,
-        .user = NULL,
     };
+    if (m->has_mask) {
+        if (m->mask.causal >= 0) mask.causal = m->mask.causal == 1;
+        if (m->mask.window >= 0) mask.window = m->mask.window;
+        if (m->mask.doc_ids || m->mask.allowed) {
+            sm->spec = &m->mask;
+            mask.allowed = seq_allowed;
+            mask.user = sm;
+        }
+    }
+    return mask;
 }
 
 /* Scores and pattern hooked: materialize them per sequence and query chunk, hand each chunk
@@ -290,7 +316,8 @@ static hk_status attention_materialized(fwd_run *r, int64_t layer, int64_t b,
     hk_status st = HK_OK;
     for (int64_t q0 = 0; q0 < s->seq && st == HK_OK; q0 += chunk) {
         int64_t qc = s->seq - q0 < chunk ? s->seq - q0 : chunk;
-        hk_k_mask mask = layer_mask(c, layer, s->pos0 + q0, kv);
+        seq_mask sm = {.batch = b};
+        hk_k_mask mask = layer_mask(r->m, layer, s->pos0 + q0, kv, &sm);
         hk_k_attention_scores(s->q + (r0 + q0) * dq, dq, kv->k, kv->ld, qc, sk, nh,
                               c->n_kv_heads, c->d_head, (float)c->attn_scale, &mask, scores);
         int64_t shape[4] = {1, nh, qc, sk};
@@ -513,7 +540,8 @@ static hk_status attention(fwd_run *r, int64_t layer) {
         if (materialize) {
             st = attention_materialized(r, layer, b, &kv);
         } else {
-            hk_k_mask mask = layer_mask(c, layer, s->pos0, &kv);
+            seq_mask sm = {.batch = b};
+            hk_k_mask mask = layer_mask(r->m, layer, s->pos0, &kv, &sm);
             int64_t r0 = b * s->seq;
             hk_k_attention(s->q + r0 * dq, dq, kv.k, kv.ld, kv.v, kv.ld, s->seq, kv.sk, nh, nkv,
                            dh, (float)c->attn_scale, &mask, s->z + r0 * dq, dq);

@@ -31,6 +31,27 @@ int64_t hk_model_n_layers(const hk_model *m) { return m ? m->cfg.n_layers : 0; }
 int64_t hk_model_d_model(const hk_model *m) { return m ? m->cfg.d_model : 0; }
 const char *hk_model_family(const hk_model *m) { return m ? m->cfg.family : ""; }
 
+hk_status hk_model_set_mask(hk_model *m, const hk_mask_spec *spec) {
+    if (!m) return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_set_mask: NULL model");
+    if (!spec) {
+        m->has_mask = false;
+        return HK_OK;
+    }
+    if (spec->causal < -1 || spec->causal > 1)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_set_mask: causal must be -1, 0 or 1, got %d",
+                         spec->causal);
+    if (spec->window < -1)
+        return hk_errorf(HK_ERR_INVALID_ARG,
+                         "hk_model_set_mask: window must be -1, 0 or positive, got %lld",
+                         (long long)spec->window);
+    if (spec->doc_ids && spec->doc_stride <= 0)
+        return hk_errorf(HK_ERR_INVALID_ARG,
+                         "hk_model_set_mask: doc_ids needs a positive doc_stride");
+    m->mask = *spec;
+    m->has_mask = true;
+    return HK_OK;
+}
+
 size_t hk_model_hook_count(const hk_model *m) { return m ? m->points.n : 0; }
 
 const hk_hook_point *hk_model_hook_at(const hk_model *m, size_t i) {

@@ -16,6 +16,8 @@ struct hk_model {
     char *source;    /* the folder or file it was loaded from */
     int64_t n_params;
     hk_points points; /* hook points (TransformerLens names) of this model */
+    bool has_mask;    /* a user mask spec overrides the config's causal/window */
+    hk_mask_spec mask;
 };
 
 /* Free everything a (possibly half-built) model owns. */

@@ -20,6 +20,11 @@ hk_status hk_session_new(hk_model *m, int64_t batch, int64_t max_len, hk_session
                          "hk_session_new: max_len %lld exceeds the %lld learned positions of "
                          "this model",
                          (long long)max_len, (long long)m->w.n_pos);
+    bool causal = m->has_mask && m->mask.causal >= 0 ? m->mask.causal == 1 : c->causal;
+    if (!causal)
+        return hk_errorf(HK_ERR_UNSUPPORTED,
+                         "hk_session_new: a KV cache needs causal attention; this model's mask "
+                         "is bidirectional (run the whole input with hk_model_run)");
     hk_session *s = calloc(1, sizeof *s);
     if (!s || !(s->layers = calloc((size_t)c->n_layers, sizeof *s->layers))) {
         free(s);
@@ -32,6 +37,7 @@ hk_status hk_session_new(hk_model *m, int64_t batch, int64_t max_len, hk_session
     for (int64_t l = 0; l < c->n_layers; l++) {
         hk_kv_layer *L = &s->layers[l];
         int64_t W = c->layer_window[l] ? c->window : 0;
+        if (m->has_mask && m->mask.window >= 0) W = m->mask.window;
         L->rolling = W > 0 && W < max_len;
         L->slots = L->rolling ? W : max_len;
         size_t n = (size_t)batch * (size_t)L->slots * dkv;

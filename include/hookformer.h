@@ -224,6 +224,27 @@ hk_status hk_run_with_cache(hk_model *m, const int32_t *tokens, const int64_t *l
                             int64_t batch, int64_t seq, const char *const *patterns, size_t n,
                             const char *positions, float *logits, hk_cache **out);
 
+/* ---- attention masks ------------------------------------------------------ */
+
+/* Masks are specs evaluated per tile while attention runs, never n_ctx x n_ctx buffers. A
+ * key is visible to a query when every part of the spec allows it. */
+typedef bool (*hk_mask_fn)(void *user, int64_t batch, int64_t head, int64_t q_pos,
+                           int64_t k_pos);
+
+typedef struct {
+    int causal;             /* 1 causal, 0 bidirectional, -1 the model's own */
+    int64_t window;         /* W keys including the query itself; 0 none, -1 the model's own */
+    const int32_t *doc_ids; /* packed documents: [batch, positions] document id per position;
+                               a key is visible only within its query's document (NULL: off) */
+    int64_t doc_stride;     /* positions per row of doc_ids (>= every position used) */
+    hk_mask_fn allowed;     /* user predicate, evaluated only on tiles it can change (NULL) */
+    void *user;
+} hk_mask_spec;
+
+/* The mask every later run and session feed of this model uses (NULL: the model's own).
+ * The spec is copied; doc_ids and user must outlive the runs. */
+hk_status hk_model_set_mask(hk_model *m, const hk_mask_spec *spec);
+
 /* ---- sessions: KV cache, chunked prefill, generation ----------------------- */
 
 /* A session holds the KV cache of `batch` sequences that advance together (same positions).
