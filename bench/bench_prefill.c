@@ -12,6 +12,7 @@
  * x12 layers, plus the unembedding [T,768]x[50257,768]^T.
  *
  *   bench_prefill [--threads 1,2] [--tokens 128,1024] [--reps 5] [--tmpdir DIR]
+ *   bench_prefill --write-model DIR   (only write the checkpoint, for other benchmarks)
  *
  * Output, one line per case:
  *   hookformer threads=1 tokens=128 tok_per_s=1234.5 ms=103.7
@@ -365,7 +366,7 @@ static double time_ceiling(const ceiling_bufs *b, int n_tok, int reps) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: bench_prefill [--threads 1,2] [--tokens 128,1024] [--reps N] "
-               "[--tmpdir DIR]\n");
+               "[--tmpdir DIR] | --write-model DIR\n");
 }
 
 int main(int argc, char **argv) {
@@ -396,6 +397,8 @@ int main(int argc, char **argv) {
             reps = one[0];
         } else if (!strcmp(a, "--tmpdir")) {
             tmpdir = v;
+        } else if (!strcmp(a, "--write-model")) {
+            return write_config(v) || write_safetensors(v) ? 1 : 0;
         } else {
             fprintf(stderr, "bench_prefill: unknown option '%s'\n", a);
             usage(stderr);

@@ -33,6 +33,7 @@ struct hk_ckpt {
     const float **conv;    /* [n] converted f32 copy of t[i], NULL until asked for */
     void **owned;          /* buffers freed by hk_ckpt_close */
     size_t n_owned, cap_owned;
+    size_t owned_bytes;    /* bytes of the buffers in owned (hk_ckpt_owned_bytes) */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -396,8 +397,11 @@ float *hk_ckpt_alloc_f32(hk_ckpt *c, size_t n) {
         hk_errorf(HK_ERR_NOMEM, "%s: cannot allocate %zu floats", c->origin, n);
         return NULL;
     }
+    c->owned_bytes += (n ? n : 1) * sizeof(float);
     return p;
 }
+
+size_t hk_ckpt_owned_bytes(const hk_ckpt *c) { return c ? c->owned_bytes : 0; }
 
 static hk_status view_f32(hk_ckpt *c, const hk_st_tensor *t, int ndim, const int64_t *shape,
                           const float **out) {

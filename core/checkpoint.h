@@ -59,5 +59,8 @@ hk_status hk_ckpt_f32_opt(hk_ckpt *c, const char *name, int ndim, const int64_t 
 /* Allocate a zeroed float buffer owned by the checkpoint (freed by hk_ckpt_close); NULL (with
  * hk_last_error set) when out of memory. */
 float *hk_ckpt_alloc_f32(hk_ckpt *c, size_t n);
+/* Bytes of the buffers the checkpoint owns (converted tensors, hk_ckpt_alloc_f32), for the
+ * memory estimator. */
+size_t hk_ckpt_owned_bytes(const hk_ckpt *c);
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "forward.h"
 #include "hooks/registry.h"
 #include "kernels/cpu/kernels.h"
 #include "model.h"
@@ -18,9 +19,6 @@
 #ifndef HK_HOOK_DISPATCH
 #define HK_HOOK_DISPATCH 1
 #endif
-
-/* Query chunk of the materialized attention path: scores of one chunk stay under this. */
-#define HK_PATTERN_CHUNK_BYTES (32u << 20)
 
 typedef struct {
     int64_t batch, seq, rows;  /* rows = batch * seq (seq: positions in this call) */
@@ -120,22 +118,38 @@ static float *carve(char **p, size_t n_floats) {
     return out;
 }
 
+#define STATE_BUFFERS 14
+
+/* Floats of each buffer of fwd_state, in carve order. */
+static void state_sizes(const hk_config *c, int64_t batch, int64_t seq,
+                        size_t sizes[STATE_BUFFERS]) {
+    size_t r = (size_t)(batch * seq);
+    size_t dq = (size_t)(c->n_heads * c->d_head), dkv = (size_t)(c->n_kv_heads * c->d_head);
+    size_t d = (size_t)c->d_model, dm = (size_t)c->d_mlp;
+    size_t half = c->pos == HK_POS_ROTARY ? (size_t)(c->rope.rot_dim / 2) : 0;
+    size_t s[STATE_BUFFERS] = {r * d,  r * d,  r * dq, r * dkv, r * dkv, r * dq, r * d,
+                               r * dm, c->gated_mlp ? r * dm : 0, r * d, r * (size_t)c->n_heads,
+                               (size_t)seq * half,
+                               (size_t)seq * half, (size_t)seq * 2 /* int64 positions */};
+    memcpy(sizes, s, sizeof s);
+}
+
+size_t hk_forward_state_bytes(const hk_config *c, int64_t batch, int64_t seq) {
+    size_t sizes[STATE_BUFFERS], total = 0;
+    state_sizes(c, batch, seq, sizes);
+    for (size_t i = 0; i < STATE_BUFFERS; i++)
+        total += ((sizes[i] * sizeof(float) + 63) / 64) * 64; /* carve() keeps 64-byte steps */
+    return total;
+}
+
 static hk_status state_alloc(const hk_config *c, int64_t batch, int64_t seq, fwd_state *s) {
     memset(s, 0, sizeof *s);
     s->batch = batch;
     s->seq = seq;
     s->rows = batch * seq;
-    size_t r = (size_t)s->rows;
-    size_t dq = (size_t)(c->n_heads * c->d_head), dkv = (size_t)(c->n_kv_heads * c->d_head);
-    size_t d = (size_t)c->d_model, dm = (size_t)c->d_mlp;
-    size_t half = c->pos == HK_POS_ROTARY ? (size_t)(c->rope.rot_dim / 2) : 0;
-    size_t sizes[] = {r * d,  r * d,  r * dq, r * dkv, r * dkv, r * dq, r * d,
-                      r * dm, c->gated_mlp ? r * dm : 0, r * d, r * (size_t)c->n_heads,
-                      (size_t)seq * half,
-                      (size_t)seq * half, (size_t)seq * 2 /* int64 positions */};
-    size_t total = 0;
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
-        total += ((sizes[i] * sizeof(float) + 63) / 64) * 64;
+    size_t sizes[STATE_BUFFERS];
+    state_sizes(c, batch, seq, sizes);
+    size_t total = hk_forward_state_bytes(c, batch, seq);
     s->block = aligned_alloc(64, total ? total : 64);
     if (!s->block)
         return hk_errorf(HK_ERR_NOMEM, "forward: cannot allocate %zu bytes of activations "

@@ -31,6 +31,13 @@ int64_t hk_model_n_layers(const hk_model *m) { return m ? m->cfg.n_layers : 0; }
 int64_t hk_model_d_model(const hk_model *m) { return m ? m->cfg.d_model : 0; }
 const char *hk_model_family(const hk_model *m) { return m ? m->cfg.family : ""; }
 
+int64_t hk_model_max_positions(const hk_model *m, bool *hard) {
+    bool learned = m && m->cfg.pos == HK_POS_LEARNED;
+    if (hard) *hard = learned;
+    if (!m) return 0;
+    return learned ? m->w.n_pos : m->cfg.max_pos;
+}
+
 hk_status hk_model_set_mask(hk_model *m, const hk_mask_spec *spec) {
     if (!m) return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_set_mask: NULL model");
     if (!spec) {

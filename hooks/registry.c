@@ -17,6 +17,8 @@ void hk_hook_error(const char *fmt, ...) {
     va_end(ap);
 }
 
+const char *hk_hook_error_message(void) { return hook_message; }
+
 bool hk_glob_match(const char *p, const char *s) {
     const char *star = NULL, *resume = NULL;
     while (*s) {
@@ -172,7 +174,8 @@ hk_status hk_hooks_fire(hk_hooks *h, int32_t point, hk_tensor *t, const hk_hook_
         hook_message[0] = '\0';
         hk_hook_result res = r->fn(t, ctx, r->user);
         if (res == HK_HOOK_CONTINUE) continue;
-        if (res == HK_HOOK_STOP) return HK_STOPPED;
+        if (res == HK_HOOK_STOP) /* not an error; the message says which hook stopped */
+            return hk_errorf(HK_STOPPED, "the hook at '%s' stopped the forward", ctx->name);
         return hk_errorf(HK_ERR_HOOK, "hook at '%s' failed: %s", ctx->name,
                          hook_message[0] ? hook_message : "(the callback gave no message)");
     }

@@ -32,6 +32,10 @@ static inline bool hk_hooks_active(const hk_hooks *h, int32_t point) {
  * HK_ERR_HOOK with the hook name and the callback's message. */
 hk_status hk_hooks_fire(hk_hooks *h, int32_t point, hk_tensor *t, const hk_hook_ctx *ctx);
 
+/* The message of this thread's last hk_hook_error() ("" when none since it was cleared with
+ * hk_hook_error("%s", "")). The plugin loader reads it after a failed init. */
+const char *hk_hook_error_message(void);
+
 /* '*' any run of characters (dots included), '?' one character. */
 bool hk_glob_match(const char *pattern, const char *name);
 

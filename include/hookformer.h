@@ -66,6 +66,11 @@ int64_t hk_model_n_layers(const hk_model *m);
 int64_t hk_model_d_model(const hk_model *m);
 /* "gpt2", "llama", "mistral", "qwen2", "phi3", "gpt_neox" */
 const char *hk_model_family(const hk_model *m);
+/* max_position_embeddings of config.json (0 when the config has none): informational for
+ * rotary models (nothing is sized by it; runs may go past it). *hard (may be NULL) is set true
+ * when positions are a learned table (GPT-2), which no run can exceed: then the value returned
+ * is the table's rows. */
+int64_t hk_model_max_positions(const hk_model *m, bool *hard);
 
 /* Forward pass over a right-padded batch.
  *   tokens  [batch, seq]         token ids; positions >= lengths[b] are padding
@@ -350,6 +355,88 @@ const char *hk_plugin_name(const hk_plugin *p);
 const char *hk_plugin_usage(const hk_plugin *p);
 /* The path part of the spec it was loaded from. */
 const char *hk_plugin_path(const hk_plugin *p);
+
+/* ---- memory estimate ------------------------------------------------------------- */
+
+/* What a run will hold, in bytes, predicted from the config and the checkpoint before any
+ * run memory is allocated (hookformer estimate; --mem-limit). The run is a session of
+ * `batch` sequences and max_len `ctx`, prefilled in feeds of `chunk` positions, with an
+ * in-memory cache (hk_cache, positions "all") of the hook patterns. Peak resident memory of
+ * such a run is about `total` above what the process held before hk_model_load. */
+typedef struct {
+    size_t weights;      /* f32 weights the model computes with: mmapped F32 tensors (resident
+                            once read) + buffers converted at load (F16/BF16, fused gathers) */
+    size_t kv_cache;     /* as hk_session_new(batch, ctx) allocates it */
+    size_t activations;  /* the forward's activation block for batch x chunk rows, the GEMM
+                            packing buffers, and the per-layer buffers of hooked
+                            attn.hook_result / split inputs */
+    size_t attention;    /* attention working memory: the kernel's workspace per thread, the
+                            gathered rolling-buffer keys, and the materialized scores chunk
+                            when attn_scores / pattern is among the hooks */
+    size_t cached_hooks; /* what an hk_cache of the patterns holds for batch x ctx */
+    size_t logits;       /* the caller's logits: [batch, vocab] when last_logits_only,
+                            else [batch, ctx, vocab] */
+    size_t total;        /* the sum of the above */
+    bool kv_rolling;     /* some layer keeps a rolling buffer of kv_window slots */
+    int64_t kv_window;   /* W of the rolling layers (0 when none) */
+} hk_estimate;
+
+/* Estimate the memory of a run (see hk_estimate). chunk: positions per feed, 0 = ctx (one
+ * feed). hook_patterns: names or globs as hk_cache_attach takes them (each must match a
+ * point: HK_ERR_NOT_FOUND otherwise); n_patterns may be 0. Uses the model's mask (window
+ * override) and the current thread count (hk_set_num_threads). Errors: HK_ERR_INVALID_ARG for
+ * non-positive sizes, or a ctx past a learned-position model's positions. */
+hk_status hk_estimate_run(const hk_model *m, int64_t batch, int64_t ctx, int64_t chunk,
+                          const char *const *hook_patterns, size_t n_patterns,
+                          bool last_logits_only, hk_estimate *out);
+
+/* ---- sampling and generation ----------------------------------------------------- */
+
+/* How the next token is chosen from logits. Semantics are those of Hugging Face's logits
+ * warpers, applied in this order: temperature, top-k, top-p; then one draw.
+ *   temperature  0: greedy (argmax; ties go to the lowest id, as torch.argmax); > 0: logits are
+ *                divided by it. top_k and top_p are ignored (but checked) when greedy.
+ *   top_k        0: off; k > 0: keep the k highest logits (a tie with the k-th is kept too).
+ *   top_p        in (0, 1]; 1: off; else nucleus: keep the smallest set of most likely tokens
+ *                whose probability sums to >= top_p (always at least one token).
+ *   seed         hk_generate starts its PRNG state at seed: the same seed, options, model and
+ *                prompt give the same ids.
+ * A zero-initialized struct has top_p 0, which is invalid: start from hk_sampler_default(). */
+typedef struct {
+    float temperature;
+    int top_k;
+    float top_p;
+    uint64_t seed;
+} hk_sampler_opts;
+
+/* {temperature 0 (greedy), top_k 0, top_p 1, seed 0}. */
+hk_sampler_opts hk_sampler_default(void);
+
+/* Choose one token from logits [vocab] (o NULL: greedy). The draw is one step of a splitmix64
+ * generator whose 64-bit state is *rng_state (advanced; greedy does not touch it); with
+ * rng_state NULL a state equal to o->seed is used, so every such call draws the same u.
+ * Errors: HK_ERR_INVALID_ARG for NULL logits/out, vocab < 1 or > INT32_MAX, a bad option
+ * (temperature < 0 or not finite, top_k < 0, top_p outside (0, 1]; the message names the
+ * field), a NaN logit, or all logits -inf when sampling. */
+hk_status hk_sample(const float *logits, int64_t vocab, const hk_sampler_opts *o,
+                    uint64_t *rng_state, int32_t *out);
+
+/* Generate up to max_new tokens after prompt[0..n_prompt) for one sequence (batch 1).
+ * The prompt is fed through a session (hk_session_new) of n_prompt + max_new - 1 positions
+ * (the last token chosen is never fed) in chunks of `chunk` positions (0: all at once); then
+ * each chosen token is fed alone with last_only logits. hooks (may be NULL) fire at every
+ * feed: per prefill chunk, then once per decode step with pos = 1 (attention scores/pattern
+ * [1, head, 1, keys]) and ctx->pos_offset = the step's position. Tokens are chosen with
+ * hk_sample (o NULL: greedy) from a PRNG state that starts at o->seed.
+ * Stops after max_new tokens or after a token in stop_ids[0..n_stop) (which is written to
+ * out). out [max_new] receives the ids; *n_out their count (set even when a step fails).
+ * A hook that stops a forward makes it return HK_STOPPED with the tokens chosen before that
+ * feed in out. max_new 0 runs the prefill only (hooks fire; nothing is chosen).
+ * Positions are bounded by the model only (learned position tables: hk_session_new's error);
+ * a caller enforcing a context limit checks n_prompt + max_new itself. */
+hk_status hk_generate(hk_model *m, hk_hooks *hooks, const int32_t *prompt, int64_t n_prompt,
+                      int64_t max_new, int64_t chunk, const hk_sampler_opts *o,
+                      const int32_t *stop_ids, size_t n_stop, int32_t *out, int64_t *n_out);
 
 #ifdef __cplusplus
 }

@@ -100,8 +100,15 @@ bool cli_parse(cli_args *a, const cli_command *cmd, int argc, char **argv, int *
             *exit_code = cli_usage_error(a, "--%s: missing value (expected %s)", o->name, o->metavar);
             return false;
         }
+        if (a->n_occ == CLI_MAX_VALUES) {
+            *exit_code = cli_usage_error(a, "too many options (at most %d values on one command "
+                                            "line)", CLI_MAX_VALUES);
+            return false;
+        }
+        a->occ_opt[a->n_occ] = k;
+        a->occ_value[a->n_occ++] = val;
         a->seen[k] = true;
-        a->value[k] = val; /* the last occurrence wins */
+        a->value[k] = val; /* the last occurrence wins (cli_strs has them all) */
     }
     return true;
 }
@@ -118,6 +125,17 @@ bool cli_has(const cli_args *a, const char *name) {
 const char *cli_str(const cli_args *a, const char *name) {
     int k = opt_index(a, name);
     return k >= 0 ? a->value[k] : NULL;
+}
+
+size_t cli_strs(const cli_args *a, const char *name, const char **out, size_t cap) {
+    int k = opt_index(a, name);
+    size_t n = 0;
+    for (size_t i = 0; k >= 0 && i < a->n_occ; i++)
+        if (a->occ_opt[i] == k) {
+            if (n < cap) out[n] = a->occ_value[i];
+            n++;
+        }
+    return n;
 }
 
 int cli_require_str(const cli_args *a, const char *name, const char **out) {

@@ -18,6 +18,7 @@ enum {
 };
 
 #define CLI_MAX_OPTS 32
+#define CLI_MAX_VALUES 64 /* option values on one command line */
 
 typedef struct {
     const char *name;    /* long name without the leading "--"; NULL ends a table */
@@ -40,6 +41,10 @@ typedef struct {
     char prog[64];                    /* "hookformer run", the prefix of every message */
     const char *value[CLI_MAX_OPTS];  /* value of option i, NULL when absent or a flag */
     bool seen[CLI_MAX_OPTS];
+    /* Every value given, in command-line order, for options that may repeat (--plugin). */
+    int occ_opt[CLI_MAX_VALUES];
+    const char *occ_value[CLI_MAX_VALUES];
+    size_t n_occ;
 } cli_args;
 
 /* Parse argv[1..argc-1] against cmd->opts. Returns true when the command should go on; false
@@ -69,6 +74,10 @@ const char *cli_str(const cli_args *a, const char *name);
 /* The value of a required option; prints "missing required option --name" and returns
  * CLI_EXIT_USAGE when absent. */
 int cli_require_str(const cli_args *a, const char *name, const char **out);
+
+/* Every value of a repeatable option (`--plugin a --plugin b`), in command-line order: stores
+ * up to cap of them in out and returns how many were given (0 when absent). */
+size_t cli_strs(const cli_args *a, const char *name, const char **out, size_t cap);
 
 /* Parse one integer in [lo, hi] (no spaces, no sign other than a leading '-', no trailing
  * characters). *out = def when the option is absent. Returns 0 or CLI_EXIT_USAGE. */

@@ -1,9 +1,12 @@
-/* hookformer run: one forward pass over one token sequence; prints the top-k next tokens. */
+/* hookformer run: one forward pass over one token sequence; prints the top-k next tokens.
+ * With --plugin: loads each plugin (hooks/plugin.c) in order before the run and finishes them,
+ * in the same order, after the top-k table. */
 #include "commands.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "hookformer.h"
 
@@ -12,6 +15,7 @@ static const cli_opt run_opts[] = {
     {"tokens", "IDS", "comma-separated token ids, e.g. 464,2068,7586; required"},
     {"top-k", "K", "how many next tokens to print (default 10)"},
     {"threads", "N", "threads for GEMM and the kernels (default: the library's choice)"},
+    {"plugin", "SPEC", "load a plugin: PATH[:key=value,...]; repeatable, loaded in order"},
     {NULL, NULL, NULL},
 };
 
@@ -29,6 +33,16 @@ static int cmp_scored(const void *pa, const void *pb) {
     return (a->id > b->id) - (a->id < b->id);
 }
 
+/* "hookformer run: --plugin SPEC: <what>": the loader's messages start with the plugin's path,
+ * which SPEC already shows. */
+static int plugin_error(const cli_args *a, const char *spec, hk_status st) {
+    const char *msg = hk_last_error();
+    size_t path_len = strcspn(spec, ":");
+    if (strncmp(msg, spec, path_len) == 0 && strncmp(msg + path_len, ": ", 2) == 0)
+        msg += path_len + 2;
+    return cli_runtime_error(a, "--plugin %s: %s (%s)", spec, msg, hk_status_name(st));
+}
+
 static int run_main(const cli_command *cmd, int argc, char **argv) {
     cli_args a;
     int rc;
@@ -43,9 +57,20 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
     if ((rc = cli_int_list(&a, "tokens", 0, INT64_MAX, &ids, &n_tok))) return rc;
 
+    const char *specs[CLI_MAX_VALUES];
+    size_t n_plugins = cli_strs(&a, "plugin", specs, CLI_MAX_VALUES);
+    for (size_t i = 0; i < n_plugins; i++)
+        if (!specs[i][0]) {
+            free(ids);
+            return cli_usage_error(&a, "--plugin: expected PATH[:key=value,...], got ''");
+        }
+
     if (threads > 0) hk_set_num_threads((int)threads);
 
     hk_model *m = NULL;
+    hk_hooks *hooks = NULL;
+    hk_plugin *plugins[CLI_MAX_VALUES] = {0};
+    size_t n_loaded = 0;
     int32_t *tokens = NULL;
     float *logits = NULL;
     scored *order = NULL;
@@ -86,7 +111,36 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     }
     for (size_t i = 0; i < n_tok; i++) tokens[i] = (int32_t)ids[i];
 
-    st = hk_model_forward(m, tokens, NULL, 1, (int64_t)n_tok, logits);
+    st = hk_hooks_new(m, &hooks);
+    if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
+        goto done;
+    }
+    for (size_t i = 0; i < n_plugins; i++) {
+        st = hk_plugin_load(specs[i], m, hooks, &plugins[n_loaded]);
+        if (st != HK_OK) {
+            rc = plugin_error(&a, specs[i], st);
+            goto done;
+        }
+        n_loaded++;
+    }
+    for (size_t i = 0; i < n_loaded; i++) {
+        st = hk_plugin_begin_run(plugins[i], tokens, NULL, 1, (int64_t)n_tok);
+        if (st != HK_OK) {
+            rc = plugin_error(&a, specs[i], st);
+            goto done;
+        }
+    }
+
+    st = hk_model_run(m, hooks, tokens, NULL, 1, (int64_t)n_tok, logits);
+    if (st == HK_STOPPED) {
+        /* A hook asked to stop: not an error, but there are no logits to rank. */
+        printf("# model=%s family=%s tokens=%zu: stopped early, %s; no logits, no top-k\n", dir,
+               hk_model_family(m), n_tok,
+               hk_last_error()[0] ? hk_last_error() : "a hook stopped the forward");
+        rc = CLI_EXIT_OK;
+        goto done;
+    }
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "forward failed on model '%s': %s (%s)", dir, hk_last_error(),
                                hk_status_name(st));
@@ -123,6 +177,15 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     rc = CLI_EXIT_OK;
 
 done:
+    /* Finish in load order, after the table: each prints its summary and frees its state. A
+     * plugin's finish failing makes the run fail; the others are finished all the same. */
+    fflush(stdout);
+    for (size_t i = 0; i < n_loaded; i++) {
+        st = hk_plugin_finish(plugins[i]);
+        if (st != HK_OK && rc == CLI_EXIT_OK)
+            rc = plugin_error(&a, specs[i], st);
+    }
+    hk_hooks_free(hooks);
     free(order);
     free(logits);
     free(tokens);
@@ -134,14 +197,24 @@ done:
 const cli_command cmd_run = {
     .name = "run",
     .summary = "Run a forward pass over one token sequence and print the top-k next tokens.",
-    .usage = "--model DIR --tokens IDS [--top-k K] [--threads N]",
+    .usage = "--model DIR --tokens IDS [--top-k K] [--threads N] [--plugin SPEC]...",
     .description =
         "Loads the model, runs the forward pass over the sequence given by --tokens, and prints\n"
         "the k most likely tokens after the last one: rank, token id, logit and probability\n"
         "(softmax over the whole vocabulary), most likely first.\n"
         "\n"
-        "example:\n"
-        "  hookformer run --model tests/fixtures/gpt2 --tokens 1,2,3 --top-k 5",
+        "--plugin loads a C plugin (a .so exporting hookformer_plugin(), see docs/PLUGINS.md)\n"
+        "whose hooks read or modify activations during the run; SPEC is PATH or\n"
+        "PATH:key=value,key=value (values may not contain ','). Plugins load in order before\n"
+        "the run and print their summaries after the table. A plugin that fails to load exits\n"
+        "with status 1; a hook that stops the forward early ends the run with a line saying\n"
+        "which hook, no table, and status 0.\n"
+        "\n"
+        "examples:\n"
+        "  hookformer run --model tests/fixtures/gpt2 --tokens 1,2,3 --top-k 5\n"
+        "  hookformer run --model tests/fixtures/gpt2 --tokens 1,2,3 \\\n"
+        "      --plugin build/examples/plugins/resid_norms.so:pos=last \\\n"
+        "      --plugin build/examples/plugins/ablate_heads.so:heads=0.1+1.3",
     .opts = run_opts,
     .main = run_main,
 };

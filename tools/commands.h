@@ -6,5 +6,8 @@
 
 extern const cli_command cmd_run;
 extern const cli_command cmd_info;
+extern const cli_command cmd_generate;
+extern const cli_command cmd_hooks;
+extern const cli_command cmd_estimate;
 
 #endif

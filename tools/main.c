@@ -5,7 +5,8 @@
 #include "commands.h"
 #include "hookformer.h"
 
-static const cli_command *const commands[] = {&cmd_run, &cmd_info};
+static const cli_command *const commands[] = {&cmd_run, &cmd_info, &cmd_generate, &cmd_hooks,
+                                              &cmd_estimate};
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 static void print_usage(FILE *f) {

@@ -1,9 +1,9 @@
 /* Materialized attention: scores [n_heads, sq, sk], a row softmax, and pattern · V.
  * The reference for hk_k_attention (tests) and the path used when a hook wants the scores or
  * the pattern of a query chunk. */
+#include "blas_internal.h"
 #include "kernels.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +18,7 @@ void hk_k_attention_scores(const float *q, int64_t ldq, const float *k, int64_t 
         const float *qh = q + h * d_head;
         const float *kh = k + (h / group) * d_head;
         if (d_head > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)sq, (int)sk, (int)d_head,
-                        scale, qh, (int)ldq, kh, (int)ldk, 0.0f, s, (int)sk);
+            hk_k_sgemm(true, sq, sk, d_head, scale, qh, ldq, kh, ldk, 0.0f, s, sk);
         else
             memset(s, 0, (size_t)(sq * sk) * sizeof(float));
 #pragma omp parallel for schedule(static) if (sq * sk >= 65536)
@@ -72,9 +71,8 @@ void hk_k_attention_apply(const float *pattern, const float *v, int64_t ldv, int
             for (int64_t i = 0; i < sq; i++) memset(oh + i * ldo, 0, (size_t)d_head * sizeof(float));
             continue;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)sq, (int)d_head, (int)sk,
-                    1.0f, pattern + h * sq * sk, (int)sk, v + (h / group) * d_head, (int)ldv,
-                    0.0f, oh, (int)ldo);
+        hk_k_sgemm(false, sq, d_head, sk, 1.0f, pattern + h * sq * sk, sk,
+                   v + (h / group) * d_head, ldv, 0.0f, oh, ldo);
     }
 }
 

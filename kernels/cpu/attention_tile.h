@@ -18,63 +18,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__)
-/* The helpers below are always inlined: no vector ever crosses a real call, so the note about
- * the AVX calling convention on non-AVX builds does not apply. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
+#include "simd_math.h" /* hk_vf, v_load/v_store/v_splat/v_select/v_max, v_exp_nonpos */
 
-#ifndef HK_VL
-#define HK_VL 4
-#endif
-#define VL HK_VL
 #define BK HK_ATTN_BK
-#define INLINE static inline __attribute__((always_inline))
-
-typedef float hk_vf __attribute__((vector_size(4 * VL)));
-typedef int32_t hk_vi __attribute__((vector_size(4 * VL)));
-typedef float hk_vf_u __attribute__((vector_size(4 * VL), aligned(4), may_alias));
-
-#ifndef HK_VFMA
-#define HK_VFMA(acc, a, b) ((acc) + (a) * (b))
-#endif
-
-INLINE hk_vf v_load(const float *p) { return *(const hk_vf_u *)p; }
-INLINE void v_store(float *p, hk_vf x) { *(hk_vf_u *)p = x; }
-INLINE hk_vf v_splat(float f) {
-#if VL == 8
-    return (hk_vf){f, f, f, f, f, f, f, f};
-#else
-    return (hk_vf){f, f, f, f};
-#endif
-}
-/* mask ? a : b, mask lanes all ones or all zeros */
-INLINE hk_vf v_select(hk_vi mask, hk_vf a, hk_vf b) {
-    return (hk_vf)(((hk_vi)a & mask) | ((hk_vi)b & ~mask));
-}
-INLINE hk_vf v_max(hk_vf a, hk_vf b) { return v_select(a > b, a, b); }
-
-/* exp(x) for x <= 0 (x may be -inf): Cody-Waite reduction and the Cephes expf polynomial,
- * ~1 ulp; results below ~1e-38 (x < -87) flush to 0. */
-INLINE hk_vf v_exp_nonpos(hk_vf x) {
-    const hk_vi under = x < v_splat(-87.0f);
-    x = v_select(under, v_splat(-87.0f), x);
-    const hk_vf magic = v_splat(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
-    const hk_vf t = x * v_splat(1.44269504088896341f) + magic;
-    const hk_vf n = t - magic;
-    const hk_vi ni = (hk_vi)t - 0x4B400000; /* the integer n, from t's mantissa */
-    hk_vf r = x - n * v_splat(0.693359375f);
-    r = r - n * v_splat(-2.12194440e-4f);
-    hk_vf p = v_splat(1.9875691500e-4f);
-    p = p * r + v_splat(1.3981999507e-3f);
-    p = p * r + v_splat(8.3334519073e-3f);
-    p = p * r + v_splat(4.1665795894e-2f);
-    p = p * r + v_splat(1.6666665459e-1f);
-    p = p * r + v_splat(5.0000001201e-1f);
-    const hk_vf y = p * (r * r) + r + v_splat(1.0f);
-    const hk_vf two_n = (hk_vf)((ni + 127) << 23); /* 2^n, n in [-126, 0] */
-    return v_select(under, v_splat(0.0f), y * two_n);
-}
 
 /* st[j, rb..rb+2VL) = Σ_c k_j[c] · qt[c, rb..rb+2VL) for keys j in [0, nk), every row block.
  * Key blocks outside, row blocks inside: each key row is fetched once per tile (rows of a

@@ -33,6 +33,12 @@ void hk_k_gelu_new(float *x, int64_t n); /* 0.5x(1+tanh(√(2/π)(x+0.044715x³)
 void hk_k_gelu(float *x, int64_t n);     /* 0.5x(1+erf(x/√2)) */
 void hk_k_silu(float *x, int64_t n);
 void hk_k_relu(float *x, int64_t n);
+/* gelu_new, gelu and silu are vectorized (a few ulp from the exact functions; specials as
+ * the libm formulas give them). The path they take: "avx2+fma" where the CPU has both, else
+ * "generic" (4-wide vectors); tests force the generic one to check it. Set it only while no
+ * activation runs. */
+void hk_k_activation_force_generic(bool on);
+const char *hk_k_activation_isa(void);
 /* y[i] *= x[i] */
 void hk_k_mul(float *y, const float *x, int64_t n);
 /* y[i] += x[i] */

@@ -1,33 +1,104 @@
-/* y[n, out] = x[n, in] · Wᵀ (+ b) through OpenBLAS. */
+/* y[n, out] = x[n, in] · Wᵀ (+ b) through OpenBLAS, split across the OpenMP team by output
+ * columns (see blas_internal.h for why hookformer does the threading, not OpenBLAS). */
+#include "blas_internal.h"
 #include "kernels.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <string.h>
 
-void hk_k_linear(const float *x, int64_t n, int64_t in, const float *w, int64_t ldw, bool in_out,
-                 const float *b, int64_t out, float *y, int64_t ldy) {
-    if (n <= 0 || out <= 0) return;
+/* multiply-adds below which one thread does the whole product (a fork costs microseconds) */
+#define HK_GEMM_PAR_MIN (1 << 20)
+/* column slices are multiples of this (a cache line of floats) */
+#define HK_GEMM_COL_ALIGN 16
+
+/* Threads for a product of `macs` multiply-adds over `cols` output columns: 1 when small,
+ * inside a parallel region, or when there are too few columns to split. */
+static int gemm_threads(int64_t macs, int64_t cols) {
+    const int nth = omp_get_max_threads();
+    if (nth < 2 || macs < HK_GEMM_PAR_MIN || omp_in_parallel()) return 1;
+    const int64_t slices = cols / HK_GEMM_COL_ALIGN;
+    if (slices < 2) return 1;
+    return slices < nth ? (int)slices : nth;
+}
+
+/* [lo, hi) of `cols` for thread t of nt, in slices of HK_GEMM_COL_ALIGN columns */
+static void col_range(int64_t cols, int t, int nt, int64_t *lo, int64_t *hi) {
+    int64_t per = (cols + nt - 1) / nt;
+    per = (per + HK_GEMM_COL_ALIGN - 1) / HK_GEMM_COL_ALIGN * HK_GEMM_COL_ALIGN;
+    *lo = (int64_t)t * per < cols ? (int64_t)t * per : cols;
+    *hi = *lo + per < cols ? *lo + per : cols;
+}
+
+static void sgemm_cols(bool b_trans, int64_t m, int64_t k, float alpha, const float *a,
+                       int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                       int64_t ldc, int64_t lo, int64_t hi) {
+    if (hi <= lo) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, b_trans ? CblasTrans : CblasNoTrans, (int)m,
+                (int)(hi - lo), (int)k, alpha, a, (int)lda, b_trans ? b + lo * ldb : b + lo,
+                (int)ldb, beta, c + lo, (int)ldc);
+}
+
+void hk_k_sgemm(bool b_trans, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    if (m <= 0 || n <= 0) return;
+    hk_k_blas_init();
+    const int nt = gemm_threads(m * n * k, n);
+    if (nt == 1) {
+        sgemm_cols(b_trans, m, k, alpha, a, lda, b, ldb, beta, c, ldc, 0, n);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        int64_t lo, hi;
+        col_range(n, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+        sgemm_cols(b_trans, m, k, alpha, a, lda, b, ldb, beta, c, ldc, lo, hi);
+    }
+}
+
+/* Output columns [lo, hi) of y: the bias (or nothing), then the product. */
+static void linear_cols(const float *x, int64_t n, int64_t in, const float *w, int64_t ldw,
+                        bool in_out, const float *b, float *y, int64_t ldy, int64_t lo,
+                        int64_t hi) {
+    if (hi <= lo) return;
+    const size_t bytes = (size_t)(hi - lo) * sizeof(float);
     /* Start from the bias (beta = 1) or from nothing (beta = 0). */
     float beta = 0.0f;
     if (b) {
-        for (int64_t i = 0; i < n; i++) memcpy(y + i * ldy, b, (size_t)out * sizeof(float));
+        for (int64_t i = 0; i < n; i++) memcpy(y + i * ldy + lo, b + lo, bytes);
         beta = 1.0f;
     }
     if (in <= 0) {
         if (!b)
-            for (int64_t i = 0; i < n; i++) memset(y + i * ldy, 0, (size_t)out * sizeof(float));
+            for (int64_t i = 0; i < n; i++) memset(y + i * ldy + lo, 0, bytes);
         return;
     }
     if (n == 1) {
-        /* [out, in]: y = W x.  [in, out]: y = Wᵀ x. */
+        /* [out, in]: y = W x (rows lo..hi of W).  [in, out]: y = Wᵀ x (columns lo..hi). */
         if (!in_out)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)in, 1.0f, w, (int)ldw, x, 1,
-                        beta, y, 1);
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)(hi - lo), (int)in, 1.0f,
+                        w + lo * ldw, (int)ldw, x, 1, beta, y + lo, 1);
         else
-            cblas_sgemv(CblasRowMajor, CblasTrans, (int)in, (int)out, 1.0f, w, (int)ldw, x, 1,
-                        beta, y, 1);
+            cblas_sgemv(CblasRowMajor, CblasTrans, (int)in, (int)(hi - lo), 1.0f, w + lo,
+                        (int)ldw, x, 1, beta, y + lo, 1);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, in_out ? CblasNoTrans : CblasTrans, (int)n, (int)out,
-                (int)in, 1.0f, x, (int)in, w, (int)ldw, beta, y, (int)ldy);
+    sgemm_cols(!in_out, n, in, 1.0f, x, in, w, ldw, beta, y, ldy, lo, hi);
+}
+
+void hk_k_linear(const float *x, int64_t n, int64_t in, const float *w, int64_t ldw, bool in_out,
+                 const float *b, int64_t out, float *y, int64_t ldy) {
+    if (n <= 0 || out <= 0) return;
+    hk_k_blas_init();
+    const int nt = gemm_threads(n * out * (in > 0 ? in : 0), out);
+    if (nt == 1) {
+        linear_cols(x, n, in, w, ldw, in_out, b, y, ldy, 0, out);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        int64_t lo, hi;
+        col_range(out, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+        linear_cols(x, n, in, w, ldw, in_out, b, y, ldy, lo, hi);
+    }
 }

@@ -1,12 +1,26 @@
-/* Thread counts for OpenBLAS and OpenMP, set together. */
+/* Thread counts: hookformer's threads are the OpenMP team; OpenBLAS runs single-threaded where
+ * it has a pool of its own (blas_internal.h says why). */
+#include "blas_internal.h"
 #include "kernels.h"
 
 #include <cblas.h>
 #include <omp.h>
+#include <pthread.h>
+
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_single_threaded(void) {
+    /* openblas_get_parallel(): 0 sequential, 1 pthreads, 2 OpenMP. The OpenMP build needs
+     * nothing (and its openblas_set_num_threads would set the OpenMP team size too). */
+    if (openblas_get_parallel() == 1) openblas_set_num_threads(1);
+}
+
+void hk_k_blas_init(void) { pthread_once(&blas_once, blas_single_threaded); }
 
 void hk_k_set_threads(int n) {
+    hk_k_blas_init();
     if (n <= 0) return;
-    openblas_set_num_threads(n);
+    blas_single_threaded(); /* again: someone may have set OpenBLAS's count since */
     omp_set_num_threads(n);
 }
 

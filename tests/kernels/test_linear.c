@@ -83,10 +83,28 @@ static void test_linear_column_slice(void **state) {
     free(y);
 }
 
+/* Products large enough to be split across threads by output columns (odd widths, the gemv
+ * path too), with 1 and 2 threads. */
+static void test_linear_threaded(void **state) {
+    (void)state;
+    kt_rng r = {3};
+    const int saved = hk_k_get_threads();
+    for (int t = 1; t <= 2; t++) {
+        hk_k_set_threads(t);
+        for (int layout = 0; layout < 2; layout++) {
+            check_linear(&r, 1, 1000, 1037, layout, 3, 5, true);
+            check_linear(&r, 5, 700, 333, layout, 0, 0, false);
+            check_linear(&r, 3, 1024, 2049, layout, 1, 0, true);
+        }
+    }
+    hk_k_set_threads(saved);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_linear_column_slice),
+        cmocka_unit_test(test_linear_threaded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

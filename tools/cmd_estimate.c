@@ -1,0 +1,151 @@
+/* hookformer estimate: the memory a run will take (weights, KV cache, activations, attention
+ * working memory, cached hooks, logits), printed before anything of the run is allocated. */
+#include "commands.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "hookformer.h"
+#include "mem_limit.h"
+
+#define MAX_PATTERNS 64
+
+static const cli_opt estimate_opts[] = {
+    {"model", "DIR", "Hugging Face checkpoint folder (config.json + *.safetensors); required"},
+    {"ctx", "N", "context: positions per sequence (the session's max_len); required"},
+    {"batch", "B", "sequences run together (default 1)"},
+    {"hooks", "GLOB[,GLOB]", "hook points cached in memory for every position (names or globs)"},
+    {"chunk", "C", "prefill in feeds of C positions (default: the whole context at once)"},
+    {"all-logits", NULL, "logits for every position (default: the last position only)"},
+    {"threads", "N", "threads for GEMM and the kernels (default: the library's choice)"},
+    {"mem-limit", "SIZE", "exit 1 when the total exceeds SIZE: bytes or NNNk/NNNm/NNNg"},
+    {"json", NULL, "print one JSON object (bytes) instead of the table"},
+    {NULL, NULL, NULL},
+};
+
+/* Split "a,b,c" (in place) into at most MAX_PATTERNS non-empty items. */
+static int split_patterns(const cli_args *a, char *list, const char **out, size_t *n) {
+    *n = 0;
+    for (char *p = list;;) {
+        char *comma = strchr(p, ',');
+        if (comma) *comma = '\0';
+        if (!*p) return cli_usage_error(a, "--hooks: empty pattern in the list");
+        if (*n == MAX_PATTERNS)
+            return cli_usage_error(a, "--hooks: at most %d patterns", MAX_PATTERNS);
+        out[(*n)++] = p;
+        if (!comma) return 0;
+        p = comma + 1;
+    }
+}
+
+static void row(const char *what, size_t bytes, const char *note) {
+    printf("  %-13s %12.1f MiB%s%s\n", what, (double)bytes / (1024.0 * 1024.0),
+           note[0] ? "   " : "", note);
+}
+
+static void print_table(const char *dir, hk_model *m, int64_t batch, int64_t ctx,
+                        int64_t chunk, bool all_logits, const char *hooks_arg,
+                        const hk_estimate *e) {
+    printf("model          %s (%s, %lld layers, %lld parameters)\n", dir, hk_model_family(m),
+           (long long)hk_model_n_layers(m), (long long)hk_model_n_params(m));
+    printf("run            batch %lld x ctx %lld, ", (long long)batch, (long long)ctx);
+    if (chunk > 0 && chunk < ctx)
+        printf("prefill in chunks of %lld", (long long)chunk);
+    else
+        printf("one prefill of %lld", (long long)ctx);
+    printf(", logits for %s\n", all_logits ? "every position" : "the last position");
+    printf("cached hooks   %s\n\n", hooks_arg ? hooks_arg : "none");
+    char kv_note[96];
+    if (e->kv_rolling)
+        snprintf(kv_note, sizeof kv_note, "rolling W=%lld (sliding-window layers)",
+                 (long long)e->kv_window);
+    else
+        snprintf(kv_note, sizeof kv_note, "full (%lld positions)", (long long)ctx);
+    row("weights", e->weights, "f32, mmapped + converted");
+    row("KV cache", e->kv_cache, kv_note);
+    row("activations", e->activations, "");
+    row("attention", e->attention, "");
+    row("cached hooks", e->cached_hooks, "");
+    row("logits", e->logits, "");
+    row("total", e->total, "");
+}
+
+static void print_json(const hk_estimate *e, int64_t batch, int64_t ctx, int64_t chunk) {
+    printf("{\"batch\": %lld, \"ctx\": %lld, \"chunk\": %lld, \"weights\": %zu, "
+           "\"kv_cache\": %zu, \"kv_rolling\": %s, \"kv_window\": %lld, \"activations\": %zu, "
+           "\"attention\": %zu, \"cached_hooks\": %zu, \"logits\": %zu, \"total\": %zu}\n",
+           (long long)batch, (long long)ctx, (long long)chunk, e->weights, e->kv_cache,
+           e->kv_rolling ? "true" : "false", (long long)e->kv_window, e->activations,
+           e->attention, e->cached_hooks, e->logits, e->total);
+}
+
+static int estimate_main(const cli_command *cmd, int argc, char **argv) {
+    cli_args a;
+    int rc;
+    if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
+    const char *dir;
+    int64_t ctx, batch, chunk, threads;
+    size_t limit;
+    if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    if (!cli_has(&a, "ctx")) return cli_usage_error(&a, "missing required option --ctx");
+    if ((rc = cli_int(&a, "ctx", 1, INT64_MAX / 2, 0, &ctx))) return rc;
+    if ((rc = cli_int(&a, "batch", 1, 1 << 20, 1, &batch))) return rc;
+    if ((rc = cli_int(&a, "chunk", 1, INT64_MAX / 2, 0, &chunk))) return rc;
+    if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
+    if ((rc = cli_mem_limit(&a, "mem-limit", &limit))) return rc;
+    const bool all_logits = cli_has(&a, "all-logits"), as_json = cli_has(&a, "json");
+    const char *hooks_arg = cli_str(&a, "hooks");
+    char *list = NULL;
+    const char *patterns[MAX_PATTERNS];
+    size_t n_patterns = 0;
+    if (hooks_arg) {
+        if (!(list = strdup(hooks_arg))) return cli_runtime_error(&a, "out of memory");
+        if ((rc = split_patterns(&a, list, patterns, &n_patterns))) {
+            free(list);
+            return rc;
+        }
+    }
+    if (threads > 0) hk_set_num_threads((int)threads);
+
+    hk_model *m = NULL;
+    hk_status st = hk_model_load(dir, &m);
+    if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
+                               hk_status_name(st));
+        free(list);
+        return rc;
+    }
+    hk_estimate e;
+    st = hk_estimate_run(m, batch, ctx, chunk, patterns, n_patterns, !all_logits, &e);
+    if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
+    } else {
+        if (as_json)
+            print_json(&e, batch, ctx, chunk);
+        else
+            print_table(dir, m, batch, ctx, chunk, all_logits, hooks_arg, &e);
+        fflush(stdout);
+        rc = cli_check_mem_limit(&a, m, batch, ctx, chunk, patterns, n_patterns, !all_logits,
+                                 limit, NULL);
+    }
+    hk_model_free(m);
+    free(list);
+    return rc;
+}
+
+const cli_command cmd_estimate = {
+    .name = "estimate",
+    .summary = "Estimate the memory of a run before running it.",
+    .usage = "--model DIR --ctx N [--batch B] [--hooks GLOB[,GLOB]] [--chunk C] "
+             "[--mem-limit SIZE]",
+    .description =
+        "Prints, in MiB, what a run of `batch` sequences of `ctx` positions will hold: the f32\n"
+        "weights, the KV cache (a rolling buffer of W slots on sliding-window layers, else\n"
+        "every position), the forward's activations for one prefill chunk, the attention\n"
+        "working memory (per-thread workspace; the scores chunk when attn_scores or pattern is\n"
+        "cached), the cached hooks for every position, and the logits. Nothing of the run is\n"
+        "allocated. With --mem-limit the command exits 1 when the total is over the limit;\n"
+        "run, generate and cache take the same option and refuse such a run before it starts.",
+    .opts = estimate_opts,
+    .main = estimate_main,
+};
