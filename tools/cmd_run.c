@@ -16,6 +16,7 @@ static const cli_opt run_opts[] = {
     {"top-k", "K", "how many next tokens to print (default 10)"},
     {"threads", "N", "threads for GEMM and the kernels (default: the library's choice)"},
     {"plugin", "SPEC", "load a plugin: PATH[:key=value,...]; repeatable, loaded in order"},
+    {"chunk", "C", "feed the prompt C tokens at a time through the KV cache (default: at once)"},
     {NULL, NULL, NULL},
 };
 
@@ -43,6 +44,18 @@ static int plugin_error(const cli_args *a, const char *spec, hk_status st) {
     return cli_runtime_error(a, "--plugin %s: %s (%s)", spec, msg, hk_status_name(st));
 }
 
+/* The prompt in chunks through a session; `last` receives the last position's logits. Hooks
+ * fire per chunk with pos_offset set. */
+static hk_status run_chunked(hk_model *m, hk_hooks *hooks, const int32_t *tokens, int64_t n,
+                             int64_t chunk, float *last) {
+    hk_session *s;
+    hk_status st = hk_session_new(m, 1, n, &s);
+    for (int64_t p = 0; st == HK_OK && p < n; p += chunk)
+        st = hk_session_feed(s, hooks, tokens + p, n - p < chunk ? n - p : chunk, true, last);
+    hk_session_free(s);
+    return st;
+}
+
 static int run_main(const cli_command *cmd, int argc, char **argv) {
     cli_args a;
     int rc;
@@ -55,6 +68,8 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
     if ((rc = cli_int(&a, "top-k", 1, INT64_MAX, 10, &top_k))) return rc;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
+    int64_t chunk;
+    if ((rc = cli_int(&a, "chunk", 1, INT64_MAX, 0, &chunk))) return rc;
     if ((rc = cli_int_list(&a, "tokens", 0, INT64_MAX, &ids, &n_tok))) return rc;
 
     const char *specs[CLI_MAX_VALUES];
@@ -132,7 +147,11 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
         }
     }
 
-    st = hk_model_run(m, hooks, tokens, NULL, 1, (int64_t)n_tok, logits);
+    if (chunk > 0)
+        st = run_chunked(m, hooks, tokens, (int64_t)n_tok, chunk,
+                         logits + (n_tok - 1) * (size_t)vocab);
+    else
+        st = hk_model_run(m, hooks, tokens, NULL, 1, (int64_t)n_tok, logits);
     if (st == HK_STOPPED) {
         /* A hook asked to stop: not an error, but there are no logits to rank. */
         printf("# model=%s family=%s tokens=%zu: stopped early, %s; no logits, no top-k\n", dir,
@@ -197,7 +216,7 @@ done:
 const cli_command cmd_run = {
     .name = "run",
     .summary = "Run a forward pass over one token sequence and print the top-k next tokens.",
-    .usage = "--model DIR --tokens IDS [--top-k K] [--threads N] [--plugin SPEC]...",
+    .usage = "--model DIR --tokens IDS [--top-k K] [--threads N] [--chunk C] [--plugin SPEC]...",
     .description =
         "Loads the model, runs the forward pass over the sequence given by --tokens, and prints\n"
         "the k most likely tokens after the last one: rank, token id, logit and probability\n"

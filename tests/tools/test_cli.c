@@ -403,6 +403,46 @@ static void test_run_fixture(void **state) {
     }
 }
 
+/* --chunk feeds the prompt through the KV cache: the same table as one forward. */
+static void test_run_chunked(void **state) {
+    (void)state;
+    char dir[4096];
+    cJSON *cfg = fixture_config(dir, sizeof dir);
+    if (!cfg) skip();
+    cJSON_Delete(cfg);
+    const char *toks = "5,9,31,2,77,12,40,3,8,100,6";
+    cli_result whole = run_cli("run", "--model", dir, "--tokens", toks, "--top-k", "8", NULL);
+    expect_status(&whole, 0, "run without --chunk");
+    const char *chunks[] = {"1", "4", "11", "50"};
+    for (int i = 0; i < 4; i++) {
+        cli_result r = run_cli("run", "--model", dir, "--tokens", toks, "--top-k", "8",
+                               "--chunk", chunks[i], NULL);
+        expect_status(&r, 0, "run --chunk");
+        /* the same ranking; logits equal up to float rounding in the last printed digit */
+        char *a_save, *b_save;
+        char *la = strtok_r(whole.out, "\n", &a_save), *lb = strtok_r(r.out, "\n", &b_save);
+        int rows = 0;
+        for (; la && lb; la = strtok_r(NULL, "\n", &a_save), lb = strtok_r(NULL, "\n", &b_save)) {
+            int ra, ia, rb, ib;
+            double xa, pa, xb, pb;
+            if (sscanf(la, "%d %d %lf %lf", &ra, &ia, &xa, &pa) != 4) continue;
+            assert_int_equal(sscanf(lb, "%d %d %lf %lf", &rb, &ib, &xb, &pb), 4);
+            assert_int_equal(ia, ib);
+            assert_true(fabs(xa - xb) <= 2e-4 && fabs(pa - pb) <= 2e-6);
+            rows++;
+        }
+        assert_int_equal(rows, 8);
+        free_result(&r);
+        free_result(&whole);
+        whole = run_cli("run", "--model", dir, "--tokens", toks, "--top-k", "8", NULL);
+    }
+    free_result(&whole);
+    cli_result bad = run_cli("run", "--model", dir, "--tokens", toks, "--chunk", "0", NULL);
+    expect_status(&bad, 2, "--chunk 0");
+    expect_contains(bad.err, "--chunk", "--chunk 0");
+    free_result(&bad);
+}
+
 static void test_info_fixture(void **state) {
     (void)state;
     char dir[4096];
@@ -455,6 +495,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_bad_model_dir),
         cmocka_unit_test(test_run_fixture),
+        cmocka_unit_test(test_run_chunked),
         cmocka_unit_test(test_info_fixture),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
