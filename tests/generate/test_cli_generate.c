@@ -12,87 +12,16 @@
 
 #include <cmocka.h>
 
-#include <spawn.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli_run.h"
 #include "core/checkpoint.h"
+#include "fixtures.h"
 #include "hookformer.h"
 
-extern char **environ;
+static const char *g_exe; /* $HK_HOOKFORMER */
 
-static const char *env(const char *name) {
-    const char *v = getenv(name);
-    if (!v) fail_msg("%s is not set (run through meson test)", name);
-    return v;
-}
-
-typedef struct {
-    int status; /* exit status, or -signal */
-    char *out, *err;
-} cli_result;
-
-static char *slurp_fd(int fd) {
-    struct stat st;
-    assert_int_equal(fstat(fd, &st), 0);
-    char *buf = malloc((size_t)st.st_size + 1);
-    assert_non_null(buf);
-    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-        assert_true(r > 0);
-        got += (size_t)r;
-    }
-    buf[got] = '\0';
-    return buf;
-}
-
-static int temp_fd(void) {
-    const char *tmp = getenv("TMPDIR");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/hk-gen-cli-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    unlink(path);
-    return fd;
-}
-
-/* Run `hookformer ARGS...` (argv NULL-terminated), capturing stdout and stderr. */
-static cli_result run_argv(const char *const *args) {
-    const char *argv[64];
-    int n = 0;
-    argv[n++] = env("HK_HOOKFORMER");
-    for (; *args; args++) {
-        assert_true(n < 63);
-        argv[n++] = *args;
-    }
-    argv[n] = NULL;
-    int out_fd = temp_fd(), err_fd = temp_fd();
-    posix_spawn_file_actions_t fa;
-    assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
-    assert_int_equal(posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO), 0);
-    assert_int_equal(posix_spawn_file_actions_adddup2(&fa, err_fd, STDERR_FILENO), 0);
-    pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    assert_int_equal(rc, 0);
-    int ws;
-    assert_int_equal(waitpid(pid, &ws, 0), pid);
-    cli_result r = {WIFEXITED(ws) ? WEXITSTATUS(ws) : -WTERMSIG(ws), slurp_fd(out_fd),
-                    slurp_fd(err_fd)};
-    close(out_fd);
-    close(err_fd);
-    return r;
-}
-
-#define RUN(...) run_argv((const char *const[]){__VA_ARGS__, NULL})
-
-static void free_result(cli_result *r) {
-    free(r->out);
-    free(r->err);
-}
+#define RUN(...) cli_run(g_exe, __VA_ARGS__, NULL)
 
 static void expect(const cli_result *r, int status, const char *in_out, const char *in_err) {
     bool ok = r->status == status && (!in_out || strstr(r->out, in_out)) &&
@@ -107,10 +36,7 @@ static char g_model[1024], g_llama[1024], g_prompt[256], g_greedy[256];
 
 /* "a,b,c" of an I64 tensor of gpt2/generate.safetensors */
 static void ref_csv(const char *name, char *buf, size_t cap) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/gpt2/generate.safetensors", env("HK_FIXTURES"));
-    hk_ckpt *ck = NULL;
-    if (hk_ckpt_open(path, &ck) != HK_OK) fail_msg("%s: %s", path, hk_last_error());
+    hk_ckpt *ck = fixture_ckpt("gpt2", "generate.safetensors");
     const hk_st_tensor *t = hk_ckpt_find(ck, name);
     assert_non_null(t);
     buf[0] = '\0';
@@ -124,8 +50,9 @@ static void ref_csv(const char *name, char *buf, size_t cap) {
 
 static int setup(void **state) {
     (void)state;
-    snprintf(g_model, sizeof g_model, "%s/gpt2", env("HK_FIXTURES"));
-    snprintf(g_llama, sizeof g_llama, "%s/llama", env("HK_FIXTURES"));
+    g_exe = require_env("HK_HOOKFORMER");
+    snprintf(g_model, sizeof g_model, "%s/gpt2", require_env("HK_FIXTURES"));
+    snprintf(g_llama, sizeof g_llama, "%s/llama", require_env("HK_FIXTURES"));
     ref_csv("prompt", g_prompt, sizeof g_prompt);
     ref_csv("greedy", g_greedy, sizeof g_greedy);
     return 0;
@@ -137,13 +64,13 @@ static void test_help(void **state) {
     expect(&r, 0, "usage: hookformer generate --model DIR --tokens IDS --max-new N", NULL);
     expect(&r, 0, "--temperature", NULL);
     expect(&r, 0, "--ctx N", NULL);
-    free_result(&r);
+    cli_result_free(&r);
     r = RUN("help", "generate");
     expect(&r, 0, "--top-p P", NULL);
-    free_result(&r);
+    cli_result_free(&r);
     r = RUN("--help");
     expect(&r, 0, "generate", NULL);
-    free_result(&r);
+    cli_result_free(&r);
 }
 
 static void test_usage_errors(void **state) {
@@ -192,11 +119,11 @@ static void test_usage_errors(void **state) {
          "--stop: token id 999 (item 1) is out of range"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        cli_result r = run_argv(cases[i].args);
+        cli_result r = cli_run_argv(g_exe, cases[i].args);
         expect(&r, 2, NULL, "hookformer generate: ");
         expect(&r, 2, NULL, cases[i].msg);
         assert_string_equal(r.out, "");
-        free_result(&r);
+        cli_result_free(&r);
     }
 }
 
@@ -207,37 +134,37 @@ static void test_context(void **state) {
                        "--ctx", "10");
     expect(&r, 1, NULL, "hookformer generate: --ctx 10: the prompt (6 tokens) + --max-new 12 "
                         "= 18 positions do not fit in a context of 10");
-    free_result(&r);
+    cli_result_free(&r);
     /* exactly enough */
     r = RUN("generate", "--model", g_model, "--tokens", g_prompt, "--max-new", "12", "--ctx",
             "18");
     expect(&r, 0, g_greedy, NULL);
-    free_result(&r);
+    cli_result_free(&r);
     /* GPT-2's 64 learned positions cannot be extended */
     r = RUN("generate", "--model", g_model, "--tokens", g_prompt, "--max-new", "12", "--ctx",
             "100");
     expect(&r, 1, NULL, "--ctx 100: model");
     expect(&r, 1, NULL, "learned position embeddings for 64 positions");
-    free_result(&r);
+    cli_result_free(&r);
     char long_prompt[512] = "1";
     for (int i = 1; i < 60; i++) strcat(long_prompt, ",7");
     r = RUN("generate", "--model", g_model, "--tokens", long_prompt, "--max-new", "10");
     expect(&r, 1, NULL, "the prompt (60 tokens) + --max-new 10 = 70 positions exceed the 64 "
                         "learned positions");
-    free_result(&r);
+    cli_result_free(&r);
     /* rotary: past max_position_embeddings (mistral: 256) only with --ctx, and a warning */
     char mistral[1024], rot_prompt[2048] = "1";
-    snprintf(mistral, sizeof mistral, "%s/mistral", env("HK_FIXTURES"));
+    snprintf(mistral, sizeof mistral, "%s/mistral", require_env("HK_FIXTURES"));
     for (int i = 1; i < 250; i++) strcat(rot_prompt, ",5");
     r = RUN("generate", "--model", mistral, "--tokens", rot_prompt, "--max-new", "10");
     expect(&r, 1, NULL, "= 260 positions exceed the model's max_position_embeddings (256); "
                         "pass --ctx 260");
-    free_result(&r);
+    cli_result_free(&r);
     r = RUN("generate", "--model", mistral, "--tokens", rot_prompt, "--max-new", "10", "--ctx",
             "300");
     expect(&r, 0, NULL, "hookformer generate: warning: --ctx 300 is past the model's "
                         "max_position_embeddings (256)");
-    free_result(&r);
+    cli_result_free(&r);
 }
 
 static void test_greedy_output(void **state) {
@@ -251,7 +178,7 @@ static void test_greedy_output(void **state) {
         expect(&r, 0, NULL, NULL);
         assert_string_equal(r.out, want); /* 12 ids = transformers, nothing else on stdout */
         assert_string_equal(r.err, "");   /* not a terminal, no --verbose: no stats */
-        free_result(&r);
+        cli_result_free(&r);
     }
     /* llama: the reference's prompt and ids (make_generate_references.py) */
     cli_result r = RUN("generate", "--model", g_llama, "--tokens", "2,189,262,96,20,36",
@@ -259,13 +186,13 @@ static void test_greedy_output(void **state) {
     expect(&r, 0, NULL, "# prefill: 6 tokens in ");
     expect(&r, 0, NULL, "decode: 11 steps in ");
     assert_string_equal(r.out, "63,266,296,164,297,150,278,100,203,121,46,45\n");
-    free_result(&r);
+    cli_result_free(&r);
     /* stop ids: the first one ends the line */
     r = RUN("generate", "--model", g_model, "--tokens", g_prompt, "--max-new", "12", "--stop",
             "276,281");
     expect(&r, 0, NULL, NULL);
     assert_string_equal(r.out, "68,100,100,276\n");
-    free_result(&r);
+    cli_result_free(&r);
 }
 
 static void test_sampling(void **state) {
@@ -287,9 +214,9 @@ static void test_sampling(void **state) {
     int commas = 0;
     for (const char *p = a.out; *p; p++) commas += *p == ',';
     assert_int_equal(commas, 19);
-    free_result(&a);
-    free_result(&b);
-    free_result(&c);
+    cli_result_free(&a);
+    cli_result_free(&b);
+    cli_result_free(&c);
 }
 
 static void test_steer_plugin(void **state) {
@@ -315,11 +242,11 @@ static void test_steer_plugin(void **state) {
     assert_non_null(nl);
     *nl = '\0';
     assert_string_not_equal(r.out, g_greedy);
-    free_result(&r);
+    cli_result_free(&r);
     r = RUN("generate", "--model", g_model, "--tokens", g_prompt, "--max-new", "3", "--plugin",
             "/nonexistent/steer.so");
     expect(&r, 1, NULL, "hookformer generate: --plugin /nonexistent/steer.so:");
-    free_result(&r);
+    cli_result_free(&r);
 }
 
 int main(void) {

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "core/checkpoint.h"
+#include "fixtures.h"
 #include "hookformer.h"
 
 #define MAX_NEW 12
@@ -23,25 +24,9 @@
 static const char *const families[] = {"gpt2", "llama", "mistral", "qwen2", "phi3", "neox"};
 #define N_FAMILIES (sizeof families / sizeof families[0])
 
-static const char *fixtures(void) {
-    const char *d = getenv("HK_FIXTURES");
-    return d ? d : "tests/fixtures";
-}
-
-static hk_model *load(const char *name) {
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/%s", fixtures(), name);
-    hk_model *m = NULL;
-    if (hk_model_load(dir, &m) != HK_OK) fail_msg("load %s: %s", dir, hk_last_error());
-    return m;
-}
-
 /* An I64 tensor of generate.safetensors as int32; NULL (and *n = 0) when absent. */
 static int32_t *ref_ids(const char *family, const char *name, int64_t *n) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s/generate.safetensors", fixtures(), family);
-    hk_ckpt *ck = NULL;
-    if (hk_ckpt_open(path, &ck) != HK_OK) fail_msg("%s: %s", path, hk_last_error());
+    hk_ckpt *ck = fixture_ckpt(family, "generate.safetensors");
     const hk_st_tensor *t = hk_ckpt_find(ck, name);
     *n = 0;
     int32_t *ids = NULL;
@@ -49,12 +34,7 @@ static int32_t *ref_ids(const char *family, const char *name, int64_t *n) {
         assert_int_equal(t->dtype, HK_DTYPE_I64);
         assert_int_equal(t->ndim, 1);
         *n = t->shape[0];
-        ids = malloc((size_t)*n * sizeof *ids);
-        for (int64_t i = 0; i < *n; i++) {
-            int64_t v;
-            memcpy(&v, (const char *)t->data + i * 8, 8);
-            ids[i] = (int32_t)v;
-        }
+        ids = ids_from_i64(t->data, *n);
     }
     hk_ckpt_close(ck);
     return ids;
@@ -89,7 +69,7 @@ static void check_greedy(const char *family, const char *suffix) {
     int32_t *want = ref_ids(family, gn, &n_ref);
     assert_non_null(want);
     assert_int_equal(n_ref, MAX_NEW);
-    hk_model *m = load(family);
+    hk_model *m = fixture_model(family);
     const int64_t chunks[] = {0, 2, 1, 5};
     for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
         int32_t out[MAX_NEW];
@@ -172,7 +152,7 @@ static void test_sample_validation(void **state) {
     assert_int_equal(tok, 0);
 
     /* hk_generate's own arguments */
-    hk_model *m = load("gpt2");
+    hk_model *m = fixture_model("gpt2");
     const int32_t prompt[3] = {1, 2, 3};
     int32_t out[4];
     int64_t n_out = 99;
@@ -215,7 +195,7 @@ static void test_sample_validation(void **state) {
     assert_int_equal(hk_model_max_positions(m, &hard), 64);
     assert_true(hard);
     hk_model_free(m);
-    m = load("llama");
+    m = fixture_model("llama");
     assert_int_equal(hk_model_max_positions(m, &hard), 1280);
     assert_false(hard);
     assert_int_equal(hk_model_max_positions(m, NULL), 1280);
@@ -253,7 +233,7 @@ static void test_greedy_ties_and_argmax(void **state) {
 
 static void test_sampling_seeds(void **state) {
     (void)state;
-    hk_model *m = load("llama");
+    hk_model *m = fixture_model("llama");
     const int32_t prompt[6] = {2, 189, 262, 96, 20, 36};
     int32_t greedy[MAX_NEW], a[MAX_NEW], b[MAX_NEW];
     gen(m, NULL, prompt, 6, MAX_NEW, 0, NULL, greedy);
@@ -486,7 +466,7 @@ static hk_hook_result on_resid(hk_tensor *t, const hk_hook_ctx *ctx, void *user)
 }
 
 static void check_steps(const char *family, int64_t window, int64_t chunk) {
-    hk_model *m = load(family);
+    hk_model *m = fixture_model(family);
     int64_t n;
     int32_t *prompt = ref_ids(family, "prompt", &n);
     hk_hooks *h;
@@ -527,7 +507,7 @@ static hk_hook_result stop_at_pos(hk_tensor *t, const hk_hook_ctx *ctx, void *us
 
 static void test_stop_and_stop_ids(void **state) {
     (void)state;
-    hk_model *m = load("gpt2");
+    hk_model *m = fixture_model("gpt2");
     int64_t n, n_ref;
     int32_t *prompt = ref_ids("gpt2", "prompt", &n);
     int32_t *want = ref_ids("gpt2", "greedy", &n_ref);
@@ -591,7 +571,7 @@ static void test_steering_changes_generation(void **state) {
     (void)state;
     const char *plugin = getenv("HK_PLUGIN_STEER");
     for (size_t f = 0; f < N_FAMILIES; f++) {
-        hk_model *m = load(families[f]);
+        hk_model *m = fixture_model(families[f]);
         const int64_t d = hk_model_d_model(m);
         int64_t n;
         int32_t *prompt = ref_ids(families[f], "prompt", &n);

@@ -17,6 +17,7 @@
 #include "core/checkpoint.h"
 #include "core/dtype.h"
 #include "core/model.h"
+#include "fixtures.h"
 #include "hookformer.h"
 #include "hooks/registry.h"
 
@@ -38,11 +39,6 @@ static void expect_error(hk_status st, hk_status want, const char *needle) {
     if (needle) assert_non_null(strstr(hk_last_error(), needle));
 }
 
-static const char *fixtures(void) {
-    const char *d = getenv("HK_FIXTURES");
-    return d ? d : "tests/fixtures";
-}
-
 /* A fixture model and its reference batch (3 right-padded sequences). */
 typedef struct {
     hk_model *m;
@@ -54,12 +50,8 @@ typedef struct {
 
 static void fixture_load(const char *name, fixture *f) {
     memset(f, 0, sizeof *f);
-    char dir[1024], ref[1200];
-    snprintf(dir, sizeof dir, "%s/%s", fixtures(), name);
-    snprintf(ref, sizeof ref, "%s/reference.safetensors", dir);
-    if (hk_model_load(dir, &f->m) != HK_OK) fail_msg("load %s: %s", dir, hk_last_error());
-    hk_ckpt *ck = NULL;
-    if (hk_ckpt_open(ref, &ck) != HK_OK) fail_msg("%s: %s", ref, hk_last_error());
+    f->m = fixture_model(name);
+    hk_ckpt *ck = fixture_ckpt(name, "reference.safetensors");
     const hk_st_tensor *ids = hk_ckpt_find(ck, "input_ids");
     const hk_st_tensor *lens = hk_ckpt_find(ck, "lengths");
     assert_non_null(ids);
@@ -68,17 +60,11 @@ static void fixture_load(const char *name, fixture *f) {
     f->seq = ids->shape[1];
     f->vocab = hk_model_vocab_size(f->m);
     size_t n = (size_t)(f->batch * f->seq);
-    f->tokens = malloc(n * sizeof *f->tokens);
+    f->tokens = ids_from_i64(ids->data, (int64_t)n);
     f->lengths = malloc((size_t)f->batch * sizeof *f->lengths);
     f->logits = calloc(n * (size_t)f->vocab, sizeof *f->logits);
-    assert_non_null(f->tokens);
     assert_non_null(f->lengths);
     assert_non_null(f->logits);
-    for (size_t i = 0; i < n; i++) {
-        int64_t v;
-        memcpy(&v, (const char *)ids->data + 8 * i, 8);
-        f->tokens[i] = (int32_t)v;
-    }
     memcpy(f->lengths, lens->data, (size_t)f->batch * 8);
     hk_ckpt_close(ck);
 }

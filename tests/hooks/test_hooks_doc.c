@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "fixtures.h"
 #include "hookformer.h"
 
 static const char *g_doc_path;
@@ -156,22 +157,13 @@ static const doc_row *find_row(const doc_table *t, const char *name) {
     return NULL;
 }
 
-static hk_model *load_fixture(const char *dir_name) {
-    const char *root = getenv("HK_FIXTURES");
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/%s", root ? root : "tests/fixtures", dir_name);
-    hk_model *m = NULL;
-    if (hk_model_load(dir, &m) != HK_OK) fail_msg("load %s: %s", dir, hk_last_error());
-    return m;
-}
-
 static void test_every_point_documented(void **state) {
     (void)state;
     doc_table *t = malloc(sizeof *t);
     assert_non_null(t);
     load_doc(t);
     for (size_t f = 0; f < N_FIXTURES; f++) {
-        hk_model *m = load_fixture(FIXTURES[f]);
+        hk_model *m = fixture_model(FIXTURES[f]);
         const char *family = hk_model_family(m);
         size_t n = hk_model_hook_count(m);
         assert_true(n > 0);
@@ -203,7 +195,7 @@ static void test_every_row_exists(void **state) {
     load_doc(t);
     bool family_seen[MAX_ROWS] = {false};
     for (size_t f = 0; f < N_FIXTURES; f++) {
-        hk_model *m = load_fixture(FIXTURES[f]);
+        hk_model *m = fixture_model(FIXTURES[f]);
         const char *family = hk_model_family(m);
         int64_t L = hk_model_n_layers(m);
         for (size_t r = 0; r < t->n; r++) {
@@ -241,7 +233,7 @@ static void test_rows_in_execution_order(void **state) {
     assert_non_null(t);
     load_doc(t);
     for (size_t f = 0; f < N_FIXTURES; f++) {
-        hk_model *m = load_fixture(FIXTURES[f]);
+        hk_model *m = fixture_model(FIXTURES[f]);
         size_t last_row = 0;
         bool first = true;
         for (size_t i = 0; i < hk_model_hook_count(m); i++) {

@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "fixtures.h"
+#include "float_compare.h"
 #include "hookformer.h"
 
 #define B 2
@@ -20,30 +22,12 @@ static const int32_t tokens[B * T] = {5, 17, 3, 99, 42, 8, 1, 250, 7,
                                       9, 9, 120, 4, 33, 0, 0, 0, 0};
 static const int64_t lengths[B] = {T, 5};
 
-static hk_model *load(const char *name) {
-    char dir[1024];
-    const char *fx = getenv("HK_FIXTURES");
-    snprintf(dir, sizeof dir, "%s/%s", fx ? fx : "tests/fixtures", name);
-    hk_model *m = NULL;
-    if (hk_model_load(dir, &m) != HK_OK) fail_msg("load %s: %s", dir, hk_last_error());
-    return m;
-}
-
 static float *run(hk_model *m, hk_hooks *h, hk_status want) {
     float *logits = calloc((size_t)(B * T * hk_model_vocab_size(m)), sizeof *logits);
     hk_status st = hk_model_run(m, h, tokens, lengths, B, T, logits);
     if (st != want) fail_msg("run: %s (%s), wanted %s", hk_status_name(st), hk_last_error(),
                              hk_status_name(want));
     return logits;
-}
-
-static float max_diff(const float *a, const float *b, size_t n) {
-    float w = 0;
-    for (size_t i = 0; i < n; i++) {
-        float d = fabsf(a[i] - b[i]);
-        if (!(d <= w)) w = d;
-    }
-    return w;
 }
 
 /* ---- callbacks ---- */
@@ -111,7 +95,7 @@ static bool only_layer1_mlp(const char *name, void *u) {
 
 static void test_points_listed(void **s) {
     (void)s;
-    hk_model *m = load("llama");
+    hk_model *m = fixture_model("llama");
     size_t n = hk_model_hook_count(m);
     assert_true(n > 40);
     const hk_hook_point *p0 = hk_model_hook_at(m, 0);
@@ -135,7 +119,7 @@ static void test_every_point_fires_in_order(void **s) {
     (void)s;
     const char *families[] = {"gpt2", "llama", "mistral", "qwen2", "phi3", "neox"};
     for (size_t f = 0; f < 6; f++) {
-        hk_model *m = load(families[f]);
+        hk_model *m = fixture_model(families[f]);
         hk_hooks *h;
         call_log log = {0};
         assert_int_equal(hk_hooks_new(m, &h), HK_OK);
@@ -165,7 +149,7 @@ static void test_every_point_fires_in_order(void **s) {
 
 static void test_unknown_names_are_errors(void **s) {
     (void)s;
-    hk_model *m = load("gpt2");
+    hk_model *m = fixture_model("gpt2");
     hk_hooks *h;
     assert_int_equal(hk_hooks_new(m, &h), HK_OK);
     assert_int_equal(hk_hooks_add(h, "blocks.0.hook_resid_pree", noop, NULL, NULL),
@@ -182,7 +166,7 @@ static void test_unknown_names_are_errors(void **s) {
 
 static void test_order_remove_scope_filter(void **s) {
     (void)s;
-    hk_model *m = load("gpt2");
+    hk_model *m = fixture_model("gpt2");
     hk_hooks *h;
     char order[64] = "";
     hk_hook_handle ha, hb;
@@ -213,7 +197,7 @@ static void test_order_remove_scope_filter(void **s) {
 
 static void test_modification_flows(void **s) {
     (void)s;
-    hk_model *m = load("llama");
+    hk_model *m = fixture_model("llama");
     size_t n = (size_t)(B * T * hk_model_vocab_size(m));
     float *base = run(m, NULL, HK_OK);
     hk_hooks *h;
@@ -221,14 +205,14 @@ static void test_modification_flows(void **s) {
     /* a no-op callback everywhere (materialized patterns included) changes nothing */
     assert_int_equal(hk_hooks_add(h, "*", noop, NULL, NULL), HK_OK);
     float *same = run(m, h, HK_OK);
-    float d = max_diff(base, same, n);
+    float d = max_abs_diff(base, same, n);
     print_message("no-op hooks everywhere: max |diff| %g\n", (double)d);
     assert_true(d <= 2e-5f);
     hk_hooks_scope_end(h, 0);
     /* zeroing layer 1's MLP output changes logits; zeroing the unembed output zeroes them */
     assert_int_equal(hk_hooks_add(h, "blocks.1.hook_mlp_out", zero_all, NULL, NULL), HK_OK);
     float *ablated = run(m, h, HK_OK);
-    assert_true(max_diff(base, ablated, n) > 1e-3f);
+    assert_true(max_abs_diff(base, ablated, n) > 1e-3f);
     assert_int_equal(hk_hooks_add(h, "unembed.hook_out", zero_all, NULL, NULL), HK_OK);
     float *zero = run(m, h, HK_OK);
     for (size_t i = 0; i < n; i++) assert_true(zero[i] == 0.0f);
@@ -241,7 +225,7 @@ static void test_modification_flows(void **s) {
  * zeroing hook_z. */
 static void test_pattern_edit_equals_z_edit(void **s) {
     (void)s;
-    hk_model *m = load("mistral");
+    hk_model *m = fixture_model("mistral");
     size_t n = (size_t)(B * T * hk_model_vocab_size(m));
     hk_hooks *h;
     assert_int_equal(hk_hooks_new(m, &h), HK_OK);
@@ -250,7 +234,7 @@ static void test_pattern_edit_equals_z_edit(void **s) {
     hk_hooks_scope_end(h, 0);
     assert_int_equal(hk_hooks_add(h, "blocks.0.attn.hook_z", zero_all, NULL, NULL), HK_OK);
     float *b = run(m, h, HK_OK);
-    assert_true(max_diff(a, b, n) <= 1e-5f);
+    assert_true(max_abs_diff(a, b, n) <= 1e-5f);
     free(a), free(b);
     hk_hooks_free(h);
     hk_model_free(m);
@@ -260,14 +244,14 @@ static void test_result_hook_sums_to_attn_out(void **s) {
     (void)s;
     const char *families[] = {"gpt2", "neox", "qwen2"};
     for (int f = 0; f < 3; f++) {
-        hk_model *m = load(families[f]);
+        hk_model *m = fixture_model(families[f]);
         size_t n = (size_t)(B * T * hk_model_vocab_size(m));
         float *base = run(m, NULL, HK_OK);
         hk_hooks *h;
         assert_int_equal(hk_hooks_new(m, &h), HK_OK);
         assert_int_equal(hk_hooks_add(h, "blocks.*.attn.hook_result", noop, NULL, NULL), HK_OK);
         float *with = run(m, h, HK_OK);
-        assert_true(max_diff(base, with, n) <= 2e-5f);
+        assert_true(max_abs_diff(base, with, n) <= 2e-5f);
         free(base), free(with);
         hk_hooks_free(h);
         hk_model_free(m);
@@ -276,7 +260,7 @@ static void test_result_hook_sums_to_attn_out(void **s) {
 
 static void test_stop_and_error(void **s) {
     (void)s;
-    hk_model *m = load("neox");
+    hk_model *m = fixture_model("neox");
     hk_hooks *h;
     int stops = 0;
     call_log log = {0};

@@ -11,14 +11,10 @@
 #include <cjson/cJSON.h>
 #include <cmocka.h>
 
+#include "fixtures.h"
 #include "hookformer.h"
 
 static char tmp_root[256];
-
-static const char *fixtures(void) {
-    const char *d = getenv("HK_FIXTURES");
-    return d ? d : "tests/fixtures";
-}
 
 static char *read_all(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -46,7 +42,7 @@ static void copy_fixture(const char *name, char *dir, size_t cap) {
     static int n;
     snprintf(dir, cap, "%s/case%d", tmp_root, n++);
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "cp -r '%s/%s' '%s'", fixtures(), name, dir);
+    snprintf(cmd, sizeof cmd, "cp -r '%s/%s' '%s'", fixtures_root(), name, dir);
     assert_int_equal(system(cmd), 0);
 }
 

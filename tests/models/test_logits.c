@@ -11,6 +11,8 @@
 #include <cmocka.h>
 
 #include "core/checkpoint.h"
+#include "fixtures.h"
+#include "float_compare.h"
 #include "hookformer.h"
 
 #define ATOL 1e-4f
@@ -22,15 +24,8 @@ typedef struct {
     float *logits;    /* [batch, seq, vocab] */
 } reference;
 
-static const char *fixtures(void) {
-    const char *d = getenv("HK_FIXTURES");
-    return d ? d : "tests/fixtures";
-}
-
-static void load_reference(const char *path, reference *r) {
-    hk_ckpt *ck = NULL;
-    hk_status st = hk_ckpt_open(path, &ck);
-    if (st != HK_OK) fail_msg("%s: %s", path, hk_last_error());
+static void load_reference(const char *family, const char *file, reference *r) {
+    hk_ckpt *ck = fixture_ckpt(family, file);
     const hk_st_tensor *ids = hk_ckpt_find(ck, "input_ids");
     const hk_st_tensor *lens = hk_ckpt_find(ck, "lengths");
     const hk_st_tensor *lg = hk_ckpt_find(ck, "logits");
@@ -43,14 +38,9 @@ static void load_reference(const char *path, reference *r) {
     r->seq = ids->shape[1];
     r->vocab = lg->shape[2];
     size_t n = (size_t)(r->batch * r->seq);
-    r->tokens = malloc(n * sizeof *r->tokens);
+    r->tokens = ids_from_i64(ids->data, (int64_t)n);
     r->lengths = malloc((size_t)r->batch * sizeof *r->lengths);
     r->logits = malloc(n * (size_t)r->vocab * sizeof *r->logits);
-    for (size_t i = 0; i < n; i++) {
-        int64_t v;
-        memcpy(&v, (const char *)ids->data + i * 8, 8);
-        r->tokens[i] = (int32_t)v;
-    }
     memcpy(r->lengths, lens->data, (size_t)r->batch * 8);
     memcpy(r->logits, lg->data, n * (size_t)r->vocab * sizeof(float));
     hk_ckpt_close(ck);
@@ -64,24 +54,14 @@ static void free_reference(reference *r) {
 
 /* Max |ours - ref| over the valid positions of sequence b. */
 static float max_diff(const reference *r, const float *ours, int64_t b) {
-    float worst = 0;
-    for (int64_t t = 0; t < r->lengths[b]; t++)
-        for (int64_t v = 0; v < r->vocab; v++) {
-            size_t i = (size_t)((b * r->seq + t) * r->vocab + v);
-            float d = fabsf(ours[i] - r->logits[i]);
-            if (!(d <= worst)) worst = d; /* NaN counts as worst */
-        }
-    return worst;
+    size_t at = (size_t)(b * r->seq * r->vocab);
+    return max_abs_diff(ours + at, r->logits + at, (size_t)(r->lengths[b] * r->vocab));
 }
 
 static void check_family(const char *name, const char *ref_file) {
-    char dir[1024], ref_path[1200];
-    snprintf(dir, sizeof dir, "%s/%s", fixtures(), name);
-    snprintf(ref_path, sizeof ref_path, "%s/%s", dir, ref_file);
-    hk_model *m = NULL;
-    if (hk_model_load(dir, &m) != HK_OK) fail_msg("load %s: %s", dir, hk_last_error());
+    hk_model *m = fixture_model(name);
     reference r;
-    load_reference(ref_path, &r);
+    load_reference(name, ref_file, &r);
     assert_int_equal(hk_model_vocab_size(m), r.vocab);
     float *ours = calloc((size_t)(r.batch * r.seq * r.vocab), sizeof *ours);
     hk_status st = hk_model_forward(m, r.tokens, r.lengths, r.batch, r.seq, ours);

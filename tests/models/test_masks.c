@@ -11,22 +11,9 @@
 
 #include <cmocka.h>
 
+#include "fixtures.h"
+#include "float_compare.h"
 #include "hookformer.h"
-
-static hk_model *load(const char *name) {
-    char dir[1024];
-    const char *fx = getenv("HK_FIXTURES");
-    snprintf(dir, sizeof dir, "%s/%s", fx ? fx : "tests/fixtures", name);
-    hk_model *m = NULL;
-    if (hk_model_load(dir, &m) != HK_OK) fail_msg("load %s: %s", dir, hk_last_error());
-    return m;
-}
-
-static float max_diff(const float *a, const float *b, size_t n) {
-    float w = 0;
-    for (size_t i = 0; i < n; i++) w = fmaxf(w, fabsf(a[i] - b[i]));
-    return w;
-}
 
 static int calls;
 static bool causal_fn(void *u, int64_t b, int64_t h, int64_t q, int64_t k) {
@@ -37,7 +24,7 @@ static bool causal_fn(void *u, int64_t b, int64_t h, int64_t q, int64_t k) {
 
 static void test_predicate_equals_default(void **s) {
     (void)s;
-    hk_model *m = load("llama");
+    hk_model *m = fixture_model("llama");
     int64_t V = hk_model_vocab_size(m), T = 17;
     int32_t tok[17];
     for (int i = 0; i < T; i++) tok[i] = (i * 13 + 5) % (int)V;
@@ -48,7 +35,7 @@ static void test_predicate_equals_default(void **s) {
     calls = 0;
     assert_int_equal(hk_model_forward(m, tok, NULL, 1, T, b), HK_OK);
     assert_true(calls > 0);
-    assert_true(max_diff(a, b, (size_t)(T * V)) <= 1e-5f);
+    assert_true(max_abs_diff(a, b, (size_t)(T * V)) <= 1e-5f);
     free(a), free(b);
     hk_model_free(m);
 }
@@ -56,7 +43,7 @@ static void test_predicate_equals_default(void **s) {
 /* Two documents packed into one row give each document's own logits. */
 static void test_packed_documents(void **s) {
     (void)s;
-    hk_model *m = load("llama");
+    hk_model *m = fixture_model("llama");
     int64_t V = hk_model_vocab_size(m);
     int32_t d1[7] = {3, 14, 15, 92, 65, 35, 89}, d2[5] = {79, 32, 38, 46, 26};
     int32_t packed[12];
@@ -70,9 +57,9 @@ static void test_packed_documents(void **s) {
     assert_int_equal(hk_model_forward(m, packed, NULL, 1, 12, p), HK_OK);
     assert_int_equal(hk_model_set_mask(m, NULL), HK_OK);
     assert_int_equal(hk_model_forward(m, d1, NULL, 1, 7, one), HK_OK);
-    float e1 = max_diff(p, one, (size_t)(7 * V));
+    float e1 = max_abs_diff(p, one, (size_t)(7 * V));
     assert_int_equal(hk_model_forward(m, d2, NULL, 1, 5, one), HK_OK);
-    float e2 = max_diff(p + 7 * V, one, (size_t)(5 * V));
+    float e2 = max_abs_diff(p + 7 * V, one, (size_t)(5 * V));
     print_message("packed documents vs separate runs: %.3g, %.3g\n", (double)e1, (double)e2);
     assert_true(e1 <= 1e-4f && e2 <= 1e-4f);
     free(p), free(one);
@@ -93,7 +80,7 @@ static hk_hook_result sum_upper(hk_tensor *t, const hk_hook_ctx *c, void *u) {
 
 static void test_bidirectional_and_window(void **s) {
     (void)s;
-    hk_model *m = load("gpt2");
+    hk_model *m = fixture_model("gpt2");
     int32_t tok[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
     float *logits = malloc((size_t)(9 * hk_model_vocab_size(m)) * sizeof *logits);
     hk_hooks *h;

@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "fixtures.h"
+#include "float_compare.h"
 #include "hookformer.h"
 
 #define ATOL 1e-4
@@ -33,15 +35,6 @@ typedef struct {
     int64_t chunk_offsets_seen;
 } recorder;
 
-static hk_model *load(const char *name) {
-    char dir[1024];
-    const char *fx = getenv("HK_FIXTURES");
-    snprintf(dir, sizeof dir, "%s/%s", fx ? fx : "tests/fixtures", name);
-    hk_model *m = NULL;
-    if (hk_model_load(dir, &m) != HK_OK) fail_msg("load %s: %s", dir, hk_last_error());
-    return m;
-}
-
 static size_t numel(const hk_tensor *t) {
     size_t n = 1;
     for (int d = 0; d < t->ndim; d++) n *= (size_t)t->shape[d];
@@ -56,11 +49,6 @@ static act *find(recorder *r, const char *name) {
 
 static bool is_attn(const char *name) {
     return strstr(name, "hook_pattern") || strstr(name, "hook_attn_scores");
-}
-
-static double diff(float a, float b) {
-    if (isinf(a) || isinf(b)) return a == b ? 0.0 : INFINITY;
-    return fabs((double)a - (double)b);
 }
 
 static hk_hook_result record(hk_tensor *t, const hk_hook_ctx *ctx, void *user) {
@@ -91,11 +79,8 @@ static hk_hook_result record(hk_tensor *t, const hk_hook_ctx *ctx, void *user) {
             size_t inner = n / (size_t)t->shape[1];
             ri = (size_t)ctx->pos_offset * inner + i;
         }
-        double e = diff(x[i], a->data[ri]);
-        if (!(e <= r->worst)) {
-            r->worst = e;
-            snprintf(r->worst_name, sizeof r->worst_name, "%s", ctx->name);
-        }
+        note_worst(abs_diff_inf(x[i], a->data[ri]), ctx->name, &r->worst, r->worst_name,
+                   sizeof r->worst_name);
     }
     r->compared++;
     return HK_HOOK_CONTINUE;
@@ -107,7 +92,7 @@ static bool not_split_input(const char *name, void *u) {
 }
 
 static void check_chunked(const char *family, int64_t T, int64_t chunk) {
-    hk_model *m = load(family);
+    hk_model *m = fixture_model(family);
     int64_t V = hk_model_vocab_size(m);
     int32_t *tokens = malloc((size_t)T * sizeof *tokens);
     for (int64_t t = 0; t < T; t++) tokens[t] = (int32_t)((t * 37 + 11) % V);
@@ -130,7 +115,7 @@ static void check_chunked(const char *family, int64_t T, int64_t chunk) {
         if (hk_session_feed(s, h, tokens + p, n, false, part) != HK_OK)
             fail_msg("%s: feed at %lld: %s", family, (long long)p, hk_last_error());
         for (int64_t i = 0; i < n * V; i++)
-            worst_logit = fmax(worst_logit, diff(part[i], full[p * V + i]));
+            worst_logit = fmax(worst_logit, abs_diff_inf(part[i], full[p * V + i]));
     }
     assert_int_equal(hk_session_pos(s), T);
     print_message("%s T=%lld chunk=%lld: logits max |diff| %.3g; %d activations, max |diff| "
@@ -168,7 +153,7 @@ static void test_mistral_long_prompt(void **st) {
 
 static void test_rolling_cache_is_window_sized(void **st) {
     (void)st;
-    hk_model *m = load("mistral");
+    hk_model *m = fixture_model("mistral");
     hk_session *a, *b;
     assert_int_equal(hk_session_new(m, 1, 40, &a), HK_OK);
     assert_int_equal(hk_session_new(m, 1, 4000, &b), HK_OK);

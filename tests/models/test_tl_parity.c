@@ -12,6 +12,8 @@
 #include <cmocka.h>
 
 #include "core/checkpoint.h"
+#include "fixtures.h"
+#include "float_compare.h"
 #include "hookformer.h"
 
 #define ATOL 1e-4
@@ -24,46 +26,17 @@ typedef struct {
     int compared;
 } parity;
 
-static hk_model *load(const char *name) {
-    char dir[1024];
-    const char *fx = getenv("HK_FIXTURES");
-    snprintf(dir, sizeof dir, "%s/%s", fx ? fx : "tests/fixtures", name);
-    hk_model *m = NULL;
-    if (hk_model_load(dir, &m) != HK_OK) fail_msg("load %s: %s", dir, hk_last_error());
-    return m;
-}
-
-static hk_ckpt *open_ref(const char *family, const char *file) {
-    char path[1024];
-    const char *fx = getenv("HK_FIXTURES");
-    snprintf(path, sizeof path, "%s/%s/%s", fx ? fx : "tests/fixtures", family, file);
-    hk_ckpt *ck = NULL;
-    if (hk_ckpt_open(path, &ck) != HK_OK) fail_msg("%s: %s", path, hk_last_error());
-    return ck;
-}
-
 static int32_t *read_ids(const hk_ckpt *ck, const char *name, int64_t *len) {
     const hk_st_tensor *t = hk_ckpt_find(ck, name);
     assert_non_null(t);
     *len = t->shape[t->ndim - 1];
-    int32_t *ids = malloc((size_t)*len * sizeof *ids);
-    for (int64_t i = 0; i < *len; i++) {
-        int64_t v;
-        memcpy(&v, (const char *)t->data + i * 8, 8);
-        ids[i] = (int32_t)v;
-    }
-    return ids;
+    return ids_from_i64(t->data, *len);
 }
 
 static float ref_at(const hk_st_tensor *t, int64_t i) {
     float v;
     memcpy(&v, (const char *)t->data + i * 4, 4);
     return v;
-}
-
-static double diff(float ours, float ref) {
-    if (isinf(ours) || isinf(ref)) return ours == ref ? 0.0 : INFINITY;
-    return fabs((double)ours - (double)ref);
 }
 
 /* Compare a fired activation with the TransformerLens tensor of the same name. Attention
@@ -92,11 +65,8 @@ static hk_hook_result compare(hk_tensor *t, const hk_hook_ctx *ctx, void *user) 
             int64_t j = i % k, q = (i / k) % qc, h = i / (k * qc);
             ri = (h * ref->shape[2] + ctx->pos_offset + q) * k + j;
         }
-        double e = diff(ours[i], ref_at(ref, ri));
-        if (!(e <= p->worst)) {
-            p->worst = e;
-            snprintf(p->worst_name, sizeof p->worst_name, "%s", ctx->name);
-        }
+        note_worst(abs_diff_inf(ours[i], ref_at(ref, ri)), ctx->name, &p->worst, p->worst_name,
+                   sizeof p->worst_name);
     }
     p->compared++;
     return HK_HOOK_CONTINUE;
@@ -109,8 +79,8 @@ static bool is_split_input(const char *name, void *u) {
 static bool not_split_input(const char *name, void *u) { return !is_split_input(name, u); }
 
 static void check_cache(const char *family, const char *file) {
-    hk_model *m = load(family);
-    parity p = {.ref = open_ref(family, file)};
+    hk_model *m = fixture_model(family);
+    parity p = {.ref = fixture_ckpt(family, file)};
     p.seen = calloc(hk_ckpt_count(p.ref), sizeof *p.seen);
     int64_t T;
     int32_t *ids = read_ids(p.ref, "input_ids", &T);
@@ -126,13 +96,9 @@ static void check_cache(const char *family, const char *file) {
         hk_hooks_free(h);
     }
     const hk_st_tensor *ref_logits = hk_ckpt_find(p.ref, "logits");
-    for (int64_t i = 0; i < T * hk_model_vocab_size(m); i++) {
-        double e = diff(logits[i], ref_at(ref_logits, i));
-        if (!(e <= p.worst)) {
-            p.worst = e;
-            snprintf(p.worst_name, sizeof p.worst_name, "logits");
-        }
-    }
+    for (int64_t i = 0; i < T * hk_model_vocab_size(m); i++)
+        note_worst(abs_diff_inf(logits[i], ref_at(ref_logits, i)), "logits", &p.worst,
+                   p.worst_name, sizeof p.worst_name);
     size_t missing = 0;
     for (size_t i = 0; i < hk_ckpt_count(p.ref); i++) {
         const char *name = hk_ckpt_at(p.ref, i)->name;
@@ -174,8 +140,8 @@ static hk_hook_result write_pos(hk_tensor *t, const hk_hook_ctx *c, void *u) {
 }
 
 static void check_patch(const char *family, const char *file) {
-    hk_model *m = load(family);
-    hk_ckpt *ref = open_ref(family, file);
+    hk_model *m = fixture_model(family);
+    hk_ckpt *ref = fixture_ckpt(family, file);
     int64_t T, T2, one;
     int32_t *a = read_ids(ref, "patch_input_ids_a", &T);
     int32_t *b = read_ids(ref, "patch_input_ids_b", &T2);
@@ -197,7 +163,8 @@ static void check_patch(const char *family, const char *file) {
     assert_int_equal(hk_model_run(m, h, b, NULL, 1, T, logits), HK_OK);
     const hk_st_tensor *want = hk_ckpt_find(ref, "patched_logits");
     double worst = 0;
-    for (int64_t i = 0; i < T * V; i++) worst = fmax(worst, diff(logits[i], ref_at(want, i)));
+    for (int64_t i = 0; i < T * V; i++)
+        worst = fmax(worst, abs_diff_inf(logits[i], ref_at(want, i)));
     print_message("%s %s: patched logits max |diff| %.3g\n", family, file, worst);
     assert_true(worst <= ATOL);
     hk_hooks_free(h);

@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "fixtures.h"
+#include "float_compare.h"
 #include "hookformer.h"
 
 #define B 2
@@ -32,18 +34,7 @@ static const char *plugin_path(const char *name) {
     snprintf(var, sizeof var, "HK_PLUGIN_%s", name);
     for (char *c = var; *c; c++)
         if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
-    const char *p = getenv(var);
-    if (!p) fail_msg("%s is not set (run through meson test)", var);
-    return p;
-}
-
-static hk_model *load(const char *name) {
-    char dir[1024];
-    const char *fx = getenv("HK_FIXTURES");
-    snprintf(dir, sizeof dir, "%s/%s", fx ? fx : "tests/fixtures", name);
-    hk_model *m = NULL;
-    if (hk_model_load(dir, &m) != HK_OK) fail_msg("load %s: %s", dir, hk_last_error());
-    return m;
+    return require_env(var);
 }
 
 static size_t n_logits(const hk_model *m) { return (size_t)(B * T * hk_model_vocab_size(m)); }
@@ -54,15 +45,6 @@ static float *run(hk_model *m, hk_hooks *h) {
     hk_status st = hk_model_run(m, h, tokens, lengths, B, T, logits);
     if (st != HK_OK) fail_msg("run: %s (%s)", hk_status_name(st), hk_last_error());
     return logits;
-}
-
-static float max_diff(const float *a, const float *b, size_t n) {
-    float w = 0;
-    for (size_t i = 0; i < n; i++) {
-        float d = fabsf(a[i] - b[i]);
-        if (!(d <= w)) w = d;
-    }
-    return w;
 }
 
 /* Load spec (a plugin name from the environment, then ":args" if any) and expect st. */
@@ -156,7 +138,7 @@ static void check_table(const char *path, const hand_norms *hn, int64_t n_layers
 static void test_resid_norms(void **unused) {
     (void)unused;
     for (size_t fi = 0; fi < N_FAMILIES; fi++) {
-        hk_model *m = load(families[fi]);
+        hk_model *m = fixture_model(families[fi]);
         float *base = run(m, NULL);
         for (int last = 0; last <= 1; last++) {
             char *out = temp_path("norms");
@@ -195,7 +177,7 @@ static void test_resid_norms(void **unused) {
 
 static void test_resid_norms_bad_args(void **unused) {
     (void)unused;
-    hk_model *m = load("gpt2");
+    hk_model *m = fixture_model("gpt2");
     hk_hooks *h;
     assert_int_equal(hk_hooks_new(m, &h), HK_OK);
     load_plugin(m, h, "resid_norms", "pos=first", HK_ERR_INVALID_ARG);
@@ -237,7 +219,7 @@ static hk_hook_result hand_zero_cb(hk_tensor *z, const hk_hook_ctx *ctx, void *u
 static void test_ablate_heads(void **unused) {
     (void)unused;
     for (size_t fi = 0; fi < N_FAMILIES; fi++) {
-        hk_model *m = load(families[fi]);
+        hk_model *m = fixture_model(families[fi]);
         float *base = run(m, NULL);
 
         hk_hooks *h;
@@ -245,7 +227,7 @@ static void test_ablate_heads(void **unused) {
         hk_plugin *p = load_plugin(m, h, "ablate_heads", "heads=0.1+1.3", HK_OK);
         assert_int_equal(hk_hooks_count(h), 2); /* one registration per layer touched */
         float *abl = run(m, h);
-        if (!(max_diff(abl, base, n_logits(m)) > 1e-4f))
+        if (!(max_abs_diff(abl, base, n_logits(m)) > 1e-4f))
             fail_msg("%s: ablating heads 0.1 and 1.3 left the logits unchanged", families[fi]);
 
         hk_hooks *hh;
@@ -280,7 +262,7 @@ static void test_ablate_heads(void **unused) {
 
 static void test_ablate_heads_bad(void **unused) {
     (void)unused;
-    hk_model *m = load("gpt2"); /* 2 layers, 4 heads */
+    hk_model *m = fixture_model("gpt2"); /* 2 layers, 4 heads */
     hk_hooks *h;
     assert_int_equal(hk_hooks_new(m, &h), HK_OK);
     static const struct {
@@ -347,7 +329,7 @@ static hk_hook_result hand_steer_cb(hk_tensor *t, const hk_hook_ctx *ctx, void *
 static void test_steer(void **unused) {
     (void)unused;
     for (size_t fi = 0; fi < N_FAMILIES; fi++) {
-        hk_model *m = load(families[fi]);
+        hk_model *m = fixture_model(families[fi]);
         const int64_t d = hk_model_d_model(m);
         float *base = run(m, NULL);
         float *zero = calloc((size_t)d, sizeof *zero), *v = malloc((size_t)d * sizeof *v);
@@ -369,7 +351,7 @@ static void test_steer(void **unused) {
         p = load_plugin(m, h, "steer", args, HK_OK);
         float *steered = run(m, h);
         assert_int_equal(hk_plugin_finish(p), HK_OK);
-        if (!(max_diff(steered, base, n_logits(m)) > 1e-4f))
+        if (!(max_abs_diff(steered, base, n_logits(m)) > 1e-4f))
             fail_msg("%s: steering left the logits unchanged", families[fi]);
         /* positions before from= are untouched (causal): logits at pos 0, 1 unchanged */
         const int64_t V = hk_model_vocab_size(m);
@@ -419,7 +401,7 @@ static void test_steer(void **unused) {
 
 static void test_steer_bad(void **unused) {
     (void)unused;
-    hk_model *m = load("gpt2"); /* d_model 64 */
+    hk_model *m = fixture_model("gpt2"); /* d_model 64 */
     hk_hooks *h;
     assert_int_equal(hk_hooks_new(m, &h), HK_OK);
     float v[65] = {0};
@@ -479,7 +461,7 @@ static void test_steer_bad(void **unused) {
 
 static void test_bad_plugins(void **unused) {
     (void)unused;
-    hk_model *m = load("gpt2");
+    hk_model *m = fixture_model("gpt2");
     hk_hooks *h;
     assert_int_equal(hk_hooks_new(m, &h), HK_OK);
     hk_plugin *p = (hk_plugin *)0x1;
@@ -552,7 +534,7 @@ static void test_bad_plugins(void **unused) {
 
 static void test_spec_errors(void **unused) {
     (void)unused;
-    hk_model *m = load("gpt2");
+    hk_model *m = fixture_model("gpt2");
     hk_hooks *h;
     assert_int_equal(hk_hooks_new(m, &h), HK_OK);
     const char *path = plugin_path("resid_norms");
@@ -609,7 +591,7 @@ static void test_spec_errors(void **unused) {
 /* Two plugins on one hooks object: both act, in load order; the same .so twice is fine. */
 static void test_plugins_together(void **unused) {
     (void)unused;
-    hk_model *m = load("llama");
+    hk_model *m = fixture_model("llama");
     hk_hooks *h;
     assert_int_equal(hk_hooks_new(m, &h), HK_OK);
     char *out = temp_path("norms");

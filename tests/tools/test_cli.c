@@ -15,103 +15,13 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli_run.h"
 #include "hookformer.h"
-
-extern char **environ;
 
 static const char *g_exe;
 static const char *const BAD_DIR = "/nonexistent/hookformer-test-model";
-
-typedef struct {
-    int status; /* exit status, or -signal when killed by a signal */
-    char *out;  /* stdout, NUL-terminated */
-    char *err;  /* stderr, NUL-terminated */
-} cli_result;
-
-static char *slurp_fd(int fd) {
-    struct stat st;
-    assert_int_equal(fstat(fd, &st), 0);
-    char *buf = malloc((size_t)st.st_size + 1);
-    assert_non_null(buf);
-    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-        assert_true(r > 0);
-        got += (size_t)r;
-    }
-    buf[got] = '\0';
-    return buf;
-}
-
-static int temp_fd(void) {
-    const char *tmp = getenv("TMPDIR");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/hk-cli-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    unlink(path);
-    return fd;
-}
-
-/* Run `hookformer ARGS...` (NULL-terminated) with stdout/stderr captured in temp files. */
-static cli_result run_cli(const char *arg0, ...) {
-    const char *argv[64];
-    int n = 0;
-    argv[n++] = g_exe;
-    va_list ap;
-    va_start(ap, arg0);
-    for (const char *s = arg0; s; s = va_arg(ap, const char *)) {
-        assert_true(n < 63);
-        argv[n++] = s;
-    }
-    va_end(ap);
-    argv[n] = NULL;
-
-    int out_fd = temp_fd(), err_fd = temp_fd();
-    posix_spawn_file_actions_t fa;
-    assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
-    assert_int_equal(posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO), 0);
-    assert_int_equal(posix_spawn_file_actions_adddup2(&fa, err_fd, STDERR_FILENO), 0);
-    pid_t pid;
-    int rc = posix_spawn(&pid, g_exe, &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    assert_int_equal(rc, 0);
-    int ws;
-    assert_int_equal(waitpid(pid, &ws, 0), pid);
-
-    cli_result r;
-    r.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : -WTERMSIG(ws);
-    r.out = slurp_fd(out_fd);
-    r.err = slurp_fd(err_fd);
-    close(out_fd);
-    close(err_fd);
-    return r;
-}
-
-static void free_result(cli_result *r) {
-    free(r->out);
-    free(r->err);
-}
-
-/* Assert the exit status, printing the command's output on a mismatch. */
-static void expect_status(const cli_result *r, int want, const char *what) {
-    if (r->status != want)
-        print_error("%s: exit status %d, expected %d\n--- stdout:\n%s--- stderr:\n%s\n", what,
-                    r->status, want, r->out, r->err);
-    assert_int_equal(r->status, want);
-}
-
-static void expect_contains(const char *hay, const char *needle, const char *what) {
-    if (!strstr(hay, needle)) print_error("%s: '%s' not found in:\n%s\n", what, needle, hay);
-    assert_non_null(strstr(hay, needle));
-}
 
 /* ---- help and dispatch ------------------------------------------------------------------ */
 
@@ -119,31 +29,31 @@ static void test_top_level_help(void **state) {
     (void)state;
     const char *forms[][2] = {{"--help", NULL}, {"-h", NULL}, {"help", NULL}};
     for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
-        cli_result r = run_cli(forms[i][0], NULL);
-        expect_status(&r, 0, forms[i][0]);
-        expect_contains(r.out, "usage: hookformer", forms[i][0]);
-        expect_contains(r.out, "run", forms[i][0]);
-        expect_contains(r.out, "info", forms[i][0]);
+        cli_result r = cli_run(g_exe, forms[i][0], NULL);
+        cli_expect_status(&r, 0, forms[i][0]);
+        cli_expect_contains(r.out, "usage: hookformer", forms[i][0]);
+        cli_expect_contains(r.out, "run", forms[i][0]);
+        cli_expect_contains(r.out, "info", forms[i][0]);
         assert_string_equal(r.err, "");
-        free_result(&r);
+        cli_result_free(&r);
     }
 }
 
 static void test_version(void **state) {
     (void)state;
-    cli_result r = run_cli("--version", NULL);
-    expect_status(&r, 0, "--version");
+    cli_result r = cli_run(g_exe, "--version", NULL);
+    cli_expect_status(&r, 0, "--version");
     assert_string_equal(r.out, "hookformer " HK_VERSION_STRING "\n");
-    free_result(&r);
+    cli_result_free(&r);
 }
 
 static void test_no_arguments_is_usage_error(void **state) {
     (void)state;
-    cli_result r = run_cli(NULL);
-    expect_status(&r, 2, "no arguments");
-    expect_contains(r.err, "usage: hookformer", "no arguments");
+    cli_result r = cli_run(g_exe, NULL);
+    cli_expect_status(&r, 2, "no arguments");
+    cli_expect_contains(r.err, "usage: hookformer", "no arguments");
     assert_string_equal(r.out, "");
-    free_result(&r);
+    cli_result_free(&r);
 }
 
 static void test_command_help(void **state) {
@@ -158,41 +68,41 @@ static void test_command_help(void **state) {
                                   /* --help wins over errors elsewhere on the line */
                                   {cmds[i], "--bogus", "--help"}};
         for (size_t j = 0; j < sizeof forms / sizeof forms[0]; j++) {
-            cli_result r = run_cli(forms[j][0], forms[j][1], forms[j][2], NULL);
-            expect_status(&r, 0, want);
-            expect_contains(r.out, want, want);
-            expect_contains(r.out, "--model DIR", want);
+            cli_result r = cli_run(g_exe, forms[j][0], forms[j][1], forms[j][2], NULL);
+            cli_expect_status(&r, 0, want);
+            cli_expect_contains(r.out, want, want);
+            cli_expect_contains(r.out, "--model DIR", want);
             assert_string_equal(r.err, "");
-            free_result(&r);
+            cli_result_free(&r);
         }
     }
-    cli_result r = run_cli("run", "--help", NULL);
-    expect_contains(r.out, "--tokens IDS", "run --help");
-    expect_contains(r.out, "--top-k K", "run --help");
-    expect_contains(r.out, "--threads N", "run --help");
-    free_result(&r);
-    r = run_cli("info", "--help", NULL);
-    expect_contains(r.out, "--json", "info --help");
-    free_result(&r);
+    cli_result r = cli_run(g_exe, "run", "--help", NULL);
+    cli_expect_contains(r.out, "--tokens IDS", "run --help");
+    cli_expect_contains(r.out, "--top-k K", "run --help");
+    cli_expect_contains(r.out, "--threads N", "run --help");
+    cli_result_free(&r);
+    r = cli_run(g_exe, "info", "--help", NULL);
+    cli_expect_contains(r.out, "--json", "info --help");
+    cli_result_free(&r);
 }
 
 static void test_unknown_command(void **state) {
     (void)state;
-    cli_result r = run_cli("frobnicate", "--model", "x", NULL);
-    expect_status(&r, 2, "frobnicate");
-    expect_contains(r.err, "hookformer: unknown command 'frobnicate'", "frobnicate");
+    cli_result r = cli_run(g_exe, "frobnicate", "--model", "x", NULL);
+    cli_expect_status(&r, 2, "frobnicate");
+    cli_expect_contains(r.err, "hookformer: unknown command 'frobnicate'", "frobnicate");
     assert_string_equal(r.out, "");
-    free_result(&r);
+    cli_result_free(&r);
 
-    r = run_cli("help", "frobnicate", NULL);
-    expect_status(&r, 2, "help frobnicate");
-    expect_contains(r.err, "unknown command 'frobnicate'", "help frobnicate");
-    free_result(&r);
+    r = cli_run(g_exe, "help", "frobnicate", NULL);
+    cli_expect_status(&r, 2, "help frobnicate");
+    cli_expect_contains(r.err, "unknown command 'frobnicate'", "help frobnicate");
+    cli_result_free(&r);
 
-    r = run_cli("--frobnicate", NULL);
-    expect_status(&r, 2, "--frobnicate");
-    expect_contains(r.err, "'--frobnicate'", "--frobnicate");
-    free_result(&r);
+    r = cli_run(g_exe, "--frobnicate", NULL);
+    cli_expect_status(&r, 2, "--frobnicate");
+    cli_expect_contains(r.err, "'--frobnicate'", "--frobnicate");
+    cli_result_free(&r);
 }
 
 /* ---- usage errors: exit 2, one message naming the flag, before any model is loaded -------- */
@@ -256,21 +166,20 @@ static void test_usage_errors(void **state) {
             strncat(what, av[j], sizeof what - strlen(what) - 2);
             strcat(what, " ");
         }
-        cli_result r = run_cli(av[0], av[1], av[2], av[3], av[4], av[5], av[6], av[7], av[8],
-                               NULL);
-        expect_status(&r, 2, what);
+        cli_result r = cli_run_argv(g_exe, av);
+        cli_expect_status(&r, 2, what);
         char prefix[64];
         snprintf(prefix, sizeof prefix, "hookformer %s: ", av[0]);
         if (strncmp(r.err, prefix, strlen(prefix)) != 0)
             print_error("%s: stderr does not start with '%s':\n%s\n", what, prefix, r.err);
         assert_memory_equal(r.err, prefix, strlen(prefix));
-        expect_contains(r.err, cases[i].want, what);
+        cli_expect_contains(r.err, cases[i].want, what);
         /* one line, nothing on stdout */
         const char *nl = strchr(r.err, '\n');
         assert_non_null(nl);
         assert_string_equal(nl + 1, "");
         assert_string_equal(r.out, "");
-        free_result(&r);
+        cli_result_free(&r);
     }
 }
 
@@ -278,28 +187,28 @@ static void test_usage_errors(void **state) {
 
 static void test_bad_model_dir(void **state) {
     (void)state;
-    cli_result r = run_cli("run", "--model", BAD_DIR, "--tokens", "1,2,3", NULL);
-    expect_status(&r, 1, "run on a missing dir");
-    expect_contains(r.err, "hookformer run: cannot load model", "run on a missing dir");
-    expect_contains(r.err, BAD_DIR, "run on a missing dir");
+    cli_result r = cli_run(g_exe, "run", "--model", BAD_DIR, "--tokens", "1,2,3", NULL);
+    cli_expect_status(&r, 1, "run on a missing dir");
+    cli_expect_contains(r.err, "hookformer run: cannot load model", "run on a missing dir");
+    cli_expect_contains(r.err, BAD_DIR, "run on a missing dir");
     assert_string_equal(r.out, "");
-    free_result(&r);
+    cli_result_free(&r);
 
-    r = run_cli("info", "--model", BAD_DIR, NULL);
-    expect_status(&r, 1, "info on a missing dir");
-    expect_contains(r.err, BAD_DIR, "info on a missing dir");
-    free_result(&r);
+    r = cli_run(g_exe, "info", "--model", BAD_DIR, NULL);
+    cli_expect_status(&r, 1, "info on a missing dir");
+    cli_expect_contains(r.err, BAD_DIR, "info on a missing dir");
+    cli_result_free(&r);
 
     /* a folder that exists but holds no checkpoint */
     const char *tmp = getenv("TMPDIR");
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/hk-cli-empty-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     assert_non_null(mkdtemp(dir));
-    r = run_cli("info", "--model", dir, "--json", NULL);
-    expect_status(&r, 1, "info on an empty dir");
-    expect_contains(r.err, dir, "info on an empty dir");
+    r = cli_run(g_exe, "info", "--model", dir, "--json", NULL);
+    cli_expect_status(&r, 1, "info on an empty dir");
+    cli_expect_contains(r.err, dir, "info on an empty dir");
     assert_string_equal(r.out, "");
-    free_result(&r);
+    cli_result_free(&r);
     rmdir(dir);
 }
 
@@ -341,9 +250,9 @@ static void test_run_fixture(void **state) {
 
     const char *threads[] = {"1", "2"};
     for (int t = 0; t < 2; t++) {
-        cli_result r = run_cli("run", "--model", dir, "--tokens", "1,2,3", "--top-k", "5",
+        cli_result r = cli_run(g_exe, "run", "--model", dir, "--tokens", "1,2,3", "--top-k", "5",
                                "--threads", threads[t], NULL);
-        expect_status(&r, 0, "run on the fixture");
+        cli_expect_status(&r, 0, "run on the fixture");
         int rows = 0;
         double prev_p = 2.0, prev_logit = INFINITY;
         for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
@@ -362,32 +271,33 @@ static void test_run_fixture(void **state) {
         }
         if (rows != 5) print_error("expected 5 rows in:\n%s\n", r.out);
         assert_int_equal(rows, 5);
-        free_result(&r);
+        cli_result_free(&r);
     }
 
     /* a token id the model does not have is a usage error naming --tokens */
     char ids[64];
     snprintf(ids, sizeof ids, "1,%lld", (long long)vocab);
-    cli_result r = run_cli("run", "--model", dir, "--tokens", ids, NULL);
-    expect_status(&r, 2, "token id == vocab");
-    expect_contains(r.err, "hookformer run: --tokens: token id", "token id == vocab");
-    free_result(&r);
+    cli_result r = cli_run(g_exe, "run", "--model", dir, "--tokens", ids, NULL);
+    cli_expect_status(&r, 2, "token id == vocab");
+    cli_expect_contains(r.err, "hookformer run: --tokens: token id", "token id == vocab");
+    cli_result_free(&r);
 
     /* more tokens than learned positions: the library refuses, a runtime error (exit 1) */
     {
         char many[8192] = "0";
         for (int64_t i = 1; i <= n_pos && strlen(many) + 8 < sizeof many; i++) strcat(many, ",0");
-        r = run_cli("run", "--model", dir, "--tokens", many, NULL);
-        expect_status(&r, 1, "more tokens than n_positions");
-        expect_contains(r.err, "hookformer run: forward failed", "more tokens than n_positions");
+        r = cli_run(g_exe, "run", "--model", dir, "--tokens", many, NULL);
+        cli_expect_status(&r, 1, "more tokens than n_positions");
+        cli_expect_contains(r.err, "hookformer run: forward failed",
+                            "more tokens than n_positions");
         assert_string_equal(r.out, "");
-        free_result(&r);
+        cli_result_free(&r);
     }
 
     /* --top-k larger than the vocab prints the whole vocab */
     if (vocab <= 4096) {
-        r = run_cli("run", "--model", dir, "--tokens", "0", "--top-k", "1000000", NULL);
-        expect_status(&r, 0, "top-k > vocab");
+        r = cli_run(g_exe, "run", "--model", dir, "--tokens", "0", "--top-k", "1000000", NULL);
+        cli_expect_status(&r, 0, "top-k > vocab");
         int rows = 0;
         double total = 0.0;
         for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
@@ -399,7 +309,7 @@ static void test_run_fixture(void **state) {
         }
         assert_int_equal(rows, vocab);
         assert_true(total > 0.99 && total < 1.01);
-        free_result(&r);
+        cli_result_free(&r);
     }
 }
 
@@ -411,13 +321,14 @@ static void test_run_chunked(void **state) {
     if (!cfg) skip();
     cJSON_Delete(cfg);
     const char *toks = "5,9,31,2,77,12,40,3,8,100,6";
-    cli_result whole = run_cli("run", "--model", dir, "--tokens", toks, "--top-k", "8", NULL);
-    expect_status(&whole, 0, "run without --chunk");
+    cli_result whole = cli_run(g_exe, "run", "--model", dir, "--tokens", toks, "--top-k", "8",
+                               NULL);
+    cli_expect_status(&whole, 0, "run without --chunk");
     const char *chunks[] = {"1", "4", "11", "50"};
     for (int i = 0; i < 4; i++) {
-        cli_result r = run_cli("run", "--model", dir, "--tokens", toks, "--top-k", "8",
+        cli_result r = cli_run(g_exe, "run", "--model", dir, "--tokens", toks, "--top-k", "8",
                                "--chunk", chunks[i], NULL);
-        expect_status(&r, 0, "run --chunk");
+        cli_expect_status(&r, 0, "run --chunk");
         /* the same ranking; logits equal up to float rounding in the last printed digit */
         char *a_save, *b_save;
         char *la = strtok_r(whole.out, "\n", &a_save), *lb = strtok_r(r.out, "\n", &b_save);
@@ -432,15 +343,15 @@ static void test_run_chunked(void **state) {
             rows++;
         }
         assert_int_equal(rows, 8);
-        free_result(&r);
-        free_result(&whole);
-        whole = run_cli("run", "--model", dir, "--tokens", toks, "--top-k", "8", NULL);
+        cli_result_free(&r);
+        cli_result_free(&whole);
+        whole = cli_run(g_exe, "run", "--model", dir, "--tokens", toks, "--top-k", "8", NULL);
     }
-    free_result(&whole);
-    cli_result bad = run_cli("run", "--model", dir, "--tokens", toks, "--chunk", "0", NULL);
-    expect_status(&bad, 2, "--chunk 0");
-    expect_contains(bad.err, "--chunk", "--chunk 0");
-    free_result(&bad);
+    cli_result_free(&whole);
+    cli_result bad = cli_run(g_exe, "run", "--model", dir, "--tokens", toks, "--chunk", "0", NULL);
+    cli_expect_status(&bad, 2, "--chunk 0");
+    cli_expect_contains(bad.err, "--chunk", "--chunk 0");
+    cli_result_free(&bad);
 }
 
 static void test_info_fixture(void **state) {
@@ -453,18 +364,18 @@ static void test_info_fixture(void **state) {
     const int64_t vocab = cfg_int(cfg, "vocab_size");
     cJSON_Delete(cfg);
 
-    cli_result r = run_cli("info", "--model", dir, NULL);
-    expect_status(&r, 0, "info on the fixture");
+    cli_result r = cli_run(g_exe, "info", "--model", dir, NULL);
+    cli_expect_status(&r, 0, "info on the fixture");
     char want[64];
     snprintf(want, sizeof want, "\nlayers:        %lld\n", (long long)n_layer);
-    expect_contains(r.out, want, "info: layer count");
-    expect_contains(r.out, "family:        gpt2\n", "info: family");
-    expect_contains(r.out, "architecture:  GPT2LMHeadModel\n", "info: architecture");
-    expect_contains(r.out, "parameters:    ", "info: parameters");
-    free_result(&r);
+    cli_expect_contains(r.out, want, "info: layer count");
+    cli_expect_contains(r.out, "family:        gpt2\n", "info: family");
+    cli_expect_contains(r.out, "architecture:  GPT2LMHeadModel\n", "info: architecture");
+    cli_expect_contains(r.out, "parameters:    ", "info: parameters");
+    cli_result_free(&r);
 
-    r = run_cli("info", "--model", dir, "--json", NULL);
-    expect_status(&r, 0, "info --json on the fixture");
+    r = cli_run(g_exe, "info", "--model", dir, "--json", NULL);
+    cli_expect_status(&r, 0, "info --json on the fixture");
     cJSON *j = cJSON_Parse(r.out);
     if (!j) print_error("not JSON:\n%s\n", r.out);
     assert_non_null(j);
@@ -477,15 +388,12 @@ static void test_info_fixture(void **state) {
     assert_string_equal(fam->valuestring, "gpt2");
     assert_true(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "config")));
     cJSON_Delete(j);
-    free_result(&r);
+    cli_result_free(&r);
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s PATH_TO_HOOKFORMER\n", argv[0]);
-        return 2;
-    }
-    g_exe = argv[1];
+    g_exe = cli_exe_from_argv(argc, argv);
+    if (!g_exe) return 2;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_top_level_help),
         cmocka_unit_test(test_version),
