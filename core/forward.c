@@ -37,6 +37,7 @@ typedef struct {
     float *mlp_lin;  /* [rows, d_mlp] (gated MLPs) */
     float *mlp_out;  /* [rows, d_model] */
     float *scale;    /* [rows, n_heads] norm divisors (hooked norms only) */
+    float *mean;     /* [rows, n_heads] row means (hooked LayerNorms only) */
     float *rope_cos; /* [seq, rot_dim/2] */
     float *rope_sin; /* [seq, rot_dim/2] */
     int64_t *pos;    /* [seq] absolute positions of the rows of one sequence */
@@ -118,7 +119,7 @@ static float *carve(char **p, size_t n_floats) {
     return out;
 }
 
-#define STATE_BUFFERS 14
+#define STATE_BUFFERS 15
 
 /* Floats of each buffer of fwd_state, in carve order. */
 static void state_sizes(const hk_config *c, int64_t batch, int64_t seq,
@@ -130,7 +131,8 @@ static void state_sizes(const hk_config *c, int64_t batch, int64_t seq,
     size_t s[STATE_BUFFERS] = {r * d,  r * d,  r * dq, r * dkv, r * dkv, r * dq, r * d,
                                r * dm, c->gated_mlp ? r * dm : 0, r * d, r * (size_t)c->n_heads,
                                (size_t)seq * half,
-                               (size_t)seq * half, (size_t)seq * 2 /* int64 positions */};
+                               (size_t)seq * half, (size_t)seq * 2 /* int64 positions */,
+                               r * (size_t)c->n_heads};
     memcpy(sizes, s, sizeof s);
 }
 
@@ -170,6 +172,7 @@ static hk_status state_alloc(const hk_config *c, int64_t batch, int64_t seq, fwd
     s->rope_cos = carve(&p, sizes[11]);
     s->rope_sin = carve(&p, sizes[12]);
     s->pos = (int64_t *)carve(&p, sizes[13]);
+    s->mean = carve(&p, sizes[14]);
     return HK_OK;
 }
 
@@ -196,26 +199,30 @@ static hk_status norm_hooked(fwd_run *r, int64_t layer, hk_point_kind k_scale,
                              float *y, int64_t heads) {
     const hk_config *c = &r->m->cfg;
     fwd_state *s = r->s;
-    int64_t d = c->d_model, n = s->rows * (heads > 0 ? heads : 1);
+    const int64_t d = c->d_model, n = s->rows * (heads > 0 ? heads : 1);
+    const bool center = c->norm == HK_NORM_LAYERNORM;
+    /* row statistics in double, as the kernels compute them */
+#pragma omp parallel for schedule(static) if (n * d >= 32768)
     for (int64_t i = 0; i < n; i++) {
         const float *xi = x + i * d;
-        float *yi = y + i * d;
         double mean = 0, sq = 0;
-        if (c->norm == HK_NORM_LAYERNORM) {
+        if (center) {
             for (int64_t j = 0; j < d; j++) mean += xi[j];
             mean /= (double)d;
         }
-        for (int64_t j = 0; j < d; j++) {
-            yi[j] = (float)((double)xi[j] - mean);
-            sq += (double)yi[j] * yi[j];
-        }
+        for (int64_t j = 0; j < d; j++) sq += ((double)xi[j] - mean) * ((double)xi[j] - mean);
+        s->mean[i] = (float)mean;
         s->scale[i] = (float)sqrt(sq / (double)d + c->norm_eps);
     }
     TRY(heads > 0 ? fire4(r, layer, k_scale, s->scale, heads, 1)
                   : fire3(r, layer, k_scale, s->scale, 1));
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < d; j++) y[i * d + j] /= s->scale[i];
+#pragma omp parallel for schedule(static) if (n * d >= 32768)
+    for (int64_t i = 0; i < n; i++) {
+        const double inv = 1.0 / (double)s->scale[i], mean = (double)s->mean[i];
+        for (int64_t j = 0; j < d; j++) y[i * d + j] = (float)(((double)x[i * d + j] - mean) * inv);
+    }
     TRY(heads > 0 ? fire4(r, layer, k_norm, y, heads, d) : fire3(r, layer, k_norm, y, d));
+#pragma omp parallel for schedule(static) if (n * d >= 32768)
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < d; j++)
             y[i * d + j] = y[i * d + j] * nw->w[j] + (nw->b ? nw->b[j] : 0.0f);
