@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "hookformer.h"
+#include "mem_limit.h"
 
 static const cli_opt generate_opts[] = {
     {"model", "DIR", "Hugging Face checkpoint folder (config.json + *.safetensors); required"},
@@ -23,6 +24,7 @@ static const cli_opt generate_opts[] = {
     {"seed", "S", "seed of the sampler (default 0); the same seed gives the same ids"},
     {"stop", "IDS", "comma-separated ids that end generation (the stop id is printed)"},
     {"chunk", "C", "feed the prompt C positions at a time (default 0: all at once)"},
+    {"mem-limit", "SIZE", CLI_MEM_LIMIT_HELP},
     {"ctx", "N", "context of this run: prompt + max-new must fit (default: the model's)"},
     {"threads", "N", "threads for GEMM and the kernels (default: the library's choice)"},
     {"plugin", "SPEC", "load a plugin: PATH[:key=value,...]; repeatable, loaded in order"},
@@ -104,6 +106,8 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_int(&a, "chunk", 0, INT64_MAX, 0, &chunk))) return rc;
     if ((rc = cli_int(&a, "ctx", 1, INT64_MAX, 0, &ctx))) return rc;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
+    size_t mem_limit;
+    if ((rc = cli_mem_limit(&a, "mem-limit", &mem_limit))) return rc;
     if (temperature == 0.0 && (cli_has(&a, "top-k") || cli_has(&a, "top-p")))
         return cli_usage_error(&a,
                                "--%s: sampling options need --temperature > 0 (temperature 0, "
@@ -188,6 +192,10 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
         goto done;
     }
 
+    /* the session holds prompt + max_new positions; decode steps keep last-position logits */
+    if (mem_limit && (rc = cli_check_mem_limit(&a, m, 1, need, chunk, NULL, 0, true, mem_limit,
+                                               NULL)))
+        goto done;
     prompt = malloc(n_tok * sizeof *prompt);
     stop_ids = malloc((n_stop ? n_stop : 1) * sizeof *stop_ids);
     out = malloc((size_t)max_new * sizeof *out);
@@ -279,7 +287,7 @@ const cli_command cmd_generate = {
     .name = "generate",
     .summary = "Generate tokens after a prompt (greedy or sampled) through the KV cache.",
     .usage = "--model DIR --tokens IDS --max-new N [--temperature T] [--top-k K] [--top-p P]\n"
-             "       [--seed S] [--stop IDS] [--chunk C] [--ctx N] [--threads N] "
+             "       [--seed S] [--stop IDS] [--chunk C] [--ctx N] [--mem-limit SIZE] [--threads N] "
              "[--plugin SPEC]... [--verbose]",
     .description =
         "Feeds the prompt through a KV cache (in chunks of --chunk positions), then chooses one\n"

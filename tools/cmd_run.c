@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "hookformer.h"
+#include "mem_limit.h"
 
 static const cli_opt run_opts[] = {
     {"model", "DIR", "Hugging Face checkpoint folder (config.json + *.safetensors); required"},
@@ -17,6 +18,7 @@ static const cli_opt run_opts[] = {
     {"threads", "N", "threads for GEMM and the kernels (default: the library's choice)"},
     {"plugin", "SPEC", "load a plugin: PATH[:key=value,...]; repeatable, loaded in order"},
     {"chunk", "C", "feed the prompt C tokens at a time through the KV cache (default: at once)"},
+    {"mem-limit", "SIZE", CLI_MEM_LIMIT_HELP},
     {NULL, NULL, NULL},
 };
 
@@ -70,6 +72,8 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
     int64_t chunk;
     if ((rc = cli_int(&a, "chunk", 1, INT64_MAX, 0, &chunk))) return rc;
+    size_t mem_limit;
+    if ((rc = cli_mem_limit(&a, "mem-limit", &mem_limit))) return rc;
     if ((rc = cli_int_list(&a, "tokens", 0, INT64_MAX, &ids, &n_tok))) return rc;
 
     const char *specs[CLI_MAX_VALUES];
@@ -101,6 +105,11 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
         rc = cli_runtime_error(&a, "model '%s' reports vocab size %lld", dir, (long long)vocab);
         goto done;
     }
+    /* before anything of the run is allocated (plugins' own hooks are not counted) */
+    if (mem_limit &&
+        (rc = cli_check_mem_limit(&a, m, 1, (int64_t)n_tok, chunk, NULL, 0, chunk > 0, mem_limit,
+                                  NULL)))
+        goto done;
     for (size_t i = 0; i < n_tok; i++) {
         if (ids[i] >= vocab) {
             rc = cli_usage_error(&a, "--tokens: token id %lld (item %zu) is out of range: the "
@@ -216,7 +225,7 @@ done:
 const cli_command cmd_run = {
     .name = "run",
     .summary = "Run a forward pass over one token sequence and print the top-k next tokens.",
-    .usage = "--model DIR --tokens IDS [--top-k K] [--threads N] [--chunk C] [--plugin SPEC]...",
+    .usage = "--model DIR --tokens IDS [--top-k K] [--threads N] [--chunk C] [--mem-limit SIZE] [--plugin SPEC]...",
     .description =
         "Loads the model, runs the forward pass over the sequence given by --tokens, and prints\n"
         "the k most likely tokens after the last one: rank, token id, logit and probability\n"

@@ -314,6 +314,37 @@ static void test_run_fixture(void **state) {
 }
 
 /* --chunk feeds the prompt through the KV cache: the same table as one forward. */
+/* --mem-limit: a run whose estimate is over the budget is refused before it starts, with the
+ * estimate in the message; under the budget it runs. */
+static void test_run_mem_limit(void **state) {
+    (void)state;
+    char dir[4096];
+    cJSON *cfg = fixture_config(dir, sizeof dir);
+    if (!cfg) skip();
+    cJSON_Delete(cfg);
+    const char *cmds[] = {"run", "generate"};
+    for (int i = 0; i < 2; i++) {
+        cli_result r = i == 0 ? cli_run(g_exe, "run", "--model", dir, "--tokens", "1,2,3",
+                                        "--mem-limit", "1k", NULL)
+                              : cli_run(g_exe, "generate", "--model", dir, "--tokens", "1,2,3",
+                                        "--max-new", "4", "--mem-limit", "1k", NULL);
+        cli_expect_status(&r, 1, cmds[i]);
+        cli_expect_contains(r.err, "refusing to run", cmds[i]);
+        cli_expect_contains(r.err, "weights", cmds[i]);
+        cli_expect_contains(r.err, "--mem-limit", cmds[i]);
+        assert_string_equal(r.out, "");
+        cli_result_free(&r);
+    }
+    cli_result ok = cli_run(g_exe, "run", "--model", dir, "--tokens", "1,2,3", "--mem-limit",
+                            "1g", NULL);
+    cli_expect_status(&ok, 0, "run under the limit");
+    cli_result_free(&ok);
+    cli_result bad = cli_run(g_exe, "run", "--model", dir, "--tokens", "1,2,3", "--mem-limit",
+                             "12q", NULL);
+    cli_expect_status(&bad, 2, "--mem-limit 12q");
+    cli_result_free(&bad);
+}
+
 static void test_run_chunked(void **state) {
     (void)state;
     char dir[4096];
@@ -404,6 +435,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_bad_model_dir),
         cmocka_unit_test(test_run_fixture),
         cmocka_unit_test(test_run_chunked),
+        cmocka_unit_test(test_run_mem_limit),
         cmocka_unit_test(test_info_fixture),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
