@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "error.h"
 #include "forward.h"
@@ -42,6 +43,8 @@ typedef struct {
     float *rope_sin; /* [seq, rot_dim/2] */
     int64_t *pos;    /* [seq] absolute positions of the rows of one sequence */
     void *block;     /* one allocation behind all of the above */
+    size_t block_bytes;
+    bool block_mapped; /* block came from mmap (see state_alloc) */
 } fwd_state;
 
 typedef struct {
@@ -120,6 +123,7 @@ static float *carve(char **p, size_t n_floats) {
 }
 
 #define STATE_BUFFERS 15
+#define HK_STATE_MMAP_MIN ((size_t)1 << 20) /* blocks from this size on are mapped */
 
 /* Floats of each buffer of fwd_state, in carve order. */
 static void state_sizes(const hk_config *c, int64_t batch, int64_t seq,
@@ -152,7 +156,19 @@ static hk_status state_alloc(const hk_config *c, int64_t batch, int64_t seq, fwd
     size_t sizes[STATE_BUFFERS];
     state_sizes(c, batch, seq, sizes);
     size_t total = hk_forward_state_bytes(c, batch, seq);
-    s->block = aligned_alloc(64, total ? total : 64);
+    /* A large block is mapped and unmapped per call rather than malloc'ed: freed, it would
+     * raise glibc's mmap threshold and land in the heap, where the next feed's block (behind
+     * a few small allocations) often no longer fits the hole it left, so the heap, whose freed
+     * pages stay resident, grew by one block per feed. Mapped, peak RSS is what the estimate
+     * (hk_forward_state_bytes) says. */
+    s->block_bytes = total ? total : 64;
+    s->block_mapped = total >= HK_STATE_MMAP_MIN;
+    if (s->block_mapped) {
+        s->block = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (s->block == MAP_FAILED) s->block = NULL;
+    } else {
+        s->block = aligned_alloc(64, s->block_bytes);
+    }
     if (!s->block)
         return hk_errorf(HK_ERR_NOMEM, "forward: cannot allocate %zu bytes of activations "
                                        "for batch %lld x seq %lld",
@@ -174,6 +190,14 @@ static hk_status state_alloc(const hk_config *c, int64_t batch, int64_t seq, fwd
     s->pos = (int64_t *)carve(&p, sizes[13]);
     s->mean = carve(&p, sizes[14]);
     return HK_OK;
+}
+
+static void state_free(fwd_state *s) {
+    if (s->block_mapped)
+        munmap(s->block, s->block_bytes);
+    else
+        free(s->block);
+    s->block = NULL;
 }
 
 /* ---- layer pieces ---- */
@@ -715,7 +739,7 @@ static hk_status forward_call(hk_model *m, hk_hooks *hooks, struct hk_session *s
     if (!lens || !ids || st != HK_OK) {
         free(lens);
         free(ids);
-        if (st == HK_OK) free(s.block);
+        if (st == HK_OK) state_free(&s);
         return st != HK_OK ? st : hk_errorf(HK_ERR_NOMEM, "hk_model_forward: out of memory");
     }
     for (int64_t b = 0; b < batch; b++) {
@@ -729,7 +753,7 @@ static hk_status forward_call(hk_model *m, hk_hooks *hooks, struct hk_session *s
     s.sess = sess;
     fwd_run r = {.m = m, .hooks = hooks, .s = &s};
     st = run_layers(&r, ids, last_only, logits);
-    free(s.block);
+    state_free(&s);
     free(ids);
     free(lens);
     return st;

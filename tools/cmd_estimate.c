@@ -145,7 +145,7 @@ const cli_command cmd_estimate = {
         "working memory (per-thread workspace; the scores chunk when attn_scores or pattern is\n"
         "cached), the cached hooks for every position, and the logits. Nothing of the run is\n"
         "allocated. With --mem-limit the command exits 1 when the total is over the limit;\n"
-        "run, generate and cache take the same option and refuse such a run before it starts.",
+        "run and generate take the same option and refuse such a run before it starts.",
     .opts = estimate_opts,
     .main = estimate_main,
 };

@@ -8,14 +8,25 @@
 #include <pthread.h>
 
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static int blas_parallel; /* openblas_get_parallel(): 0 sequential, 1 pthreads, 2 OpenMP */
 
 static void blas_single_threaded(void) {
-    /* openblas_get_parallel(): 0 sequential, 1 pthreads, 2 OpenMP. The OpenMP build needs
-     * nothing (and its openblas_set_num_threads would set the OpenMP team size too). */
-    if (openblas_get_parallel() == 1) openblas_set_num_threads(1);
+    /* The OpenMP build needs nothing (and its openblas_set_num_threads would set the OpenMP
+     * team size too). */
+    if (blas_parallel == 1) openblas_set_num_threads(1);
 }
 
-void hk_k_blas_init(void) { pthread_once(&blas_once, blas_single_threaded); }
+static void blas_first_use(void) {
+    blas_parallel = openblas_get_parallel();
+    blas_single_threaded();
+}
+
+void hk_k_blas_init(void) { pthread_once(&blas_once, blas_first_use); }
+
+bool hk_k_blas_uses_openmp(void) {
+    hk_k_blas_init();
+    return blas_parallel == 2;
+}
 
 void hk_k_set_threads(int n) {
     hk_k_blas_init();
