@@ -9,7 +9,10 @@
  *
  * The ceiling is the forward's big sgemm calls alone, through the same OpenBLAS:
  * per layer [T,768]x[768,2304], [T,768]x[768,768], [T,768]x[768,3072], [T,3072]x[3072,768],
- * x12 layers, plus the unembedding [T,768]x[50257,768]^T.
+ * x12 layers, plus the unembedding [T,768]x[50257,768]^T, as bare cblas_sgemm calls threaded
+ * by OpenBLAS itself (openblas_set_num_threads). The forward threads its products its own way
+ * (OpenBLAS single-threaded, each product split by output columns across the OpenMP team), so
+ * at 2+ threads hookformer/ceiling also compares the two ways of threading.
  *
  *   bench_prefill [--threads 1,2] [--tokens 128,1024] [--reps 5] [--tmpdir DIR]
  *   bench_prefill --write-model DIR   (only write the checkpoint, for other benchmarks)
@@ -434,6 +437,7 @@ int main(int argc, char **argv) {
            "median of %d reps after 1 warm-up; checkpoint written in %.1f s, loaded in %.1f s\n",
            N_LAYER, D, N_HEAD, D_MLP, VOCAB, hk_model_n_params(m), reps, t_write,
            now_s() - t0);
+    printf("# %s (openblas_get_parallel %d)\n", openblas_get_config(), openblas_get_parallel());
     fflush(stdout);
 
     if (alloc_ceiling(&cb, max_tok)) goto done;

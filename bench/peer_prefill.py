@@ -50,6 +50,8 @@ def main():
     model = GPT2LMHeadModel(cfg).to(torch.float32).eval()   # random init (normal 0.02)
     assert model.config._attn_implementation == "eager"
     keep = 0 if args.all_logits else 1
+    print(f"# peer: torch {torch.__version__}, transformers {__import__('transformers').__version__}, "
+          f"fp32 eager, {torch.get_num_interop_threads()} interop threads", flush=True)
     g = torch.Generator().manual_seed(args.seed)
 
     for n_threads in args.threads:

@@ -8,7 +8,9 @@
 #
 # Both sides compute logits for every position (the peer runs with --all-logits), since
 # hk_model_forward does. Ratios are time ratios: hookformer/peer < 1 means hookformer is faster;
-# hookformer/ceiling >= 1, and 1 would mean the forward costs no more than its big sgemm calls.
+# hookformer/ceiling near 1 means the forward costs little beyond its big sgemm calls (the
+# ceiling is OpenBLAS threading bare calls itself; the forward threads its products its own way,
+# so at 2+ threads the ratio compares the two ways as well and can dip below 1).
 # Needs python3 with torch + transformers for the peer; exits 1 when the peer cannot run.
 set -euo pipefail
 
@@ -25,6 +27,9 @@ ninja -C "$BUILD_DIR" bench/bench_prefill >/dev/null
 out=$(mktemp -d "${TMPDIR:-/tmp}/hk-run-prefill-XXXXXX")
 trap 'rm -rf "$out"' EXIT
 
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+echo "# machine: ${cpu:-unknown CPU}, $(nproc) cores online, $(uname -sr); $(date -u '+%Y-%m-%d %H:%M UTC'); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
 "$BUILD_DIR/bench/bench_prefill" --threads "$THREADS" --tokens "$TOKENS" --reps "$REPS" |
     tee "$out/hookformer.txt"
 
@@ -33,7 +38,8 @@ peer_ok=1
     --all-logits | tee "$out/peer.txt" || peer_ok=0
 [ "$peer_ok" = 1 ] || echo "run_prefill: the PyTorch peer did not run (needs torch + transformers)" >&2
 
-echo "# ratios are time ratios (ms/ms): hookformer/peer < 1 = hookformer faster; hookformer/ceiling >= 1"
+echo "# load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# time ratios (ms/ms): hookformer/peer < 1 = hookformer faster; hookformer/ceiling near 1 = little beyond the sgemm calls; tok_per_s_hookformer/peer = the throughput ratio (peer ms / hookformer ms)"
 awk '
     function field(key,   i) {
         for (i = 1; i <= NF; i++) if (index($i, key "=") == 1) return substr($i, length(key) + 2)
@@ -50,8 +56,9 @@ awk '
             c = order[i]; split(c, tt, " ")
             rp = (c in peer) ? sprintf("%.2f", hk[c] / peer[c]) : "n/a"
             rc = (c in ceil) ? sprintf("%.2f", hk[c] / ceil[c]) : "n/a"
-            printf "ratio threads=%s tokens=%s hookformer_ms=%s peer_ms=%s ceiling_ms=%s hookformer/peer=%s hookformer/ceiling=%s\n",
-                tt[1], tt[2], hk[c], (c in peer) ? peer[c] : "n/a", (c in ceil) ? ceil[c] : "n/a", rp, rc
+            sp = (c in peer) ? sprintf("%.2f", peer[c] / hk[c]) : "n/a"
+            printf "ratio threads=%s tokens=%s hookformer_ms=%s peer_ms=%s ceiling_ms=%s hookformer/peer=%s hookformer/ceiling=%s tok_per_s_hookformer/peer=%s\n",
+                tt[1], tt[2], hk[c], (c in peer) ? peer[c] : "n/a", (c in ceil) ? ceil[c] : "n/a", rp, rc, sp
         }
     }
 ' "$out/hookformer.txt" "$out/peer.txt"

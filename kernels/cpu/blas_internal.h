@@ -5,10 +5,10 @@
  * spin after every parallel region: on a machine with as many cores as threads the two pools
  * take the cores from each other (2 threads ran slower than 1 on 2 cores). So OpenBLAS runs
  * single-threaded (hk_k_blas_init) and the products are split here across the OpenMP team by
- * output columns, each thread calling OpenBLAS on its slice. The OpenMP build of OpenBLAS
- * shares the team already: there each product is one call that OpenBLAS threads itself (that
- * measured faster than the split on top of it). The serial build is split like the pthreads
- * one. */
+ * output columns, each thread calling OpenBLAS on its slice. The same split serves the OpenMP
+ * and serial builds of OpenBLAS (an OpenMP-built OpenBLAS runs a call made inside a parallel
+ * region on the calling thread); with the OpenMP build, letting OpenBLAS thread whole calls
+ * itself measured no better overall (faster at 128 tokens, slower at 1024). */
 #ifndef HK_KERNELS_BLAS_INTERNAL_H
 #define HK_KERNELS_BLAS_INTERNAL_H
 
@@ -18,10 +18,6 @@
 /* Makes OpenBLAS single-threaded where it has a pool of its own (pthreads build); once per
  * process, thread-safe. Every entry point below calls it. */
 void hk_k_blas_init(void);
-
-/* Whether OpenBLAS threads its calls itself on the OpenMP team (its OpenMP build), so that
- * products are not split here. */
-bool hk_k_blas_uses_openmp(void);
 
 /* c[m, n] = alpha · a[m, k] · op(b) + beta · c (row-major, strides lda/ldb/ldc);
  * op(b) = b [k, n] (b_trans false) or bᵀ with b [n, k] (b_trans true).

@@ -8,7 +8,11 @@
 #include <stdint.h>
 
 /* ---- threads ---- */
-void hk_k_set_threads(int n); /* OpenBLAS + OpenMP threads; n <= 0: leave default */
+/* The kernels' threads are one OpenMP team (n <= 0: leave its default, OMP_NUM_THREADS or the
+ * cores). Matrix products split across it by output columns, with OpenBLAS single-threaded
+ * inside (its pthreads build: set to 1 thread at the first product and by hk_k_set_threads),
+ * so OpenBLAS's own pool never competes with the team for the cores. */
+void hk_k_set_threads(int n);
 int hk_k_get_threads(void);
 
 /* ---- matrix products (OpenBLAS) ----

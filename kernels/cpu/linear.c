@@ -13,12 +13,10 @@
 #define HK_GEMM_COL_ALIGN 16
 
 /* Threads for a product of `macs` multiply-adds over `cols` output columns: 1 when small,
- * inside a parallel region, when there are too few columns to split, or when OpenBLAS threads
- * the call itself on the OpenMP team (its OpenMP build). */
+ * inside a parallel region, or when there are too few columns to split. */
 static int gemm_threads(int64_t macs, int64_t cols) {
     const int nth = omp_get_max_threads();
-    if (nth < 2 || macs < HK_GEMM_PAR_MIN || omp_in_parallel() || hk_k_blas_uses_openmp())
-        return 1;
+    if (nth < 2 || macs < HK_GEMM_PAR_MIN || omp_in_parallel()) return 1;
     const int64_t slices = cols / HK_GEMM_COL_ALIGN;
     if (slices < 2) return 1;
     return slices < nth ? (int)slices : nth;

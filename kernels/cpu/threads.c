@@ -23,11 +23,6 @@ static void blas_first_use(void) {
 
 void hk_k_blas_init(void) { pthread_once(&blas_once, blas_first_use); }
 
-bool hk_k_blas_uses_openmp(void) {
-    hk_k_blas_init();
-    return blas_parallel == 2;
-}
-
 void hk_k_set_threads(int n) {
     hk_k_blas_init();
     if (n <= 0) return;
