@@ -438,6 +438,231 @@ hk_status hk_generate(hk_model *m, hk_hooks *hooks, const int32_t *prompt, int64
                       int64_t max_new, int64_t chunk, const hk_sampler_opts *o,
                       const int32_t *stop_ids, size_t n_stop, int32_t *out, int64_t *n_out);
 
+/* ---- patching experiments: activation patching, ablation, steering, lens ---------- */
+/* docs/PATCHING.md explains the experiments and docs/FORMAT.md the result files.
+ *
+ * A prompt set is n_prompts prompts of equal length with, per prompt, a correct and an
+ * incorrect answer token. Its metric is the logit difference at the last position, averaged
+ * over the prompts: mean_i (logit_i[answer[i]] - logit_i[wrong[i]]) (TransformerLens's usual
+ * patching metric). */
+typedef struct {
+    int64_t n_prompts, seq;
+    const int32_t *tokens; /* [n_prompts, seq] */
+    const int32_t *answer; /* [n_prompts] */
+    const int32_t *wrong;  /* [n_prompts] */
+} hk_prompt_set;
+
+/* The metric of a prompt set under `hooks` (may be NULL): one batched forward. */
+hk_status hk_prompt_metric(hk_model *m, hk_hooks *hooks, const hk_prompt_set *p, float *out);
+
+/* Where patched-in activations come from. get() points *out at the n floats of point `name`
+ * (a full name: "blocks.3.hook_resid_pre") for prompt `prompt` at position `pos`: the point's
+ * inner dims ([d_model], or [head, d_head] for attn.hook_z); valid until the next call. A
+ * source that cannot deliver (wrong n, missing point, I/O) returns an error with a message. */
+typedef struct {
+    hk_status (*get)(void *user, const char *name, int64_t prompt, int64_t pos, int64_t n,
+                     const float **out);
+    void *user;
+} hk_act_source;
+
+/* A source over an hk_cache holding the points at positions "all" for a run whose batch rows
+ * are the prompts (hk_run_with_cache over them). The cache must outlive the source's use. */
+hk_act_source hk_act_source_cache(const hk_cache *c);
+
+/* What a sweep patches: `point` is a block point of shape [batch, pos, ...] named without its
+ * "blocks.L." prefix ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out",
+ * "hook_mlp_out", "attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v",
+ * "mlp.hook_post", ...). One patch per layer (every layer, or only `layer` when >= 0), per
+ * position when per_position (else every position at once), per head when per_head (head
+ * points [batch, pos, head, d] only; else the whole activation). */
+typedef struct {
+    const char *point;
+    bool per_position;
+    bool per_head;
+    int64_t layer; /* -1: every layer */
+} hk_sweep_spec;
+
+/* A sweep's metric per patch: values [shape] over dims ("layer", then "pos" and/or "head",
+ * in that order: TransformerLens's [layer, pos], [layer, pos, head], [layer, head]). */
+typedef struct {
+    char point[64];       /* the spec's point */
+    int ndim;             /* 1..3 */
+    int64_t shape[3];
+    const char *dims[3];  /* "layer", "pos", "head" (static strings) */
+    int64_t layer0;       /* layer of index 0 along "layer" */
+    float *values;        /* [shape] metric with the patch (owned) */
+    float *change;        /* [shape] values - baseline (owned) */
+    float *normalized;    /* [shape] (values - baseline) / (reference - baseline): patching
+                             only, else NULL (owned) */
+    float baseline;       /* metric of the run without patches (corrupted prompts; for an
+                             ablation the prompts themselves) */
+    float reference;      /* metric of the clean prompts (patching); NaN for an ablation */
+    int64_t patches;      /* patches run */
+    int64_t forwards;     /* batched forwards they took */
+    int64_t batch;        /* patches per forward */
+} hk_sweep_result;
+
+void hk_sweep_result_free(hk_sweep_result *r);
+
+typedef struct {
+    const int32_t *clean;   /* [n_prompts, clean_seq] the clean prompts */
+    int64_t clean_seq;
+    const int64_t *pos_map; /* [seq] clean position patched into each corrupted position (-1:
+                               that position is never patched); NULL: the identity (then
+                               clean_seq must equal seq) */
+    const hk_act_source *source; /* the clean activations; NULL: the sweep runs the clean
+                                    prompts once with an in-memory cache of the point */
+    int64_t batch;          /* patches per forward; 0: chosen from max_bytes (hk_estimate_run) */
+    size_t max_bytes;       /* activation budget of one batched forward when batch is 0
+                               (0: 512 MiB) */
+} hk_patch_opts;
+
+/* Activation patching: run the corrupted prompts with, per patch, the clean activation at
+ * (layer, position[, head]) written over the corrupted one, and record the metric. Several
+ * patches run per forward along the batch dimension (batch x n_prompts rows); the results
+ * equal TransformerLens's patching.get_act_patch_* (tests/hooks/test_patch.c). */
+hk_status hk_patch_sweep(hk_model *m, const hk_prompt_set *corrupted, const hk_patch_opts *o,
+                         const hk_sweep_spec *spec, hk_sweep_result *out);
+
+typedef enum {
+    HK_ABLATE_ZERO = 0, /* the activation := 0 */
+    HK_ABLATE_MEAN,     /* := its mean over every valid position of the reference prompts,
+                           accumulated one batch of reference prompts at a time */
+    HK_ABLATE_RESAMPLE  /* := its value in a reference prompt at the same position */
+} hk_ablate_mode;
+
+typedef struct {
+    hk_ablate_mode mode;
+    const int32_t *ref;          /* [n_ref, ref_seq] reference prompts (mean, resample) */
+    int64_t n_ref, ref_seq;
+    const int64_t *ref_lengths;  /* [n_ref] valid tokens (mean; NULL: all ref_seq) */
+    const int64_t *resample_idx; /* [n_prompts] ref prompt of each prompt; NULL: drawn from
+                                    seed (resample needs ref_seq >= seq) */
+    uint64_t seed;
+    int64_t batch;               /* as hk_patch_opts */
+    size_t max_bytes;
+} hk_ablate_opts;
+
+/* Ablation sweep over the prompts themselves: per patch the activation is replaced as `mode`
+ * says; values are the metric with it, change = values - baseline (the unablated metric). */
+hk_status hk_ablate_sweep(hk_model *m, const hk_prompt_set *p, const hk_ablate_opts *o,
+                          const hk_sweep_spec *spec, hk_sweep_result *out);
+const char *hk_ablate_mode_name(hk_ablate_mode mode); /* "zero", "mean", "resample" */
+
+/* Logit lens: blocks.l.hook_resid_pre for l < n_layers, then the last hook_resid_post, each
+ * through ln_final (its statistics recomputed per vector) and the unembedding; the top k
+ * tokens at every position. */
+typedef struct {
+    int64_t n_rows; /* n_layers + 1 */
+    int64_t seq, k;
+    int32_t *top_ids;   /* [n_rows, seq, k] (owned) */
+    float *top_logits;  /* [n_rows, seq, k] (owned) */
+} hk_lens_result;
+
+hk_status hk_logit_lens(hk_model *m, const int32_t *tokens, int64_t seq, int64_t k,
+                        hk_lens_result *out);
+void hk_lens_result_free(hk_lens_result *r);
+
+/* Direct logit attribution of the logit difference at the last position: the final residual
+ * split into every head's output (attn.hook_result), every MLP's output, the embeddings and
+ * the summed attention output biases, each centred (LayerNorm models) and divided by
+ * ln_final's scale of the whole residual (TransformerLens's apply_ln_to_stack), then projected
+ * on w_ln_final * (W_U[:, answer] - W_U[:, wrong]). Components in TransformerLens's
+ * get_full_resid_decomposition order: L0H0.. L{L-1}H{H-1}, 0_mlp_out.., embed, [pos_embed,]
+ * bias. total is the logit difference itself (components + the bias terms of ln_final and the
+ * unembedding). */
+typedef struct {
+    int64_t n_components, n_prompts;
+    int64_t n_layers, n_heads;
+    char **labels;   /* [n_components] (owned) */
+    float *values;   /* [n_components, n_prompts] (owned) */
+    float *total;    /* [n_prompts] (owned) */
+} hk_dla_result;
+
+hk_status hk_dla(hk_model *m, const hk_prompt_set *p, hk_dla_result *out);
+void hk_dla_result_free(hk_dla_result *r);
+
+/* Steering (ActAdd): a vector added to the residual stream at one layer. */
+typedef struct {
+    char point[64];   /* "hook_resid_pre" (any [batch, pos, d_model] block point) */
+    int64_t layer;
+    int64_t n_pos;    /* 1: one vector, added at every position >= from (prefill and every
+                         generated token); > 1: row i added at position from + i */
+    int64_t d_model;
+    float *vec;       /* [n_pos, d_model] (owned) */
+} hk_steer_vector;
+
+typedef enum {
+    HK_STEER_LAST = 0, /* act(pos prompt)[last] - act(neg prompt)[last]: one vector */
+    HK_STEER_MEAN,     /* mean over positions of each prompt, then the difference */
+    HK_STEER_ALIGNED   /* per position (equal lengths): n_pos = the prompts' length (ActAdd) */
+} hk_steer_mode;
+
+hk_status hk_steer_from_prompts(hk_model *m, const char *point, int64_t layer,
+                                const int32_t *pos, int64_t n_pos, const int32_t *neg,
+                                int64_t n_neg, hk_steer_mode mode, hk_steer_vector *out);
+void hk_steer_vector_free(hk_steer_vector *v);
+/* HDF5: dataset "vector" [n_pos, d_model] with attributes point, layer (docs/FORMAT.md).
+ * An existing file is an error unless force. */
+hk_status hk_steer_save(const hk_steer_vector *v, const hk_model *m, const char *path,
+                        bool force);
+hk_status hk_steer_load(const char *path, hk_steer_vector *out);
+
+/* What hk_steer_add registers; the caller keeps it (and its vector) alive while registered. */
+typedef struct {
+    const hk_steer_vector *v;
+    float coef;
+    int64_t from; /* absolute position the vector starts at */
+} hk_steer_apply;
+
+/* Register the addition coef * vec at blocks.<layer>.<point> on hooks (sessions and
+ * hk_generate included: positions are absolute, ctx->pos_offset). */
+hk_status hk_steer_add(hk_hooks *h, const hk_steer_apply *a, hk_hook_handle *out);
+
+/* ---- result files and heatmaps ---- */
+
+/* An HDF5 result file (docs/FORMAT.md). Written to PATH.tmp and renamed onto PATH by
+ * hk_results_close, so that a failed run leaves no half file and never clobbers an existing
+ * one; an existing PATH is an error unless force. kind: "patch", "ablate", "lens", ... */
+typedef struct hk_results hk_results;
+
+hk_status hk_results_create(const char *path, bool force, const hk_model *m, const char *kind,
+                            hk_results **out);
+/* Group `name` holding the sweep (values, change, normalized, dims, baselines). */
+hk_status hk_results_add_sweep(hk_results *f, const char *name, const hk_sweep_result *r);
+/* Dataset `name` of ids [rows, seq] and, when labels is not NULL, `name`_labels [seq]
+ * (strings: the token of each position). */
+hk_status hk_results_add_tokens(hk_results *f, const char *name, const int32_t *ids,
+                                int64_t rows, int64_t seq, const char *const *labels);
+hk_status hk_results_add_lens(hk_results *f, const char *name, const hk_lens_result *r);
+hk_status hk_results_add_dla(hk_results *f, const char *name, const hk_dla_result *r);
+/* Finish: flush, close, rename into place. Frees f (also on failure). */
+hk_status hk_results_close(hk_results *f);
+/* Give up: close and remove the temporary file. Frees f. */
+void hk_results_discard(hk_results *f);
+
+/* A heatmap as a standalone SVG 1.1 file: labelled axes, tick labels (XML-escaped), a colour
+ * scale with its legend (diverging blue-white-red around 0 for signed values, else white to
+ * red). NaN cells are grey. */
+typedef struct {
+    const float *values;           /* [rows, cols] */
+    int64_t rows, cols;
+    const char *const *row_labels; /* [rows] */
+    const char *const *col_labels; /* [cols] */
+    const char *title;
+    const char *row_axis, *col_axis, *value_label;
+    bool diverging;
+} hk_heatmap;
+
+hk_status hk_heatmap_svg(const hk_heatmap *h, const char *path, bool force);
+
+/* The heatmap of a sweep (normalized values when it has them and `normalized`, else values):
+ * [layer, pos] and [layer, head] as rows x columns; [layer, pos, head] with one row per
+ * (layer, head) ("L3 H2"). pos_labels [seq] label the positions (NULL: their indices). */
+hk_status hk_sweep_heatmap_svg(const hk_sweep_result *r, const char *const *pos_labels,
+                               bool normalized, const char *title, const char *path,
+                               bool force);
+
 #ifdef __cplusplus
 }
 #endif
