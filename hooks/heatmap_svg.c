@@ -76,7 +76,7 @@ hk_status hk_heatmap_svg(const hk_heatmap *h, const char *path, bool force) {
     double vmax = div ? fmax(fabs(lo), fabs(hi)) : hi, vmin = div ? -vmax : lo;
     if (vmax == vmin) vmax = vmin + 1;
     /* layout, in px: 7 px per label character at font-size 12 */
-    const double cw = clampd(720.0 / (double)C, 16, 48), ch = clampd(480.0 / (double)R, 16, 36);
+    const double cw = clampd(720.0 / (double)C, h->cell_text ? 44 : 16, 48), ch = clampd(480.0 / (double)R, 16, 36);
     const double left = 40 + 7.0 * (double)label_chars(h->row_labels, R);
     const double top = 56;
     const double grid_w = cw * (double)C, grid_h = ch * (double)R;
@@ -114,6 +114,16 @@ hk_status hk_heatmap_svg(const hk_heatmap *h, const char *path, bool force) {
             fputs(" / ", f);
             xml_text(f, h->col_labels ? h->col_labels[c] : "");
             fprintf(f, ": %.4g</title></rect>\n", v);
+            if (h->cell_text && h->cell_text[r * C + c]) {
+                /* dark text on light cells, white on dark ones */
+                bool dark = k.r * 299 + k.g * 587 + k.b * 114 < 128000;
+                fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" "
+                           "dominant-baseline=\"middle\" font-size=\"10\" fill=\"%s\">",
+                        left + cw * ((double)c + 0.5), top + ch * ((double)r + 0.5),
+                        dark ? "white" : "black");
+                xml_text(f, h->cell_text[r * C + c]);
+                fputs("</text>\n", f);
+            }
         }
     fprintf(f, "</g>\n<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
                "stroke=\"#444\"/>\n", left, top, grid_w, grid_h);
@@ -155,7 +165,7 @@ hk_status hk_heatmap_svg(const hk_heatmap *h, const char *path, bool force) {
     for (int i = 0; i < 3; i++)
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" dominant-baseline=\"middle\">%.3g</text>\n",
                 legend_x + 22, top + lh * i / 2.0, ticks[i]);
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">", legend_x, top - 8);
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">", legend_x, top - 20);
     xml_text(f, h->value_label ? h->value_label : "");
     fputs("</text>\n</svg>\n", f);
     bool bad = ferror(f) != 0;

@@ -652,6 +652,7 @@ typedef struct {
     const char *title;
     const char *row_axis, *col_axis, *value_label;
     bool diverging;
+    const char *const *cell_text;  /* [rows, cols] text drawn in each cell, or NULL */
 } hk_heatmap;
 
 hk_status hk_heatmap_svg(const hk_heatmap *h, const char *path, bool force);

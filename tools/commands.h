@@ -9,5 +9,9 @@ extern const cli_command cmd_info;
 extern const cli_command cmd_generate;
 extern const cli_command cmd_hooks;
 extern const cli_command cmd_estimate;
+extern const cli_command cmd_patch;
+extern const cli_command cmd_ablate;
+extern const cli_command cmd_steer;
+extern const cli_command cmd_lens;
 
 #endif

@@ -1,0 +1,170 @@
+/* hookformer ablate: zero, mean or resample ablation sweeps over heads, layers, positions. */
+#include "commands.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "hookformer.h"
+#include "xp_common.h"
+
+static const cli_opt ablate_opts[] = {
+    {"model", "DIR", "model folder; required"},
+    {"tokens", "IDS", "a prompt (comma-separated token ids); repeat for several; required"},
+    {"answer", "IDS", "correct answer token per prompt (or one for all); required"},
+    {"wrong", "IDS", "incorrect answer token per prompt (or one for all); required"},
+    {"mode", "MODE", "zero, mean or resample (default zero)"},
+    {"ref", "IDS", "a reference prompt for mean / resample; repeat for several"},
+    {"seed", "N", "resample: seed of the reference prompt drawn for each prompt (default 0)"},
+    {"sweep", "LIST", "comma-separated sweeps (default head_out,mlp_out)"},
+    {"layer", "L", "ablate this layer only (default: every layer)"},
+    {"batch", "N", "ablations per forward (default: from a 512 MiB activation budget)"},
+    {"out", "FILE", "write the results to this HDF5 file"},
+    {"svg", "PREFIX", "write one heatmap per sweep: PREFIX<sweep>.svg"},
+    {"force", NULL, "overwrite existing output files"},
+    {"threads", "N", "threads for GEMM and the kernels"},
+    {NULL, NULL, NULL},
+};
+
+static int ablate_main(const cli_command *cmd, int argc, char **argv) {
+    cli_args a;
+    int rc;
+    if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
+    const char *dir;
+    if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    xp_prompts p = {0}, ref = {0};
+    int32_t *answer = NULL, *wrong = NULL;
+    int64_t layer, batch, threads, seed;
+    hk_model *m = NULL;
+    hk_results *res = NULL;
+    char **labels = NULL;
+    hk_ablate_mode mode = HK_ABLATE_ZERO;
+    const char *mode_s = cli_str(&a, "mode");
+    if (mode_s && strcmp(mode_s, "zero") != 0) {
+        if (strcmp(mode_s, "mean") == 0) mode = HK_ABLATE_MEAN;
+        else if (strcmp(mode_s, "resample") == 0) mode = HK_ABLATE_RESAMPLE;
+        else return cli_usage_error(&a, "--mode: expected zero, mean or resample, got '%s'", mode_s);
+    }
+    const char *sweeps = cli_str(&a, "sweep");
+    if (!sweeps) sweeps = "head_out,mlp_out";
+    char sweep_buf[512];
+    snprintf(sweep_buf, sizeof sweep_buf, "%s", sweeps);
+    if ((rc = xp_parse_prompts(&a, "tokens", &p))) goto done;
+    if ((rc = xp_parse_ids(&a, "answer", p.n, &answer))) goto done;
+    if ((rc = xp_parse_ids(&a, "wrong", p.n, &wrong))) goto done;
+    if ((rc = cli_int(&a, "layer", 0, INT32_MAX, -1, &layer))) goto done;
+    if ((rc = cli_int(&a, "batch", 1, 4096, 0, &batch))) goto done;
+    if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) goto done;
+    if ((rc = cli_int(&a, "seed", 0, INT64_MAX, 0, &seed))) goto done;
+    if (mode != HK_ABLATE_ZERO) {
+        if (!cli_has(&a, "ref")) {
+            rc = cli_usage_error(&a, "--mode %s needs reference prompts (--ref IDS, repeated)",
+                                 mode_s);
+            goto done;
+        }
+        if ((rc = xp_parse_prompts(&a, "ref", &ref))) goto done;
+        if (mode == HK_ABLATE_RESAMPLE && ref.seq < p.seq) {
+            rc = cli_usage_error(&a, "--ref: resample needs reference prompts of at least %lld "
+                                     "tokens (the prompts' length), got %lld",
+                                 (long long)p.seq, (long long)ref.seq);
+            goto done;
+        }
+    }
+    for (char *s = strtok(sweep_buf, ","); s; s = strtok(NULL, ",")) {
+        hk_sweep_spec spec;
+        if (!xp_sweep_by_name(s, &spec)) {
+            rc = cli_usage_error(&a, "--sweep: unknown sweep '%s' (known: %s)", s, XP_SWEEP_NAMES);
+            goto done;
+        }
+    }
+    snprintf(sweep_buf, sizeof sweep_buf, "%s", sweeps);
+    if (threads) hk_set_num_threads((int)threads);
+    hk_status st = hk_model_load(dir, &m);
+    if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
+        goto done;
+    }
+    labels = xp_token_labels(m, p.ids, p.seq);
+    const char *out_path = cli_str(&a, "out");
+    const bool force = cli_has(&a, "force");
+    if (out_path && (st = hk_results_create(out_path, force, m, "ablate", &res)) != HK_OK) {
+        rc = cli_runtime_error(&a, "--out: %s", hk_last_error());
+        goto done;
+    }
+    hk_prompt_set set = {p.n, p.seq, p.ids, answer, wrong};
+    hk_ablate_opts o = {.mode = mode, .ref = ref.ids, .n_ref = ref.n, .ref_seq = ref.seq,
+                        .seed = (uint64_t)seed, .batch = batch};
+    bool first = true;
+    for (char *s = strtok(sweep_buf, ","); s; s = strtok(NULL, ",")) {
+        hk_sweep_spec spec;
+        xp_sweep_by_name(s, &spec);
+        spec.layer = layer;
+        hk_sweep_result r;
+        if ((st = hk_ablate_sweep(m, &set, &o, &spec, &r)) != HK_OK) {
+            rc = cli_runtime_error(&a, "sweep %s: %s (%s)", s, hk_last_error(),
+                                   hk_status_name(st));
+            goto done;
+        }
+        if (first) {
+            printf("# model=%s prompts=%lld tokens=%lld %s ablation; metric: logit[answer] - "
+                   "logit[wrong] at the last position, mean over prompts\n# unablated %.4f\n",
+                   dir, (long long)set.n_prompts, (long long)set.seq,
+                   hk_ablate_mode_name(mode), r.baseline);
+            first = false;
+        }
+        xp_print_sweep(stdout, s, &r, labels);
+        if (res) st = hk_results_add_sweep(res, s, &r);
+        const char *prefix = cli_str(&a, "svg");
+        if (st == HK_OK && prefix) {
+            char path[1024], title[160];
+            snprintf(path, sizeof path, "%s%s.svg", prefix, s);
+            snprintf(title, sizeof title, "%s ablation: %s (%s), change of the logit diff",
+                     hk_ablate_mode_name(mode), s, r.point);
+            hk_sweep_result shown = r;
+            shown.values = r.change; /* the heatmap shows the change */
+            st = hk_sweep_heatmap_svg(&shown, (const char *const *)labels, false, title, path,
+                                      force);
+            if (st == HK_OK) printf("wrote %s\n", path);
+        }
+        hk_sweep_result_free(&r);
+        if (st != HK_OK) {
+            rc = cli_runtime_error(&a, "%s", hk_last_error());
+            goto done;
+        }
+    }
+    if (res) {
+        st = hk_results_add_tokens(res, "tokens", p.ids, p.n, p.seq, (const char *const *)labels);
+        if (st == HK_OK && ref.ids)
+            st = hk_results_add_tokens(res, "ref_tokens", ref.ids, ref.n, ref.seq, NULL);
+        hk_results *r2 = res;
+        res = NULL;
+        if (st != HK_OK) hk_results_discard(r2);
+        else if ((st = hk_results_close(r2)) == HK_OK) printf("wrote %s\n", out_path);
+        if (st != HK_OK) rc = cli_runtime_error(&a, "--out: %s", hk_last_error());
+    }
+done:
+    if (res) hk_results_discard(res);
+    xp_free_labels(labels, p.seq);
+    hk_model_free(m);
+    free(p.ids), free(ref.ids), free(answer), free(wrong);
+    return rc;
+}
+
+const cli_command cmd_ablate = {
+    .name = "ablate",
+    .summary = "Ablation sweeps (zero, mean, resample) and the change of a logit difference.",
+    .usage = "--model DIR --tokens IDS --answer ID --wrong ID [--mode zero|mean|resample] "
+             "[--ref IDS] [--sweep LIST] [--out FILE.h5] [--svg PREFIX]",
+    .description =
+        "Replaces one activation at a time (a head at every position, a layer's MLP output at\n"
+        "one position, ... as the sweep says) by zero, by its mean over the --ref prompts\n"
+        "(streamed: sums are accumulated one batch of reference prompts at a time), or by its\n"
+        "value in a --ref prompt drawn per prompt (resample), and reports how the logit\n"
+        "difference between --answer and --wrong at the last position changes. Several\n"
+        "ablations run per forward along the batch. Sweeps as for `hookformer patch`.\n"
+        "\n"
+        "example:\n"
+        "  hookformer ablate --model tests/fixtures/gpt2 --tokens 227,187,164,39 \\\n"
+        "      --answer 68 --wrong 100 --mode zero --sweep head_out",
+    .opts = ablate_opts,
+    .main = ablate_main,
+};

@@ -1,0 +1,250 @@
+/* hookformer lens: the logit lens (top tokens per layer and position) and, with an answer
+ * pair, direct logit attribution to every head, MLP and the embeddings. */
+#include "commands.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hookformer.h"
+#include "xp_common.h"
+
+static const cli_opt lens_opts[] = {
+    {"model", "DIR", "model folder; required"},
+    {"tokens", "IDS", "the prompt (comma-separated token ids); repeat for several (DLA); "
+                      "the lens reads the first; required"},
+    {"top-k", "K", "top tokens per layer and position (default 5)"},
+    {"answer", "IDS", "direct logit attribution: correct answer token per prompt"},
+    {"wrong", "IDS", "direct logit attribution: incorrect answer token per prompt"},
+    {"out", "FILE", "write the results to this HDF5 file"},
+    {"svg", "PREFIX", "write PREFIXlens.svg (and PREFIXdla.svg)"},
+    {"force", NULL, "overwrite existing output files"},
+    {"threads", "N", "threads for GEMM and the kernels"},
+    {NULL, NULL, NULL},
+};
+
+static int lens_svg(const hk_model *m, const hk_lens_result *r, char **pos_labels,
+                    const char *path, bool force) {
+    const int64_t R = r->n_rows, C = r->seq, L = R - 1;
+    float *v = malloc((size_t)(R * C) * sizeof *v);
+    int32_t *top = malloc((size_t)(R * C) * sizeof *top);
+    char **rl = calloc((size_t)R, sizeof *rl), **cl = calloc((size_t)C, sizeof *cl);
+    char **text = NULL;
+    int rc = 1;
+    if (!v || !top || !rl || !cl) goto done;
+    for (int64_t i = 0; i < R * C; i++) {
+        v[i] = r->top_logits[i * r->k];
+        top[i] = r->top_ids[i * r->k];
+    }
+    text = xp_token_labels(m, top, R * C);
+    char buf[96];
+    for (int64_t l = 0; l < R; l++) {
+        if (l < L) snprintf(buf, sizeof buf, "resid_pre %lld", (long long)l);
+        else snprintf(buf, sizeof buf, "final");
+        rl[l] = strdup(buf);
+    }
+    for (int64_t t = 0; t < C; t++) {
+        snprintf(buf, sizeof buf, "%lld %s", (long long)t, pos_labels[t]);
+        cl[t] = strdup(buf);
+    }
+    hk_heatmap hm = {.values = v, .rows = R, .cols = C, .row_labels = (const char *const *)rl,
+                     .col_labels = (const char *const *)cl,
+                     .title = "logit lens: top-1 token after each layer",
+                     .row_axis = "residual stream", .col_axis = "position (token)",
+                     .value_label = "top-1 logit", .diverging = false,
+                     .cell_text = (const char *const *)text};
+    rc = hk_heatmap_svg(&hm, path, force) == HK_OK ? 0 : 1;
+done:
+    xp_free_labels(rl, R);
+    xp_free_labels(cl, C);
+    xp_free_labels(text, R * C);
+    free(v);
+    free(top);
+    return rc;
+}
+
+/* heads (mean over prompts) as [layer, head], with the MLP as one more column */
+static int dla_svg(const hk_dla_result *d, const char *path, bool force) {
+    const int64_t L = d->n_layers, H = d->n_heads, C = H + 1, np = d->n_prompts;
+    float *v = malloc((size_t)(L * C) * sizeof *v);
+    char **rl = calloc((size_t)L, sizeof *rl), **cl = calloc((size_t)C, sizeof *cl);
+    int rc = 1;
+    if (!v || !rl || !cl) goto done;
+    for (int64_t l = 0; l < L; l++)
+        for (int64_t c = 0; c < C; c++) {
+            int64_t comp = c < H ? l * H + c : L * H + l;
+            double s = 0;
+            for (int64_t i = 0; i < np; i++) s += d->values[comp * np + i];
+            v[l * C + c] = (float)(s / (double)np);
+        }
+    char buf[32];
+    for (int64_t l = 0; l < L; l++) {
+        snprintf(buf, sizeof buf, "%lld", (long long)l);
+        rl[l] = strdup(buf);
+    }
+    for (int64_t c = 0; c < C; c++) {
+        if (c < H) snprintf(buf, sizeof buf, "H%lld", (long long)c);
+        else snprintf(buf, sizeof buf, "MLP");
+        cl[c] = strdup(buf);
+    }
+    hk_heatmap hm = {.values = v, .rows = L, .cols = C, .row_labels = (const char *const *)rl,
+                     .col_labels = (const char *const *)cl,
+                     .title = "direct logit attribution to the logit difference",
+                     .row_axis = "layer", .col_axis = "head (and the layer's MLP)",
+                     .value_label = "logit diff", .diverging = true};
+    rc = hk_heatmap_svg(&hm, path, force) == HK_OK ? 0 : 1;
+done:
+    xp_free_labels(rl, L);
+    xp_free_labels(cl, C);
+    free(v);
+    return rc;
+}
+
+static int lens_main(const cli_command *cmd, int argc, char **argv) {
+    cli_args a;
+    int rc;
+    if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
+    const char *dir;
+    if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    xp_prompts p = {0};
+    int32_t *answer = NULL, *wrong = NULL;
+    int64_t k, threads;
+    hk_model *m = NULL;
+    hk_results *res = NULL;
+    hk_lens_result lens = {0};
+    hk_dla_result dla = {0};
+    char **labels = NULL, **top_labels = NULL;
+    if ((rc = xp_parse_prompts(&a, "tokens", &p))) goto done;
+    if ((rc = cli_int(&a, "top-k", 1, 100, 5, &k))) goto done;
+    if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) goto done;
+    const bool want_dla = cli_has(&a, "answer") || cli_has(&a, "wrong");
+    if (want_dla) {
+        if ((rc = xp_parse_ids(&a, "answer", p.n, &answer))) goto done;
+        if ((rc = xp_parse_ids(&a, "wrong", p.n, &wrong))) goto done;
+    }
+    if (threads) hk_set_num_threads((int)threads);
+    hk_status st = hk_model_load(dir, &m);
+    if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
+        goto done;
+    }
+    labels = xp_token_labels(m, p.ids, p.seq);
+    const bool force = cli_has(&a, "force");
+    const char *out_path = cli_str(&a, "out"), *prefix = cli_str(&a, "svg");
+    if (out_path && (st = hk_results_create(out_path, force, m, "lens", &res)) != HK_OK) {
+        rc = cli_runtime_error(&a, "--out: %s", hk_last_error());
+        goto done;
+    }
+    if ((st = hk_logit_lens(m, p.ids, p.seq, k, &lens)) != HK_OK) {
+        rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
+        goto done;
+    }
+    const int64_t R = lens.n_rows, T = lens.seq;
+    printf("# model=%s logit lens of prompt 1 (%lld tokens): top-1 token after each layer\n", dir,
+           (long long)T);
+    printf("%-14s", "position");
+    for (int64_t t = 0; t < T; t++) printf(" %7.7s", labels[t]);
+    putchar('\n');
+    int32_t *top1 = malloc((size_t)(R * T) * sizeof *top1);
+    for (int64_t i = 0; top1 && i < R * T; i++) top1[i] = lens.top_ids[i * k];
+    top_labels = top1 ? xp_token_labels(m, top1, R * T) : NULL;
+    free(top1);
+    for (int64_t l = 0; l < R && top_labels; l++) {
+        char name[32];
+        if (l + 1 < R) snprintf(name, sizeof name, "resid_pre %lld", (long long)l);
+        else snprintf(name, sizeof name, "final");
+        printf("%-14s", name);
+        for (int64_t t = 0; t < T; t++) printf(" %7.7s", top_labels[l * T + t]);
+        putchar('\n');
+    }
+    printf("top-%lld at the last position, final layer:", (long long)k);
+    for (int64_t j = 0; j < k; j++)
+        printf(" %d (%.3f)", lens.top_ids[((R - 1) * T + T - 1) * k + j],
+               lens.top_logits[((R - 1) * T + T - 1) * k + j]);
+    putchar('\n');
+    if (res) st = hk_results_add_lens(res, "lens", &lens);
+    if (st == HK_OK && prefix) {
+        char path[1024];
+        snprintf(path, sizeof path, "%slens.svg", prefix);
+        if (lens_svg(m, &lens, labels, path, force)) {
+            rc = cli_runtime_error(&a, "--svg: %s", hk_last_error());
+            goto done;
+        }
+        printf("wrote %s\n", path);
+    }
+    if (st == HK_OK && want_dla) {
+        hk_prompt_set set = {p.n, p.seq, p.ids, answer, wrong};
+        if ((st = hk_dla(m, &set, &dla)) != HK_OK) {
+            rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
+            goto done;
+        }
+        const int64_t np = dla.n_prompts;
+        double total = 0;
+        for (int64_t i = 0; i < np; i++) total += dla.total[i];
+        printf("# direct logit attribution of logit[answer] - logit[wrong] at the last position "
+               "(mean over %lld prompts): %.4f\nlargest components:\n", (long long)np,
+               total / (double)np);
+        bool *used = calloc((size_t)dla.n_components, 1);
+        for (int j = 0; used && j < 10 && j < dla.n_components; j++) {
+            int64_t best = -1;
+            double bv = 0;
+            for (int64_t c = 0; c < dla.n_components; c++) {
+                double s = 0;
+                for (int64_t i = 0; i < np; i++) s += dla.values[c * np + i];
+                s /= (double)np;
+                if (!used[c] && (best < 0 || fabs(s) > fabs(bv))) best = c, bv = s;
+            }
+            used[best] = true;
+            printf("  %-12s %+.4f\n", dla.labels[best], bv);
+        }
+        free(used);
+        if (res) st = hk_results_add_dla(res, "dla", &dla);
+        if (st == HK_OK && prefix) {
+            char path[1024];
+            snprintf(path, sizeof path, "%sdla.svg", prefix);
+            if (dla_svg(&dla, path, force)) {
+                rc = cli_runtime_error(&a, "--svg: %s", hk_last_error());
+                goto done;
+            }
+            printf("wrote %s\n", path);
+        }
+    }
+    if (st == HK_OK && res)
+        st = hk_results_add_tokens(res, "tokens", p.ids, p.n, p.seq, (const char *const *)labels);
+    if (res) {
+        hk_results *r2 = res;
+        res = NULL;
+        if (st != HK_OK) hk_results_discard(r2);
+        else if ((st = hk_results_close(r2)) == HK_OK) printf("wrote %s\n", out_path);
+    }
+    if (st != HK_OK) rc = cli_runtime_error(&a, "%s", hk_last_error());
+done:
+    if (res) hk_results_discard(res);
+    xp_free_labels(labels, p.seq);
+    xp_free_labels(top_labels, lens.n_rows * lens.seq);
+    hk_lens_result_free(&lens);
+    hk_dla_result_free(&dla);
+    hk_model_free(m);
+    free(p.ids), free(answer), free(wrong);
+    return rc;
+}
+
+const cli_command cmd_lens = {
+    .name = "lens",
+    .summary = "Logit lens per layer, and direct logit attribution to heads and MLPs.",
+    .usage = "--model DIR --tokens IDS [--top-k K] [--answer ID --wrong ID] [--out FILE.h5] "
+             "[--svg PREFIX]",
+    .description =
+        "Logit lens: each layer's residual stream (blocks.l.hook_resid_pre, then the final\n"
+        "hook_resid_post) through ln_final and the unembedding; prints the top-1 token at every\n"
+        "position after every layer and the top-k at the last. With --answer and --wrong:\n"
+        "direct logit attribution of logit[answer] - logit[wrong] at the last position to every\n"
+        "head, every MLP, the embeddings and the attention biases, scaled by ln_final's scale\n"
+        "as TransformerLens's apply_ln_to_stack does.\n"
+        "\n"
+        "example:\n"
+        "  hookformer lens --model tests/fixtures/gpt2 --tokens 227,187,164,39 \\\n"
+        "      --answer 68 --wrong 100 --svg out/",
+    .opts = lens_opts,
+    .main = lens_main,
+};

@@ -1,0 +1,205 @@
+/* hookformer patch: activation-patching sweeps of clean into corrupted prompts. */
+#include "commands.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "hookformer.h"
+#include "xp_common.h"
+
+static const cli_opt patch_opts[] = {
+    {"model", "DIR", "model folder; required"},
+    {"clean", "IDS", "a clean prompt (comma-separated token ids); repeat for several; required"},
+    {"corrupted", "IDS", "its corrupted version, same count and (without --pos-map) length"},
+    {"answer", "IDS", "correct answer token per prompt (or one for all); required"},
+    {"wrong", "IDS", "incorrect answer token per prompt (or one for all); required"},
+    {"sweep", "LIST", "comma-separated sweeps (default resid_pre,attn_out,mlp_out,head_out,"
+                      "head_out_by_pos)"},
+    {"layer", "L", "patch this layer only (default: every layer)"},
+    {"pos-map", "LIST", "clean position for each corrupted position (-1: none)"},
+    {"batch", "N", "patches per forward (default: from a 512 MiB activation budget)"},
+    {"out", "FILE", "write the results to this HDF5 file"},
+    {"svg", "PREFIX", "write one heatmap per sweep: PREFIX<sweep>.svg"},
+    {"force", NULL, "overwrite existing output files"},
+    {"threads", "N", "threads for GEMM and the kernels"},
+    {NULL, NULL, NULL},
+};
+
+static int parse_pos_map(const cli_args *a, int64_t seq, int64_t clean_seq, int64_t **out) {
+    *out = NULL;
+    const char *v = cli_str(a, "pos-map");
+    if (!v) return 0;
+    int64_t *map = malloc((size_t)seq * sizeof *map);
+    if (!map) return cli_runtime_error(a, "--pos-map: out of memory");
+    const char *p = v;
+    for (int64_t t = 0; t < seq; t++) {
+        size_t len = strcspn(p, ",");
+        char buf[24];
+        int64_t x;
+        if (len == 0 || len >= sizeof buf) break;
+        memcpy(buf, p, len);
+        buf[len] = '\0';
+        if (!cli_parse_int64(buf, &x) || x < -1 || x >= clean_seq) {
+            free(map);
+            return cli_usage_error(a, "--pos-map: '%s' is not a clean position (-1..%lld)", buf,
+                                   (long long)(clean_seq - 1));
+        }
+        map[t] = x;
+        p += len;
+        if (t + 1 < seq) {
+            if (*p != ',') {
+                free(map);
+                return cli_usage_error(a, "--pos-map: expected %lld positions (one per corrupted "
+                                          "token), got '%s'", (long long)seq, v);
+            }
+            p++;
+        }
+    }
+    if (*p) {
+        free(map);
+        return cli_usage_error(a, "--pos-map: expected %lld positions (one per corrupted token), "
+                                  "got '%s'", (long long)seq, v);
+    }
+    *out = map;
+    return 0;
+}
+
+static int patch_main(const cli_command *cmd, int argc, char **argv) {
+    cli_args a;
+    int rc;
+    if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
+    const char *dir;
+    if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    xp_prompts clean = {0}, bad = {0};
+    int32_t *answer = NULL, *wrong = NULL;
+    int64_t *map = NULL, layer, batch, threads;
+    hk_model *m = NULL;
+    hk_results *res = NULL;
+    char **labels = NULL;
+    const char *sweeps = cli_str(&a, "sweep");
+    if (!sweeps) sweeps = "resid_pre,attn_out,mlp_out,head_out,head_out_by_pos";
+    char sweep_buf[512];
+    snprintf(sweep_buf, sizeof sweep_buf, "%s", sweeps);
+    if ((rc = xp_parse_prompts(&a, "clean", &clean))) goto done;
+    if ((rc = xp_parse_prompts(&a, "corrupted", &bad))) goto done;
+    if (bad.n != clean.n) {
+        rc = cli_usage_error(&a, "--corrupted: %lld prompts for %lld --clean prompts",
+                             (long long)bad.n, (long long)clean.n);
+        goto done;
+    }
+    if ((rc = xp_parse_ids(&a, "answer", clean.n, &answer))) goto done;
+    if ((rc = xp_parse_ids(&a, "wrong", clean.n, &wrong))) goto done;
+    if ((rc = cli_int(&a, "layer", 0, INT32_MAX, -1, &layer))) goto done;
+    if ((rc = cli_int(&a, "batch", 1, 4096, 0, &batch))) goto done;
+    if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) goto done;
+    if ((rc = parse_pos_map(&a, bad.seq, clean.seq, &map))) goto done;
+    if (!map && bad.seq != clean.seq) {
+        rc = cli_usage_error(&a, "--corrupted: %lld tokens, --clean %lld: give --pos-map",
+                             (long long)bad.seq, (long long)clean.seq);
+        goto done;
+    }
+    for (char *s = strtok(sweep_buf, ","); s; s = strtok(NULL, ",")) {
+        hk_sweep_spec spec;
+        if (!xp_sweep_by_name(s, &spec)) {
+            rc = cli_usage_error(&a, "--sweep: unknown sweep '%s' (known: %s)", s, XP_SWEEP_NAMES);
+            goto done;
+        }
+    }
+    snprintf(sweep_buf, sizeof sweep_buf, "%s", sweeps);
+    if (threads) hk_set_num_threads((int)threads);
+    hk_status st = hk_model_load(dir, &m);
+    if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
+        goto done;
+    }
+    labels = xp_token_labels(m, bad.ids, bad.seq);
+    const char *out_path = cli_str(&a, "out");
+    const bool force = cli_has(&a, "force");
+    if (out_path && (st = hk_results_create(out_path, force, m, "patch", &res)) != HK_OK) {
+        rc = cli_runtime_error(&a, "--out: %s", hk_last_error());
+        goto done;
+    }
+    hk_prompt_set set = {bad.n, bad.seq, bad.ids, answer, wrong};
+    hk_patch_opts o = {.clean = clean.ids, .clean_seq = clean.seq, .pos_map = map,
+                       .batch = batch};
+    bool first = true;
+    for (char *s = strtok(sweep_buf, ","); s; s = strtok(NULL, ",")) {
+        hk_sweep_spec spec;
+        xp_sweep_by_name(s, &spec);
+        spec.layer = layer;
+        hk_sweep_result r;
+        if ((st = hk_patch_sweep(m, &set, &o, &spec, &r)) != HK_OK) {
+            rc = cli_runtime_error(&a, "sweep %s: %s (%s)", s, hk_last_error(),
+                                   hk_status_name(st));
+            goto done;
+        }
+        if (first) {
+            printf("# model=%s prompts=%lld tokens=%lld metric: logit[answer] - logit[wrong] "
+                   "at the last position, mean over prompts\n# clean %.4f  corrupted %.4f\n",
+                   dir, (long long)set.n_prompts, (long long)set.seq, r.reference, r.baseline);
+            first = false;
+        }
+        xp_print_sweep(stdout, s, &r, labels);
+        if (res) st = hk_results_add_sweep(res, s, &r);
+        const char *prefix = cli_str(&a, "svg");
+        if (st == HK_OK && prefix) {
+            char path[1024], title[160];
+            snprintf(path, sizeof path, "%s%s.svg", prefix, s);
+            snprintf(title, sizeof title, "activation patching: %s (%s), normalized logit diff",
+                     s, r.point);
+            st = hk_sweep_heatmap_svg(&r, (const char *const *)labels, true, title, path, force);
+            if (st == HK_OK) printf("wrote %s\n", path);
+        }
+        hk_sweep_result_free(&r);
+        if (st != HK_OK) {
+            rc = cli_runtime_error(&a, "%s", hk_last_error());
+            goto done;
+        }
+    }
+    if (res) {
+        st = hk_results_add_tokens(res, "clean_tokens", clean.ids, clean.n, clean.seq, NULL);
+        if (st == HK_OK)
+            st = hk_results_add_tokens(res, "corrupted_tokens", bad.ids, bad.n, bad.seq,
+                                       (const char *const *)labels);
+        int64_t n = set.n_prompts;
+        if (st == HK_OK) st = hk_results_add_tokens(res, "answer", answer, 1, n, NULL);
+        if (st == HK_OK) st = hk_results_add_tokens(res, "wrong", wrong, 1, n, NULL);
+        hk_results *r2 = res;
+        res = NULL;
+        if (st != HK_OK) {
+            hk_results_discard(r2);
+        } else if ((st = hk_results_close(r2)) == HK_OK) {
+            printf("wrote %s\n", out_path);
+        }
+        if (st != HK_OK) rc = cli_runtime_error(&a, "--out: %s", hk_last_error());
+    }
+done:
+    if (res) hk_results_discard(res);
+    xp_free_labels(labels, bad.seq);
+    hk_model_free(m);
+    free(clean.ids), free(bad.ids), free(answer), free(wrong), free(map);
+    return rc;
+}
+
+const cli_command cmd_patch = {
+    .name = "patch",
+    .summary = "Activation patching: sweeps of clean activations into corrupted prompts.",
+    .usage = "--model DIR --clean IDS --corrupted IDS --answer ID --wrong ID [--sweep LIST] "
+             "[--out FILE.h5] [--svg PREFIX]",
+    .description =
+        "Runs the corrupted prompts with one clean activation patched in per patch, several\n"
+        "patches per forward along the batch, and reports the logit difference between the\n"
+        "answer and the wrong token at the last position (mean over prompts), normalized as\n"
+        "(patched - corrupted) / (clean - corrupted): 1 = the patch restores the clean\n"
+        "behaviour. Sweeps: resid_pre, resid_mid, resid_post, attn_out, mlp_out (layer x\n"
+        "position), head_out, head_q, head_k, head_v (layer x head, every position at once),\n"
+        "head_out_by_pos, ... (layer x position x head). The results equal TransformerLens's\n"
+        "patching.get_act_patch_* functions. --out writes them to HDF5 (docs/FORMAT.md);\n"
+        "--svg writes heatmaps a browser opens.\n"
+        "\n"
+        "example:\n"
+        "  hookformer patch --model tests/fixtures/gpt2 --clean 227,187,164,39 \\\n"
+        "      --corrupted 227,12,164,39 --answer 68 --wrong 100 --sweep resid_pre",
+    .opts = patch_opts,
+    .main = patch_main,
+};

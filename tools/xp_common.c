@@ -1,0 +1,213 @@
+/* Shared pieces of the experiment commands (see xp_common.h). */
+#include "xp_common.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int xp_parse_id_list(const cli_args *a, const char *opt, const char *s, int32_t **out,
+                     int64_t *n) {
+    *out = NULL;
+    *n = 0;
+    int64_t cap = 1;
+    for (const char *p = s; *p; p++) cap += *p == ',';
+    int32_t *ids = malloc((size_t)cap * sizeof *ids);
+    if (!ids) return cli_runtime_error(a, "--%s: out of memory", opt);
+    const char *p = s;
+    for (int64_t i = 0; i < cap; i++) {
+        size_t len = strcspn(p, ",");
+        char buf[32];
+        int64_t v;
+        if (len == 0 || len >= sizeof buf) {
+            free(ids);
+            return cli_usage_error(a, "--%s: expected a comma-separated list of token ids, got "
+                                      "'%s' (item %lld is %s)", opt, s, (long long)(i + 1),
+                                   len ? "too long" : "empty");
+        }
+        memcpy(buf, p, len);
+        buf[len] = '\0';
+        if (!cli_parse_int64(buf, &v) || v < 0 || v > INT32_MAX) {
+            free(ids);
+            return cli_usage_error(a, "--%s: expected non-negative token ids, got '%s' in '%s'",
+                                   opt, buf, s);
+        }
+        ids[i] = (int32_t)v;
+        p += len + (p[len] == ',');
+    }
+    *out = ids;
+    *n = cap;
+    return 0;
+}
+
+int xp_parse_prompts(const cli_args *a, const char *opt, xp_prompts *out) {
+    memset(out, 0, sizeof *out);
+    const char *vals[CLI_MAX_VALUES];
+    size_t n = cli_strs(a, opt, vals, CLI_MAX_VALUES);
+    if (n == 0) return cli_usage_error(a, "missing required option --%s", opt);
+    if (n > CLI_MAX_VALUES)
+        return cli_usage_error(a, "--%s: at most %d prompts", opt, CLI_MAX_VALUES);
+    int rc;
+    for (size_t i = 0; i < n; i++) {
+        int32_t *ids;
+        int64_t len;
+        if ((rc = xp_parse_id_list(a, opt, vals[i], &ids, &len))) {
+            free(out->ids);
+            return rc;
+        }
+        if (i == 0) {
+            out->seq = len;
+            out->ids = malloc((size_t)((int64_t)n * len) * sizeof *out->ids);
+            if (!out->ids) {
+                free(ids);
+                return cli_runtime_error(a, "--%s: out of memory", opt);
+            }
+        } else if (len != out->seq) {
+            free(ids);
+            free(out->ids);
+            out->ids = NULL;
+            return cli_usage_error(a, "--%s: every prompt needs the same number of tokens: "
+                                      "prompt 1 has %lld, prompt %zu has %lld", opt,
+                                   (long long)out->seq, i + 1, (long long)len);
+        }
+        memcpy(out->ids + (int64_t)i * len, ids, (size_t)len * sizeof *ids);
+        free(ids);
+    }
+    out->n = (int64_t)n;
+    return 0;
+}
+
+int xp_parse_ids(const cli_args *a, const char *opt, int64_t n, int32_t **out) {
+    const char *v = cli_str(a, opt);
+    *out = NULL;
+    if (!v) return cli_usage_error(a, "missing required option --%s", opt);
+    int32_t *ids;
+    int64_t k;
+    int rc = xp_parse_id_list(a, opt, v, &ids, &k);
+    if (rc) return rc;
+    if (k != n && k != 1) {
+        free(ids);
+        return cli_usage_error(a, "--%s: expected one id per prompt (%lld) or one for all, got "
+                                  "%lld", opt, (long long)n, (long long)k);
+    }
+    if (k == 1 && n > 1) {
+        int32_t *all = malloc((size_t)n * sizeof *all);
+        if (!all) {
+            free(ids);
+            return cli_runtime_error(a, "--%s: out of memory", opt);
+        }
+        for (int64_t i = 0; i < n; i++) all[i] = ids[0];
+        free(ids);
+        ids = all;
+    }
+    *out = ids;
+    return 0;
+}
+
+char **xp_token_labels(const hk_model *m, const int32_t *ids, int64_t n) {
+    (void)m; /* a tokenizer would decode here */
+    char **out = calloc((size_t)n, sizeof *out);
+    for (int64_t i = 0; out && i < n; i++) {
+        char buf[16];
+        snprintf(buf, sizeof buf, "%d", ids[i]);
+        if (!(out[i] = strdup(buf))) {
+            xp_free_labels(out, i);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+void xp_free_labels(char **labels, int64_t n) {
+    for (int64_t i = 0; labels && i < n; i++) free(labels[i]);
+    free(labels);
+}
+
+typedef struct {
+    const char *name, *point;
+    bool per_pos, per_head;
+} named_sweep;
+
+static const named_sweep SWEEPS[] = {
+    {"resid_pre", "hook_resid_pre", true, false},
+    {"resid_mid", "hook_resid_mid", true, false},
+    {"resid_post", "hook_resid_post", true, false},
+    {"attn_out", "hook_attn_out", true, false},
+    {"mlp_out", "hook_mlp_out", true, false},
+    {"head_out", "attn.hook_z", false, true},
+    {"head_q", "attn.hook_q", false, true},
+    {"head_k", "attn.hook_k", false, true},
+    {"head_v", "attn.hook_v", false, true},
+    {"head_out_by_pos", "attn.hook_z", true, true},
+    {"head_q_by_pos", "attn.hook_q", true, true},
+    {"head_k_by_pos", "attn.hook_k", true, true},
+    {"head_v_by_pos", "attn.hook_v", true, true},
+};
+
+const char *const XP_SWEEP_NAMES =
+    "resid_pre, resid_mid, resid_post, attn_out, mlp_out, head_out, head_q, head_k, head_v, "
+    "head_out_by_pos, head_q_by_pos, head_k_by_pos, head_v_by_pos";
+
+bool xp_sweep_by_name(const char *name, hk_sweep_spec *out) {
+    for (size_t i = 0; i < sizeof SWEEPS / sizeof SWEEPS[0]; i++)
+        if (strcmp(SWEEPS[i].name, name) == 0) {
+            *out = (hk_sweep_spec){SWEEPS[i].point, SWEEPS[i].per_pos, SWEEPS[i].per_head, -1};
+            return true;
+        }
+    return false;
+}
+
+void xp_print_sweep(FILE *f, const char *name, const hk_sweep_result *r,
+                    char *const *pos_labels) {
+    const float *v = r->normalized ? r->normalized : r->change;
+    const char *what = r->normalized ? "normalized (patched - corrupted) / (clean - corrupted)"
+                                     : "change of the metric";
+    fprintf(f, "## %s: %s [", name, r->point);
+    for (int d = 0; d < r->ndim; d++)
+        fprintf(f, "%s%s %lld", d ? " x " : "", r->dims[d], (long long)r->shape[d]);
+    fprintf(f, "], %lld patches in %lld forwards (%lld per forward)\n", (long long)r->patches,
+            (long long)r->forwards, (long long)r->batch);
+    const bool has_pos = r->ndim >= 2 && strcmp(r->dims[1], "pos") == 0;
+    const int64_t cols = r->ndim == 2 ? r->shape[1] : 0;
+    if (r->ndim == 2 && cols <= 24) {
+        fprintf(f, "%s; rows: layers, columns: %s\n", what, has_pos ? "positions" : "heads");
+        fprintf(f, "%6s", has_pos ? "pos" : "head");
+        for (int64_t c = 0; c < cols; c++) {
+            if (has_pos && pos_labels) fprintf(f, " %7.7s", pos_labels[c]);
+            else fprintf(f, " %7lld", (long long)c);
+        }
+        fprintf(f, "\n%6s\n", "layer");
+        for (int64_t l = 0; l < r->shape[0]; l++) {
+            fprintf(f, "%6lld", (long long)(r->layer0 + l));
+            for (int64_t c = 0; c < cols; c++) fprintf(f, " %7.3f", v[l * cols + c]);
+            fputc('\n', f);
+        }
+        return;
+    }
+    /* the 10 largest |v| */
+    fprintf(f, "largest |%s|:\n", what);
+    int64_t n = r->patches, shown[10];
+    int k = 0;
+    for (; k < 10 && k < n; k++) {
+        int64_t best = -1;
+        for (int64_t i = 0; i < n; i++) {
+            bool used = false;
+            for (int j = 0; j < k; j++) used |= shown[j] == i;
+            if (!used && (best < 0 || fabsf(v[i]) > fabsf(v[best]))) best = i;
+        }
+        shown[k] = best;
+        int64_t rem = best, idx[3];
+        for (int d = r->ndim - 1; d >= 0; d--) {
+            idx[d] = rem % r->shape[d];
+            rem /= r->shape[d];
+        }
+        fprintf(f, "  layer %lld", (long long)(r->layer0 + idx[0]));
+        for (int d = 1; d < r->ndim; d++) {
+            if (strcmp(r->dims[d], "pos") == 0)
+                fprintf(f, "  pos %lld (%s)", (long long)idx[d],
+                        pos_labels ? pos_labels[idx[d]] : "");
+            else
+                fprintf(f, "  head %lld", (long long)idx[d]);
+        }
+        fprintf(f, "  %+.4f\n", v[best]);
+    }
+}
