@@ -699,13 +699,17 @@ static hk_status check_inputs(const hk_model *m, const int32_t *tokens, const in
 
 /* Embed, blocks, final norm, unembed. logits: [rows, d_vocab], or [batch, d_vocab] for the
  * last row of each sequence when last_only. */
-static hk_status run_layers(fwd_run *r, const int32_t *ids, bool last_only, float *logits) {
+static hk_status run_layers(fwd_run *r, const int32_t *ids, int64_t layer0,
+                            const float *resid0, bool last_only, float *logits) {
     const hk_config *c = &r->m->cfg;
     fwd_state *s = r->s;
     int64_t d = c->d_model, V = c->d_vocab;
-    TRY(embed(r, ids));
+    if (resid0)
+        memcpy(s->resid, resid0, (size_t)(s->rows * d) * sizeof(float));
+    else
+        TRY(embed(r, ids));
     rope_prepare(c, s);
-    for (int64_t l = 0; l < c->n_layers; l++) TRY(block(r, l));
+    for (int64_t l = layer0; l < c->n_layers; l++) TRY(block(r, l));
     TRY(norm(r, -1, HK_PT_LN_FINAL_SCALE, HK_PT_LN_FINAL_NORMALIZED, &r->m->w.ln_final,
              s->resid, s->normed));
     TRY(fire3(r, -1, HK_PT_UNEMBED_IN, s->normed, d));
@@ -728,8 +732,8 @@ static hk_status run_layers(fwd_run *r, const int32_t *ids, bool last_only, floa
 /* One call of the forward over tokens [batch, seq] at positions pos0.. with the given state. */
 static hk_status forward_call(hk_model *m, hk_hooks *hooks, struct hk_session *sess,
                               const int32_t *tokens, const int64_t *lengths, int64_t batch,
-                              int64_t seq, int64_t pos0, int64_t rope_len, bool last_only,
-                              float *logits) {
+                              int64_t seq, int64_t pos0, int64_t rope_len, int64_t layer0,
+                              const float *resid0, bool last_only, float *logits) {
     const hk_config *c = &m->cfg;
     int64_t *lens = malloc((size_t)batch * sizeof *lens);
     /* Padding tokens may hold any id; embed a valid one (0) in their rows. */
@@ -752,7 +756,7 @@ static hk_status forward_call(hk_model *m, hk_hooks *hooks, struct hk_session *s
     s.rope_len = rope_len;
     s.sess = sess;
     fwd_run r = {.m = m, .hooks = hooks, .s = &s};
-    st = run_layers(&r, ids, last_only, logits);
+    st = run_layers(&r, ids, layer0, resid0, last_only, logits);
     state_free(&s);
     free(ids);
     free(lens);
@@ -771,7 +775,24 @@ hk_status hk_model_run(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
         int64_t len = lengths ? lengths[b] : seq;
         if (len > longest) longest = len;
     }
-    return forward_call(m, hooks, NULL, tokens, lengths, batch, seq, 0, longest, false, logits);
+    return forward_call(m, hooks, NULL, tokens, lengths, batch, seq, 0, longest, 0, NULL, false,
+                        logits);
+}
+
+hk_status hk_forward_from_layer(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                                int64_t batch, int64_t seq, int64_t layer0, const float *resid0,
+                                float *logits) {
+    hk_status st = check_inputs(m, tokens, NULL, batch, seq, 0, logits);
+    if (st != HK_OK) return st;
+    if (layer0 < 0 || layer0 >= m->cfg.n_layers || !resid0)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_forward_from_layer: layer %lld (expected "
+                                             "0..%lld) and a residual are required",
+                         (long long)layer0, (long long)(m->cfg.n_layers - 1));
+    if (hooks && hooks->model != m)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_forward_from_layer: the hooks were made for "
+                                             "another model");
+    return forward_call(m, hooks, NULL, tokens, NULL, batch, seq, 0, seq, layer0, resid0, false,
+                        logits);
 }
 
 hk_status hk_model_forward(hk_model *m, const int32_t *tokens, const int64_t *lengths,
@@ -794,8 +815,8 @@ hk_status hk_session_feed(hk_session *sess, hk_hooks *hooks, const int32_t *toke
     if (hooks && hooks->model != m)
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_session_feed: the hooks were made for another "
                                              "model");
-    st = forward_call(m, hooks, sess, tokens, NULL, sess->batch, n, sess->pos, sess->max_len,
-                      last_only, logits);
+    st = forward_call(m, hooks, sess, tokens, NULL, sess->batch, n, sess->pos, sess->max_len, 0,
+                      NULL, last_only, logits);
     /* a stopped or failed chunk leaves the cache half-written: the session is not advanced */
     if (st == HK_OK) sess->pos += n;
     return st;

@@ -50,6 +50,8 @@ typedef struct {
     const int64_t *pos_map;        /* [seq] or NULL (identity) */
     const hk_act_source *src;
     int64_t batch;                 /* items per forward */
+    bool full_forward;             /* run every layer (else start at the batch's first patched
+                                      layer from the unpatched run's cached resid_pre) */
 } hk_xp_engine;
 
 /* Run every item, `batch` at a time, and write the metric of each into metric[n_items]. */

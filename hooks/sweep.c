@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/forward.h"
 #include "experiment.h"
 
 /* ---- points ---- */
@@ -168,14 +169,23 @@ static hk_hook_result patch_fire(hk_tensor *act, const hk_hook_ctx *ctx, void *u
 hk_status hk_xp_run_items(hk_model *m, const hk_xp_engine *e, const hk_xp_item *items,
                           int64_t n_items, float *metric, int64_t *forwards) {
     const hk_prompt_set *p = e->p;
-    const int64_t np = p->n_prompts, T = p->seq, bs = e->batch;
+    const int64_t np = p->n_prompts, T = p->seq, bs = e->batch, d = m->cfg.d_model;
     hk_xp_metric mt;
     hk_status st = hk_xp_metric_init(&mt, m, p, bs * np);
     if (st != HK_OK) return st;
     int32_t *tokens = malloc((size_t)(bs * np * T) * sizeof *tokens); /* [bs * np, T] */
+    float *resid0 = NULL;                                              /* [bs * np, T, d] */
+    hk_cache *pre = NULL;
     hk_hooks *h = NULL;
     if (!tokens) st = hk_errorf(HK_ERR_NOMEM, "patch: out of memory for a batch of %lld rows",
                                 (long long)(bs * np));
+    if (st == HK_OK && !e->full_forward) {
+        /* the unpatched run's residual before every block: a batch starts at its first layer */
+        const char *pats[] = {"blocks.*.hook_resid_pre"};
+        st = hk_run_with_cache(m, p->tokens, NULL, np, T, pats, 1, "all", NULL, &pre);
+        resid0 = st == HK_OK ? malloc((size_t)(bs * np * T * d) * sizeof *resid0) : NULL;
+        if (st == HK_OK && !resid0) st = hk_errorf(HK_ERR_NOMEM, "patch: out of memory");
+    }
     if (st == HK_OK) st = hk_hooks_new(m, &h);
     if (st == HK_OK) st = hk_xp_metric_attach(&mt, h);
     for (int64_t k = 0; k < bs && st == HK_OK; k++)
@@ -183,16 +193,28 @@ hk_status hk_xp_run_items(hk_model *m, const hk_xp_engine *e, const hk_xp_item *
     int64_t n_fw = 0;
     for (int64_t k0 = 0; k0 < n_items && st == HK_OK; k0 += bs) {
         patch_state ps = {e, items + k0, n_items - k0 < bs ? n_items - k0 : bs};
+        int64_t layer0 = INT64_MAX;
+        for (int64_t k = 0; k < ps.n; k++)
+            if (ps.items[k].layer < layer0) layer0 = ps.items[k].layer;
         hk_hook_handle hh;
         st = hk_hooks_add_filter(h, in_sweep, &ps, patch_fire, &ps, &hh);
         if (st != HK_OK) break;
-        st = hk_model_run(m, h, tokens, NULL, ps.n * np, T, NULL);
+        if (pre && layer0 > 0) {
+            const hk_tensor *t = hk_cache_get_layer(pre, "hook_resid_pre", layer0);
+            for (int64_t k = 0; k < ps.n; k++)
+                memcpy(resid0 + k * np * T * d, t->data, (size_t)(np * T * d) * sizeof *resid0);
+            st = hk_forward_from_layer(m, h, tokens, ps.n * np, T, layer0, resid0, NULL);
+        } else {
+            st = hk_model_run(m, h, tokens, NULL, ps.n * np, T, NULL);
+        }
         hk_hooks_remove(h, hh);
         n_fw++;
         for (int64_t k = 0; k < ps.n && st == HK_OK; k++) metric[k0 + k] = hk_xp_metric_item(&mt, k);
     }
     if (forwards) *forwards = n_fw;
     hk_hooks_free(h);
+    hk_cache_free(pre);
+    free(resid0);
     free(tokens);
     hk_xp_metric_free(&mt);
     return st;
@@ -301,7 +323,7 @@ hk_status hk_patch_sweep(hk_model *m, const hk_prompt_set *corrupted, const hk_p
         goto done;
     }
     out->batch = hk_xp_choose_batch(m, o->batch, o->max_bytes, np, T, n_items);
-    hk_xp_engine e = {corrupted, o->pos_map, src, out->batch};
+    hk_xp_engine e = {corrupted, o->pos_map, src, out->batch, o->full_forward};
     st = hk_xp_run_items(m, &e, items, n_items, out->values, &out->forwards);
     if (st == HK_OK) st = hk_xp_finish_result(out, true);
 done:

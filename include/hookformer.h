@@ -515,6 +515,10 @@ typedef struct {
     int64_t batch;          /* patches per forward; 0: chosen from max_bytes (hk_estimate_run) */
     size_t max_bytes;       /* activation budget of one batched forward when batch is 0
                                (0: 512 MiB) */
+    bool full_forward;      /* run every layer in every forward. By default a forward whose
+                               patches all sit at layer >= L starts at block L from the
+                               corrupted run's cached blocks.L.hook_resid_pre (the same numbers,
+                               fewer layers) */
 } hk_patch_opts;
 
 /* Activation patching: run the corrupted prompts with, per patch, the clean activation at
@@ -541,6 +545,7 @@ typedef struct {
     uint64_t seed;
     int64_t batch;               /* as hk_patch_opts */
     size_t max_bytes;
+    bool full_forward;
 } hk_ablate_opts;
 
 /* Ablation sweep over the prompts themselves: per patch the activation is replaced as `mode`

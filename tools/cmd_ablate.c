@@ -21,6 +21,8 @@ static const cli_opt ablate_opts[] = {
     {"out", "FILE", "write the results to this HDF5 file"},
     {"svg", "PREFIX", "write one heatmap per sweep: PREFIX<sweep>.svg"},
     {"force", NULL, "overwrite existing output files"},
+    {"full-forward", NULL, "run every layer in every forward (default: start at the first "
+                           "patched layer; the same numbers)"},
     {"threads", "N", "threads for GEMM and the kernels"},
     {NULL, NULL, NULL},
 };
@@ -92,7 +94,8 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
     }
     hk_prompt_set set = {p.n, p.seq, p.ids, answer, wrong};
     hk_ablate_opts o = {.mode = mode, .ref = ref.ids, .n_ref = ref.n, .ref_seq = ref.seq,
-                        .seed = (uint64_t)seed, .batch = batch};
+                        .seed = (uint64_t)seed, .batch = batch,
+                        .full_forward = cli_has(&a, "full-forward")};
     bool first = true;
     for (char *s = strtok(sweep_buf, ","); s; s = strtok(NULL, ",")) {
         hk_sweep_spec spec;

@@ -21,6 +21,8 @@ static const cli_opt patch_opts[] = {
     {"out", "FILE", "write the results to this HDF5 file"},
     {"svg", "PREFIX", "write one heatmap per sweep: PREFIX<sweep>.svg"},
     {"force", NULL, "overwrite existing output files"},
+    {"full-forward", NULL, "run every layer in every forward (default: start at the first "
+                           "patched layer; the same numbers)"},
     {"threads", "N", "threads for GEMM and the kernels"},
     {NULL, NULL, NULL},
 };
@@ -121,7 +123,7 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     }
     hk_prompt_set set = {bad.n, bad.seq, bad.ids, answer, wrong};
     hk_patch_opts o = {.clean = clean.ids, .clean_seq = clean.seq, .pos_map = map,
-                       .batch = batch};
+                       .batch = batch, .full_forward = cli_has(&a, "full-forward")};
     bool first = true;
     for (char *s = strtok(sweep_buf, ","); s; s = strtok(NULL, ",")) {
         hk_sweep_spec spec;

@@ -141,6 +141,28 @@ static void test_patch_resid_pre(void **state) {
     check_sweep(f, "hook_resid_pre", true, false, "patch_resid_pre", 5);  /* a ragged last batch */
 }
 
+/* Starting a batch at its first patched layer (the default) or running every layer gives the
+ * same numbers; both equal TransformerLens. */
+static void test_full_forward(void **state) {
+    fx *f = *state;
+    const char *points[3] = {"hook_resid_pre", "attn.hook_z", "hook_mlp_out"};
+    const char *refs[3] = {"patch_resid_pre", "patch_attn_head_out_by_pos", "patch_mlp_out"};
+    for (int i = 0; i < 3; i++) {
+        hk_sweep_spec spec = {points[i], true, i == 1, -1};
+        hk_patch_opts o = patch_opts(f, 3);
+        hk_sweep_result skip, full;
+        assert_int_equal(hk_patch_sweep(f->m, &f->set, &o, &spec, &skip), HK_OK);
+        o.full_forward = true;
+        assert_int_equal(hk_patch_sweep(f->m, &f->set, &o, &spec, &full), HK_OK);
+        assert_true(max_abs_diff(skip.values, full.values, (size_t)skip.patches) <= 1e-5);
+        float *want = ref_f32(f, refs[i], NULL);
+        expect_close(f, refs[i], full.values, want, full.patches, ATOL);
+        free(want);
+        hk_sweep_result_free(&skip);
+        hk_sweep_result_free(&full);
+    }
+}
+
 static void test_patch_blocks(void **state) {
     fx *f = *state;
     check_sweep(f, "hook_attn_out", true, false, "patch_attn_out", 0);
@@ -453,6 +475,7 @@ static void test_errors(void **state) {
 #define FAMILY_TESTS(setup_fn)                                                     \
     cmocka_unit_test_setup_teardown(test_patch_resid_pre, setup_fn, teardown),     \
     cmocka_unit_test_setup_teardown(test_patch_blocks, setup_fn, teardown),        \
+    cmocka_unit_test_setup_teardown(test_full_forward, setup_fn, teardown),        \
     cmocka_unit_test_setup_teardown(test_patch_heads, setup_fn, teardown),         \
     cmocka_unit_test_setup_teardown(test_patch_source_layer_posmap, setup_fn, teardown), \
     cmocka_unit_test_setup_teardown(test_ablations, setup_fn, teardown),           \
