@@ -178,7 +178,10 @@ void xp_print_sweep(FILE *f, const char *name, const hk_sweep_result *r,
         fprintf(f, "\n%6s\n", "layer");
         for (int64_t l = 0; l < r->shape[0]; l++) {
             fprintf(f, "%6lld", (long long)(r->layer0 + l));
-            for (int64_t c = 0; c < cols; c++) fprintf(f, " %7.3f", v[l * cols + c]);
+            for (int64_t c = 0; c < cols; c++) {
+                float x = v[l * cols + c];
+                fprintf(f, " %7.3f", fabsf(x) < 5e-4f ? 0.0f : x); /* no "-0.000" */
+            }
             fputc('\n', f);
         }
         return;
