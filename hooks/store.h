@@ -22,7 +22,7 @@
 /* Target bytes of one chunk of a token-row dataset (1 - 4 MiB as DESIGN.md asks). */
 #define HK_STORE_CHUNK_BYTES (2u << 20)
 /* Rows per chunk of the 1-D index datasets. */
-#define HK_STORE_INDEX_CHUNK 65536
+#define HK_STORE_INDEX_CHUNK 16384
 
 typedef struct {
     char *name;           /* hook name (also the dataset name) */

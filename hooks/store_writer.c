@@ -377,10 +377,12 @@ hk_status hk_store_append(const char *path, const hk_model *m, const char *const
                 shrink = true;
             }
         }
-        /* a compressed dataset's partial last chunk is rewritten whole: stage its rows */
-        for (size_t i = 0; st == HK_OK && compressed(s) && i < s->n_hooks; i++) {
+        /* new rows start after the committed ones; a compressed dataset's partial last
+         * chunk is rewritten whole, so its rows are staged again */
+        for (size_t i = 0; st == HK_OK && i < s->n_hooks; i++) {
             hk_store_hook *h = &s->hooks[i];
-            if (h->per_seq) continue;
+            h->stage_row0 = s->n_rows;
+            if (h->per_seq || !compressed(s)) continue;
             h->stage_row0 = s->n_rows / h->chunk_rows * h->chunk_rows;
             h->staged = s->n_rows - h->stage_row0;
             if (h->staged == 0) continue;
