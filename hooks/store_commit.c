@@ -154,7 +154,9 @@ hk_status hk_store_commit_now(hk_store *s) {
     int64_t rows, seqs;
     commit_bounds(s, &rows, &seqs);
     const int64_t nr = rows - s->committed_rows, ns = seqs - s->committed_seqs;
-    hk_status st = hk_store_reserve(s, (uint64_t)nr * 20 + (uint64_t)ns * 32 + (8u << 20));
+    /* the index rows, a new chunk of each index dataset, metadata */
+    hk_status st = hk_store_reserve(s, (uint64_t)nr * 20 + (uint64_t)ns * 32 +
+                                           7u * HK_STORE_INDEX_CHUNK * 8 + (1u << 20));
     if (st != HK_OK) return st;
     /* data before metadata: the index rows (extended last), then the flush */
     const int64_t r0 = s->committed_rows, q0 = s->committed_seqs;

@@ -724,12 +724,12 @@ static hk_status flush_stage(hk_store *s, hk_store_hook *h, bool all) {
 
 /* Bytes the batch may add to the file: rows, whole chunks around them, index, metadata. */
 static uint64_t batch_bytes(const hk_store *s) {
-    uint64_t total = 8u << 20;
+    uint64_t total = 2u << 20; /* metadata */
     for (size_t i = 0; i < s->n_hooks; i++) {
         const hk_store_hook *h = &s->hooks[i];
         uint64_t row = (uint64_t)h->row_elems * esize_of(s);
         if (h->per_seq) total += (uint64_t)(s->b_batch + 1) * row;
-        else total += (uint64_t)(s->b_rows + h->staged + 2 * h->chunk_rows) * row;
+        else total += (uint64_t)(s->b_rows + h->staged + h->chunk_rows) * row;
     }
     return total + (uint64_t)s->b_rows * 20 + (uint64_t)s->b_batch * 32;
 }
@@ -789,7 +789,19 @@ hk_status hk_store_run(hk_store *s, hk_model *m, const int32_t *tokens, const in
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_store_run: the store's own model is required");
     hk_status st = hk_store_begin_batch(s, tokens, lengths, batch, seq);
     if (st != HK_OK) return st;
-    st = hk_model_run(m, s->own_hooks, tokens, lengths, batch, seq, NULL);
+    /* logits only when unembed.hook_out is stored (the forward skips the unembedding
+     * without them) */
+    float *logits = NULL;
+    for (size_t i = 0; i < s->n_hooks && !logits; i++)
+        if (strcmp(s->hooks[i].name, "unembed.hook_out") == 0) {
+            logits = malloc((size_t)(batch * seq * m->cfg.d_vocab) * sizeof *logits);
+            if (!logits) {
+                s->in_batch = false;
+                return hk_errorf(HK_ERR_NOMEM, "%s: out of memory for the logits", s->path);
+            }
+        }
+    st = hk_model_run(m, s->own_hooks, tokens, lengths, batch, seq, logits);
+    free(logits);
     if (st != HK_OK) {
         s->in_batch = false;
         return st;

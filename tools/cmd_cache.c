@@ -107,6 +107,7 @@ static int read_sequences(const cli_args *a, const char *opt, const char *path, 
     if (rc == 0 && out->n == 0) rc = cli_usage_error(a, "--%s %s: no sequences in the file", opt, path);
     if (rc) {
         seq_list_free(out);
+        memset(out, 0, sizeof *out);
         return rc;
     }
     out->off[out->n] = (int64_t)n_ids;

@@ -4,7 +4,7 @@ opens with plain h5py (no h5clear) and that its committed rows are exactly those
 complete run; every few kills, finish the run with --append and compare the whole file.
 
 Commits happen after every batch (--commit-secs 0) so that many kills land during commits.
-usage: store_kill.py HOOKFORMER  (env: HK_FIXTURES, HK_KILL_ROUNDS (default 30), TMPDIR)
+usage: store_kill.py HOOKFORMER  (env: HK_FIXTURES, HK_KILL_ROUNDS (default 24), TMPDIR)
 Exit 77 (meson's skip) when h5py or numpy is missing."""
 import fcntl
 import os
@@ -24,7 +24,7 @@ except ImportError as e:  # CI installs them (scripts/setup.sh test); locally we
 
 EXE = sys.argv[1]
 MODEL = os.path.join(os.environ.get("HK_FIXTURES", "tests/fixtures"), "gpt2")
-ROUNDS = int(os.environ.get("HK_KILL_ROUNDS", "30"))
+ROUNDS = int(os.environ.get("HK_KILL_ROUNDS", "24"))
 HOOKS = "blocks.*.hook_resid_post,blocks.0.attn.hook_pattern,blocks.1.mlp.hook_post"
 INDEX = ["seq_id", "position", "token_id"]
 SEQ_TABLES = ["seq_length", "seq_first_row", "seq_first_pos", "seq_n_rows"]
@@ -81,7 +81,7 @@ def main():
     rng = random.Random(1234)
     ids = os.path.join(tmp, "ids.txt")
     with open(ids, "w") as fh:
-        for _ in range(600):
+        for _ in range(300):
             fh.write(",".join(str(rng.randrange(300)) for _ in range(rng.randrange(1, 13))) + "\n")
     kinds = [["--dtype", "f32"], ["--dtype", "f16"], ["--compress", "deflate:1"]]
     refs = []
