@@ -15,16 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "hookformer.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int fail(const char *what, hk_status st) {
     fprintf(stderr, "bench_store: %s: %s (%s)\n", what, hk_last_error(), hk_status_name(st));
@@ -75,7 +69,7 @@ int main(int argc, char **argv) {
     char path[4096];
     snprintf(path, sizeof path, "%s/bench_store.h5", outdir);
     for (int phase = 0; phase < 3; phase++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         if (phase == 1) {
             const char *hooks[] = {"blocks.*.hook_resid_post"};
             hk_store_opts o = hk_store_default_opts();
@@ -93,20 +87,20 @@ int main(int argc, char **argv) {
         }
         if (phase == 1) {
             stats = hk_store_get_stats(s);
-            double c0 = now_s();
+            double c0 = bench_now_s();
             if ((st = hk_store_close(s)) != HK_OK) return fail("close", st);
-            stats.write_seconds += now_s() - c0;
-            double f0 = now_s();
+            stats.write_seconds += bench_now_s() - c0;
+            double f0 = bench_now_s();
             int fd = open(path, O_RDONLY);
             if (fd < 0 || fsync(fd) != 0) {
                 perror(path);
                 return 1;
             }
             close(fd);
-            t_fsync = now_s() - f0;
-            t_store = now_s() - t0;
+            t_fsync = bench_now_s() - f0;
+            t_store = bench_now_s() - t0;
         } else {
-            t_fwd[phase / 2] = now_s() - t0;
+            t_fwd[phase / 2] = bench_now_s() - t0;
         }
     }
     const double fwd = 0.5 * (t_fwd[0] + t_fwd[1]);

