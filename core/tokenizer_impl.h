@@ -246,6 +246,10 @@ void hk_pattern_free(hk_pattern *p);
 bool hk_pattern_next(const hk_pattern *p, const char *s, size_t n, size_t pos,
                      pcre2_match_data *md, size_t *ms, size_t *me);
 
+/* GPT-2's byte -> character table of the ByteLevel pre-tokenizer/decoder: the UTF-8 of the
+ * character standing for each byte, and its length. */
+void hk_byte_level_tables(const char (**chars)[3], const uint8_t **lens);
+
 /* Character classes, following Rust's char methods and the unicode_categories crate as
  * Hugging Face uses them. */
 bool hk_uc_is_whitespace(uint32_t cp);   /* char::is_whitespace (White_Space) */
