@@ -41,6 +41,15 @@ void hk_model_set_tokenizer(hk_model *m, hk_tokenizer *tok) {
     if (!m) return;
     if (m->tok != tok) hk_tokenizer_free(m->tok);
     m->tok = tok;
+    if (tok) {
+        free(m->tok_note);
+        m->tok_note = NULL;
+    }
+}
+
+const char *hk_model_tokenizer_note(const hk_model *m) {
+    if (!m || m->tok) return "";
+    return m->tok_note ? m->tok_note : "no tokenizer attached";
 }
 
 bool hk_model_default_prepend_bos(const hk_model *m) {

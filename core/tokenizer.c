@@ -283,6 +283,22 @@ char *hk_tokenizer_token_display(const hk_tokenizer *t, int32_t id, char *buf, s
     return buf;
 }
 
+static bool has_byte_level(const hk_pretok *p) {
+    if (!p) return false;
+    if (p->kind == HK_PRE_BYTE_LEVEL) return true;
+    for (size_t i = 0; i < p->n_items; i++)
+        if (has_byte_level(&p->items[i])) return true;
+    return false;
+}
+
+const char *hk_tokenizer_kind(const hk_tokenizer *t) {
+    if (!t) return "";
+    if (t->model.kind == HK_MODEL_WORDPIECE) return "WordPiece";
+    if (has_byte_level(t->pretok)) return "BPE (byte-level)";
+    if (t->model.byte_fallback) return "BPE (byte fallback)";
+    return "BPE";
+}
+
 int32_t hk_tokenizer_token_to_id(const hk_tokenizer *t, const char *str, size_t len) {
     if (!t || !str) return -1;
     for (size_t i = 0; i < t->n_added; i++)
