@@ -187,6 +187,14 @@ static void test_estimate_and_info(void **state) {
     cli_expect_status(&r, 0, "estimate --prompt");
     cli_expect_contains(r.out, want, "ctx from the prompt");
     cli_result_free(&r);
+    /* hooks: the shapes of a run over the prompt */
+    snprintf(want, sizeof want, "hook_embed                       [1, %zu, 64]", n);
+    r = RUN("hooks", "--model", g_gpt2, "--prompt", "Hello world");
+    cli_expect_status(&r, 0, "hooks --prompt");
+    cli_expect_contains(r.out, want, "hook_embed shape");
+    snprintf(want, sizeof want, "[1, 4, %zu, %zu]", n, n);
+    cli_expect_contains(r.out, want, "attention scores shape");
+    cli_result_free(&r);
     free(ids);
     r = RUN("info", "--model", g_gpt2);
     cli_expect_status(&r, 0, "info");
