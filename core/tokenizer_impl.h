@@ -237,12 +237,17 @@ void hk_added_split(const hk_tokenizer *t, const hk_added_set *set, const char *
 bool hk_decode_tokens(const hk_decoder *d, char **toks, size_t *lens, size_t n, bool raw,
                       hk_sbuf *out);
 
+/* Free a tokenizer, complete or half-built. */
+void hk_tokenizer_destroy(hk_tokenizer *t);
 /* Free a component tree (the struct itself too). */
 void hk_normalizer_free(hk_normalizer *nz);
 void hk_pretok_free(hk_pretok *pt);
 void hk_decoder_free(hk_decoder *d);
 void hk_pattern_free(hk_pattern *p);
-/* Find the next match of p in s[pos, n): true and [*ms, *me) when found. */
+/* Find the next match of p in s[pos, n): true and [*ms, *me) when found. A PCRE2 failure
+ * other than "no match" (a match limit, say) also returns false and leaves its code in
+ * hk_tok_regex_error (this thread's), which encode checks. */
+extern _Thread_local int hk_tok_regex_error;
 bool hk_pattern_next(const hk_pattern *p, const char *s, size_t n, size_t pos,
                      pcre2_match_data *md, size_t *ms, size_t *me);
 

@@ -156,12 +156,17 @@ void hk_pattern_free(hk_pattern *p) {
     memset(p, 0, sizeof *p);
 }
 
+_Thread_local int hk_tok_regex_error;
+
 bool hk_pattern_next(const hk_pattern *p, const char *s, size_t n, size_t pos,
                      pcre2_match_data *md, size_t *ms, size_t *me) {
     if (pos > n) return false;
     if (p->re) {
         const int rc = pcre2_match(p->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
-        if (rc < 0) return false;
+        if (rc < 0) {
+            if (rc != PCRE2_ERROR_NOMATCH) hk_tok_regex_error = rc;
+            return false;
+        }
         const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         *ms = ov[0];
         *me = ov[1];
