@@ -7,6 +7,7 @@
 
 #include "error.h"
 #include "model.h"
+#include "tokenizer_impl.h"
 
 void hk_model_load_tokenizer(struct hk_model *m, const char *src) {
     struct stat sb;
@@ -60,6 +61,14 @@ bool hk_model_default_prepend_bos(const hk_model *m) {
     return !(strcmp(f, "qwen2") == 0 || strcmp(f, "gpt_neox") == 0);
 }
 
+/* TransformerLens strips the EOS a post-processor appends (OLMo's tokenizer), keeping at
+ * least one token: a prompt for a causal model does not end a document. */
+static void strip_appended_eos(const hk_tokenizer *t, const int32_t *ids, size_t *n) {
+    const int32_t eos = t->special[HK_TOK_EOS];
+    if (eos < 0 || !t->post.n_post || t->post.post[t->post.n_post - 1] != eos) return;
+    while (*n > 1 && ids[*n - 1] == eos) (*n)--;
+}
+
 hk_status hk_model_encode(const hk_model *m, const char *text, size_t len, hk_bos_mode bos,
                           int32_t **out_ids, size_t *out_count) {
     if (!m || (!text && len) || !out_ids || !out_count)
@@ -85,6 +94,7 @@ hk_status hk_model_encode(const hk_model *m, const char *text, size_t len, hk_bo
         const hk_status s =
             hk_tokenizer_encode(m->tok, joined, bl + len, HK_TOK_ADD_SPECIAL, out_ids, out_count);
         free(joined);
+        if (s == HK_OK) strip_appended_eos(m->tok, *out_ids, out_count);
         return s;
     }
     const hk_status s = hk_tokenizer_encode(m->tok, text, len, HK_TOK_ADD_SPECIAL, out_ids,
@@ -94,5 +104,6 @@ hk_status hk_model_encode(const hk_model *m, const char *text, size_t len, hk_bo
         memmove(*out_ids, *out_ids + 1, (*out_count - 1) * sizeof **out_ids);
         (*out_count)--;
     }
+    strip_appended_eos(m->tok, *out_ids, out_count);
     return HK_OK;
 }

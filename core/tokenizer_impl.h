@@ -92,10 +92,10 @@ typedef enum {
     HK_NORM_PREPEND,
     HK_NORM_REPLACE,
     HK_NORM_STRIP
-} hk_norm_kind;
+} hk_tok_norm_kind;
 
 typedef struct hk_normalizer {
-    hk_norm_kind kind;
+    hk_tok_norm_kind kind;
     bool clean_text, chinese_chars, strip_accents, lowercase; /* BERT */
     bool left, right;                                          /* Strip */
     hk_pattern pattern;                                        /* Replace */

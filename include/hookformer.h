@@ -349,6 +349,7 @@ void hk_model_set_tokenizer(hk_model *m, hk_tokenizer *tok);
  * is wanted and the post-processor does not add it, the BOS token's text is prepended to the
  * text (as TransformerLens does); when it is not wanted and the post-processor adds it, the
  * leading BOS is dropped. Without a BOS token (or without a tokenizer) nothing is prepended.
+ * An EOS the post-processor appends is dropped too (TransformerLens's tokenizer_appends_eos).
  * A model without a tokenizer: HK_ERR_NOT_FOUND naming the folder. */
 typedef enum { HK_BOS_DEFAULT = -1, HK_BOS_NO = 0, HK_BOS_YES = 1 } hk_bos_mode;
 bool hk_model_default_prepend_bos(const hk_model *m);

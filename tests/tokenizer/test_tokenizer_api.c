@@ -346,6 +346,27 @@ static void test_model_bos_rules(void **state) {
     assert_int_equal(hk_model_encode(m, "Hello", 5, HK_BOS_YES, &ids, &n), HK_OK);
     assert_int_equal(ids[0], 299);
     hk_free(ids);
+    /* a post-processor that appends EOS (OLMo): hk_model_encode drops it, as TL does */
+    const char *eos_json =
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"</s>\": 2}, "
+        "\"merges\": []}, \"added_tokens\": [{\"id\": 2, \"content\": \"</s>\", \"special\": "
+        "true}], \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": "
+        "[{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}, {\"SpecialToken\": {\"id\": "
+        "\"</s>\", \"type_id\": 0}}], \"special_tokens\": {\"</s>\": {\"id\": \"</s>\", "
+        "\"ids\": [2], \"tokens\": [\"</s>\"]}}}}";
+    hk_tokenizer *et;
+    assert_int_equal(hk_tokenizer_load_json(eos_json, strlen(eos_json), "eos.json", &et), HK_OK);
+    assert_int_equal(hk_tokenizer_special_id(et, HK_TOK_EOS), 2);
+    n = encode(et, "ab", 2, HK_TOK_ADD_SPECIAL, &ids);
+    assert_int_equal(n, 3);
+    assert_int_equal(ids[2], 2);
+    hk_free(ids);
+    hk_model_set_tokenizer(m, et);
+    assert_int_equal(hk_model_encode(m, "ab", 2, HK_BOS_DEFAULT, &ids, &n), HK_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(ids[0], 0);
+    assert_int_equal(ids[1], 1);
+    hk_free(ids);
     /* set_tokenizer replaces (and frees) the folder's one; NULL detaches */
     hk_model_set_tokenizer(m, NULL);
     assert_null(hk_model_tokenizer(m));
