@@ -44,8 +44,9 @@ static int teardown(void **state) {
 
 /* The first line of `tokenize --ids`: the ids of a prompt as the CLI encodes it. */
 static char *ids_of(const char *model, const char *prompt, const char *bos_flag) {
-    cli_result r = bos_flag ? RUN("tokenize", "--model", model, "--prompt", prompt, "--ids", bos_flag)
-                            : RUN("tokenize", "--model", model, "--prompt", prompt, "--ids");
+    cli_result r = bos_flag
+                       ? RUN("tokenize", "--model", model, "--prompt", prompt, "--ids", bos_flag)
+                       : RUN("tokenize", "--model", model, "--prompt", prompt, "--ids");
     cli_expect_status(&r, 0, "tokenize --ids");
     char *nl = strchr(r.out, '\n');
     if (nl) *nl = '\0';
@@ -62,7 +63,8 @@ static void test_tokenize(void **state) {
     cli_expect_contains(r.out, "'<|endoftext|>'", "token display");
     cli_result_free(&r);
     /* --model on gpt2: BOS (<|endoftext|> = 299) first; --no-prepend-bos drops it */
-    char *with = ids_of(g_gpt2, "Hello world", NULL), *without = ids_of(g_gpt2, "Hello world", "--no-prepend-bos");
+    char *with = ids_of(g_gpt2, "Hello world", NULL);
+    char *without = ids_of(g_gpt2, "Hello world", "--no-prepend-bos");
     assert_true(strncmp(with, "299,", 4) == 0);
     assert_string_equal(with + 4, without);
     free(with);

@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -376,7 +377,9 @@ static void test_random_bytes(void **state) {
                     n += pl;
                 } else {
                     const unsigned c = (r >> 8) & 0xff;
-                    buf[n++] = (char)(r % 3 == 0 ? (0x80 | (c & 0x3f)) : r % 3 == 1 ? c : (c & 0x7f));
+                    buf[n++] = (char)(r % 3 == 0   ? (0x80 | (c & 0x3f))
+                                      : r % 3 == 1 ? c
+                                                   : (c & 0x7f));
                 }
             }
             int32_t *ids;
@@ -397,6 +400,60 @@ static void test_random_bytes(void **state) {
     }
 }
 
+/* One tokenizer, four threads encoding the same texts: every thread gets the ids one thread
+ * gets (the tokenizer is immutable; PCRE2 match data is per call). */
+typedef struct {
+    const hk_tokenizer *t;
+    const char *const *texts;
+    size_t n;
+    const size_t *want_n;
+    int32_t *const *want;
+    int bad;
+} thread_job;
+
+static void *encode_all(void *arg) {
+    thread_job *j = arg;
+    for (int round = 0; round < 20; round++)
+        for (size_t i = 0; i < j->n; i++) {
+            int32_t *ids;
+            size_t k;
+            if (hk_tokenizer_encode(j->t, j->texts[i], strlen(j->texts[i]), HK_TOK_ADD_SPECIAL,
+                                    &ids, &k) != HK_OK ||
+                k != j->want_n[i] || memcmp(ids, j->want[i], k * sizeof *ids) != 0)
+                j->bad++;
+            hk_free(ids);
+        }
+    return NULL;
+}
+
+static void test_threads(void **state) {
+    (void)state;
+    static const char *const texts[] = {
+        "Hello world, it's 2026!", "  spaces\n\n\tand tabs ", "日本語のテキスト 🤖🚀",
+        "caf\xc3\xa9 na\xc3\xafve \xff\xfe bad", "<|endoftext|>[MASK] hello world foo_bar"};
+    const size_t n = sizeof texts / sizeof *texts;
+    static const char *const kinds[] = {"bpe_gpt2", "spm_mistral", "wordpiece_bert"};
+    for (size_t k = 0; k < 3; k++) {
+        hk_tokenizer *t = fixture_tok(kinds[k]);
+        int32_t *want[5];
+        size_t want_n[5];
+        for (size_t i = 0; i < n; i++)
+            want_n[i] = encode(t, texts[i], strlen(texts[i]), HK_TOK_ADD_SPECIAL, &want[i]);
+        thread_job jobs[4];
+        pthread_t th[4];
+        for (int i = 0; i < 4; i++) {
+            jobs[i] = (thread_job){t, texts, n, want_n, want, 0};
+            assert_int_equal(pthread_create(&th[i], NULL, encode_all, &jobs[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(th[i], NULL);
+            assert_int_equal(jobs[i].bad, 0);
+        }
+        for (size_t i = 0; i < n; i++) hk_free(want[i]);
+        hk_tokenizer_free(t);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_utf8_repair_matches_python),
@@ -406,6 +463,7 @@ int main(void) {
         cmocka_unit_test(test_merges_spellings),
         cmocka_unit_test(test_model_bos_rules),
         cmocka_unit_test(test_random_bytes),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
