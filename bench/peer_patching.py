@@ -47,6 +47,8 @@ def export(hf, out):
     save_file(sd, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
     if hasattr(hf.config, "quantization_config"):
         del hf.config.quantization_config
+    if not hf.config.architectures:   # a config made from GGUF metadata has none
+        hf.config.architectures = [type(hf).__name__]
     hf.config.save_pretrained(out)
 
 
@@ -85,11 +87,12 @@ def main():
     if a.export:
         export(hf, a.export)
         return
-    cfg_dir = a.model if os.path.isdir(a.model) else None
-    if cfg_dir is None:
-        import tempfile
-        cfg_dir = tempfile.mkdtemp()
-        hf.config.save_pretrained(cfg_dir)
+    # TL reads config.json from a folder; a GGUF-made config names no architecture
+    import tempfile
+    cfg_dir = tempfile.mkdtemp()
+    if not hf.config.architectures:
+        hf.config.architectures = [type(hf).__name__]
+    hf.config.save_pretrained(cfg_dir)
     model = build_tl(hf, cfg_dir)
     del hf
     import transformer_lens.patching as patching

@@ -13,5 +13,8 @@ extern const cli_command cmd_patch;
 extern const cli_command cmd_ablate;
 extern const cli_command cmd_steer;
 extern const cli_command cmd_lens;
+extern const cli_command cmd_cache;
+extern const cli_command cmd_inspect;
+extern const cli_command cmd_tokenize;
 
 #endif
