@@ -652,6 +652,14 @@ typedef struct {
  * are the prompts (hk_run_with_cache over them). The cache must outlive the source's use. */
 hk_act_source hk_act_source_cache(const hk_cache *c);
 
+/* A source over an HDF5 activation store (hk_store_open; `hookformer cache`) holding the
+ * points at every position: prompt i reads the store's sequence seq_ids[i] (seq_ids NULL:
+ * sequence i) at the same position. The store must stay open while the source is used;
+ * free the source with hk_act_source_store_free. */
+hk_status hk_act_source_store(hk_store *s, const int64_t *seq_ids, int64_t n_prompts,
+                              hk_act_source *out);
+void hk_act_source_store_free(hk_act_source *src);
+
 /* What a sweep patches: `point` is a block point of shape [batch, pos, ...] named without its
  * "blocks.L." prefix ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out",
  * "hook_mlp_out", "attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v",

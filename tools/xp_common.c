@@ -104,11 +104,14 @@ int xp_parse_ids(const cli_args *a, const char *opt, int64_t n, int32_t **out) {
 }
 
 char **xp_token_labels(const hk_model *m, const int32_t *ids, int64_t n) {
-    (void)m; /* a tokenizer would decode here */
+    const hk_tokenizer *tok = m ? hk_model_tokenizer(m) : NULL;
     char **out = calloc((size_t)n, sizeof *out);
     for (int64_t i = 0; out && i < n; i++) {
-        char buf[16];
-        snprintf(buf, sizeof buf, "%d", ids[i]);
+        char buf[64];
+        if (tok) /* the token's text, quoted as Python's repr (' Mary') */
+            hk_tokenizer_token_display(tok, ids[i], buf, sizeof buf);
+        else
+            snprintf(buf, sizeof buf, "%d", ids[i]);
         if (!(out[i] = strdup(buf))) {
             xp_free_labels(out, i);
             return NULL;

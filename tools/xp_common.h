@@ -22,7 +22,7 @@ int xp_parse_id_list(const cli_args *a, const char *opt, const char *s, int32_t 
                      int64_t *n);
 
 /* Labels of token ids, for result files and heatmaps: the one place that turns ids into
- * strings (the ids in decimal until hookformer has a tokenizer). */
+ * strings: the token's text quoted (' Mary') when the model has a tokenizer, else the id. */
 char **xp_token_labels(const hk_model *m, const int32_t *ids, int64_t n);
 void xp_free_labels(char **labels, int64_t n);
 

@@ -237,6 +237,47 @@ static void test_patch_source_layer_posmap(void **state) {
     hk_cache_free(c);
 }
 
+/* Clean activations read back from an HDF5 activation store (hookformer cache's format). */
+static void test_store_source(void **state) {
+    fx *f = *state;
+    char dir[] = "/tmp/hk_store_src_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof path, "%s/clean.h5", dir);
+    const char *pats[] = {"blocks.*.hook_resid_pre", "blocks.*.attn.hook_z"};
+    hk_store *w;
+    if (hk_store_create(path, f->m, pats, 2, NULL, &w) != HK_OK) fail_msg("%s", hk_last_error());
+    assert_int_equal(hk_store_run(w, f->m, f->clean, NULL, f->n, f->T), HK_OK);
+    assert_int_equal(hk_store_close(w), HK_OK);
+    hk_store *r;
+    assert_int_equal(hk_store_open(path, &r), HK_OK);
+    hk_act_source src;
+    assert_int_equal(hk_act_source_store(r, NULL, f->n, &src), HK_OK);
+    hk_patch_opts o = patch_opts(f, 0);
+    o.source = &src;
+    const char *points[2] = {"hook_resid_pre", "attn.hook_z"};
+    const char *refs[2] = {"patch_resid_pre", "patch_attn_head_out_by_pos"};
+    for (int i = 0; i < 2; i++) {
+        hk_sweep_spec spec = {points[i], true, i == 1, -1};
+        hk_sweep_result res;
+        if (hk_patch_sweep(f->m, &f->set, &o, &spec, &res) != HK_OK)
+            fail_msg("%s", hk_last_error());
+        float *want = ref_f32(f, refs[i], NULL);
+        expect_close(f, refs[i], res.values, want, res.patches, ATOL);
+        free(want);
+        hk_sweep_result_free(&res);
+    }
+    /* a point the store does not hold: the sweep fails naming it */
+    hk_sweep_spec spec = {"hook_mlp_out", true, false, -1};
+    hk_sweep_result res;
+    assert_int_not_equal(hk_patch_sweep(f->m, &f->set, &o, &spec, &res), HK_OK);
+    assert_non_null(strstr(hk_last_error(), "hook_mlp_out"));
+    hk_act_source_store_free(&src);
+    hk_store_close(r);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void check_ablation(const fx *f, hk_ablate_mode mode, const char *point, bool per_pos,
                            bool per_head, const char *ref_name) {
     int64_t n_ref_ids;
@@ -478,6 +519,7 @@ static void test_errors(void **state) {
     cmocka_unit_test_setup_teardown(test_full_forward, setup_fn, teardown),        \
     cmocka_unit_test_setup_teardown(test_patch_heads, setup_fn, teardown),         \
     cmocka_unit_test_setup_teardown(test_patch_source_layer_posmap, setup_fn, teardown), \
+    cmocka_unit_test_setup_teardown(test_store_source, setup_fn, teardown),        \
     cmocka_unit_test_setup_teardown(test_ablations, setup_fn, teardown),           \
     cmocka_unit_test_setup_teardown(test_steering, setup_fn, teardown),            \
     cmocka_unit_test_setup_teardown(test_lens, setup_fn, teardown),                \
