@@ -71,18 +71,26 @@ cmd_run() {
 # copied so that the run never writes into the repository.
 fuzz_briefly() {
     if ! command -v clang >/dev/null; then
-        say "clang not found: skipping the libFuzzer run"
+        say "clang not found: skipping the libFuzzer runs"
         return 0
     fi
+    local san=(-O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+        -DHK_LIBFUZZER=1 -D_GNU_SOURCE -std=c11 -Iinclude -I.)
     say "libFuzzer: safetensors header parser, ${HK_FUZZ_SECONDS:-20} s"
     rm -rf build/fuzz-corpus && mkdir -p build/fuzz-corpus
     cp tests/fuzz/corpus_safetensors/* build/fuzz-corpus/
-    clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-        -DHK_LIBFUZZER=1 -D_GNU_SOURCE -std=c11 -Iinclude -I. \
+    clang "${san[@]}" \
         tests/fuzz/fuzz_safetensors.c core/safetensors.c core/json.c core/dtype.c core/error.c \
         -lcjson -lm -o build/fuzz_safetensors
     build/fuzz_safetensors -max_total_time="${HK_FUZZ_SECONDS:-20}" -print_final_stats=1 \
         build/fuzz-corpus 2>&1 | tail -n 3
+    say "libFuzzer: GGUF reader and dequantizers, ${HK_FUZZ_SECONDS:-20} s"
+    rm -rf build/fuzz-corpus-gguf && mkdir -p build/fuzz-corpus-gguf
+    cp tests/fuzz/corpus_gguf/* build/fuzz-corpus-gguf/
+    clang "${san[@]}" tests/fuzz/fuzz_gguf.c core/gguf.c core/quant.c core/dtype.c core/error.c \
+        -lm -o build/fuzz_gguf
+    build/fuzz_gguf -max_total_time="${HK_FUZZ_SECONDS:-20}" -print_final_stats=1 \
+        build/fuzz-corpus-gguf 2>&1 | tail -n 3
 }
 
 cmd_test() {
