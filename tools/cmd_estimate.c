@@ -11,7 +11,8 @@
 #define MAX_PATTERNS 64
 
 static const cli_opt estimate_opts[] = {
-    {"model", "DIR", "Hugging Face checkpoint folder (config.json + *.safetensors); required"},
+    {"model", "DIR",
+     "Hugging Face checkpoint folder (config.json + *.safetensors) or a .gguf file; required"},
     {"ctx", "N", "context: positions per sequence (the session's max_len); required"},
     {"batch", "B", "sequences run together (default 1)"},
     {"hooks", "GLOB[,GLOB]", "hook points cached in memory for every position (names or globs)"},

@@ -15,7 +15,8 @@
 #include "mem_limit.h"
 
 static const cli_opt generate_opts[] = {
-    {"model", "DIR", "Hugging Face checkpoint folder (config.json + *.safetensors); required"},
+    {"model", "DIR",
+     "Hugging Face checkpoint folder (config.json + *.safetensors) or a .gguf file; required"},
     {"tokens", "IDS", "the prompt: comma-separated token ids, e.g. 464,2068,7586; required"},
     {"max-new", "N", "how many tokens to generate (fewer when a --stop id comes); required"},
     {"temperature", "T", "0 (default): greedy argmax; > 0: sample from softmax(logits / T)"},

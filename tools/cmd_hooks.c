@@ -7,7 +7,8 @@
 #include "hookformer.h"
 
 static const cli_opt hooks_opts[] = {
-    {"model", "DIR", "Hugging Face checkpoint folder (config.json + *.safetensors); required"},
+    {"model", "DIR",
+     "Hugging Face checkpoint folder (config.json + *.safetensors) or a .gguf file; required"},
     {"all", NULL, "also list the optional points (attn.hook_result, split inputs, ...)"},
     {NULL, NULL, NULL},
 };

@@ -12,7 +12,8 @@
 #include "mem_limit.h"
 
 static const cli_opt run_opts[] = {
-    {"model", "DIR", "Hugging Face checkpoint folder (config.json + *.safetensors); required"},
+    {"model", "DIR",
+     "Hugging Face checkpoint folder (config.json + *.safetensors) or a .gguf file; required"},
     {"tokens", "IDS", "comma-separated token ids, e.g. 464,2068,7586; required"},
     {"top-k", "K", "how many next tokens to print (default 10)"},
     {"threads", "N", "threads for GEMM and the kernels (default: the library's choice)"},
