@@ -8,6 +8,7 @@
 #include "adapter.h"
 #include "core/error.h"
 #include "core/gguf.h"
+#include "core/gguf_tokenizer.h"
 #include "core/json.h"
 #include "core/model.h"
 
@@ -128,6 +129,15 @@ static hk_status load_gguf(struct hk_model *m) {
         return hk_errorf(HK_ERR_NOMEM, "hk_model_load: out of memory");
     if ((st = adapter->bind_weights(m->ckpt, &m->cfg, &m->w)))
         return hk_error_prefix(st, "%s (gguf %s)", m->source, m->cfg.family);
+    /* The tokenizer from the metadata; a file without a usable one still loads (token ids
+     * work, text input says why it cannot). */
+    hk_tokenizer *tok = NULL;
+    if (hk_gguf_tokenizer(hk_ckpt_gguf(m->ckpt), &tok) == HK_OK) {
+        hk_model_set_tokenizer(m, tok);
+    } else if (!(m->tok_note = strdup(hk_last_error()))) {
+        return hk_errorf(HK_ERR_NOMEM, "hk_model_load: out of memory");
+    }
+    hk_error_clear();
     return HK_OK;
 }
 

@@ -74,7 +74,7 @@ static void gi_pad(gimg *g, size_t align) {
 /* The reference valid image: keys general.architecture = "llama", general.alignment = 32,
  * tokenizer.ggml.tokens = ["a", "bc"], a float; tensors "w" F32 [2, 4] (ne 4, 2) = 0..7 and
  * "q" Q8_0 [32] (d = 0.5, q[i] = i - 16). */
-static gimg gi_valid(void) {
+static inline gimg gi_valid(void) {
     gimg g = {0};
     gi_header(&g, 3, 2, 4);
     gi_kv_str(&g, "general.architecture", "llama");

