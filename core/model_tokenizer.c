@@ -7,6 +7,7 @@
 
 #include "error.h"
 #include "model.h"
+#include "tokenizer_impl.h"
 
 void hk_model_load_tokenizer(struct hk_model *m, const char *src) {
     struct stat sb;
@@ -41,6 +42,15 @@ void hk_model_set_tokenizer(hk_model *m, hk_tokenizer *tok) {
     if (!m) return;
     if (m->tok != tok) hk_tokenizer_free(m->tok);
     m->tok = tok;
+    if (tok) {
+        free(m->tok_note);
+        m->tok_note = NULL;
+    }
+}
+
+const char *hk_model_tokenizer_note(const hk_model *m) {
+    if (!m || m->tok) return "";
+    return m->tok_note ? m->tok_note : "no tokenizer attached";
 }
 
 bool hk_model_default_prepend_bos(const hk_model *m) {
@@ -49,6 +59,14 @@ bool hk_model_default_prepend_bos(const hk_model *m) {
      * Qwen3, ...) set default_prepend_bos = False; everything else keeps True. */
     const char *f = m->cfg.family;
     return !(strcmp(f, "qwen2") == 0 || strcmp(f, "gpt_neox") == 0);
+}
+
+/* TransformerLens strips the EOS a post-processor appends (OLMo's tokenizer), keeping at
+ * least one token: a prompt for a causal model does not end a document. */
+static void strip_appended_eos(const hk_tokenizer *t, const int32_t *ids, size_t *n) {
+    const int32_t eos = t->special[HK_TOK_EOS];
+    if (eos < 0 || !t->post.n_post || t->post.post[t->post.n_post - 1] != eos) return;
+    while (*n > 1 && ids[*n - 1] == eos) (*n)--;
 }
 
 hk_status hk_model_encode(const hk_model *m, const char *text, size_t len, hk_bos_mode bos,
@@ -76,6 +94,7 @@ hk_status hk_model_encode(const hk_model *m, const char *text, size_t len, hk_bo
         const hk_status s =
             hk_tokenizer_encode(m->tok, joined, bl + len, HK_TOK_ADD_SPECIAL, out_ids, out_count);
         free(joined);
+        if (s == HK_OK) strip_appended_eos(m->tok, *out_ids, out_count);
         return s;
     }
     const hk_status s = hk_tokenizer_encode(m->tok, text, len, HK_TOK_ADD_SPECIAL, out_ids,
@@ -85,5 +104,6 @@ hk_status hk_model_encode(const hk_model *m, const char *text, size_t len, hk_bo
         memmove(*out_ids, *out_ids + 1, (*out_count - 1) * sizeof **out_ids);
         (*out_count)--;
     }
+    strip_appended_eos(m->tok, *out_ids, out_count);
     return HK_OK;
 }

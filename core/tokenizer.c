@@ -19,7 +19,6 @@ static void set_free(hk_added_set *s) {
     free(s->idx);
 }
 
-void hk_tokenizer_destroy(hk_tokenizer *t);
 void hk_tokenizer_destroy(hk_tokenizer *t) {
     if (!t) return;
     hk_strmap_free(&t->model.vocab);
@@ -111,6 +110,7 @@ hk_status hk_tokenizer_encode(const hk_tokenizer *t, const char *text, size_t le
     hk_ids ids = {0};
     pcre2_match_data *md = pcre2_match_data_create(32, NULL);
     bool ok = md != NULL;
+    hk_tok_regex_error = 0;
 
     /* 1. added tokens matched on the raw text */
     if (ok) hk_added_split(t, &t->raw_set, text, len, true, &a);
@@ -160,6 +160,13 @@ hk_status hk_tokenizer_encode(const hk_tokenizer *t, const char *text, size_t le
     hk_sbuf_free(&norm);
     if (md) pcre2_match_data_free(md);
     free(fixed);
+    if (ok && hk_tok_regex_error) {
+        free(ids.v);
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(hk_tok_regex_error, msg, sizeof msg);
+        return hk_errorf(HK_ERR_INTERNAL, "%s: encode: a regex match failed (PCRE2 error %d: %s)",
+                         t->origin, hk_tok_regex_error, (const char *)msg);
+    }
     if (!ok) {
         free(ids.v);
         return oom(t);
@@ -281,6 +288,22 @@ char *hk_tokenizer_token_display(const hk_tokenizer *t, int32_t id, char *buf, s
     buf[k] = '\0';
     hk_sbuf_free(&out);
     return buf;
+}
+
+static bool has_byte_level(const hk_pretok *p) {
+    if (!p) return false;
+    if (p->kind == HK_PRE_BYTE_LEVEL) return true;
+    for (size_t i = 0; i < p->n_items; i++)
+        if (has_byte_level(&p->items[i])) return true;
+    return false;
+}
+
+const char *hk_tokenizer_kind(const hk_tokenizer *t) {
+    if (!t) return "";
+    if (t->model.kind == HK_MODEL_WORDPIECE) return "WordPiece";
+    if (has_byte_level(t->pretok)) return "BPE (byte-level)";
+    if (t->model.byte_fallback) return "BPE (byte fallback)";
+    return "BPE";
 }
 
 int32_t hk_tokenizer_token_to_id(const hk_tokenizer *t, const char *str, size_t len) {

@@ -1,12 +1,12 @@
 /* Decoders of tokenizer.json: token strings back to text, each decoder rewriting the list of
  * strings as Hugging Face's decode_chain does, the results joined at the end. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tokenizer_impl.h"
 #include "utf8.h"
 
-void hk_byte_level_tables(const char (**chars)[3], const uint8_t **lens);
 
 typedef struct {
     hk_sbuf *v;
@@ -45,10 +45,9 @@ static void sl_free(strlist *l) {
 }
 
 static int16_t cp_to_byte[0x144];
-static bool cp_to_byte_ready;
+static pthread_once_t cp_to_byte_once = PTHREAD_ONCE_INIT;
 
-static void init_cp_to_byte(void) {
-    if (cp_to_byte_ready) return;
+static void fill_cp_to_byte(void) {
     const char(*chars)[3];
     const uint8_t *lens;
     hk_byte_level_tables(&chars, &lens);
@@ -58,8 +57,9 @@ static void init_cp_to_byte(void) {
         const uint32_t cp = hk_utf8_decode((const unsigned char *)chars[b], &cl);
         cp_to_byte[cp] = (int16_t)b;
     }
-    cp_to_byte_ready = true;
 }
+
+static void init_cp_to_byte(void) { pthread_once(&cp_to_byte_once, fill_cp_to_byte); }
 
 static void put_repaired(hk_sbuf *out, const char *s, size_t n, bool raw) {
     if (raw || hk_utf8_is_valid(s, n)) {

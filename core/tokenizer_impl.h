@@ -92,10 +92,10 @@ typedef enum {
     HK_NORM_PREPEND,
     HK_NORM_REPLACE,
     HK_NORM_STRIP
-} hk_norm_kind;
+} hk_tok_norm_kind;
 
 typedef struct hk_normalizer {
-    hk_norm_kind kind;
+    hk_tok_norm_kind kind;
     bool clean_text, chinese_chars, strip_accents, lowercase; /* BERT */
     bool left, right;                                          /* Strip */
     hk_pattern pattern;                                        /* Replace */
@@ -237,14 +237,23 @@ void hk_added_split(const hk_tokenizer *t, const hk_added_set *set, const char *
 bool hk_decode_tokens(const hk_decoder *d, char **toks, size_t *lens, size_t n, bool raw,
                       hk_sbuf *out);
 
+/* Free a tokenizer, complete or half-built. */
+void hk_tokenizer_destroy(hk_tokenizer *t);
 /* Free a component tree (the struct itself too). */
 void hk_normalizer_free(hk_normalizer *nz);
 void hk_pretok_free(hk_pretok *pt);
 void hk_decoder_free(hk_decoder *d);
 void hk_pattern_free(hk_pattern *p);
-/* Find the next match of p in s[pos, n): true and [*ms, *me) when found. */
+/* Find the next match of p in s[pos, n): true and [*ms, *me) when found. A PCRE2 failure
+ * other than "no match" (a match limit, say) also returns false and leaves its code in
+ * hk_tok_regex_error (this thread's), which encode checks. */
+extern _Thread_local int hk_tok_regex_error;
 bool hk_pattern_next(const hk_pattern *p, const char *s, size_t n, size_t pos,
                      pcre2_match_data *md, size_t *ms, size_t *me);
+
+/* GPT-2's byte -> character table of the ByteLevel pre-tokenizer/decoder: the UTF-8 of the
+ * character standing for each byte, and its length. */
+void hk_byte_level_tables(const char (**chars)[3], const uint8_t **lens);
 
 /* Character classes, following Rust's char methods and the unicode_categories crate as
  * Hugging Face uses them. */

@@ -664,8 +664,6 @@ static hk_status parse_post(const ctx *c, const cJSON *o, const char *where, hk_
 
 /* ---- assembly ----------------------------------------------------------------------- */
 
-void hk_tokenizer_destroy(hk_tokenizer *t);
-
 static hk_status build_set(const ctx *c, hk_tokenizer *t, bool normalized, hk_added_set *set) {
     size_t n = 0;
     for (size_t i = 0; i < t->n_added; i++)

@@ -2,6 +2,7 @@
  * do (ByteLevel, Split, Digits, Metaspace, Whitespace, WhitespaceSplit, BertPreTokenizer,
  * Punctuation, Sequence). Regexes run through PCRE2 with Unicode properties (UTF + UCP).
  * Also here: the text buffers the pipeline passes around. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -155,12 +156,17 @@ void hk_pattern_free(hk_pattern *p) {
     memset(p, 0, sizeof *p);
 }
 
+_Thread_local int hk_tok_regex_error;
+
 bool hk_pattern_next(const hk_pattern *p, const char *s, size_t n, size_t pos,
                      pcre2_match_data *md, size_t *ms, size_t *me) {
     if (pos > n) return false;
     if (p->re) {
         const int rc = pcre2_match(p->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
-        if (rc < 0) return false;
+        if (rc < 0) {
+            if (rc != PCRE2_ERROR_NOMATCH) hk_tok_regex_error = rc;
+            return false;
+        }
         const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         *ms = ov[0];
         *me = ov[1];
@@ -316,20 +322,19 @@ static bool pred_char(uint32_t cp, const void *arg) { return cp == *(const uint3
 /* GPT-2's bytes_to_unicode: printable bytes map to themselves, the others to U+0100 + k. */
 static char byte_chars[256][3];
 static uint8_t byte_char_len[256];
-static bool byte_chars_ready;
+static pthread_once_t byte_chars_once = PTHREAD_ONCE_INIT;
 
-static void init_byte_chars(void) {
-    if (byte_chars_ready) return;
+static void fill_byte_chars(void) {
     int k = 0;
     for (int b = 0; b < 256; b++) {
         const bool keep = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
         const uint32_t cp = keep ? (uint32_t)b : (uint32_t)(256 + k++);
         byte_char_len[b] = (uint8_t)hk_utf8_encode(cp, byte_chars[b]);
     }
-    byte_chars_ready = true;
 }
 
-void hk_byte_level_tables(const char (**chars)[3], const uint8_t **lens);
+static void init_byte_chars(void) { pthread_once(&byte_chars_once, fill_byte_chars); }
+
 void hk_byte_level_tables(const char (**chars)[3], const uint8_t **lens) {
     init_byte_chars();
     *chars = (const char(*)[3])byte_chars;

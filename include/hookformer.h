@@ -317,6 +317,8 @@ const char *hk_tokenizer_token_str(const hk_tokenizer *tok, int32_t id);
  * '\n', '\xe2\x80' for bytes that are not whole characters). Truncated to cap - 1 bytes;
  * an id out of range gives "<id N?>". Returns buf. */
 char *hk_tokenizer_token_display(const hk_tokenizer *tok, int32_t id, char *buf, size_t cap);
+/* "BPE (byte-level)", "BPE (byte fallback)", "BPE" or "WordPiece". */
+const char *hk_tokenizer_kind(const hk_tokenizer *tok);
 /* The id of a vocabulary or added token string, or -1. */
 int32_t hk_tokenizer_token_to_id(const hk_tokenizer *tok, const char *str, size_t len);
 /* One past the largest id (model vocabulary and added tokens). */
@@ -335,6 +337,9 @@ bool hk_tokenizer_adds_bos(const hk_tokenizer *tok);
 /* The tokenizer hk_model_load found in the model folder (tokenizer.json), or the one attached
  * with hk_model_set_tokenizer; NULL when there is none. */
 const hk_tokenizer *hk_model_tokenizer(const hk_model *m);
+/* Why hk_model_tokenizer is NULL ("no tokenizer.json in DIR", or the load error of the one
+ * there); "" when there is a tokenizer. */
+const char *hk_model_tokenizer_note(const hk_model *m);
 /* Attach a tokenizer (the model takes ownership and frees any previous one; NULL detaches). */
 void hk_model_set_tokenizer(hk_model *m, hk_tokenizer *tok);
 
@@ -344,6 +349,7 @@ void hk_model_set_tokenizer(hk_model *m, hk_tokenizer *tok);
  * is wanted and the post-processor does not add it, the BOS token's text is prepended to the
  * text (as TransformerLens does); when it is not wanted and the post-processor adds it, the
  * leading BOS is dropped. Without a BOS token (or without a tokenizer) nothing is prepended.
+ * An EOS the post-processor appends is dropped too (TransformerLens's tokenizer_appends_eos).
  * A model without a tokenizer: HK_ERR_NOT_FOUND naming the folder. */
 typedef enum { HK_BOS_DEFAULT = -1, HK_BOS_NO = 0, HK_BOS_YES = 1 } hk_bos_mode;
 bool hk_model_default_prepend_bos(const hk_model *m);
