@@ -191,25 +191,24 @@ static hk_status bind_rope_proj(hk_ckpt *ck, const char *prefix, int64_t n_heads
 }
 
 static hk_status bind(hk_ckpt *ck, const hk_config *c, hk_weights *w, bool permuted) {
+    static const hk_llama_block_names names = {"attn_norm", "ffn_norm", "attn_output",
+                                               "ffn_down"};
     char name[128];
-    const int64_t d = c->d_model, dq = c->n_heads * c->d_head;
+    const int64_t d = c->d_model;
     int64_t emb_shape[2] = {c->d_vocab, d};
     hk_status st;
     if ((st = hk_ckpt_f32(ck, "token_embd.weight", 2, emb_shape, &w->tok_embed))) return st;
     for (int64_t l = 0; l < c->n_layers; l++) {
         hk_block_weights *b = &w->blocks[l];
 #define NAME(s) (snprintf(name, sizeof name, "blk.%lld.%s", (long long)l, s), name)
-        if ((st = hk_bind_norm(ck, NAME("attn_norm"), d, false, &b->ln1)) ||
-            (st = hk_bind_norm(ck, NAME("ffn_norm"), d, false, &b->ln2)) ||
+        if ((st = hk_bind_llama_block_common(ck, c, "blk.%lld.", l, &names, b)) ||
             (st = bind_rope_proj(ck, NAME("attn_q"), c->n_heads, c, permuted, &b->q)) ||
             (st = bind_rope_proj(ck, NAME("attn_k"), c->n_kv_heads, c, permuted, &b->k)) ||
             (st = hk_bind_linear(ck, NAME("attn_v"), c->n_kv_heads * c->d_head, d, c->qkv_bias,
                                  &b->v)) ||
-            (st = hk_bind_linear(ck, NAME("attn_output"), d, dq, c->o_bias, &b->o)) ||
             (st = hk_bind_linear(ck, NAME("ffn_gate"), c->d_mlp, d, c->mlp_bias,
                                  &b->mlp_gate)) ||
-            (st = hk_bind_linear(ck, NAME("ffn_up"), c->d_mlp, d, c->mlp_bias, &b->mlp_in)) ||
-            (st = hk_bind_linear(ck, NAME("ffn_down"), d, c->d_mlp, c->mlp_bias, &b->mlp_out)))
+            (st = hk_bind_linear(ck, NAME("ffn_up"), c->d_mlp, d, c->mlp_bias, &b->mlp_in)))
             return st;
 #undef NAME
     }
