@@ -45,7 +45,8 @@ void hk_tokenizer_free(hk_tokenizer *tok) { hk_tokenizer_destroy(tok); }
 
 hk_status hk_tokenizer_load_json(const char *json, size_t len, const char *origin,
                                  hk_tokenizer **out) {
-    if (!json || !out) return hk_errorf(HK_ERR_INVALID_ARG, "hk_tokenizer_load_json: NULL argument");
+    if (!json || !out)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_tokenizer_load_json: NULL argument");
     cJSON *root = NULL;
     hk_status s = hk_json_parse(origin, json, len, &root);
     if (s) return s;

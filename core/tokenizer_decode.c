@@ -30,6 +30,13 @@ static hk_sbuf *sl_add(strlist *l) {
     return b;
 }
 
+/* A new empty (NUL-terminated) string at the end of l; NULL when out of memory. */
+static hk_sbuf *sl_new(strlist *l) {
+    hk_sbuf *b = sl_add(l);
+    if (b) hk_sbuf_put(b, "", 0);
+    return b;
+}
+
 static void sl_push(strlist *l, const char *s, size_t n) {
     hk_sbuf *b = sl_add(l);
     if (!b) return;
@@ -124,9 +131,8 @@ static void step(const hk_decoder *d, strlist *in, strlist *out, bool raw) {
     }
     case HK_DEC_METASPACE:
         for (size_t t = 0; t < in->n; t++) {
-            hk_sbuf *b = sl_add(out);
+            hk_sbuf *b = sl_new(out);
             if (!b) return;
-            hk_sbuf_put(b, "", 0);
             const char *s = in->v[t].p;
             const size_t n = in->v[t].len;
             for (size_t i = 0; i < n;) {
@@ -146,9 +152,8 @@ static void step(const hk_decoder *d, strlist *in, strlist *out, bool raw) {
         return;
     case HK_DEC_WORDPIECE:
         for (size_t t = 0; t < in->n; t++) {
-            hk_sbuf *b = sl_add(out);
+            hk_sbuf *b = sl_new(out);
             if (!b) return;
-            hk_sbuf_put(b, "", 0);
             const char *s = in->v[t].p;
             size_t n = in->v[t].len;
             if (t != 0) {
@@ -218,9 +223,8 @@ static void step(const hk_decoder *d, strlist *in, strlist *out, bool raw) {
         return;
     }
     case HK_DEC_FUSE: {
-        hk_sbuf *b = sl_add(out);
+        hk_sbuf *b = sl_new(out);
         if (!b) return;
-        hk_sbuf_put(b, "", 0);
         for (size_t t = 0; t < in->n; t++) hk_sbuf_put(b, in->v[t].p, in->v[t].len);
         if (b->oom) out->oom = true;
         return;
@@ -252,9 +256,8 @@ static void step(const hk_decoder *d, strlist *in, strlist *out, bool raw) {
     }
     case HK_DEC_REPLACE:
         for (size_t t = 0; t < in->n; t++) {
-            hk_sbuf *b = sl_add(out);
+            hk_sbuf *b = sl_new(out);
             if (!b) return;
-            hk_sbuf_put(b, "", 0);
             pcre2_match_data *md =
                 d->pattern.re ? pcre2_match_data_create_from_pattern(d->pattern.re, NULL) : NULL;
             const char *s = in->v[t].p;
@@ -273,9 +276,8 @@ static void step(const hk_decoder *d, strlist *in, strlist *out, bool raw) {
         return;
     case HK_DEC_BPE:
         for (size_t t = 0; t < in->n; t++) {
-            hk_sbuf *b = sl_add(out);
+            hk_sbuf *b = sl_new(out);
             if (!b) return;
-            hk_sbuf_put(b, "", 0);
             const char *s = in->v[t].p;
             const size_t n = in->v[t].len;
             size_t pos = 0;

@@ -431,7 +431,8 @@ static hk_status parse_model(const ctx *c, const cJSON *o, hk_tokenizer *t) {
         return hk_errorf(HK_ERR_FORMAT, "%s: model.vocab must be an object of token -> id",
                          c->origin);
     const size_t nv = (size_t)cJSON_GetArraySize(vocab);
-    if (!hk_strmap_init(&m->vocab, nv)) return hk_errorf(HK_ERR_NOMEM, "%s: out of memory", c->origin);
+    if (!hk_strmap_init(&m->vocab, nv))
+        return hk_errorf(HK_ERR_NOMEM, "%s: out of memory", c->origin);
     for (const cJSON *e = vocab->child; e; e = e->next) {
         if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 2147483647.0 ||
             e->valuedouble != (double)(int64_t)e->valuedouble)
@@ -481,7 +482,8 @@ static hk_status parse_model(const ctx *c, const cJSON *o, hk_tokenizer *t) {
     if (!cJSON_IsArray(merges))
         return hk_errorf(HK_ERR_FORMAT, "%s: model.merges must be an array", c->origin);
     const size_t nm = (size_t)cJSON_GetArraySize(merges);
-    if (!hk_u64map_init(&m->merges, nm)) return hk_errorf(HK_ERR_NOMEM, "%s: out of memory", c->origin);
+    if (!hk_u64map_init(&m->merges, nm))
+        return hk_errorf(HK_ERR_NOMEM, "%s: out of memory", c->origin);
     hk_sbuf joined = {0};
     uint32_t rank = 0;
     for (const cJSON *e = merges->child; e; e = e->next, rank++) {
@@ -788,7 +790,8 @@ static hk_status build_id_table(const ctx *c, hk_tokenizer *t) {
 }
 
 hk_status hk_tokenizer_from_json(const cJSON *root, const char *origin, hk_tokenizer **out) {
-    if (!root || !out) return hk_errorf(HK_ERR_INVALID_ARG, "hk_tokenizer_from_json: NULL argument");
+    if (!root || !out)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_tokenizer_from_json: NULL argument");
     *out = NULL;
     ctx c = {origin ? origin : "<tokenizer.json>"};
     if (!cJSON_IsObject(root))

@@ -14,8 +14,8 @@
 static bool nf(const char *s, size_t n, utf8proc_option_t opts, hk_sbuf *out) {
     if (!n) return true;
     utf8proc_uint8_t *dst = NULL;
-    const utf8proc_ssize_t r =
-        utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst, opts | UTF8PROC_STABLE);
+    const utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n,
+                                            &dst, opts | UTF8PROC_STABLE);
     if (r < 0) {
         free(dst);
         /* utf8proc refuses only invalid UTF-8 or memory: the text is valid, keep it. */

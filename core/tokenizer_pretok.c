@@ -59,27 +59,6 @@ void hk_pieces_free(hk_pieces *l) {
     memset(l, 0, sizeof *l);
 }
 
-void hk_pieces_push(hk_pieces *l, const char *s, size_t n, int32_t added, bool at_start) {
-    if (!n && added < 0) return;
-    if (l->n == l->cap) {
-        const size_t nc = l->cap ? l->cap * 2 : 64;
-        hk_piece *p = realloc(l->p, nc * sizeof *p);
-        if (!p) {
-            l->oom = true;
-            return;
-        }
-        l->p = p;
-        l->cap = nc;
-    }
-    const size_t off = l->text.len;
-    hk_sbuf_put(&l->text, s, n);
-    if (l->text.oom) {
-        l->oom = true;
-        return;
-    }
-    l->p[l->n++] = (hk_piece){off, n, added, at_start};
-}
-
 void hk_pieces_push_tail(hk_pieces *l, size_t off, int32_t added, bool at_start) {
     const size_t n = l->text.len - off;
     if (!n && added < 0) return;
@@ -94,6 +73,17 @@ void hk_pieces_push_tail(hk_pieces *l, size_t off, int32_t added, bool at_start)
         l->cap = nc;
     }
     l->p[l->n++] = (hk_piece){off, n, added, at_start};
+}
+
+void hk_pieces_push(hk_pieces *l, const char *s, size_t n, int32_t added, bool at_start) {
+    if (!n && added < 0) return;
+    const size_t off = l->text.len;
+    hk_sbuf_put(&l->text, s, n);
+    if (l->text.oom) {
+        l->oom = true;
+        return;
+    }
+    hk_pieces_push_tail(l, off, added, at_start);
 }
 
 void hk_ids_push(hk_ids *ids, int32_t id) {

@@ -40,8 +40,8 @@ static void print_tokenizer(const hk_model *m) {
         const int32_t id = hk_tokenizer_special_id(t, (hk_special_token)i);
         char disp[96];
         if (id >= 0)
-            printf(", %s %s (%d)", special_names[i], hk_tokenizer_token_display(t, id, disp, sizeof disp),
-                   id);
+            printf(", %s %s (%d)", special_names[i],
+                   hk_tokenizer_token_display(t, id, disp, sizeof disp), id);
     }
     printf("\n");
     printf("prompts:       %s first by default (%s)\n",

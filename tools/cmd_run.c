@@ -168,7 +168,8 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     const char *specs[CLI_MAX_VALUES];
     size_t n_plugins = cli_strs(&a, "plugin", specs, CLI_MAX_VALUES);
     for (size_t i = 0; i < n_plugins; i++)
-        if (!specs[i][0]) return cli_usage_error(&a, "--plugin: expected PATH[:key=value,...], got ''");
+        if (!specs[i][0])
+            return cli_usage_error(&a, "--plugin: expected PATH[:key=value,...], got ''");
     cli_prompts prompts;
     if ((rc = cli_prompts_read(&a, &prompts))) {
         cli_prompts_free(&prompts);

@@ -44,7 +44,8 @@ static int read_file(const cli_args *a, const char *path, cli_prompts *p) {
     if (f != stdin) fclose(f);
     if (rc) return rc;
     if (err) return cli_runtime_error(a, "--prompts %s: read error", path);
-    if (!p->n) return cli_usage_error(a, "--prompts %s: no prompt in it (every line is empty)", path);
+    if (!p->n)
+        return cli_usage_error(a, "--prompts %s: no prompt in it (every line is empty)", path);
     return 0;
 }
 

@@ -21,38 +21,10 @@ static char g_gpt2[256], g_mistral[256], g_bare[512], g_tok[1024], g_prompts[512
 
 #define RUN(...) cli_run(g_exe, __VA_ARGS__, NULL)
 
-static void copy_file(const char *src, const char *dst) {
-    FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
-    if (!in || !out) fail_msg("copy %s -> %s failed", src, dst);
-    char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-        if (fwrite(buf, 1, n, out) != n) fail_msg("write %s failed", dst);
-    fclose(in);
-    fclose(out);
-}
-
-static void make_model_dir(const char *family, const char *tok, char *dir, size_t cap) {
-    snprintf(dir, cap, "/tmp/hk_cli_text_XXXXXX");
-    if (!mkdtemp(dir)) fail_msg("mkdtemp failed");
-    char src[1024], dst[1200], rel[256];
-    static const char *const files[] = {"config.json", "model.safetensors"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(rel, sizeof rel, "%s/%s", family, files[i]);
-        fixture_path(rel, src, sizeof src);
-        snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
-        copy_file(src, dst);
-    }
-    snprintf(rel, sizeof rel, "%s.json", tok);
-    tok_fixture(rel, src, sizeof src);
-    snprintf(dst, sizeof dst, "%s/tokenizer.json", dir);
-    copy_file(src, dst);
-}
-
 static int setup(void **state) {
     (void)state;
-    make_model_dir("gpt2", "tiny_bytelevel", g_gpt2, sizeof g_gpt2);
-    make_model_dir("mistral", "tiny_spm", g_mistral, sizeof g_mistral);
+    tok_model_dir("gpt2", "tiny_bytelevel", g_gpt2, sizeof g_gpt2);
+    tok_model_dir("mistral", "tiny_spm", g_mistral, sizeof g_mistral);
     fixture_path("gpt2", g_bare, sizeof g_bare);
     tok_fixture("bpe_gpt2.json", g_tok, sizeof g_tok);
     snprintf(g_prompts, sizeof g_prompts, "%s/prompts.txt", g_gpt2);
@@ -65,15 +37,16 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", g_gpt2, g_mistral);
-    return system(cmd) != 0;
+    tok_remove_dir(g_gpt2);
+    tok_remove_dir(g_mistral);
+    return 0;
 }
 
 /* The first line of `tokenize --ids`: the ids of a prompt as the CLI encodes it. */
 static char *ids_of(const char *model, const char *prompt, const char *bos_flag) {
-    cli_result r = bos_flag ? RUN("tokenize", "--model", model, "--prompt", prompt, "--ids", bos_flag)
-                            : RUN("tokenize", "--model", model, "--prompt", prompt, "--ids");
+    cli_result r = bos_flag
+                       ? RUN("tokenize", "--model", model, "--prompt", prompt, "--ids", bos_flag)
+                       : RUN("tokenize", "--model", model, "--prompt", prompt, "--ids");
     cli_expect_status(&r, 0, "tokenize --ids");
     char *nl = strchr(r.out, '\n');
     if (nl) *nl = '\0';
@@ -90,7 +63,8 @@ static void test_tokenize(void **state) {
     cli_expect_contains(r.out, "'<|endoftext|>'", "token display");
     cli_result_free(&r);
     /* --model on gpt2: BOS (<|endoftext|> = 299) first; --no-prepend-bos drops it */
-    char *with = ids_of(g_gpt2, "Hello world", NULL), *without = ids_of(g_gpt2, "Hello world", "--no-prepend-bos");
+    char *with = ids_of(g_gpt2, "Hello world", NULL);
+    char *without = ids_of(g_gpt2, "Hello world", "--no-prepend-bos");
     assert_true(strncmp(with, "299,", 4) == 0);
     assert_string_equal(with + 4, without);
     free(with);

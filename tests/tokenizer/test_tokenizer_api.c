@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,45 +257,6 @@ static void test_merges_spellings(void **state) {
     hk_tokenizer_free(t2);
 }
 
-static void copy_file(const char *src, const char *dst) {
-    FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
-    if (!in || !out) fail_msg("copy %s -> %s failed", src, dst);
-    char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-        if (fwrite(buf, 1, n, out) != n) fail_msg("write %s failed", dst);
-    fclose(in);
-    fclose(out);
-}
-
-/* A model folder: the fixture model's config and weights (copied) + a tokenizer.json. */
-static void make_model_dir(const char *family, const char *tok, char *dir, size_t cap) {
-    snprintf(dir, cap, "/tmp/hk_tok_model_XXXXXX");
-    if (!mkdtemp(dir)) fail_msg("mkdtemp failed");
-    char src[1024], dst[1200];
-    static const char *const files[] = {"config.json", "model.safetensors"};
-    for (int i = 0; i < 2; i++) {
-        char rel[256];
-        snprintf(rel, sizeof rel, "%s/%s", family, files[i]);
-        fixture_path(rel, src, sizeof src);
-        snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
-        copy_file(src, dst);
-    }
-    if (tok) {
-        char file[256];
-        snprintf(file, sizeof file, "%s.json", tok);
-        tok_fixture(file, src, sizeof src);
-        snprintf(dst, sizeof dst, "%s/tokenizer.json", dir);
-        copy_file(src, dst);
-    }
-}
-
-static void remove_dir(const char *dir) {
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fail_msg("%s failed", cmd);
-}
-
 static hk_model *load_model(const char *dir) {
     hk_model *m = NULL;
     if (hk_model_load(dir, &m)) fail_msg("%s: %s", dir, hk_last_error());
@@ -307,7 +269,7 @@ static void test_model_bos_rules(void **state) {
     int32_t *ids;
     size_t n;
     /* gpt2 family, byte-level tokenizer that adds nothing: BOS prepended by default */
-    make_model_dir("gpt2", "tiny_bytelevel", dir, sizeof dir);
+    tok_model_dir("gpt2", "tiny_bytelevel", dir, sizeof dir);
     hk_model *m = load_model(dir);
     assert_non_null(hk_model_tokenizer(m));
     assert_true(hk_model_default_prepend_bos(m));
@@ -320,10 +282,10 @@ static void test_model_bos_rules(void **state) {
     assert_true(ids[0] != 299);
     hk_free(ids);
     hk_model_free(m);
-    remove_dir(dir);
+    tok_remove_dir(dir);
 
     /* mistral family, SentencePiece tokenizer whose post-processor adds <s>: once, not twice */
-    make_model_dir("mistral", "tiny_spm", dir, sizeof dir);
+    tok_model_dir("mistral", "tiny_spm", dir, sizeof dir);
     m = load_model(dir);
     assert_true(hk_tokenizer_adds_bos(hk_model_tokenizer(m)));
     assert_int_equal(hk_model_encode(m, "Hello world", 11, HK_BOS_DEFAULT, &ids, &n), HK_OK);
@@ -334,10 +296,10 @@ static void test_model_bos_rules(void **state) {
     assert_true(ids[0] != 1);
     hk_free(ids);
     hk_model_free(m);
-    remove_dir(dir);
+    tok_remove_dir(dir);
 
     /* qwen2 family: default_prepend_bos is False; --prepend-bos forces it */
-    make_model_dir("qwen2", "tiny_bytelevel", dir, sizeof dir);
+    tok_model_dir("qwen2", "tiny_bytelevel", dir, sizeof dir);
     m = load_model(dir);
     assert_false(hk_model_default_prepend_bos(m));
     assert_int_equal(hk_model_encode(m, "Hello", 5, HK_BOS_DEFAULT, &ids, &n), HK_OK);
@@ -373,16 +335,16 @@ static void test_model_bos_rules(void **state) {
     expect_error(hk_model_encode(m, "Hello", 5, HK_BOS_DEFAULT, &ids, &n), HK_ERR_NOT_FOUND,
                  "no tokenizer", NULL, NULL);
     hk_model_free(m);
-    remove_dir(dir);
+    tok_remove_dir(dir);
 
     /* no tokenizer.json: the model loads; text input names the folder */
-    make_model_dir("gpt2", NULL, dir, sizeof dir);
+    tok_model_dir("gpt2", NULL, dir, sizeof dir);
     m = load_model(dir);
     assert_null(hk_model_tokenizer(m));
     expect_error(hk_model_encode(m, "Hello", 5, HK_BOS_DEFAULT, &ids, &n), HK_ERR_NOT_FOUND,
                  "no tokenizer.json in", dir, NULL);
     hk_model_free(m);
-    remove_dir(dir);
+    tok_remove_dir(dir);
 }
 
 /* Random bytes (biased towards UTF-8 lead/continuation bytes, spaces and special-token text)
@@ -415,7 +377,9 @@ static void test_random_bytes(void **state) {
                     n += pl;
                 } else {
                     const unsigned c = (r >> 8) & 0xff;
-                    buf[n++] = (char)(r % 3 == 0 ? (0x80 | (c & 0x3f)) : r % 3 == 1 ? c : (c & 0x7f));
+                    buf[n++] = (char)(r % 3 == 0   ? (0x80 | (c & 0x3f))
+                                      : r % 3 == 1 ? c
+                                                   : (c & 0x7f));
                 }
             }
             int32_t *ids;
@@ -436,6 +400,60 @@ static void test_random_bytes(void **state) {
     }
 }
 
+/* One tokenizer, four threads encoding the same texts: every thread gets the ids one thread
+ * gets (the tokenizer is immutable; PCRE2 match data is per call). */
+typedef struct {
+    const hk_tokenizer *t;
+    const char *const *texts;
+    size_t n;
+    const size_t *want_n;
+    int32_t *const *want;
+    int bad;
+} thread_job;
+
+static void *encode_all(void *arg) {
+    thread_job *j = arg;
+    for (int round = 0; round < 20; round++)
+        for (size_t i = 0; i < j->n; i++) {
+            int32_t *ids;
+            size_t k;
+            if (hk_tokenizer_encode(j->t, j->texts[i], strlen(j->texts[i]), HK_TOK_ADD_SPECIAL,
+                                    &ids, &k) != HK_OK ||
+                k != j->want_n[i] || memcmp(ids, j->want[i], k * sizeof *ids) != 0)
+                j->bad++;
+            hk_free(ids);
+        }
+    return NULL;
+}
+
+static void test_threads(void **state) {
+    (void)state;
+    static const char *const texts[] = {
+        "Hello world, it's 2026!", "  spaces\n\n\tand tabs ", "日本語のテキスト 🤖🚀",
+        "caf\xc3\xa9 na\xc3\xafve \xff\xfe bad", "<|endoftext|>[MASK] hello world foo_bar"};
+    const size_t n = sizeof texts / sizeof *texts;
+    static const char *const kinds[] = {"bpe_gpt2", "spm_mistral", "wordpiece_bert"};
+    for (size_t k = 0; k < 3; k++) {
+        hk_tokenizer *t = fixture_tok(kinds[k]);
+        int32_t *want[5];
+        size_t want_n[5];
+        for (size_t i = 0; i < n; i++)
+            want_n[i] = encode(t, texts[i], strlen(texts[i]), HK_TOK_ADD_SPECIAL, &want[i]);
+        thread_job jobs[4];
+        pthread_t th[4];
+        for (int i = 0; i < 4; i++) {
+            jobs[i] = (thread_job){t, texts, n, want_n, want, 0};
+            assert_int_equal(pthread_create(&th[i], NULL, encode_all, &jobs[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(th[i], NULL);
+            assert_int_equal(jobs[i].bad, 0);
+        }
+        for (size_t i = 0; i < n; i++) hk_free(want[i]);
+        hk_tokenizer_free(t);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_utf8_repair_matches_python),
@@ -445,6 +463,7 @@ int main(void) {
         cmocka_unit_test(test_merges_spellings),
         cmocka_unit_test(test_model_bos_rules),
         cmocka_unit_test(test_random_bytes),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -80,3 +80,39 @@ const char *tok_escape(const void *s, size_t n) {
     out[k] = '\0';
     return out;
 }
+
+static void copy_file(const char *src, const char *dst) {
+    FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+    if (!in || !out) fail_msg("copy %s -> %s failed", src, dst);
+    char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n) fail_msg("write %s failed", dst);
+    fclose(in);
+    fclose(out);
+}
+
+void tok_model_dir(const char *family, const char *tok, char *dir, size_t cap) {
+    snprintf(dir, cap, "/tmp/hk_tok_model_XXXXXX");
+    if (!mkdtemp(dir)) fail_msg("mkdtemp failed");
+    char src[1024], dst[1200], rel[256];
+    static const char *const files[] = {"config.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(rel, sizeof rel, "%s/%s", family, files[i]);
+        fixture_path(rel, src, sizeof src);
+        snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
+        copy_file(src, dst);
+    }
+    if (tok) {
+        snprintf(rel, sizeof rel, "%s.json", tok);
+        tok_fixture(rel, src, sizeof src);
+        snprintf(dst, sizeof dst, "%s/tokenizer.json", dir);
+        copy_file(src, dst);
+    }
+}
+
+void tok_remove_dir(const char *dir) {
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fail_msg("%s failed", cmd);
+}

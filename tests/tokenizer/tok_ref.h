@@ -22,6 +22,11 @@ const unsigned char *tok_blob_item(const tok_blob *b, size_t i, size_t *count);
 int32_t tok_blob_id(const tok_blob *b, size_t i, size_t j);
 /* "<fixtures>/tokenizers/<file>" */
 void tok_fixture(const char *file, char *out, size_t cap);
+/* A model folder in /tmp (dir, cap >= 32): fixture model `family`'s config.json and
+ * model.safetensors, copied, and tokenizers/<tok>.json as tokenizer.json (tok NULL: none). */
+void tok_model_dir(const char *family, const char *tok, char *dir, size_t cap);
+/* rm -rf dir */
+void tok_remove_dir(const char *dir);
 /* s[0, n) escaped for a failure message (static buffer). */
 const char *tok_escape(const void *s, size_t n);
 
