@@ -80,6 +80,15 @@ cmd_run() {
     hooks=$(build/tools/hookformer hooks --model "$model")
     say "hookformer hooks --model $model (the first 25 of $(wc -l <<<"$hooks") points)"
     sed -n 1,25p <<<"$hooks"
+    # activations of the prompt to HDF5 (build/run_acts.h5; h5py opens it)
+    build/tools/hookformer tokenize --model "$model" "${input[@]}" --ids >build/run_prompt.txt
+    local last
+    last=$(grep -o '^blocks\.[0-9]*\.hook_resid_post' <<<"$hooks" | tail -n 1)
+    local store_hooks=blocks.0.hook_resid_post,$last
+    say "hookformer cache --model $model --tokens-file build/run_prompt.txt --hooks $store_hooks --out build/run_acts.h5 --force"
+    build/tools/hookformer cache --model "$model" --tokens-file build/run_prompt.txt \
+        --hooks "$store_hooks" --out build/run_acts.h5 --force
+    build/tools/hookformer inspect build/run_acts.h5
 }
 
 # libFuzzer on the safetensors header parser for a short while (clang only). The corpus is
