@@ -22,6 +22,7 @@ extern const hk_adapter hk_adapter_gpt2;
 extern const hk_adapter hk_adapter_llama; /* llama, mistral, qwen2 */
 extern const hk_adapter hk_adapter_phi3;
 extern const hk_adapter hk_adapter_neox;
+extern const hk_adapter hk_adapter_bert;
 
 /* The adapter for an HF model_type (NULL if none). */
 const hk_adapter *hk_adapter_find(const char *model_type);
