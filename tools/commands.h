@@ -9,5 +9,6 @@ extern const cli_command cmd_info;
 extern const cli_command cmd_generate;
 extern const cli_command cmd_hooks;
 extern const cli_command cmd_estimate;
+extern const cli_command cmd_embed;
 
 #endif
