@@ -429,7 +429,8 @@ typedef struct {
                             when attn_scores / pattern is among the hooks */
     size_t cached_hooks; /* what an hk_cache of the patterns holds for batch x ctx */
     size_t logits;       /* the caller's logits: [batch, vocab] when last_logits_only,
-                            else [batch, ctx, vocab] */
+                            else [batch, ctx, vocab] (hk_model_output_dim for vocab: d_model
+                            for an encoder without a head; encoders hold no KV cache) */
     size_t total;        /* the sum of the above */
     bool kv_rolling;     /* some layer keeps a rolling buffer of kv_window slots */
     int64_t kv_window;   /* W of the rolling layers (0 when none) */
