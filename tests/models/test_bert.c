@@ -276,6 +276,65 @@ static void test_tl_parity_body(void **state) {
     check_tl("bert_body");
 }
 
+/* ---- patching: a hook modifies an activation and the forward goes on from it ---- */
+
+typedef enum { P_MUL, P_ADD, P_ADD_EVEN } patch_op;
+typedef struct {
+    const char *name, *point;
+    patch_op op;
+    float v;
+} patch;
+
+static hk_hook_result apply_patch(hk_tensor *t, const hk_hook_ctx *ctx, void *user) {
+    (void)ctx;
+    const patch *p = user;
+    int64_t n = 1, last = t->shape[t->ndim - 1];
+    for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
+    float *x = t->data; /* the forward hands contiguous views */
+    for (int64_t i = 0; i < n; i++) {
+        if (p->op == P_MUL) x[i] *= p->v;
+        if (p->op == P_ADD) x[i] += p->v;
+        if (p->op == P_ADD_EVEN && (i % last) % 2 == 0) x[i] += p->v;
+    }
+    return HK_HOOK_CONTINUE;
+}
+
+/* The modifications make_bert_fixtures.py's PATCHES makes in HookedEncoder.run_with_hooks. */
+static void test_tl_patches(void **state) {
+    (void)state;
+    static const patch patches[] = {
+        {"embed_ln_scale", "embed.ln.hook_scale", P_MUL, 2.0f},
+        {"mlp_in", "blocks.0.hook_mlp_in", P_ADD_EVEN, 0.5f},
+        {"ln1_normalized", "blocks.1.ln1.hook_normalized", P_ADD, 0.1f},
+        {"pattern", "blocks.0.attn.hook_pattern", P_MUL, 0.5f},
+        {"ln2_scale", "blocks.0.ln2.hook_scale", P_MUL, 3.0f},
+    };
+    hk_model *m = fixture_model("bert");
+    hk_ckpt *ref = fixture_ckpt("bert", "reference.safetensors");
+    hk_ckpt *want = fixture_ckpt("bert", "tl_patch.safetensors");
+    batch_in b = read_batch(ref);
+    int64_t V = hk_model_output_dim(m);
+    float *out = malloc((size_t)(b.B * b.T * V) * sizeof *out);
+    for (size_t i = 0; i < sizeof patches / sizeof patches[0]; i++) {
+        hk_hooks *h;
+        assert_int_equal(hk_hooks_new(m, &h), HK_OK);
+        assert_int_equal(hk_hooks_add(h, patches[i].point, apply_patch, (void *)&patches[i], NULL),
+                         HK_OK);
+        if (hk_model_run_typed(m, h, b.ids, b.types, b.lengths, b.B, b.T, out) != HK_OK)
+            fail_msg("%s: %s", patches[i].name, hk_last_error());
+        hk_hooks_free(h);
+        char what[96];
+        snprintf(what, sizeof what, "patch %s (%s) vs HookedEncoder", patches[i].name,
+                 patches[i].point);
+        check_rows(out, hk_ckpt_find(want, patches[i].name), &b, V, what);
+    }
+    free(out);
+    free_batch(&b);
+    hk_ckpt_close(want);
+    hk_ckpt_close(ref);
+    hk_model_free(m);
+}
+
 /* The hook list in execution order, as HookedEncoder fires them (layer 0 and the globals). */
 static void test_hook_order(void **state) {
     (void)state;
@@ -367,7 +426,8 @@ int main(void) {
         cmocka_unit_test(test_mlm_logits),      cmocka_unit_test(test_body_hidden),
         cmocka_unit_test(test_default_token_types), cmocka_unit_test(test_errors),
         cmocka_unit_test(test_tl_parity_mlm),   cmocka_unit_test(test_tl_parity_body),
-        cmocka_unit_test(test_hook_order),      cmocka_unit_test(test_embed_pooling),
+        cmocka_unit_test(test_tl_patches),      cmocka_unit_test(test_hook_order),
+        cmocka_unit_test(test_embed_pooling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
