@@ -10,5 +10,7 @@ extern const cli_command cmd_generate;
 extern const cli_command cmd_hooks;
 extern const cli_command cmd_estimate;
 extern const cli_command cmd_embed;
+extern const cli_command cmd_cache;
+extern const cli_command cmd_inspect;
 
 #endif
