@@ -20,7 +20,13 @@ struct hk_model {
     hk_mask_spec mask;
     hk_pooling pooling;  /* sentence-transformers Pooling of the folder (HK_POOL_MEAN if none) */
     bool pool_normalize; /* the folder's modules.json has a Normalize module */
+    hk_tokenizer *tok; /* tokenizer.json of the folder, or attached (NULL: none) */
+    char *tok_note;    /* why there is none ("no tokenizer.json in X", a parse error) */
 };
+
+/* Load <folder of src>/tokenizer.json when present. Never fails the model: a missing or
+ * unreadable tokenizer is remembered in tok_note for commands that need text. */
+void hk_model_load_tokenizer(struct hk_model *m, const char *src);
 
 /* Free everything a (possibly half-built) model owns. */
 void hk_model_destroy(struct hk_model *m);
