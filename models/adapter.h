@@ -22,6 +22,7 @@ extern const hk_adapter hk_adapter_gpt2;
 extern const hk_adapter hk_adapter_llama; /* llama, mistral, qwen2 */
 extern const hk_adapter hk_adapter_phi3;
 extern const hk_adapter hk_adapter_neox;
+extern const hk_adapter hk_adapter_bert;
 
 /* A GGUF adapter: general.architecture + "<arch>.*" metadata -> canonical config, and GGUF
  * tensor names (token_embd, blk.N.attn_q, ...) -> canonical weight views. */

@@ -11,9 +11,11 @@
 #include "core/gguf_tokenizer.h"
 #include "core/json.h"
 #include "core/model.h"
+#include "st_modules.h"
 
 static const hk_adapter *const adapters[] = {&hk_adapter_gpt2, &hk_adapter_llama,
-                                             &hk_adapter_phi3, &hk_adapter_neox};
+                                             &hk_adapter_phi3, &hk_adapter_neox,
+                                             &hk_adapter_bert};
 
 const hk_adapter *hk_adapter_find(const char *model_type) {
     for (size_t a = 0; a < sizeof adapters / sizeof adapters[0]; a++)
@@ -185,6 +187,7 @@ hk_status hk_model_load(const char *src, hk_model **out) {
     }
     m->n_params = count_params(m->ckpt);
     if ((st = hk_points_build(&m->cfg, &m->points))) goto fail;
+    if ((st = hk_st_modules_read(src, &m->pooling, &m->pool_normalize))) goto fail;
     hk_model_load_tokenizer(m, src);
     *out = m;
     return HK_OK;
