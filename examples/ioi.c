@@ -1,9 +1,10 @@
 /* Indirect object identification (Wang et al. 2022) on SmolLM2-135M with the patching API.
  *
- *   build/examples/ioi MODEL [OUT_DIR] [--quick]
+ *   build/examples/ioi MODEL [OUT_DIR] [--quick | --all]
  *
  * MODEL: SmolLM2-135M-Instruct (the GGUF of scripts/fetch_models.sh, or an HF folder with its
- * tokenizer.json). Eight name-swapped prompt pairs on one template:
+ * tokenizer.json); "smollm2" means the GGUF in $HK_MODEL_CACHE (default
+ * ${XDG_CACHE_HOME:-$HOME/.cache}/hookformer), and exits 77 (a skip for meson) when absent. Eight name-swapped prompt pairs on one template:
  *   clean      "When Mary and John went to the store, John gave a drink to"   -> " Mary"
  *   corrupted  "When Mary and John went to the store, Mary gave a drink to"   -> " John"
  * (the second mention of the subject swapped for the indirect object, so the answer flips).
@@ -85,6 +86,20 @@ static char **position_labels(const hk_model *m, const int32_t *ids, int64_t n) 
     return l;
 }
 
+/* "smollm2": where scripts/fetch_models.sh puts the GGUF */
+static const char *default_model(char *buf, size_t cap) {
+    const char *cache = getenv("HK_MODEL_CACHE"), *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    if (cache && cache[0])
+        snprintf(buf, cap, "%s/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
+    else if (xdg && xdg[0])
+        snprintf(buf, cap, "%s/hookformer/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", xdg);
+    else
+        snprintf(buf, cap, "%s/.cache/hookformer/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                 home ? home : ".");
+    return buf;
+}
+
 int main(int argc, char **argv) {
     const char *model = NULL, *out_dir = ".";
     bool quick = false, all = false;
@@ -97,6 +112,17 @@ int main(int argc, char **argv) {
     if (!model) {
         fprintf(stderr, "usage: ioi MODEL [OUT_DIR] [--quick | --all]\n");
         return 2;
+    }
+    char path_buf[1024];
+    if (!strcmp(model, "smollm2")) {
+        model = default_model(path_buf, sizeof path_buf);
+        FILE *probe = fopen(model, "rb");
+        if (!probe) {
+            fprintf(stderr, "ioi: %s not found (scripts/fetch_models.sh smollm2): skipped\n",
+                    model);
+            return 77;
+        }
+        fclose(probe);
     }
     hk_model *m;
     if (hk_model_load(model, &m) != HK_OK) return fail("load");
@@ -200,11 +226,13 @@ int main(int argc, char **argv) {
             else snprintf(buf, sizeof buf, "MLP");
             cl[c] = strdup(buf);
         }
+        char title[160];
+        snprintf(title, sizeof title, "IOI on SmolLM2-135M: direct logit attribution of "
+                 "logit(IO) - logit(S), mean over %d prompts", N_PAIRS);
         hk_heatmap hm = {.values = v, .rows = L, .cols = C,
                          .row_labels = (const char *const *)rl,
                          .col_labels = (const char *const *)cl,
-                         .title = "IOI on SmolLM2-135M: direct logit attribution of "
-                                  "logit(IO) - logit(S), mean over 10 prompts",
+                         .title = title,
                          .row_axis = "layer", .col_axis = "head (and the layer's MLP)",
                          .value_label = "logit diff", .diverging = true};
         snprintf(path, sizeof path, "%s/ioi_dla.svg", out_dir);

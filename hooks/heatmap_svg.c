@@ -81,7 +81,10 @@ hk_status hk_heatmap_svg(const hk_heatmap *h, const char *path, bool force) {
     const double top = 56;
     const double grid_w = cw * (double)C, grid_h = ch * (double)R;
     const double bottom = 50 + 5.2 * (double)label_chars(h->col_labels, C);
-    const double legend_x = left + grid_w + 30, width = legend_x + 110;
+    const double legend_x = left + grid_w + 30;
+    /* wide enough for the title too (bold 15 px: about 8.5 px a character) */
+    const double title_w = 8.5 * (double)strlen(h->title ? h->title : "");
+    const double width = fmax(legend_x + 110, left + title_w + 20);
     const double height = top + grid_h + bottom;
     size_t n = strlen(path) + 5;
     char *tmp = malloc(n);
