@@ -26,8 +26,9 @@ extern "C" int hk_cu_blas_new(void *stream, hk_cu_blas **out) {
     if (!b) return (int)cudaErrorMemoryAllocation;
     cublasStatus_t s = cublasCreate(&b->h);
     if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetStream(b->h, hk_cu_stream(stream));
-    // strict f32: no TF32 tensor cores unless asked for
-    if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetMathMode(b->h, CUBLAS_PEDANTIC_MATH);
+    // Default math keeps at least the requested precision: f32 products stay f32 (TF32 only
+    // when asked for), f16/bf16 products run on tensor cores with f32 accumulation.
+    if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetMathMode(b->h, CUBLAS_DEFAULT_MATH);
     if (s != CUBLAS_STATUS_SUCCESS) {
         if (b->h) cublasDestroy(b->h);
         free(b);
@@ -45,7 +46,7 @@ extern "C" void hk_cu_blas_free(hk_cu_blas *b) {
 }
 
 extern "C" int hk_cu_blas_allow_tf32(hk_cu_blas *b, bool on) {
-    return blas_err(cublasSetMathMode(b->h, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
+    return blas_err(cublasSetMathMode(b->h, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
 }
 
 // y[i, :] = bias (or zeros), rows n of out columns, row stride ldy
