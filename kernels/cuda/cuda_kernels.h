@@ -148,6 +148,10 @@ size_t hk_cu_sample_ws_bytes(int64_t vocab);
 int hk_cu_sample(const float *logits, int64_t vocab, float temperature, int top_k, float top_p,
                  double u01, void *ws, int32_t *result, void *stream);
 
+/* Embedding lookup from a table of any element type (out f32; ids on the device, in range). */
+int hk_cu_embed_typed(const void *table, hk_cu_dtype type, int64_t d, const int32_t *ids,
+                      int64_t n, float *out, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

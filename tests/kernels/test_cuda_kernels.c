@@ -66,6 +66,9 @@ static void expect_close(const float *gpu, const float *cpu, int64_t n, const ch
     expect_within(gpu, cpu, n, NMSE_MAX, what);
 }
 
+static void round_through(float *x, int64_t n, hk_cu_dtype t);
+static void *to_dev_as(const float *x, int64_t n, hk_cu_dtype t);
+
 static int need_gpu(void **state) {
     (void)state;
     if (hk_cu_device_count() == 0) skip();
@@ -247,6 +250,19 @@ static void test_embed(void **state) {
     CU_OK(hk_cu_embed(dt, d, di, n, dout, NULL));
     from_dev(og, dout, (size_t)(n * d) * 4);
     assert_memory_equal(og, oc, (size_t)(n * d) * 4);
+    /* f16 / bf16 tables: the rows of the rounded table, exactly */
+    for (int t = HK_CU_F16; t <= HK_CU_BF16; t++) {
+        float *rt = kt_alloc(vocab * d);
+        memcpy(rt, table, (size_t)(vocab * d) * 4);
+        round_through(rt, vocab * d, (hk_cu_dtype)t);
+        hk_k_embed(rt, d, ids, n, oc);
+        void *lt = to_dev_as(rt, vocab * d, (hk_cu_dtype)t);
+        CU_OK(hk_cu_embed_typed(lt, (hk_cu_dtype)t, d, di, n, dout, NULL));
+        from_dev(og, dout, (size_t)(n * d) * 4);
+        assert_memory_equal(og, oc, (size_t)(n * d) * 4);
+        CU_OK(hk_cu_free(lt));
+        free(rt);
+    }
     CU_OK(hk_cu_free(dt));
     CU_OK(hk_cu_free(dout));
     CU_OK(hk_cu_free(di));
@@ -795,6 +811,7 @@ static void test_argument_checks(void **state) {
     assert_int_not_equal(hk_cu_sample(&dummy, 1, 1.0f, 0, 1.0f, 1.0, NULL, res, NULL), 0);
     assert_int_not_equal(hk_cu_convert(&dummy, (hk_cu_dtype)7, &dummy, HK_CU_F32, 1, NULL), 0);
     assert_int_not_equal(hk_cu_gated(9, &dummy, &dummy, 1, NULL), 0);
+    assert_int_not_equal(hk_cu_embed_typed(&dummy, (hk_cu_dtype)5, 1, NULL, 1, &dummy, NULL), 0);
     assert_int_equal(hk_cu_sample_ws_bytes(1000), 8000);
 }
 
