@@ -12,22 +12,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "hookformer.h"
 
 #ifndef HK_HOOK_DISPATCH
 #define HK_HOOK_DISPATCH 1
 #endif
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static hk_hook_result noop(hk_tensor *t, const hk_hook_ctx *c, void *u) {
     (void)t, (void)c, (void)u;
@@ -55,15 +45,15 @@ static double time_case(hk_model *m, hk_hooks *h, const int32_t *tok, int64_t T,
                         float *logits) {
     double *ms = malloc((size_t)reps * sizeof *ms);
     for (int r = -1; r < reps; r++) {
-        double t0 = now_ms();
+        double t0 = 1e3 * bench_now_s();
         hk_status st = hk_model_run(m, h, tok, NULL, 1, T, logits);
         if (st != HK_OK) {
             fprintf(stderr, "bench_hooks: %s\n", hk_last_error());
             exit(1);
         }
-        if (r >= 0) ms[r] = now_ms() - t0;
+        if (r >= 0) ms[r] = 1e3 * bench_now_s() - t0;
     }
-    qsort(ms, (size_t)reps, sizeof *ms, cmp);
+    qsort(ms, (size_t)reps, sizeof *ms, bench_cmp_double);
     double med = ms[reps / 2];
     free(ms);
     return med;

@@ -22,32 +22,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "hookformer.h"
-
-static size_t status_kib(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return 0;
-    char line[256];
-    size_t kb = 0, n = strlen(field);
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, field, n) == 0) {
-            kb = (size_t)strtoull(line + n, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return kb;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static int64_t int_arg(const char *flag, const char *v) {
     char *end;
@@ -104,7 +80,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     hk_set_num_threads((int)threads);
-    size_t before_load = status_kib("VmRSS:");
+    size_t before_load = bench_status_kib("VmRSS:");
     hk_model *m = NULL;
     hk_status st = hk_model_load(dir, &m);
     if (st != HK_OK) {
@@ -135,27 +111,27 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (cap_gib > 0) {
-        rlim_t cap = (rlim_t)status_kib("VmSize:") * 1024 + (rlim_t)(cap_gib * (1u << 30));
+        rlim_t cap = (rlim_t)bench_status_kib("VmSize:") * 1024 + (rlim_t)(cap_gib * (1u << 30));
         struct rlimit rl = {cap, cap};
         setrlimit(RLIMIT_AS, &rl);
     }
-    size_t base = status_kib("VmRSS:");
+    size_t base = bench_status_kib("VmRSS:");
     char head[160];
     snprintf(head, sizeof head, "hookformer tokens=%lld window=%lld chunk=%lld threads=%lld",
              (long long)n, (long long)window, (long long)chunk, (long long)threads);
     for (int64_t r = 0; r < reps && st == HK_OK; r++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         st = prefill(m, tokens, n, chunk, logits);
-        ms[r] = (now_s() - t0) * 1e3;
+        ms[r] = (bench_now_s() - t0) * 1e3;
     }
-    double peak = (double)status_kib("VmHWM:") / 1024.0;
+    double peak = (double)bench_status_kib("VmHWM:") / 1024.0;
     if (st != HK_OK) {
         printf("%s status=%s peak_rss_mib=%.1f base_rss_mib=%.1f error=\"%s\"\n", head,
                st == HK_ERR_NOMEM ? "oom" : "error", peak, (double)base / 1024.0,
                hk_last_error());
         return st == HK_ERR_NOMEM ? 0 : 1;
     }
-    qsort(ms, (size_t)reps, sizeof *ms, cmp_double);
+    qsort(ms, (size_t)reps, sizeof *ms, bench_cmp_double);
     int64_t top1 = 0;
     for (int64_t v = 1; v < vocab; v++)
         if (logits[v] > logits[top1]) top1 = v;

@@ -33,28 +33,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "hookformer.h"
 
 enum { N_LAYER = 12, D = 768, N_HEAD = 12, D_MLP = 4 * D, VOCAB = 50257, N_POS = 1024 };
 #define MAX_LIST 16
 
 /* ---- small helpers ---------------------------------------------------------------------- */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *xs, int n) {
-    qsort(xs, (size_t)n, sizeof *xs, cmp_double);
-    return n % 2 ? xs[n / 2] : 0.5 * (xs[n / 2 - 1] + xs[n / 2]);
-}
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static uint64_t rng_next(void) { /* xorshift64* */
@@ -267,9 +252,9 @@ static int time_forward(hk_model *m, int n_tok, int reps, double *ms_out) {
     }
     for (int i = 0; i < n_tok; i++) tokens[i] = (int32_t)(rng_next() % VOCAB);
     for (int r = -1; r < reps; r++) { /* r == -1: warm-up */
-        double t0 = now_s();
+        double t0 = bench_now_s();
         hk_status st = hk_model_forward(m, tokens, NULL, 1, n_tok, logits);
-        double dt = now_s() - t0;
+        double dt = bench_now_s() - t0;
         if (st != HK_OK) {
             fprintf(stderr, "bench_prefill: hk_model_forward: %s (%s)\n", hk_last_error(),
                     hk_status_name(st));
@@ -285,7 +270,7 @@ static int time_forward(hk_model *m, int n_tok, int reps, double *ms_out) {
             goto done;
         }
     }
-    *ms_out = 1e3 * median(times, reps);
+    *ms_out = 1e3 * bench_median(times, reps);
     rc = 0;
 done:
     free(times);
@@ -349,7 +334,7 @@ static void sgemm_nn(int m, int n, int k, const float *a, const float *b, float 
 static double time_ceiling(const ceiling_bufs *b, int n_tok, int reps) {
     double times[256];
     for (int r = -1; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         for (int l = 0; l < N_LAYER; l++) {
             sgemm_nn(n_tok, 3 * D, D, b->x, b->w_qkv[l], b->out);   /* qkv  [T,D]x[D,3D] */
             sgemm_nn(n_tok, D, D, b->x, b->w_o[l], b->out);         /* proj [T,D]x[D,D] */
@@ -359,10 +344,10 @@ static double time_ceiling(const ceiling_bufs *b, int n_tok, int reps) {
         /* unembedding [T,D] x [V,D]^T -> [T,V] */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_tok, VOCAB, D, 1.0f, b->x, D,
                     b->wte, D, 0.0f, b->logits, VOCAB);
-        double dt = now_s() - t0;
+        double dt = bench_now_s() - t0;
         if (r >= 0) times[r] = dt;
     }
-    return 1e3 * median(times, reps);
+    return 1e3 * bench_median(times, reps);
 }
 
 /* ---- main --------------------------------------------------------------------------------- */
@@ -422,10 +407,10 @@ int main(int argc, char **argv) {
     ceiling_bufs cb;
     bool have_cb = false;
 
-    double t0 = now_s();
+    double t0 = bench_now_s();
     if (write_config(dir) || write_safetensors(dir)) goto done;
-    double t_write = now_s() - t0;
-    t0 = now_s();
+    double t_write = bench_now_s() - t0;
+    t0 = bench_now_s();
     hk_status st = hk_model_load(dir, &m);
     if (st != HK_OK) {
         fprintf(stderr, "bench_prefill: hk_model_load %s: %s (%s)\n", dir, hk_last_error(),
@@ -436,7 +421,7 @@ int main(int argc, char **argv) {
            "vocab %d), random weights, %" PRId64 " params; logits for all positions; "
            "median of %d reps after 1 warm-up; checkpoint written in %.1f s, loaded in %.1f s\n",
            N_LAYER, D, N_HEAD, D_MLP, VOCAB, hk_model_n_params(m), reps, t_write,
-           now_s() - t0);
+           bench_now_s() - t0);
     printf("# %s (openblas_get_parallel %d)\n", openblas_get_config(), openblas_get_parallel());
     fflush(stdout);
 

