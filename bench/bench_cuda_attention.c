@@ -5,6 +5,7 @@
  *
  * usage: bench_cuda_attention [n=4096] [window=0] [dtype=bf16|f16|f32] [reps=10]
  *                             [heads=32] [kv_heads=8] [d_head=128]
+ * HK_CUDA_ATTN_SIMT=1 forces the f32 CUDA-core kernel for f16/bf16 too.
  * TFLOP/s count 4·d_head flops per visible (query, key) pair and head (QKᵀ and PV), the
  * convention FlashAttention's benchmarks use for causal masks. */
 #include <stdint.h>
@@ -49,6 +50,8 @@ int main(int argc, char **argv) {
         printf("bench_cuda_attention: no CUDA device; nothing measured\n");
         return 0;
     }
+    if (getenv("HK_CUDA_ATTN_SIMT") && atoi(getenv("HK_CUDA_ATTN_SIMT")))
+        hk_cu_attention_force_simt(true);
     const size_t es = hk_cu_dtype_size(dt);
     const int64_t nq = n * nh * d, nk = n * nkv * d;
     float *h = malloc((size_t)(nq > nk ? nq : nk) * sizeof *h);
@@ -100,9 +103,9 @@ int main(int argc, char **argv) {
     }
     const double flops = 4.0 * (double)d * (double)nh * pairs;
     printf("impl=hookformer n=%lld window=%lld dtype=%s heads=%lld/%lld d=%lld ms=%.3f "
-           "tflops=%.2f\n",
+           "tflops=%.2f path=%s\n",
            (long long)n, (long long)window, dts, (long long)nh, (long long)nkv, (long long)d,
-           best * 1e3, flops / best * 1e-12);
+           best * 1e3, flops / best * 1e-12, hk_cu_attention_path(dt, d));
     hk_cu_free(q32);
     hk_cu_free(k32);
     hk_cu_free(q);

@@ -18,58 +18,16 @@
 
 #include <string.h>
 
-#include "common.cuh"
+#include "attention_internal.cuh"
 
 #define AT_ROWS 64
 #define AT_KEYS 64
 #define AT_THREADS 256
 #define AT_LD 65
 
-struct attn_args {
-    const void *q, *k, *v;
-    float *out;
-    int64_t ldq, ldk, ldv, ldo;
-    int64_t sq, sk, ring, n_heads, n_kv_heads, d;
-    int64_t group; // query heads per KV head
-    int64_t gs;    // heads of a group per block (divides group)
-    int64_t bq;    // queries per block
-    float scale;
-    hk_mask_desc mask;
-};
-
 __device__ static inline float to_f(float x) { return x; }
 __device__ static inline float to_f(__half x) { return __half2float(x); }
 __device__ static inline float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-// Document id range of positions [p0, p0 + n) (n <= 64), for every thread of the block.
-__device__ static void doc_range(const hk_mask_desc &m, int64_t p0, int n, int *sh, int32_t &mn,
-                                 int32_t &mx, bool &oor) {
-    const int t = threadIdx.x;
-    int32_t a = INT32_MAX, b = INT32_MIN;
-    int o = 0;
-    if (t < n) {
-        const int64_t p = p0 + t;
-        if (p < 0 || p >= m.doc_len)
-            o = 1;
-        else
-            a = b = m.doc[p];
-    }
-    for (int off = 16; off > 0; off >>= 1) {
-        a = min(a, __shfl_xor_sync(0xffffffffu, a, off));
-        b = max(b, __shfl_xor_sync(0xffffffffu, b, off));
-        o |= __shfl_xor_sync(0xffffffffu, o, off);
-    }
-    if (t < 64 && (t & 31) == 0) {
-        sh[(t >> 5) * 3 + 0] = a;
-        sh[(t >> 5) * 3 + 1] = b;
-        sh[(t >> 5) * 3 + 2] = o;
-    }
-    __syncthreads();
-    mn = min(sh[0], sh[3]);
-    mx = max(sh[1], sh[4]);
-    oor = (sh[2] | sh[5]) != 0;
-    __syncthreads(); // sh is reused by the next call
-}
 
 template <typename T, int DC>
 __global__ static void __launch_bounds__(AT_THREADS)
@@ -122,7 +80,7 @@ __global__ static void __launch_bounds__(AT_THREADS)
 
     int32_t qmin = 0, qmax = 0, kmin = 0, kmax = 0;
     bool qoor = false, koor = false;
-    if (mask.doc) doc_range(mask, mask.b.q_pos0 + i0, (int)nq, sh, qmin, qmax, qoor);
+    if (mask.doc) hk_cu_attn_doc_range(mask, mask.b.q_pos0 + i0, (int)nq, sh, qmin, qmax, qoor);
     __syncthreads();
 
     float o[4][DC], m[4], l[4];
@@ -135,7 +93,7 @@ __global__ static void __launch_bounds__(AT_THREADS)
 
     for (int64_t j0 = jstart; j0 < jend; j0 += AT_KEYS) {
         const int64_t nk = jend - j0 < AT_KEYS ? jend - j0 : AT_KEYS;
-        if (mask.doc) doc_range(mask, mask.b.k_pos0 + j0, (int)nk, sh, kmin, kmax, koor);
+        if (mask.doc) hk_cu_attn_doc_range(mask, mask.b.k_pos0 + j0, (int)nk, sh, kmin, kmax, koor);
         const int cls = hk_mask_desc_classify(&mask, a.sk, h0, h0 + a.gs, i0, i0 + nq, j0,
                                               j0 + nk, qmin, qmax, qoor, kmin, kmax, koor);
         if (cls == HK_MT_SKIP) continue; // uniform across the block
@@ -276,6 +234,14 @@ static int launch_type(const attn_args &a, dim3 grid, cudaStream_t st) {
     return launch<T, 16>(a, grid, st);
 }
 
+static bool g_force_simt;
+
+extern "C" void hk_cu_attention_force_simt(bool on) { g_force_simt = on; }
+
+extern "C" const char *hk_cu_attention_path(hk_cu_dtype dtype, int64_t d_head) {
+    return !g_force_simt && hk_cu_attn_tc_fits(dtype, d_head) ? "tensor-core" : "simt-f32";
+}
+
 extern "C" int hk_cu_attention(hk_cu_dtype dtype, const void *q, int64_t ldq, const void *k,
                                int64_t ldk, const void *v, int64_t ldv, int64_t sq, int64_t sk,
                                int64_t ring, int64_t n_heads, int64_t n_kv_heads, int64_t d_head,
@@ -321,6 +287,8 @@ extern "C" int hk_cu_attention(hk_cu_dtype dtype, const void *q, int64_t ldq, co
     if (nqb > 0x7fffffff || ny > 65535) return (int)cudaErrorInvalidValue;
     const dim3 grid((unsigned)nqb, (unsigned)ny);
     const cudaStream_t st = hk_cu_stream(stream);
+    if (!g_force_simt && hk_cu_attn_tc_fits(dtype, d_head))
+        return hk_cu_attn_launch_tc(dtype, a, grid, st);
     switch (dtype) {
     case HK_CU_F32: return launch_type<float>(a, grid, st);
     case HK_CU_F16: return launch_type<__half>(a, grid, st);

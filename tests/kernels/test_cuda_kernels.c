@@ -20,6 +20,9 @@
 
 #define NMSE_MAX 1e-6
 #define NMSE_LOWP 1e-5
+/* tensor-core attention rounds the probabilities to bf16/f16 (2^-9 / 2^-11 relative) before
+ * P·V: about 1e-6 NMSE in bf16 */
+#define NMSE_TC 2e-5
 
 /* Σ(a-b)² / Σb² (plain squared error when b is all zeros) */
 static double nmse(const float *a, const float *b, int64_t n) {
@@ -505,17 +508,30 @@ static void run_attention_case(const attn_case *tc, kt_rng *r) {
     void *dq = to_dev_as(q, sq * ldq, tc->dtype), *dk = to_dev_as(k, rows * ldk, tc->dtype);
     void *dv = to_dev_as(v, rows * ldk, tc->dtype);
     float *dout = to_dev(og, (size_t)(sq * ldo) * 4);
-    CU_OK(hk_cu_attention(tc->dtype, dq, ldq, dk, ldk, dv, ldk, sq, sk, tc->ring, nh, nkv, d,
-                          scale, &m, dout, ldo, NULL));
-    from_dev(og, dout, (size_t)(sq * ldo) * 4);
-    char what[200];
-    snprintf(what, sizeof what,
-             "attention sq %lld sk %lld heads %lld/%lld d %lld causal %d window %lld pos0 "
-             "%lld/%lld k_len %lld docs %d blocks %d ring %lld type %d",
-             (long long)sq, (long long)sk, (long long)nh, (long long)nkv, (long long)d,
-             tc->causal, (long long)tc->window, (long long)tc->q_pos0, (long long)tc->k_pos0,
-             (long long)tc->k_len, tc->docs, tc->blocks, (long long)tc->ring, tc->dtype);
-    expect_close(og, oc, sq * ldo, what); /* includes the untouched padding columns */
+    float *init = kt_alloc(sq * ldo);
+    memcpy(init, og, (size_t)(sq * ldo) * 4);
+    /* both paths: f32 on CUDA cores, then tensor cores where the call qualifies */
+    for (int path = 0; path < 2; path++) {
+        hk_cu_attention_force_simt(path == 0);
+        const char *name = hk_cu_attention_path(tc->dtype, d);
+        if (path == 1 && strcmp(name, "tensor-core") != 0) break;
+        CU_OK(hk_cu_upload(dout, init, (size_t)(sq * ldo) * 4));
+        CU_OK(hk_cu_attention(tc->dtype, dq, ldq, dk, ldk, dv, ldk, sq, sk, tc->ring, nh, nkv,
+                              d, scale, &m, dout, ldo, NULL));
+        from_dev(og, dout, (size_t)(sq * ldo) * 4);
+        char what[240];
+        snprintf(what, sizeof what,
+                 "attention (%s) sq %lld sk %lld heads %lld/%lld d %lld causal %d window %lld "
+                 "pos0 %lld/%lld k_len %lld docs %d blocks %d ring %lld type %d",
+                 name, (long long)sq, (long long)sk, (long long)nh, (long long)nkv,
+                 (long long)d, tc->causal, (long long)tc->window, (long long)tc->q_pos0,
+                 (long long)tc->k_pos0, (long long)tc->k_len, tc->docs, tc->blocks,
+                 (long long)tc->ring, tc->dtype);
+        /* includes the untouched padding columns */
+        expect_within(og, oc, sq * ldo, path == 0 ? NMSE_MAX : NMSE_TC, what);
+    }
+    hk_cu_attention_force_simt(false);
+    free(init);
     /* fully masked rows are exactly zero on both */
     for (int64_t i = 0; i < sq; i++) {
         bool any = false;
@@ -565,6 +581,10 @@ static void test_attention(void **state) {
         {129, 129, 4, 2, 128, 1, 0, 0, 0, 129, 0, 0, 0, HK_CU_BF16},
         {129, 129, 4, 2, 128, 1, 64, 0, 0, 129, 1, 0, 0, HK_CU_F16},
         {1, 64, 8, 2, 128, 1, 64, 500, 437, 64, 0, 0, 64, HK_CU_BF16}, /* rolling bf16 */
+        {300, 300, 8, 2, 64, 1, 0, 0, 0, 300, 1, 2, 0, HK_CU_BF16},    /* docs + per head */
+        {5, 200, 32, 8, 128, 1, 0, 195, 0, 200, 0, 0, 0, HK_CU_F16},    /* decode, group 4 */
+        {70, 90, 4, 4, 256, 0, 0, 0, 0, 90, 0, 0, 0, HK_CU_BF16},       /* d 256 */
+        {64, 64, 2, 2, 16, 1, 0, 0, 0, 64, 0, 0, 0, HK_CU_F16},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) run_attention_case(&cases[c], &r);
     /* random shapes */
@@ -585,7 +605,7 @@ static void test_attention(void **state) {
         tc.blocks = (int)kt_int(&r, 3);
         tc.ring = kt_int(&r, 4) == 0 ? tc.sk + kt_int(&r, 10) : 0;
         tc.dtype = (hk_cu_dtype)kt_int(&r, 3);
-        if (tc.d > 256) tc.d = 256;
+        if (tc.dtype != HK_CU_F32 && kt_int(&r, 2)) tc.d = 16 * (1 + kt_int(&r, 10));
         run_attention_case(&tc, &r);
     }
 }
@@ -813,6 +833,15 @@ static void test_argument_checks(void **state) {
     assert_int_not_equal(hk_cu_gated(9, &dummy, &dummy, 1, NULL), 0);
     assert_int_not_equal(hk_cu_embed_typed(&dummy, (hk_cu_dtype)5, 1, NULL, 1, &dummy, NULL), 0);
     assert_int_equal(hk_cu_sample_ws_bytes(1000), 8000);
+    /* which attention kernel a call gets (decided on the host) */
+    assert_string_equal(hk_cu_attention_path(HK_CU_BF16, 128), "tensor-core");
+    assert_string_equal(hk_cu_attention_path(HK_CU_F16, 64), "tensor-core");
+    assert_string_equal(hk_cu_attention_path(HK_CU_BF16, 80), "tensor-core");
+    assert_string_equal(hk_cu_attention_path(HK_CU_BF16, 72), "simt-f32");
+    assert_string_equal(hk_cu_attention_path(HK_CU_F32, 128), "simt-f32");
+    hk_cu_attention_force_simt(true);
+    assert_string_equal(hk_cu_attention_path(HK_CU_BF16, 128), "simt-f32");
+    hk_cu_attention_force_simt(false);
 }
 
 int main(void) {
