@@ -8,22 +8,14 @@
 // the logits, and both "mass before" questions are binary searches over 64-bit order keys
 // (logit key << 32 | ~id), each step one pass over the vocabulary with a block reduction.
 // One block of 1024 threads; weights exp((x - xmax) / T) in double in the workspace.
+#include "../common/sample_keys.h"
 #include "common.cuh"
 
 #define SP_THREADS 1024
 #define SP_WARPS (SP_THREADS / 32)
 
-// order-preserving key of a float (no NaN); -0 counts as +0, as in float comparisons
-__device__ static inline uint32_t fkey(float x) {
-    if (x == 0.0f) x = 0.0f;
-    const uint32_t b = __float_as_uint(x);
-    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
-
-// larger = earlier in (x descending, id ascending)
-__device__ static inline uint64_t okey(float x, int64_t id) {
-    return ((uint64_t)fkey(x) << 32) | (uint64_t)(0xFFFFFFFFu - (uint32_t)id);
-}
+static __device__ inline uint32_t fkey(float x) { return hk_sample_fkey(x); }
+static __device__ inline uint64_t okey(float x, int64_t id) { return hk_sample_okey(x, id); }
 
 template <typename V> __device__ static V block_sum(V v, V *sh) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -48,9 +40,8 @@ __device__ static uint64_t block_min_u64(uint64_t v, unsigned long long *sh) {
     return t;
 }
 
-__device__ static double weight(float x, float xmax, double T) {
-    if (isinf(xmax)) return x == xmax ? 1.0 : 0.0;
-    return exp(((double)x - (double)xmax) / T);
+__device__ static inline double weight(float x, float xmax, double T) {
+    return hk_sample_weight(x, xmax, T);
 }
 
 __global__ static void __launch_bounds__(SP_THREADS)
@@ -185,7 +176,7 @@ __global__ static void __launch_bounds__(SP_THREADS)
                 if (w[j] > 0.0 && okey(x[j], j) < mn) mn = okey(x[j], j);
             key = block_min_u64(mn, shu);
         }
-        pick = (int64_t)(0xFFFFFFFFu - (uint32_t)(key & 0xFFFFFFFFu));
+        pick = hk_sample_okey_id(key);
     } else {
         // id order: the smallest id with mass(ids <= id) > u
         int64_t lo = 0, hi = n - 1;
