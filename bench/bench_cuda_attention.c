@@ -89,13 +89,13 @@ int main(int argc, char **argv) {
     }
     const float scale = 1.0f / 11.313708498984761f; /* 1/sqrt(128) */
     for (int w = 0; w < 2; w++) /* warm-up */
-        CU(hk_cu_attention(dt, q, nh * d, k, nkv * d, v, nkv * d, n, n, 0, nh, nkv, d, scale,
+        CU(hk_cu_attention(dt, dt, q, nh * d, k, nkv * d, v, nkv * d, n, n, 0, nh, nkv, d, scale,
                            &m, o, nh * d, NULL));
     CU(hk_cu_sync(NULL));
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
         const double t0 = now();
-        CU(hk_cu_attention(dt, q, nh * d, k, nkv * d, v, nkv * d, n, n, 0, nh, nkv, d, scale,
+        CU(hk_cu_attention(dt, dt, q, nh * d, k, nkv * d, v, nkv * d, n, n, 0, nh, nkv, d, scale,
                            &m, o, nh * d, NULL));
         CU(hk_cu_sync(NULL));
         const double t = now() - t0;

@@ -40,7 +40,7 @@ __global__ static void __launch_bounds__(AT_THREADS)
     float *Ps = Vs + AT_KEYS * dv;     // [AT_KEYS][AT_LD]
     int *sh = (int *)(Ps + AT_KEYS * AT_LD); // [8] reduction scratch
 
-    const T *q = (const T *)a.q, *k = (const T *)a.k, *v = (const T *)a.v;
+    const T *k = (const T *)a.k, *v = (const T *)a.v;
     const hk_mask_desc &mask = a.mask;
     const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
     // heavy (late, under a causal mask) query blocks first
@@ -67,7 +67,8 @@ __global__ static void __launch_bounds__(AT_THREADS)
         const int64_t r = idx / d, c = idx % d;
         const int64_t g = r / a.bq, ii = r % a.bq;
         float x = 0.0f;
-        if (g < a.gs && ii < nq) x = to_f(q[(i0 + ii) * a.ldq + (h0 + g) * d + c]) * a.scale;
+        if (g < a.gs && ii < nq)
+            x = hk_cu_attn_load_q(a.q, a.q_type, (i0 + ii) * a.ldq + (h0 + g) * d + c) * a.scale;
         Qs[c * AT_LD + r] = x;
     }
 
@@ -238,17 +239,18 @@ static bool g_force_simt;
 
 extern "C" void hk_cu_attention_force_simt(bool on) { g_force_simt = on; }
 
-extern "C" const char *hk_cu_attention_path(hk_cu_dtype dtype, int64_t d_head) {
-    return !g_force_simt && hk_cu_attn_tc_fits(dtype, d_head) ? "tensor-core" : "simt-f32";
+extern "C" const char *hk_cu_attention_path(hk_cu_dtype kv_type, int64_t d_head) {
+    return !g_force_simt && hk_cu_attn_tc_fits(kv_type, d_head) ? "tensor-core" : "simt-f32";
 }
 
-extern "C" int hk_cu_attention(hk_cu_dtype dtype, const void *q, int64_t ldq, const void *k,
+extern "C" int hk_cu_attention(hk_cu_dtype q_type, hk_cu_dtype dtype, const void *q, int64_t ldq,
+                               const void *k,
                                int64_t ldk, const void *v, int64_t ldv, int64_t sq, int64_t sk,
                                int64_t ring, int64_t n_heads, int64_t n_kv_heads, int64_t d_head,
                                float scale, const hk_mask_desc *mask, float *out, int64_t ldo,
                                void *stream) {
     if (sq <= 0 || n_heads <= 0 || d_head <= 0) return 0;
-    if (d_head > 256 || n_kv_heads <= 0 || n_heads % n_kv_heads != 0 || ring < 0 ||
+    if ((unsigned)q_type > HK_CU_BF16 || d_head > 256 || n_kv_heads <= 0 || n_heads % n_kv_heads != 0 || ring < 0 ||
         (ring > 0 && sk > ring))
         return (int)cudaErrorInvalidValue;
     attn_args a;
@@ -268,6 +270,7 @@ extern "C" int hk_cu_attention(hk_cu_dtype dtype, const void *q, int64_t ldq, co
     a.d = d_head;
     a.group = n_heads / n_kv_heads;
     a.scale = scale;
+    a.q_type = (int)q_type;
     if (mask) {
         a.mask = *mask;
     } else {

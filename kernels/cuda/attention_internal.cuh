@@ -3,6 +3,9 @@
 #ifndef HK_KERNELS_CUDA_ATTENTION_INTERNAL_CUH
 #define HK_KERNELS_CUDA_ATTENTION_INTERNAL_CUH
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
 #include "common.cuh"
 
 struct attn_args {
@@ -14,8 +17,16 @@ struct attn_args {
     int64_t gs;    // heads of a group per block (divides group)
     int64_t bq;    // queries per block
     float scale;
+    int q_type; // hk_cu_dtype of q (k and v: the kernel's template type)
     hk_mask_desc mask;
 };
+
+// Element idx of q, widened to f32 (q is read once per block: a runtime switch is cheap).
+__device__ static inline float hk_cu_attn_load_q(const void *q, int t, int64_t idx) {
+    if (t == HK_CU_F32) return ((const float *)q)[idx];
+    if (t == HK_CU_F16) return __half2float(((const __half *)q)[idx]);
+    return __bfloat162float(((const __nv_bfloat16 *)q)[idx]);
+}
 
 // Document id range of positions [p0, p0 + n) (n <= 64), for every thread of the block.
 __device__ static inline void hk_cu_attn_doc_range(const hk_mask_desc &m, int64_t p0, int n,

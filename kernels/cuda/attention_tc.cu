@@ -43,7 +43,7 @@ __global__ static void __launch_bounds__(TC_THREADS) attention_tc_kernel(const a
     float *Os = Ss + TC_ROWS * TC_LDS;                // [64][ldo]
     int *sh = (int *)(Os + TC_ROWS * ldo);            // [8]
 
-    const T *q = (const T *)a.q, *k = (const T *)a.k, *v = (const T *)a.v;
+    const T *k = (const T *)a.k, *v = (const T *)a.v;
     const hk_mask_desc &mask = a.mask;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int64_t qb = (int64_t)gridDim.x - 1 - blockIdx.x;
@@ -63,7 +63,8 @@ __global__ static void __launch_bounds__(TC_THREADS) attention_tc_kernel(const a
         const int r = idx / d, c = idx % d;
         const int64_t g = r / a.bq, ii = r % a.bq;
         T x = tc_from_f<T>(0.0f);
-        if (g < a.gs && ii < nq) x = q[(i0 + ii) * a.ldq + (h0 + g) * a.d + c];
+        if (g < a.gs && ii < nq) // rounded to T (exact when q is already T)
+            x = tc_from_f<T>(hk_cu_attn_load_q(a.q, a.q_type, (i0 + ii) * a.ldq + (h0 + g) * a.d + c));
         Qs[r * ldt + c] = x;
     }
     for (int idx = tid; idx < TC_ROWS * ldo; idx += TC_THREADS) Os[idx] = 0.0f;

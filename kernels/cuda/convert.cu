@@ -36,3 +36,26 @@ extern "C" int hk_cu_convert(void *dst, hk_cu_dtype dst_type, const void *src,
         dst, (int)dst_type, src, (int)src_type, n);
     return hk_cu_launch_status();
 }
+
+// KV cache write: src row i (position pos0 + i) -> dst row (pos0 + i) [mod ring], converted
+__global__ static void kv_write_kernel(void *dst, int dt, int64_t ldd, int64_t ring, int64_t pos0,
+                                       const float *src, int64_t lds, int64_t n, int64_t width) {
+    for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n * width;
+         idx += (int64_t)blockDim.x * gridDim.x) {
+        const int64_t i = idx / width, c = idx % width;
+        int64_t row = pos0 + i;
+        if (ring > 0) row %= ring;
+        store_f(dst, dt, row * ldd + c, src[i * lds + c]);
+    }
+}
+
+extern "C" int hk_cu_kv_write(void *dst, hk_cu_dtype dst_type, int64_t ldd, int64_t ring,
+                              int64_t pos0, const float *src, int64_t lds, int64_t n,
+                              int64_t width, void *stream) {
+    if (n <= 0 || width <= 0) return 0;
+    if ((unsigned)dst_type > HK_CU_BF16 || pos0 < 0 || ring < 0 || (ring > 0 && n > ring))
+        return (int)cudaErrorInvalidValue;
+    kv_write_kernel<<<hk_cu_blocks(n * width), HK_CU_THREADS, 0, hk_cu_stream(stream)>>>(
+        dst, (int)dst_type, ldd, ring, pos0, src, lds, n, width);
+    return hk_cu_launch_status();
+}

@@ -110,23 +110,32 @@ int hk_cu_linear(hk_cu_blas *h, const float *x, int64_t n, int64_t in, const voi
 int hk_cu_gated(int act, float *gate, const float *up, int64_t n, void *stream);
 
 /* ---- attention with an on-the-fly mask ----
- * As hk_k_attention on device pointers; q/k/v of type dtype, out f32, d_head <= 256.
+ * As hk_k_attention on device pointers: q of type q_type, k/v of type kv_type (f32 queries
+ * from the projections against a bf16 KV cache, say), out f32, d_head <= 256.
  * mask: the whole mask (kernels/common/mask_tile.h) with device pointers for documents and
  * the block mask (hk_cu_block_mask_upload); NULL: every key visible.
  * ring > 0: k/v are a rolling buffer of `ring` rows; key j (absolute position k_pos0 + j)
- * lives in row (k_pos0 + j) mod ring. ring == 0: key j is row j.
- * out may alias q when dtype is F32 and ldo == ldq. */
-int hk_cu_attention(hk_cu_dtype dtype, const void *q, int64_t ldq, const void *k, int64_t ldk,
-                    const void *v, int64_t ldv, int64_t sq, int64_t sk, int64_t ring,
-                    int64_t n_heads, int64_t n_kv_heads, int64_t d_head, float scale,
-                    const hk_mask_desc *mask, float *out, int64_t ldo, void *stream);
+ * lives in row (k_pos0 + j) mod ring (hk_cu_kv_write fills it). ring == 0: key j is row j.
+ * out may alias q when q_type is F32 and ldo == ldq. */
+int hk_cu_attention(hk_cu_dtype q_type, hk_cu_dtype kv_type, const void *q, int64_t ldq,
+                    const void *k, int64_t ldk, const void *v, int64_t ldv, int64_t sq,
+                    int64_t sk, int64_t ring, int64_t n_heads, int64_t n_kv_heads,
+                    int64_t d_head, float scale, const hk_mask_desc *mask, float *out,
+                    int64_t ldo, void *stream);
 
-/* f16/bf16 inputs with d_head a multiple of 16 run on tensor cores (WMMA, f32 accumulation;
- * the probabilities are rounded to the input type before P·V, as FlashAttention does); the
- * rest, or every call while hk_cu_attention_force_simt(true), computes in f32 on CUDA cores.
- * The path a call takes: "tensor-core" or "simt-f32". Set it only while no call runs. */
+/* KV cache write: rows of positions pos0 .. pos0 + n - 1 of src (f32, [n, width], row stride
+ * lds) into dst (type dst_type, row stride ldd), converted; ring > 0: position p goes to row
+ * p mod ring (a sliding-window layer's rolling buffer), else to row p. n <= ring. */
+int hk_cu_kv_write(void *dst, hk_cu_dtype dst_type, int64_t ldd, int64_t ring, int64_t pos0,
+                   const float *src, int64_t lds, int64_t n, int64_t width, void *stream);
+
+/* f16/bf16 K/V with d_head a multiple of 16 run on tensor cores (WMMA, f32 accumulation; q
+ * and the probabilities are rounded to the K/V type before the products, as FlashAttention
+ * does); the rest, or every call while hk_cu_attention_force_simt(true), computes in f32 on
+ * CUDA cores. The path a call takes: "tensor-core" or "simt-f32". Set it only while no call
+ * runs. */
 void hk_cu_attention_force_simt(bool on);
-const char *hk_cu_attention_path(hk_cu_dtype dtype, int64_t d_head);
+const char *hk_cu_attention_path(hk_cu_dtype kv_type, int64_t d_head);
 
 /* Device copy of a host block mask (hk_k_block_mask_build); free with hk_cu_block_mask_free. */
 int hk_cu_block_mask_upload(const hk_block_mask *host, hk_block_mask *dev);

@@ -23,6 +23,8 @@
 /* tensor-core attention rounds the probabilities to bf16/f16 (2^-9 / 2^-11 relative) before
  * P·V: about 1e-6 NMSE in bf16 */
 #define NMSE_TC 2e-5
+/* ... and f32 queries rounded to the K/V type as well */
+#define NMSE_TC_Q 1e-4
 
 /* Σ(a-b)² / Σb² (plain squared error when b is all zeros) */
 static double nmse(const float *a, const float *b, int64_t n) {
@@ -447,7 +449,8 @@ typedef struct {
     int docs;   /* 1: packed documents */
     int blocks; /* 1: block mask from user_pred, shared; 2: per head */
     int64_t ring;
-    hk_cu_dtype dtype;
+    hk_cu_dtype dtype;   /* k, v */
+    hk_cu_dtype q_type;  /* 0 (F32) unless set: f32 queries against f16/bf16 keys */
 } attn_case;
 
 static void run_attention_case(const attn_case *tc, kt_rng *r) {
@@ -460,7 +463,7 @@ static void run_attention_case(const attn_case *tc, kt_rng *r) {
     kt_fill(r, q, sq * ldq, -2, 2);
     kt_fill(r, k, rows * ldk, -2, 2);
     kt_fill(r, v, rows * ldk, -2, 2);
-    round_through(q, sq * ldq, tc->dtype);
+    round_through(q, sq * ldq, tc->q_type);
     round_through(k, rows * ldk, tc->dtype);
     round_through(v, rows * ldk, tc->dtype);
     for (int64_t j = 0; j < sk; j++) { /* the reference reads keys in position order */
@@ -505,7 +508,7 @@ static void run_attention_case(const attn_case *tc, kt_rng *r) {
     kt_fill(r, oc, sq * ldo, 7, 8);
     memcpy(og, oc, (size_t)(sq * ldo) * 4);
     hk_k_attention(q, ldq, kl, ldk, vl, ldk, sq, sk, nh, nkv, d, scale, &cm, oc, ldo);
-    void *dq = to_dev_as(q, sq * ldq, tc->dtype), *dk = to_dev_as(k, rows * ldk, tc->dtype);
+    void *dq = to_dev_as(q, sq * ldq, tc->q_type), *dk = to_dev_as(k, rows * ldk, tc->dtype);
     void *dv = to_dev_as(v, rows * ldk, tc->dtype);
     float *dout = to_dev(og, (size_t)(sq * ldo) * 4);
     float *init = kt_alloc(sq * ldo);
@@ -516,19 +519,20 @@ static void run_attention_case(const attn_case *tc, kt_rng *r) {
         const char *name = hk_cu_attention_path(tc->dtype, d);
         if (path == 1 && strcmp(name, "tensor-core") != 0) break;
         CU_OK(hk_cu_upload(dout, init, (size_t)(sq * ldo) * 4));
-        CU_OK(hk_cu_attention(tc->dtype, dq, ldq, dk, ldk, dv, ldk, sq, sk, tc->ring, nh, nkv,
-                              d, scale, &m, dout, ldo, NULL));
+        CU_OK(hk_cu_attention(tc->q_type, tc->dtype, dq, ldq, dk, ldk, dv, ldk, sq, sk, tc->ring,
+                              nh, nkv, d, scale, &m, dout, ldo, NULL));
         from_dev(og, dout, (size_t)(sq * ldo) * 4);
         char what[240];
         snprintf(what, sizeof what,
                  "attention (%s) sq %lld sk %lld heads %lld/%lld d %lld causal %d window %lld "
-                 "pos0 %lld/%lld k_len %lld docs %d blocks %d ring %lld type %d",
+                 "pos0 %lld/%lld k_len %lld docs %d blocks %d ring %lld type %d q %d",
                  name, (long long)sq, (long long)sk, (long long)nh, (long long)nkv,
                  (long long)d, tc->causal, (long long)tc->window, (long long)tc->q_pos0,
                  (long long)tc->k_pos0, (long long)tc->k_len, tc->docs, tc->blocks,
-                 (long long)tc->ring, tc->dtype);
+                 (long long)tc->ring, tc->dtype, tc->q_type);
         /* includes the untouched padding columns */
-        expect_within(og, oc, sq * ldo, path == 0 ? NMSE_MAX : NMSE_TC, what);
+        expect_within(og, oc, sq * ldo,
+                      path == 0 ? NMSE_MAX : tc->q_type == tc->dtype ? NMSE_TC : NMSE_TC_Q, what);
     }
     hk_cu_attention_force_simt(false);
     free(init);
@@ -559,32 +563,35 @@ static void run_attention_case(const attn_case *tc, kt_rng *r) {
 static void test_attention(void **state) {
     need_gpu(state);
     kt_rng r = {109};
-    /* sq sk nh nkv d causal window q_pos0 k_pos0 k_len docs blocks ring dtype */
+    /* sq sk nh nkv d causal window q_pos0 k_pos0 k_len docs blocks ring kv_type q_type */
     static const attn_case cases[] = {
-        {1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, HK_CU_F32},
-        {64, 64, 4, 4, 64, 1, 0, 0, 0, 64, 0, 0, 0, HK_CU_F32},
-        {100, 100, 4, 4, 64, 0, 0, 0, 0, 100, 0, 0, 0, HK_CU_F32},     /* no mask */
-        {77, 300, 8, 2, 128, 1, 0, 223, 0, 300, 0, 0, 0, HK_CU_F32},  /* bottom-right, GQA */
-        {200, 200, 4, 1, 80, 1, 37, 0, 0, 200, 0, 0, 0, HK_CU_F32},   /* window, MQA */
-        {130, 190, 2, 2, 96, 1, 0, 60, 0, 150, 0, 0, 0, HK_CU_F32},   /* k_len < sk */
-        {50, 70, 2, 2, 32, 0, 0, 0, 0, 0, 0, 0, 0, HK_CU_F32},        /* every key padded */
-        {90, 90, 2, 2, 16, 1, 5, 0, 40, 90, 0, 0, 0, HK_CU_F32},      /* rows that see nothing */
-        {150, 150, 4, 2, 64, 1, 0, 0, 0, 150, 1, 0, 0, HK_CU_F32},    /* packed documents */
-        {150, 150, 4, 2, 64, 0, 0, 0, 0, 150, 1, 0, 0, HK_CU_F32},    /* bidirectional docs */
-        {140, 170, 4, 2, 40, 1, 0, 30, 0, 170, 0, 1, 0, HK_CU_F32},   /* user mask, shared */
-        {140, 170, 4, 2, 40, 1, 0, 30, 0, 170, 1, 2, 0, HK_CU_F32},   /* per head + docs */
-        {1, 500, 32, 8, 128, 1, 0, 499, 0, 500, 0, 0, 0, HK_CU_F32},  /* decode */
-        {3, 257, 8, 2, 128, 1, 0, 254, 0, 257, 0, 2, 0, HK_CU_F32},   /* decode, per head */
-        {1, 96, 8, 2, 64, 1, 96, 1000, 905, 96, 0, 0, 96, HK_CU_F32}, /* rolling buffer */
-        {20, 100, 4, 2, 64, 1, 100, 300, 220, 100, 0, 0, 100, HK_CU_F32},
-        {33, 70, 2, 1, 256, 1, 0, 37, 0, 70, 0, 0, 0, HK_CU_F32},     /* largest head */
-        {129, 129, 4, 2, 128, 1, 0, 0, 0, 129, 0, 0, 0, HK_CU_BF16},
-        {129, 129, 4, 2, 128, 1, 64, 0, 0, 129, 1, 0, 0, HK_CU_F16},
-        {1, 64, 8, 2, 128, 1, 64, 500, 437, 64, 0, 0, 64, HK_CU_BF16}, /* rolling bf16 */
-        {300, 300, 8, 2, 64, 1, 0, 0, 0, 300, 1, 2, 0, HK_CU_BF16},    /* docs + per head */
-        {5, 200, 32, 8, 128, 1, 0, 195, 0, 200, 0, 0, 0, HK_CU_F16},    /* decode, group 4 */
-        {70, 90, 4, 4, 256, 0, 0, 0, 0, 90, 0, 0, 0, HK_CU_BF16},       /* d 256 */
-        {64, 64, 2, 2, 16, 1, 0, 0, 0, 64, 0, 0, 0, HK_CU_F16},
+        {1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, HK_CU_F32, HK_CU_F32},
+        {64, 64, 4, 4, 64, 1, 0, 0, 0, 64, 0, 0, 0, HK_CU_F32, HK_CU_F32},
+        {100, 100, 4, 4, 64, 0, 0, 0, 0, 100, 0, 0, 0, HK_CU_F32, HK_CU_F32},     /* no mask */
+        {77, 300, 8, 2, 128, 1, 0, 223, 0, 300, 0, 0, 0, HK_CU_F32, HK_CU_F32},  /* bottom-right, GQA */
+        {200, 200, 4, 1, 80, 1, 37, 0, 0, 200, 0, 0, 0, HK_CU_F32, HK_CU_F32},   /* window, MQA */
+        {130, 190, 2, 2, 96, 1, 0, 60, 0, 150, 0, 0, 0, HK_CU_F32, HK_CU_F32},   /* k_len < sk */
+        {50, 70, 2, 2, 32, 0, 0, 0, 0, 0, 0, 0, 0, HK_CU_F32, HK_CU_F32},        /* every key padded */
+        {90, 90, 2, 2, 16, 1, 5, 0, 40, 90, 0, 0, 0, HK_CU_F32, HK_CU_F32},      /* rows that see nothing */
+        {150, 150, 4, 2, 64, 1, 0, 0, 0, 150, 1, 0, 0, HK_CU_F32, HK_CU_F32},    /* packed documents */
+        {150, 150, 4, 2, 64, 0, 0, 0, 0, 150, 1, 0, 0, HK_CU_F32, HK_CU_F32},    /* bidirectional docs */
+        {140, 170, 4, 2, 40, 1, 0, 30, 0, 170, 0, 1, 0, HK_CU_F32, HK_CU_F32},   /* user mask, shared */
+        {140, 170, 4, 2, 40, 1, 0, 30, 0, 170, 1, 2, 0, HK_CU_F32, HK_CU_F32},   /* per head + docs */
+        {1, 500, 32, 8, 128, 1, 0, 499, 0, 500, 0, 0, 0, HK_CU_F32, HK_CU_F32},  /* decode */
+        {3, 257, 8, 2, 128, 1, 0, 254, 0, 257, 0, 2, 0, HK_CU_F32, HK_CU_F32},   /* decode, per head */
+        {1, 96, 8, 2, 64, 1, 96, 1000, 905, 96, 0, 0, 96, HK_CU_F32, HK_CU_F32}, /* rolling buffer */
+        {20, 100, 4, 2, 64, 1, 100, 300, 220, 100, 0, 0, 100, HK_CU_F32, HK_CU_F32},
+        {33, 70, 2, 1, 256, 1, 0, 37, 0, 70, 0, 0, 0, HK_CU_F32, HK_CU_F32},     /* largest head */
+        {129, 129, 4, 2, 128, 1, 0, 0, 0, 129, 0, 0, 0, HK_CU_BF16, HK_CU_BF16},
+        {129, 129, 4, 2, 128, 1, 64, 0, 0, 129, 1, 0, 0, HK_CU_F16, HK_CU_F16},
+        {1, 64, 8, 2, 128, 1, 64, 500, 437, 64, 0, 0, 64, HK_CU_BF16, HK_CU_BF16}, /* rolling bf16 */
+        {300, 300, 8, 2, 64, 1, 0, 0, 0, 300, 1, 2, 0, HK_CU_BF16, HK_CU_BF16},    /* docs + per head */
+        {5, 200, 32, 8, 128, 1, 0, 195, 0, 200, 0, 0, 0, HK_CU_F16, HK_CU_F16},    /* decode, group 4 */
+        {70, 90, 4, 4, 256, 0, 0, 0, 0, 90, 0, 0, 0, HK_CU_BF16, HK_CU_BF16},       /* d 256 */
+        {64, 64, 2, 2, 16, 1, 0, 0, 0, 64, 0, 0, 0, HK_CU_F16, HK_CU_F16},
+        /* f32 queries against a bf16 rolling KV cache (the forward's decode) */
+        {1, 64, 32, 8, 128, 1, 64, 500, 437, 64, 0, 0, 64, HK_CU_BF16, HK_CU_F32},
+        {100, 100, 8, 2, 64, 1, 0, 0, 0, 100, 1, 0, 0, HK_CU_F16, HK_CU_F32},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) run_attention_case(&cases[c], &r);
     /* random shapes */
@@ -605,6 +612,7 @@ static void test_attention(void **state) {
         tc.blocks = (int)kt_int(&r, 3);
         tc.ring = kt_int(&r, 4) == 0 ? tc.sk + kt_int(&r, 10) : 0;
         tc.dtype = (hk_cu_dtype)kt_int(&r, 3);
+        tc.q_type = kt_int(&r, 2) ? tc.dtype : HK_CU_F32;
         if (tc.dtype != HK_CU_F32 && kt_int(&r, 2)) tc.d = 16 * (1 + kt_int(&r, 10));
         run_attention_case(&tc, &r);
     }
@@ -804,24 +812,73 @@ static void test_d2h_ring(void **state) {
     free(h);
 }
 
+/* hk_cu_kv_write into a linear cache and a rolling buffer, converting */
+static void test_kv_write(void **state) {
+    need_gpu(state);
+    kt_rng r = {112};
+    const int64_t width = 40, ldd = 43, lds = 41, ring = 16;
+    for (int t = 0; t < 3; t++) {
+        const hk_cu_dtype dt = (hk_cu_dtype)t;
+        const size_t es = hk_cu_dtype_size(dt);
+        /* the ring after writing positions 0..36 in chunks of 5, 16 (a full lap) and 16 */
+        float *src = kt_alloc(37 * lds), *want = kt_alloc(ring * ldd), *got = kt_alloc(ring * ldd);
+        kt_fill(&r, src, 37 * lds, -3, 3);
+        round_through(src, 37 * lds, dt);
+        for (int64_t i = 0; i < ring * ldd; i++) want[i] = 0.0f;
+        void *dst = to_dev(NULL, (size_t)(ring * ldd) * es);
+        CU_OK(hk_cu_memset_async(dst, 0, (size_t)(ring * ldd) * es, NULL));
+        float *dsrc = to_dev(src, (size_t)(37 * lds) * 4);
+        static const int64_t chunks[][2] = {{0, 5}, {5, 16}, {21, 16}};
+        for (int c = 0; c < 3; c++) {
+            const int64_t p0 = chunks[c][0], n = chunks[c][1];
+            CU_OK(hk_cu_kv_write(dst, dt, ldd, ring, p0, dsrc + p0 * lds, lds, n, width, NULL));
+            for (int64_t i = 0; i < n; i++)
+                memcpy(want + ((p0 + i) % ring) * ldd, src + (p0 + i) * lds, (size_t)width * 4);
+        }
+        float *wide = to_dev(NULL, (size_t)(ring * ldd) * 4);
+        CU_OK(hk_cu_convert(wide, HK_CU_F32, dst, dt, ring * ldd, NULL));
+        from_dev(got, wide, (size_t)(ring * ldd) * 4);
+        assert_memory_equal(got, want, (size_t)(ring * ldd) * 4);
+        /* linear: position p at row p */
+        CU_OK(hk_cu_kv_write(dst, dt, ldd, 0, 3, dsrc, lds, 2, width, NULL));
+        CU_OK(hk_cu_convert(wide, HK_CU_F32, dst, dt, ring * ldd, NULL));
+        from_dev(got, wide, (size_t)(ring * ldd) * 4);
+        assert_memory_equal(got + 3 * ldd, src, (size_t)width * 4);
+        assert_memory_equal(got + 4 * ldd, src + lds, (size_t)width * 4);
+        CU_OK(hk_cu_free(dst));
+        CU_OK(hk_cu_free(dsrc));
+        CU_OK(hk_cu_free(wide));
+        free(src);
+        free(want);
+        free(got);
+    }
+}
+
 /* Argument checks that never touch the device: these run everywhere. */
 static void test_argument_checks(void **state) {
     (void)state;
     float dummy = 0.0f;
     /* d_head > 256, heads not a multiple of KV heads, a ring shorter than the keys */
-    assert_int_not_equal(hk_cu_attention(HK_CU_F32, &dummy, 1, &dummy, 1, &dummy, 1, 1, 1, 0, 1,
-                                         1, 300, 1.0f, NULL, &dummy, 1, NULL),
+    const hk_cu_dtype F = HK_CU_F32;
+    assert_int_not_equal(hk_cu_attention(F, F, &dummy, 1, &dummy, 1, &dummy, 1, 1, 1, 0, 1, 1,
+                                         300, 1.0f, NULL, &dummy, 1, NULL),
                          0);
-    assert_int_not_equal(hk_cu_attention(HK_CU_F32, &dummy, 1, &dummy, 1, &dummy, 1, 1, 1, 0, 3,
-                                         2, 8, 1.0f, NULL, &dummy, 1, NULL),
+    assert_int_not_equal(hk_cu_attention(F, F, &dummy, 1, &dummy, 1, &dummy, 1, 1, 1, 0, 3, 2,
+                                         8, 1.0f, NULL, &dummy, 1, NULL),
                          0);
-    assert_int_not_equal(hk_cu_attention(HK_CU_F32, &dummy, 1, &dummy, 1, &dummy, 1, 1, 9, 8, 1,
-                                         1, 8, 1.0f, NULL, &dummy, 1, NULL),
+    assert_int_not_equal(hk_cu_attention(F, F, &dummy, 1, &dummy, 1, &dummy, 1, 1, 9, 8, 1, 1,
+                                         8, 1.0f, NULL, &dummy, 1, NULL),
+                         0);
+    assert_int_not_equal(hk_cu_attention((hk_cu_dtype)4, F, &dummy, 1, &dummy, 1, &dummy, 1, 1,
+                                         1, 0, 1, 1, 8, 1.0f, NULL, &dummy, 1, NULL),
                          0);
     /* nothing to do is success */
-    assert_int_equal(hk_cu_attention(HK_CU_F32, NULL, 1, NULL, 1, NULL, 1, 0, 5, 0, 1, 1, 8,
-                                     1.0f, NULL, NULL, 1, NULL),
+    assert_int_equal(hk_cu_attention(F, F, NULL, 1, NULL, 1, NULL, 1, 0, 5, 0, 1, 1, 8, 1.0f,
+                                     NULL, NULL, 1, NULL),
                      0);
+    /* a KV write longer than its ring, a negative position */
+    assert_int_not_equal(hk_cu_kv_write(&dummy, F, 1, 4, 0, &dummy, 1, 5, 1, NULL), 0);
+    assert_int_not_equal(hk_cu_kv_write(&dummy, F, 1, 0, -1, &dummy, 1, 1, 1, NULL), 0);
     /* sampling options as hk_sample checks them */
     int32_t res[2];
     assert_int_not_equal(hk_cu_sample(&dummy, 0, 1.0f, 0, 1.0f, 0.5, NULL, res, NULL), 0);
@@ -853,6 +910,7 @@ int main(void) {
         cmocka_unit_test(test_gated),        cmocka_unit_test(test_linear),
         cmocka_unit_test(test_attention),    cmocka_unit_test(test_materialized),
         cmocka_unit_test(test_sampling),     cmocka_unit_test(test_d2h_ring),
+        cmocka_unit_test(test_kv_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
