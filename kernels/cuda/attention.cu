@@ -92,7 +92,11 @@ __global__ static void __launch_bounds__(AT_THREADS)
         for (int c = 0; c < DC; c++) o[u][c] = 0.0f;
     }
 
-    for (int64_t j0 = jstart; j0 < jend; j0 += AT_KEYS) {
+    int64_t t0, t1; // this split's key tiles
+    hk_cu_attn_split(jend > jstart ? (jend - jstart + AT_KEYS - 1) / AT_KEYS : 0, a.n_split,
+                     blockIdx.z, &t0, &t1);
+    const int64_t jlast = jstart + t1 * AT_KEYS < jend ? jstart + t1 * AT_KEYS : jend;
+    for (int64_t j0 = jstart + t0 * AT_KEYS; j0 < jlast; j0 += AT_KEYS) {
         const int64_t nk = jend - j0 < AT_KEYS ? jend - j0 : AT_KEYS;
         if (mask.doc) hk_cu_attn_doc_range(mask, mask.b.k_pos0 + j0, (int)nk, sh, kmin, kmax, koor);
         const int cls = hk_mask_desc_classify(&mask, a.sk, h0, h0 + a.gs, i0, i0 + nq, j0,
@@ -194,6 +198,24 @@ __global__ static void __launch_bounds__(AT_THREADS)
         __syncthreads(); // Ks, Vs, Ps are refilled by the next tile
     }
 
+    if (a.n_split > 1) { // partial result: o / l, m, l per row
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            float *pr = hk_cu_attn_part_row(a, 4 * ty + u);
+            const float inv = l[u] > 0.0f ? 1.0f / l[u] : 0.0f;
+#pragma unroll
+            for (int c = 0; c < DC; c++) {
+                const int64_t col = tx + 16 * c;
+                if (col < d) pr[col] = o[u][c] * inv;
+            }
+            if (tx == 0) {
+                pr[d] = m[u];
+                pr[d + 1] = l[u];
+            }
+        }
+        return;
+    }
+
     // normalize; rows that saw no key are zeros
 #pragma unroll
     for (int u = 0; u < 4; u++) {
@@ -236,6 +258,71 @@ static int launch_type(const attn_args &a, dim3 grid, cudaStream_t st) {
 }
 
 static bool g_force_simt;
+static int g_force_splits;
+
+extern "C" void hk_cu_attention_force_splits(int n) { g_force_splits = n < 0 ? 0 : n; }
+
+// Partial results of the split blocks -> out.
+__global__ static void combine_kernel(const attn_args a) {
+    const int64_t qb = (int64_t)gridDim.x - 1 - blockIdx.x;
+    const int64_t i0 = qb * a.bq;
+    const int64_t nq = a.sq - i0 < a.bq ? a.sq - i0 : a.bq;
+    const int64_t n_sub = a.group / a.gs;
+    const int64_t h0 = (blockIdx.y / n_sub) * a.group + (blockIdx.y % n_sub) * a.gs;
+    const int64_t d = a.d, blk_stride = (int64_t)gridDim.y * gridDim.x;
+    const int64_t blk0 = (int64_t)blockIdx.y * gridDim.x + blockIdx.x;
+    for (int64_t idx = threadIdx.x; idx < 64 * d; idx += blockDim.x) {
+        const int64_t r = idx / d, c = idx % d;
+        const int64_t g = r / a.bq, ii = r % a.bq;
+        if (g >= a.gs || ii >= nq) continue;
+        float mx = -INFINITY;
+        for (int64_t z = 0; z < a.n_split; z++) {
+            const float *pr = a.part + ((z * blk_stride + blk0) * 64 + r) * (d + 2);
+            if (pr[d + 1] > 0.0f) mx = fmaxf(mx, pr[d]);
+        }
+        float num = 0.0f, den = 0.0f;
+        if (mx != -INFINITY)
+            for (int64_t z = 0; z < a.n_split; z++) {
+                const float *pr = a.part + ((z * blk_stride + blk0) * 64 + r) * (d + 2);
+                if (!(pr[d + 1] > 0.0f)) continue;
+                const float w = pr[d + 1] * expf(pr[d] - mx);
+                num += w * pr[c];
+                den += w;
+            }
+        a.out[(i0 + ii) * a.ldo + (h0 + g) * d + c] = den > 0.0f ? num / den : 0.0f;
+    }
+}
+
+int hk_cu_attn_combine(const attn_args &a, dim3 grid, cudaStream_t st) {
+    combine_kernel<<<dim3(grid.x, grid.y), 256, 0, st>>>(a);
+    return hk_cu_launch_status();
+}
+
+static int sm_count(void) {
+    static int n;
+    if (n == 0) {
+        int dev = 0, v = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+            (void)cudaGetLastError();
+            v = 1;
+        }
+        n = v > 0 ? v : 1;
+    }
+    return n;
+}
+
+// Splits of the key range per block: enough blocks for two waves over the SMs when there are
+// few blocks and many key tiles (decoding a long context), at least 4 tiles per split.
+static int64_t pick_splits(int64_t blocks, int64_t tiles) {
+    if (g_force_splits > 0) return g_force_splits;
+    const int64_t sms = sm_count();
+    if (blocks >= sms || tiles < 8) return 1;
+    int64_t ns = (2 * sms + blocks - 1) / blocks;
+    if (ns > tiles / 4) ns = tiles / 4;
+    if (ns > 32) ns = 32;
+    return ns < 1 ? 1 : ns;
+}
 
 extern "C" void hk_cu_attention_force_simt(bool on) { g_force_simt = on; }
 
@@ -288,16 +375,37 @@ extern "C" int hk_cu_attention(hk_cu_dtype q_type, hk_cu_dtype dtype, const void
     const int64_t nqb = (sq + a.bq - 1) / a.bq;
     const int64_t ny = n_kv_heads * (a.group / a.gs);
     if (nqb > 0x7fffffff || ny > 65535) return (int)cudaErrorInvalidValue;
-    const dim3 grid((unsigned)nqb, (unsigned)ny);
     const cudaStream_t st = hk_cu_stream(stream);
-    if (!g_force_simt && hk_cu_attn_tc_fits(dtype, d_head))
-        return hk_cu_attn_launch_tc(dtype, a, grid, st);
-    switch (dtype) {
-    case HK_CU_F32: return launch_type<float>(a, grid, st);
-    case HK_CU_F16: return launch_type<__half>(a, grid, st);
-    case HK_CU_BF16: return launch_type<__nv_bfloat16>(a, grid, st);
+    // key tiles of the widest block (an upper bound for every block)
+    a.n_split = pick_splits(nqb * ny, (a.sk + AT_KEYS - 1) / AT_KEYS + 1);
+    a.part = NULL;
+    if (a.n_split > 1) {
+        const size_t bytes = (size_t)(a.n_split * ny * nqb * 64 * (d_head + 2)) * sizeof(float);
+        const cudaError_t e = cudaMallocAsync((void **)&a.part, bytes, st);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            a.n_split = 1; // no workspace: one pass per block, slower but the same result
+            a.part = NULL;
+        }
     }
-    return (int)cudaErrorInvalidValue;
+    const dim3 grid((unsigned)nqb, (unsigned)ny, (unsigned)a.n_split);
+    int err;
+    if (!g_force_simt && hk_cu_attn_tc_fits(dtype, d_head)) {
+        err = hk_cu_attn_launch_tc(dtype, a, grid, st);
+    } else {
+        switch (dtype) {
+        case HK_CU_F32: err = launch_type<float>(a, grid, st); break;
+        case HK_CU_F16: err = launch_type<__half>(a, grid, st); break;
+        case HK_CU_BF16: err = launch_type<__nv_bfloat16>(a, grid, st); break;
+        default: err = (int)cudaErrorInvalidValue;
+        }
+    }
+    if (a.n_split > 1) {
+        if (!err) err = hk_cu_attn_combine(a, grid, st);
+        const cudaError_t e = cudaFreeAsync(a.part, st);
+        if (!err && e != cudaSuccess) err = (int)e;
+    }
+    return err;
 }
 
 // ---- block masks on the device ----

@@ -18,8 +18,23 @@ struct attn_args {
     int64_t bq;    // queries per block
     float scale;
     int q_type; // hk_cu_dtype of q (k and v: the kernel's template type)
+    int64_t n_split; // key-tile ranges per block row (gridDim.z); > 1: partial results
+    float *part;     // n_split > 1: [n_split, gridDim.y, gridDim.x, 64, d + 2] (o/l, m, l)
     hk_mask_desc mask;
 };
+
+// Key tiles [*t0, *t1) (of 64 keys from jstart) of split z out of the n tiles of a block.
+__device__ static inline void hk_cu_attn_split(int64_t ntiles, int64_t n_split, int64_t z,
+                                               int64_t *t0, int64_t *t1) {
+    *t0 = ntiles * z / n_split;
+    *t1 = ntiles * (z + 1) / n_split;
+}
+
+// Where row r of this block puts its partial result (n_split > 1).
+__device__ static inline float *hk_cu_attn_part_row(const attn_args &a, int r) {
+    const int64_t blk = ((int64_t)blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+    return a.part + (blk * 64 + r) * (a.d + 2);
+}
 
 // Element idx of q, widened to f32 (q is read once per block: a runtime switch is cheap).
 __device__ static inline float hk_cu_attn_load_q(const void *q, int t, int64_t idx) {
@@ -58,6 +73,9 @@ __device__ static inline void hk_cu_attn_doc_range(const hk_mask_desc &m, int64_
     oor = (sh[2] | sh[5]) != 0;
     __syncthreads(); // sh is reused by the next call
 }
+
+// Combines the n_split partial results into out (flash-decoding's reduction).
+int hk_cu_attn_combine(const attn_args &a, dim3 grid, cudaStream_t st);
 
 // The tensor-core kernel takes this call (f16/bf16, d_head a multiple of 16 that fits).
 bool hk_cu_attn_tc_fits(hk_cu_dtype dtype, int64_t d_head);

@@ -80,7 +80,11 @@ __global__ static void __launch_bounds__(TC_THREADS) attention_tc_kernel(const a
     __syncthreads();
 
     float m = -INFINITY, l = 0.0f; // this row's statistics (both lanes of the row hold them)
-    for (int64_t j0 = jstart; j0 < jend; j0 += TC_KEYS) {
+    int64_t t0, t1; // this split's key tiles
+    hk_cu_attn_split(jend > jstart ? (jend - jstart + TC_KEYS - 1) / TC_KEYS : 0, a.n_split,
+                     blockIdx.z, &t0, &t1);
+    const int64_t jlast = jstart + t1 * TC_KEYS < jend ? jstart + t1 * TC_KEYS : jend;
+    for (int64_t j0 = jstart + t0 * TC_KEYS; j0 < jlast; j0 += TC_KEYS) {
         const int64_t nk = jend - j0 < TC_KEYS ? jend - j0 : TC_KEYS;
         if (mask.doc) hk_cu_attn_doc_range(mask, mask.b.k_pos0 + j0, (int)nk, sh, kmin, kmax, koor);
         const int cls = hk_mask_desc_classify(&mask, a.sk, h0, h0 + a.gs, i0, i0 + nq, j0,
@@ -168,6 +172,16 @@ __global__ static void __launch_bounds__(TC_THREADS) attention_tc_kernel(const a
     }
 
     __syncwarp();
+    if (a.n_split > 1) { // partial result: o / l, m, l per row
+        float *pr = hk_cu_attn_part_row(a, rloc);
+        const float *orow = Os + rloc * ldo;
+        for (int c = half; c < d; c += 2) pr[c] = l > 0.0f ? orow[c] / l : 0.0f;
+        if (half == 0) {
+            pr[d] = m;
+            pr[d + 1] = l;
+        }
+        return;
+    }
     if (rvalid) {
         float *dst = a.out + ri * a.ldo + rh * a.d;
         const float *orow = Os + rloc * ldo;

@@ -135,6 +135,11 @@ int hk_cu_kv_write(void *dst, hk_cu_dtype dst_type, int64_t ldd, int64_t ring, i
  * CUDA cores. The path a call takes: "tensor-core" or "simt-f32". Set it only while no call
  * runs. */
 void hk_cu_attention_force_simt(bool on);
+/* Few blocks over many keys (decoding a long context): the key range of each block is split
+ * over several blocks whose partial results a second kernel combines (flash-decoding; the
+ * workspace comes from the stream-ordered allocator). n > 0 forces n splits (tests), 0 is
+ * the automatic choice. */
+void hk_cu_attention_force_splits(int n);
 const char *hk_cu_attention_path(hk_cu_dtype kv_type, int64_t d_head);
 
 /* Device copy of a host block mask (hk_k_block_mask_build); free with hk_cu_block_mask_free. */

@@ -513,21 +513,24 @@ static void run_attention_case(const attn_case *tc, kt_rng *r) {
     float *dout = to_dev(og, (size_t)(sq * ldo) * 4);
     float *init = kt_alloc(sq * ldo);
     memcpy(init, og, (size_t)(sq * ldo) * 4);
-    /* both paths: f32 on CUDA cores, then tensor cores where the call qualifies */
-    for (int path = 0; path < 2; path++) {
+    /* both paths: f32 on CUDA cores, then tensor cores where the call qualifies; each with
+     * the automatic key splits and with 3 forced (partial results + combine kernel) */
+    for (int run = 0; run < 4; run++) {
+        const int path = run / 2;
         hk_cu_attention_force_simt(path == 0);
+        hk_cu_attention_force_splits(run % 2 ? 3 : 0);
         const char *name = hk_cu_attention_path(tc->dtype, d);
         if (path == 1 && strcmp(name, "tensor-core") != 0) break;
         CU_OK(hk_cu_upload(dout, init, (size_t)(sq * ldo) * 4));
         CU_OK(hk_cu_attention(tc->q_type, tc->dtype, dq, ldq, dk, ldk, dv, ldk, sq, sk, tc->ring,
                               nh, nkv, d, scale, &m, dout, ldo, NULL));
         from_dev(og, dout, (size_t)(sq * ldo) * 4);
-        char what[240];
+        char what[260];
         snprintf(what, sizeof what,
-                 "attention (%s) sq %lld sk %lld heads %lld/%lld d %lld causal %d window %lld "
-                 "pos0 %lld/%lld k_len %lld docs %d blocks %d ring %lld type %d q %d",
-                 name, (long long)sq, (long long)sk, (long long)nh, (long long)nkv,
-                 (long long)d, tc->causal, (long long)tc->window, (long long)tc->q_pos0,
+                 "attention (%s, splits %s) sq %lld sk %lld heads %lld/%lld d %lld causal %d "
+                 "window %lld pos0 %lld/%lld k_len %lld docs %d blocks %d ring %lld type %d q %d",
+                 name, run % 2 ? "3" : "auto", (long long)sq, (long long)sk, (long long)nh,
+                 (long long)nkv, (long long)d, tc->causal, (long long)tc->window, (long long)tc->q_pos0,
                  (long long)tc->k_pos0, (long long)tc->k_len, tc->docs, tc->blocks,
                  (long long)tc->ring, tc->dtype, tc->q_type);
         /* includes the untouched padding columns */
@@ -535,6 +538,7 @@ static void run_attention_case(const attn_case *tc, kt_rng *r) {
                       path == 0 ? NMSE_MAX : tc->q_type == tc->dtype ? NMSE_TC : NMSE_TC_Q, what);
     }
     hk_cu_attention_force_simt(false);
+    hk_cu_attention_force_splits(0);
     free(init);
     /* fully masked rows are exactly zero on both */
     for (int64_t i = 0; i < sq; i++) {
@@ -589,6 +593,9 @@ static void test_attention(void **state) {
         {5, 200, 32, 8, 128, 1, 0, 195, 0, 200, 0, 0, 0, HK_CU_F16, HK_CU_F16},    /* decode, group 4 */
         {70, 90, 4, 4, 256, 0, 0, 0, 0, 90, 0, 0, 0, HK_CU_BF16, HK_CU_BF16},       /* d 256 */
         {64, 64, 2, 2, 16, 1, 0, 0, 0, 64, 0, 0, 0, HK_CU_F16, HK_CU_F16},
+        /* decoding a long context: automatic key splits (flash-decoding) */
+        {1, 4096, 32, 8, 128, 1, 0, 4095, 0, 4096, 0, 0, 0, HK_CU_F32, HK_CU_F32},
+        {2, 4096, 32, 8, 128, 1, 0, 4094, 0, 4000, 1, 0, 0, HK_CU_BF16, HK_CU_F32},
         /* f32 queries against a bf16 rolling KV cache (the forward's decode) */
         {1, 64, 32, 8, 128, 1, 64, 500, 437, 64, 0, 0, 64, HK_CU_BF16, HK_CU_F32},
         {100, 100, 8, 2, 64, 1, 0, 0, 0, 100, 1, 0, 0, HK_CU_F16, HK_CU_F32},

@@ -264,11 +264,13 @@ static bool ref_pred(void *user, int64_t head, int64_t q_pos, int64_t k_pos) {
 /* The structure of kernels/cuda/attention.cu on the CPU: rows (head g of a slice, query i),
  * key tiles from floor(jstart / 64) * 64, the tile class from hk_mask_desc_classify over the
  * slice's heads (SKIP: the tile is not read), pairs checked only in PARTIAL tiles, keys past
- * the tile masked, online softmax. K/V may be a rolling buffer. */
+ * the tile masked, online softmax. K/V may be a rolling buffer. n_split > 1: each block's
+ * key tiles are split into n_split ranges whose partial results (o / l, m, l) are combined
+ * as the combine kernel does (flash-decoding). */
 static void emulate_gpu(const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
                         int64_t ldv, int64_t sq, int64_t sk, int64_t ring, int64_t nh,
                         int64_t nkv, int64_t d, float scale, const hk_mask_desc *m, float *out,
-                        int64_t ldo, int64_t *tiles_skipped) {
+                        int64_t ldo, int64_t n_split, int64_t *tiles_skipped) {
     const int64_t group = nh / nkv;
     const int64_t bq = sq < 64 ? sq : 64;
     int64_t gs = 1;
@@ -278,6 +280,8 @@ static void emulate_gpu(const float *q, int64_t ldq, const float *k, int64_t ldk
             break;
         }
     float *s = kt_alloc(64 * 64), *o = kt_alloc(64 * d), ml[64], ll[64];
+    float *po = kt_alloc(n_split * 64 * d), *pm = kt_alloc(n_split * 64);
+    float *pl = kt_alloc(n_split * 64);
     for (int64_t i0 = 0; i0 < sq; i0 += bq)
         for (int64_t kvh = 0; kvh < nkv; kvh++)
             for (int64_t g0 = 0; g0 < group; g0 += gs) {
@@ -291,67 +295,93 @@ static void emulate_gpu(const float *q, int64_t ldq, const float *k, int64_t ldk
                 bool qo = false, ko = false;
                 if (m->doc) hk_mask_doc_range(m->doc, m->doc_len, m->b.q_pos0 + i0,
                                               m->b.q_pos0 + i0 + nq, &qmn, &qmx, &qo);
-                memset(o, 0, (size_t)(64 * d) * sizeof *o);
-                for (int r = 0; r < 64; r++) {
-                    ml[r] = -INFINITY;
-                    ll[r] = 0.0f;
-                }
-                for (int64_t j0 = jstart; j0 < jend; j0 += 64) {
-                    const int64_t nk = jend - j0 < 64 ? jend - j0 : 64;
-                    if (m->doc) hk_mask_doc_range(m->doc, m->doc_len, m->b.k_pos0 + j0,
-                                                  m->b.k_pos0 + j0 + nk, &kmn, &kmx, &ko);
-                    const int cls = hk_mask_desc_classify(m, sk, h0, h0 + gs, i0, i0 + nq, j0,
-                                                          j0 + nk, qmn, qmx, qo, kmn, kmx, ko);
-                    if (cls == HK_MT_SKIP) {
-                        (*tiles_skipped)++;
-                        continue;
+                const int64_t ntiles = jend > jstart ? (jend - jstart + 63) / 64 : 0;
+                for (int64_t z = 0; z < n_split; z++) {
+                    memset(o, 0, (size_t)(64 * d) * sizeof *o);
+                    for (int r = 0; r < 64; r++) {
+                        ml[r] = -INFINITY;
+                        ll[r] = 0.0f;
                     }
-                    for (int64_t r = 0; r < 64; r++) {
-                        const int64_t g = r / bq, i = i0 + r % bq, h = h0 + g;
-                        const bool rv = g < gs && r % bq < nq;
-                        float mx = -INFINITY;
-                        for (int64_t jl = 0; jl < 64; jl++) {
-                            float x = -INFINITY;
-                            bool vis = jl < nk;
-                            if (vis && cls == HK_MT_PARTIAL)
-                                vis = rv && hk_mask_desc_visible(m, sk, h, i, j0 + jl);
-                            if (vis && rv) {
+                    const int64_t t0 = ntiles * z / n_split, t1 = ntiles * (z + 1) / n_split;
+                    const int64_t jlast = jstart + t1 * 64 < jend ? jstart + t1 * 64 : jend;
+                    for (int64_t j0 = jstart + t0 * 64; j0 < jlast; j0 += 64) {
+                        const int64_t nk = jend - j0 < 64 ? jend - j0 : 64;
+                        if (m->doc) hk_mask_doc_range(m->doc, m->doc_len, m->b.k_pos0 + j0,
+                                                      m->b.k_pos0 + j0 + nk, &kmn, &kmx, &ko);
+                        const int cls = hk_mask_desc_classify(m, sk, h0, h0 + gs, i0, i0 + nq, j0,
+                                                              j0 + nk, qmn, qmx, qo, kmn, kmx, ko);
+                        if (cls == HK_MT_SKIP) {
+                            (*tiles_skipped)++;
+                            continue;
+                        }
+                        for (int64_t r = 0; r < 64; r++) {
+                            const int64_t g = r / bq, i = i0 + r % bq, h = h0 + g;
+                            const bool rv = g < gs && r % bq < nq;
+                            float mx = -INFINITY;
+                            for (int64_t jl = 0; jl < 64; jl++) {
+                                float x = -INFINITY;
+                                bool vis = jl < nk;
+                                if (vis && cls == HK_MT_PARTIAL)
+                                    vis = rv && hk_mask_desc_visible(m, sk, h, i, j0 + jl);
+                                if (vis && rv) {
+                                    int64_t row = j0 + jl;
+                                    if (ring) row = ((m->b.k_pos0 + row) % ring + ring) % ring;
+                                    x = 0.0f;
+                                    const float *qr = q + i * ldq + h * d;
+                                    const float *kr = k + row * ldk + kvh * d;
+                                    for (int64_t c = 0; c < d; c++) x += qr[c] * scale * kr[c];
+                                }
+                                s[r * 64 + jl] = x;
+                                mx = x > mx ? x : mx;
+                            }
+                            const float mnew = ml[r] > mx ? ml[r] : mx;
+                            const float muse = mnew == -INFINITY ? 0.0f : mnew;
+                            const float alpha = expf(ml[r] - muse);
+                            float sum = 0.0f;
+                            for (int64_t c = 0; c < d; c++) o[r * d + c] *= alpha;
+                            for (int64_t jl = 0; jl < nk; jl++) {
+                                const float p = expf(s[r * 64 + jl] - muse);
+                                if (p == 0.0f) continue;
+                                sum += p;
                                 int64_t row = j0 + jl;
                                 if (ring) row = ((m->b.k_pos0 + row) % ring + ring) % ring;
-                                x = 0.0f;
                                 for (int64_t c = 0; c < d; c++)
-                                    x += q[i * ldq + h * d + c] * scale * k[row * ldk + kvh * d + c];
+                                    o[r * d + c] += p * v[row * ldv + kvh * d + c];
                             }
-                            s[r * 64 + jl] = x;
-                            mx = x > mx ? x : mx;
+                            ll[r] = ll[r] * alpha + sum;
+                            ml[r] = mnew;
                         }
-                        const float mnew = ml[r] > mx ? ml[r] : mx;
-                        const float muse = mnew == -INFINITY ? 0.0f : mnew;
-                        const float alpha = expf(ml[r] - muse);
-                        float sum = 0.0f;
-                        for (int64_t c = 0; c < d; c++) o[r * d + c] *= alpha;
-                        for (int64_t jl = 0; jl < nk; jl++) {
-                            const float p = expf(s[r * 64 + jl] - muse);
-                            if (p == 0.0f) continue;
-                            sum += p;
-                            int64_t row = j0 + jl;
-                            if (ring) row = ((m->b.k_pos0 + row) % ring + ring) % ring;
-                            for (int64_t c = 0; c < d; c++)
-                                o[r * d + c] += p * v[row * ldv + kvh * d + c];
-                        }
-                        ll[r] = ll[r] * alpha + sum;
-                        ml[r] = mnew;
                     }
-                }
+                    for (int64_t r = 0; r < 64; r++) {
+                        for (int64_t c = 0; c < d; c++)
+                            po[(z * 64 + r) * d + c] = ll[r] > 0.0f ? o[r * d + c] / ll[r] : 0.0f;
+                        pm[z * 64 + r] = ml[r];
+                        pl[z * 64 + r] = ll[r];
+                    }
+                } /* splits */
                 for (int64_t r = 0; r < 64; r++) {
                     const int64_t g = r / bq, i = i0 + r % bq;
                     if (g >= gs || r % bq >= nq) continue;
-                    for (int64_t c = 0; c < d; c++)
-                        out[i * ldo + (h0 + g) * d + c] = ll[r] > 0.0f ? o[r * d + c] / ll[r] : 0.0f;
+                    float mx = -INFINITY;
+                    for (int64_t z = 0; z < n_split; z++)
+                        if (pl[z * 64 + r] > 0.0f && pm[z * 64 + r] > mx) mx = pm[z * 64 + r];
+                    for (int64_t c = 0; c < d; c++) {
+                        float num = 0.0f, den = 0.0f;
+                        for (int64_t z = 0; z < n_split && mx != -INFINITY; z++) {
+                            if (!(pl[z * 64 + r] > 0.0f)) continue;
+                            const float w = pl[z * 64 + r] * expf(pm[z * 64 + r] - mx);
+                            num += w * po[(z * 64 + r) * d + c];
+                            den += w;
+                        }
+                        out[i * ldo + (h0 + g) * d + c] = den > 0.0f ? num / den : 0.0f;
+                    }
                 }
             }
     free(s);
     free(o);
+    free(po);
+    free(pm);
+    free(pl);
 }
 
 static double nmse(const float *a, const float *b, int64_t n) {
@@ -419,15 +449,16 @@ static void test_emulated_gpu_attention(void **state) {
         memset(og, 0, (size_t)(sq * ld) * sizeof(float));
         memset(oref, 0, (size_t)(sq * ld) * sizeof(float));
         hk_k_attention_ref(q, ld, kl, ldk, vl, ldk, sq, sk, nh, nkv, d, scale, &km, oref, ld);
-        emulate_gpu(q, ld, k, ldk, v, ldk, sq, sk, ring, nh, nkv, d, scale, &m, og, ld,
+        const int64_t n_split = it % 3 == 0 ? 1 + kt_int(&r, 6) : 1;
+        emulate_gpu(q, ld, k, ldk, v, ldk, sq, sk, ring, nh, nkv, d, scale, &m, og, ld, n_split,
                     &skipped_total);
         const double e = nmse(og, oref, sq * ld);
         if (!(e <= 1e-10)) {
             print_error("case %d: sq %lld sk %lld ring %lld heads %lld/%lld d %lld causal %d "
-                        "window %lld docs %d blocks %d: NMSE %g\n",
+                        "window %lld docs %d blocks %d splits %lld: NMSE %g\n",
                         it, (long long)sq, (long long)sk, (long long)ring, (long long)nh,
                         (long long)nkv, (long long)d, m.b.causal, (long long)m.b.window,
-                        m.doc != NULL, m.blocks.cls != NULL, e);
+                        m.doc != NULL, m.blocks.cls != NULL, (long long)n_split, e);
             fail();
         }
         hk_k_block_mask_free(&bm);
