@@ -57,7 +57,7 @@ else
     echo "run_store: the TransformerLens peer did not run ($PEER)" >&2
 fi
 
-field() { echo "$1" | sed -n "s/^$2 .* $3=\([0-9.]*\).*/\1/p"; }
+field() { echo "$1" | sed -n "s/^$2 \(.* \)*$3=\([0-9.]*\).*/\2/p"; }
 fwd=$(field "$hk" forward ms); st=$(field "$hk" store ms); own=$(field "$hk" store own_share)
 sw=$(field "$hk" store MBps); sfw=$(field "$hk" store-fsync MBps)
 echo "# load after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
