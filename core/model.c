@@ -10,6 +10,8 @@ void hk_model_destroy(struct hk_model *m) {
     if (!m) return;
     free(m->w.blocks);
     hk_points_free(&m->points);
+    hk_tokenizer_free(m->tok);
+    free(m->tok_note);
     hk_ckpt_close(m->ckpt);
     free(m->source);
     free(m);

@@ -18,7 +18,13 @@ struct hk_model {
     hk_points points; /* hook points (TransformerLens names) of this model */
     bool has_mask;    /* a user mask spec overrides the config's causal/window */
     hk_mask_spec mask;
+    hk_tokenizer *tok; /* tokenizer.json of the folder, or attached (NULL: none) */
+    char *tok_note;    /* why there is none ("no tokenizer.json in X", a parse error) */
 };
+
+/* Load <folder of src>/tokenizer.json when present. Never fails the model: a missing or
+ * unreadable tokenizer is remembered in tok_note for commands that need text. */
+void hk_model_load_tokenizer(struct hk_model *m, const char *src);
 
 /* Free everything a (possibly half-built) model owns. */
 void hk_model_destroy(struct hk_model *m);

@@ -278,6 +278,84 @@ void hk_set_num_threads(int n);
 
 void hk_free(void *p);
 
+/* ---- tokenizers ------------------------------------------------------------------ */
+/* A tokenizer read from a Hugging Face tokenizer.json: byte-level BPE (GPT-2, Llama-3, Qwen2,
+ * SmolLM2), SentencePiece-style BPE (Metaspace or Prepend/Replace normalizers, byte
+ * fallback: Llama-2, Mistral, Phi-3) and WordPiece (BERT), with their normalizers,
+ * pre-tokenizers, added/special tokens, post-processors and decoders. Ids equal those of the
+ * Hugging Face `tokenizers` library (Tokenizer.from_file(...).encode(text)) with truncation
+ * and padding off: hookformer never truncates or pads.
+ * Text is UTF-8. Invalid UTF-8 is repaired first, each maximal ill-formed subpart becoming
+ * U+FFFD, exactly as Python's bytes.decode("utf-8", errors="replace") hands it to Hugging
+ * Face. A tokenizer is immutable once loaded: encode/decode may run on many threads. */
+typedef struct hk_tokenizer hk_tokenizer;
+
+/* Load a tokenizer.json file. When a tokenizer_config.json sits beside it, its bos_token,
+ * eos_token, pad_token and unk_token name the special ids; otherwise they are inferred (the
+ * post-processor's leading special token, the model's unk_token, well-known token names). */
+hk_status hk_tokenizer_load(const char *path, hk_tokenizer **out);
+/* Parse a tokenizer.json held in memory; `origin` names it in error messages. */
+hk_status hk_tokenizer_load_json(const char *json, size_t len, const char *origin,
+                                 hk_tokenizer **out);
+void hk_tokenizer_free(hk_tokenizer *tok);
+
+#define HK_TOK_ADD_SPECIAL 1u  /* encode: apply the post-processor ([CLS] .. [SEP], <s> ..) */
+#define HK_TOK_SKIP_SPECIAL 2u /* decode: leave out special tokens */
+
+/* Encode text[0..len) into ids (*out_ids allocated, free with hk_free; may be NULL when
+ * *out_count is 0). */
+hk_status hk_tokenizer_encode(const hk_tokenizer *tok, const char *text, size_t len,
+                              unsigned flags, int32_t **out_ids, size_t *out_count);
+/* Decode ids back to text, as Hugging Face's decode (its decoder chain; lossy UTF-8).
+ * *out_text is NUL-terminated (free with hk_free); *out_len (may be NULL) its length.
+ * An id outside the vocabulary is HK_ERR_INVALID_ARG. */
+hk_status hk_tokenizer_decode(const hk_tokenizer *tok, const int32_t *ids, size_t n,
+                              unsigned flags, char **out_text, size_t *out_len);
+/* The vocabulary string of an id ("Ġthe", "##ing", "<s>"), or NULL when out of range. */
+const char *hk_tokenizer_token_str(const hk_tokenizer *tok, int32_t id);
+/* The text of one token, quoted and escaped for a terminal (Python repr style: ' the',
+ * '\n', '\xe2\x80' for bytes that are not whole characters). Truncated to cap - 1 bytes;
+ * an id out of range gives "<id N?>". Returns buf. */
+char *hk_tokenizer_token_display(const hk_tokenizer *tok, int32_t id, char *buf, size_t cap);
+/* "BPE (byte-level)", "BPE (byte fallback)", "BPE" or "WordPiece". */
+const char *hk_tokenizer_kind(const hk_tokenizer *tok);
+/* The id of a vocabulary or added token string, or -1. */
+int32_t hk_tokenizer_token_to_id(const hk_tokenizer *tok, const char *str, size_t len);
+/* One past the largest id (model vocabulary and added tokens). */
+int64_t hk_tokenizer_vocab_size(const hk_tokenizer *tok);
+
+typedef enum { HK_TOK_BOS = 0, HK_TOK_EOS, HK_TOK_PAD, HK_TOK_UNK } hk_special_token;
+/* The id of a special token, or -1 when the tokenizer has none. */
+int32_t hk_tokenizer_special_id(const hk_tokenizer *tok, hk_special_token which);
+/* Name a special token (loaders that know better than the heuristics: GGUF metadata,
+ * config.json ids). id -1 clears it; an id outside the vocabulary is HK_ERR_INVALID_ARG. */
+hk_status hk_tokenizer_set_special_id(hk_tokenizer *tok, hk_special_token which, int32_t id);
+/* True when encoding with HK_TOK_ADD_SPECIAL puts the BOS id first (the post-processor adds
+ * it: Llama-2, Mistral). */
+bool hk_tokenizer_adds_bos(const hk_tokenizer *tok);
+
+/* The tokenizer hk_model_load found in the model folder (tokenizer.json), or the one attached
+ * with hk_model_set_tokenizer; NULL when there is none. */
+const hk_tokenizer *hk_model_tokenizer(const hk_model *m);
+/* Why hk_model_tokenizer is NULL ("no tokenizer.json in DIR", or the load error of the one
+ * there); "" when there is a tokenizer. */
+const char *hk_model_tokenizer_note(const hk_model *m);
+/* Attach a tokenizer (the model takes ownership and frees any previous one; NULL detaches). */
+void hk_model_set_tokenizer(hk_model *m, hk_tokenizer *tok);
+
+/* Prompts as TransformerLens's to_tokens builds them. prepend_bos: HK_BOS_DEFAULT follows the
+ * family's default_prepend_bos (true for gpt2, llama, mistral, phi3; false for qwen2,
+ * gpt_neox); HK_BOS_YES / HK_BOS_NO override it. Encoding uses the post-processor; when BOS
+ * is wanted and the post-processor does not add it, the BOS token's text is prepended to the
+ * text (as TransformerLens does); when it is not wanted and the post-processor adds it, the
+ * leading BOS is dropped. Without a BOS token (or without a tokenizer) nothing is prepended.
+ * An EOS the post-processor appends is dropped too (TransformerLens's tokenizer_appends_eos).
+ * A model without a tokenizer: HK_ERR_NOT_FOUND naming the folder. */
+typedef enum { HK_BOS_DEFAULT = -1, HK_BOS_NO = 0, HK_BOS_YES = 1 } hk_bos_mode;
+bool hk_model_default_prepend_bos(const hk_model *m);
+hk_status hk_model_encode(const hk_model *m, const char *text, size_t len, hk_bos_mode bos,
+                          int32_t **out_ids, size_t *out_count);
+
 /* ---- plugins ------------------------------------------------------------------ */
 /* A plugin is a shared object that exports one function, hookformer_plugin(), returning a
  * descriptor. The host (`hookformer run --plugin ./x.so:key=val`, or hk_plugin_load) checks

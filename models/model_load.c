@@ -114,6 +114,7 @@ hk_status hk_model_load(const char *src, hk_model **out) {
     }
     m->n_params = count_params(m->ckpt);
     if ((st = hk_points_build(&m->cfg, &m->points))) goto fail;
+    hk_model_load_tokenizer(m, src);
     *out = m;
     return HK_OK;
 fail:

@@ -12,8 +12,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-PACKAGES=(python3 python3-pip libhdf5-dev hdf5-tools libopenblas-dev libcmocka-dev libcjson-dev libpcre2-dev
-          libutf8proc-dev meson ninja-build pkg-config gcc clang libclang-rt-14-dev)
+PACKAGES=(python3 python3-pip libhdf5-dev hdf5-tools libopenblas-dev libcmocka-dev libcjson-dev
+          libpcre2-dev libutf8proc-dev zlib1g-dev meson ninja-build pkg-config gcc clang
+          libclang-rt-14-dev)
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'setup.sh: %s\n' "$*" >&2; exit 1; }

@@ -5,19 +5,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_opts.h"
 #include "hookformer.h"
 #include "mem_limit.h"
+#include "prompt.h"
 
 #define MAX_PATTERNS 64
 
 static const cli_opt estimate_opts[] = {
-    {"model", "DIR", "Hugging Face checkpoint folder (config.json + *.safetensors); required"},
-    {"ctx", "N", "context: positions per sequence (the session's max_len); required"},
+    CLI_OPT_MODEL,
+    {"ctx", "N", "context: positions per sequence (the session's max_len); or a prompt:"},
+    CLI_OPTS_PROMPT,
     {"batch", "B", "sequences run together (default 1)"},
     {"hooks", "GLOB[,GLOB]", "hook points cached in memory for every position (names or globs)"},
     {"chunk", "C", "prefill in feeds of C positions (default: the whole context at once)"},
     {"all-logits", NULL, "logits for every position (default: the last position only)"},
-    {"threads", "N", "threads for GEMM and the kernels (default: the library's choice)"},
+    CLI_OPT_THREADS,
     {"mem-limit", "SIZE", "exit 1 when the total exceeds SIZE: bytes or NNNk/NNNm/NNNg"},
     {"json", NULL, "print one JSON object (bytes) instead of the table"},
     {NULL, NULL, NULL},
@@ -87,8 +90,18 @@ static int estimate_main(const cli_command *cmd, int argc, char **argv) {
     int64_t ctx, batch, chunk, threads;
     size_t limit;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
-    if (!cli_has(&a, "ctx")) return cli_usage_error(&a, "missing required option --ctx");
+    const bool by_prompt = cli_has(&a, "tokens") || cli_has(&a, "prompt") || cli_has(&a, "prompts");
+    if (!cli_has(&a, "ctx") && !by_prompt)
+        return cli_usage_error(&a, "missing required option --ctx (or a prompt: --tokens, "
+                                   "--prompt or --prompts)");
+    if (cli_has(&a, "ctx") && by_prompt)
+        return cli_usage_error(&a, "--ctx and a prompt both give the context: pass one");
     if ((rc = cli_int(&a, "ctx", 1, INT64_MAX / 2, 0, &ctx))) return rc;
+    cli_prompts prompts = {0};
+    if (by_prompt && (rc = cli_prompts_read(&a, &prompts))) {
+        cli_prompts_free(&prompts);
+        return rc;
+    }
     if ((rc = cli_int(&a, "batch", 1, 1 << 20, 1, &batch))) return rc;
     if ((rc = cli_int(&a, "chunk", 1, INT64_MAX / 2, 0, &chunk))) return rc;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
@@ -113,7 +126,19 @@ static int estimate_main(const cli_command *cmd, int argc, char **argv) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
                                hk_status_name(st));
         free(list);
+        cli_prompts_free(&prompts);
         return rc;
+    }
+    if (by_prompt) {
+        /* the context is the longest prompt's tokens */
+        if ((rc = cli_prompts_encode(&a, m, dir, &prompts))) {
+            hk_model_free(m);
+            free(list);
+            cli_prompts_free(&prompts);
+            return rc;
+        }
+        ctx = (int64_t)cli_prompts_max_len(&prompts);
+        cli_prompts_free(&prompts);
     }
     hk_estimate e;
     st = hk_estimate_run(m, batch, ctx, chunk, patterns, n_patterns, !all_logits, &e);
@@ -136,8 +161,8 @@ static int estimate_main(const cli_command *cmd, int argc, char **argv) {
 const cli_command cmd_estimate = {
     .name = "estimate",
     .summary = "Estimate the memory of a run before running it.",
-    .usage = "--model DIR --ctx N [--batch B] [--hooks GLOB[,GLOB]] [--chunk C] "
-             "[--mem-limit SIZE]",
+    .usage = "--model DIR (--ctx N | --tokens IDS | --prompt TEXT | --prompts FILE) [--batch B]\n"
+             "       [--hooks GLOB[,GLOB]] [--chunk C] [--mem-limit SIZE]",
     .description =
         "Prints, in MiB, what a run of `batch` sequences of `ctx` positions will hold: the f32\n"
         "weights, the KV cache (a rolling buffer of W slots on sliding-window layers, else\n"
@@ -145,7 +170,10 @@ const cli_command cmd_estimate = {
         "working memory (per-thread workspace; the scores chunk when attn_scores or pattern is\n"
         "cached), the cached hooks for every position, and the logits. Nothing of the run is\n"
         "allocated. With --mem-limit the command exits 1 when the total is over the limit;\n"
-        "run and generate take the same option and refuse such a run before it starts.",
+        "run and generate take the same option and refuse such a run before it starts.\n"
+        "\n"
+        "Instead of --ctx, a prompt gives the context: its length in tokens (the longest line\n"
+        "of --prompts), encoded as run would encode it (see 'hookformer run --help').",
     .opts = estimate_opts,
     .main = estimate_main,
 };

@@ -1,6 +1,6 @@
-/* hookformer generate: greedy decoding or sampling after a prompt of token ids, through the
- * KV cache (hk_generate); prints the generated ids on one line. Plugins' hooks fire at every
- * prefill chunk and every decode step. */
+/* hookformer generate: greedy decoding or sampling after a prompt (ids or text), through the
+ * KV cache (hk_generate); prints the generated text (a model with a tokenizer) or ids. Plugins'
+ * hooks fire at every prefill chunk and every decode step. */
 #include "commands.h"
 
 #include <errno.h>
@@ -11,23 +11,26 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_opts.h"
 #include "hookformer.h"
 #include "mem_limit.h"
+#include "prompt.h"
 
 static const cli_opt generate_opts[] = {
-    {"model", "DIR", "Hugging Face checkpoint folder (config.json + *.safetensors); required"},
-    {"tokens", "IDS", "the prompt: comma-separated token ids, e.g. 464,2068,7586; required"},
+    CLI_OPT_MODEL,
+    CLI_OPTS_PROMPT,
     {"max-new", "N", "how many tokens to generate (fewer when a --stop id comes); required"},
     {"temperature", "T", "0 (default): greedy argmax; > 0: sample from softmax(logits / T)"},
     {"top-k", "K", "sample among the K most likely tokens (default 0: off)"},
     {"top-p", "P", "nucleus: the fewest tokens whose probability sums to >= P, in (0, 1]"},
     {"seed", "S", "seed of the sampler (default 0); the same seed gives the same ids"},
-    {"stop", "IDS", "comma-separated ids that end generation (the stop id is printed)"},
-    {"chunk", "C", "feed the prompt C positions at a time (default 0: all at once)"},
-    {"mem-limit", "SIZE", CLI_MEM_LIMIT_HELP},
+    {"stop", "IDS", "ids that end generation, printed (default: the tokenizer's EOS, if any)"},
+    {"ids", NULL, "print the generated ids, not the text (the default without a tokenizer)"},
+    CLI_OPT_CHUNK,
+    CLI_OPT_MEM_LIMIT,
     {"ctx", "N", "context of this run: prompt + max-new must fit (default: the model's)"},
-    {"threads", "N", "threads for GEMM and the kernels (default: the library's choice)"},
-    {"plugin", "SPEC", "load a plugin: PATH[:key=value,...]; repeatable, loaded in order"},
+    CLI_OPT_THREADS,
+    CLI_OPT_PLUGIN,
     {"verbose", NULL, "print prefill and decode tokens/s to stderr (default: on a terminal)"},
     {NULL, NULL, NULL},
 };
@@ -83,6 +86,25 @@ static void print_ids(const int32_t *ids, int64_t n) {
     printf("\n");
 }
 
+/* The generated tokens: decoded text (specials kept, as they came) or the ids line. */
+static int print_output(const cli_args *a, const hk_model *m, bool as_ids, const int32_t *out,
+                        int64_t n) {
+    if (as_ids) {
+        print_ids(out, n);
+        return 0;
+    }
+    char *text;
+    size_t len;
+    hk_status st = hk_tokenizer_decode(hk_model_tokenizer(m), out, (size_t)n, 0, &text, &len);
+    if (st != HK_OK)
+        return cli_runtime_error(a, "cannot decode the generated ids: %s (%s)", hk_last_error(),
+                                 hk_status_name(st));
+    fwrite(text, 1, len, stdout);
+    fputc('\n', stdout);
+    hk_free(text);
+    return 0;
+}
+
 static int generate_main(const cli_command *cmd, int argc, char **argv) {
     cli_args a;
     int rc;
@@ -90,8 +112,8 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
 
     /* Check the whole command line before touching the model. */
     const char *dir, *s;
-    int64_t max_new, top_k, seed, chunk, ctx, threads, *ids = NULL, *stops = NULL;
-    size_t n_tok = 0, n_stop = 0;
+    int64_t max_new, top_k, seed, chunk, ctx, threads, *stops = NULL;
+    size_t n_stop = 0;
     double temperature, top_p;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
     if ((rc = cli_require_str(&a, "max-new", &s))) return rc;
@@ -118,9 +140,13 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
     for (size_t i = 0; i < n_plugins; i++)
         if (!specs[i][0]) return cli_usage_error(&a, "--plugin: expected PATH[:key=value,...], "
                                                      "got ''");
-    if ((rc = cli_int_list(&a, "tokens", 0, INT32_MAX, &ids, &n_tok))) return rc;
+    cli_prompts prompts;
+    if ((rc = cli_prompts_read(&a, &prompts))) {
+        cli_prompts_free(&prompts);
+        return rc;
+    }
     if (cli_has(&a, "stop") && (rc = cli_int_list(&a, "stop", 0, INT32_MAX, &stops, &n_stop))) {
-        free(ids);
+        cli_prompts_free(&prompts);
         return rc;
     }
     const bool stats = cli_has(&a, "verbose") || isatty(STDERR_FILENO);
@@ -131,7 +157,7 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
     hk_hooks *hooks = NULL;
     hk_plugin *plugins[CLI_MAX_VALUES] = {0};
     size_t n_loaded = 0;
-    int32_t *prompt = NULL, *stop_ids = NULL, *out = NULL;
+    int32_t *stop_ids = NULL, *out = NULL;
     hk_status st = hk_model_load(dir, &m);
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
@@ -139,21 +165,27 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
         goto done;
     }
     const int64_t vocab = hk_model_vocab_size(m);
-    for (size_t i = 0; i < n_tok + n_stop; i++) {
-        int64_t id = i < n_tok ? ids[i] : stops[i - n_tok];
-        if (id >= vocab) {
-            rc = cli_usage_error(&a, "--%s: token id %lld (item %zu) is out of range: the "
+    if ((rc = cli_prompts_encode(&a, m, dir, &prompts))) goto done;
+    for (size_t i = 0; i < n_stop; i++) {
+        if (stops[i] >= vocab) {
+            rc = cli_usage_error(&a, "--stop: token id %lld (item %zu) is out of range: the "
                                      "model's vocab size is %lld, so ids must be in [0, %lld]",
-                                 i < n_tok ? "tokens" : "stop", (long long)id,
-                                 (i < n_tok ? i : i - n_tok) + 1, (long long)vocab,
+                                 (long long)stops[i], i + 1, (long long)vocab,
                                  (long long)vocab - 1);
             goto done;
         }
     }
+    const hk_tokenizer *tok = hk_model_tokenizer(m);
+    const bool as_ids = cli_has(&a, "ids") || !tok;
+    /* Without --stop, generation ends at the tokenizer's EOS (as transformers' generate does
+     * with the model's eos_token_id). */
+    const int32_t eos = tok ? hk_tokenizer_special_id(tok, HK_TOK_EOS) : -1;
+    const bool stop_at_eos = !cli_has(&a, "stop") && eos >= 0 && eos < vocab;
 
     /* The context: prompt + max-new positions must fit in --ctx, or by default in the
      * model's max_position_embeddings. --ctx past that is allowed for rotary models (with a
-     * warning), never past a learned position table. */
+     * warning), never past a learned position table. Checked for the longest prompt. */
+    const size_t n_tok = cli_prompts_max_len(&prompts);
     const int64_t need = (int64_t)n_tok + max_new;
     bool hard = false;
     const int64_t max_pos = hk_model_max_positions(m, &hard);
@@ -196,15 +228,17 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
     if (mem_limit && (rc = cli_check_mem_limit(&a, m, 1, need, chunk, NULL, 0, true, mem_limit,
                                                NULL)))
         goto done;
-    prompt = malloc(n_tok * sizeof *prompt);
     stop_ids = malloc((n_stop ? n_stop : 1) * sizeof *stop_ids);
     out = malloc((size_t)max_new * sizeof *out);
-    if (!prompt || !stop_ids || !out) {
+    if (!stop_ids || !out) {
         rc = cli_runtime_error(&a, "out of memory for %lld new tokens", (long long)max_new);
         goto done;
     }
-    for (size_t i = 0; i < n_tok; i++) prompt[i] = (int32_t)ids[i];
     for (size_t i = 0; i < n_stop; i++) stop_ids[i] = (int32_t)stops[i];
+    if (stop_at_eos) {
+        stop_ids[0] = eos;
+        n_stop = 1;
+    }
 
     st = hk_hooks_new(m, &hooks);
     if (st != HK_OK) {
@@ -220,16 +254,7 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
         }
         n_loaded++;
     }
-    /* The plugins see the prompt as the run's tokens; generated ids come later. */
-    for (size_t i = 0; i < n_loaded; i++) {
-        st = hk_plugin_begin_run(plugins[i], prompt, NULL, 1, (int64_t)n_tok);
-        if (st != HK_OK) {
-            rc = cli_runtime_error(&a, "--plugin %s: %s (%s)", specs[i], hk_last_error(),
-                                   hk_status_name(st));
-            goto done;
-        }
-    }
-    timing tm = {.n_prompt = (int64_t)n_tok};
+    timing tm = {0};
     /* Registered after the plugins, so their hooks on unembed.hook_out run first. */
     bool timed = stats && hk_hooks_add(hooks, "unembed.hook_out", time_feed, &tm, NULL) == HK_OK;
 
@@ -238,34 +263,52 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
     o.top_k = (int)top_k;
     o.top_p = (float)top_p;
     o.seed = (uint64_t)seed;
-    int64_t n_out = 0;
-    const double t0 = now_s();
-    st = hk_generate(m, hooks, prompt, (int64_t)n_tok, max_new, chunk, &o, stop_ids, n_stop,
-                     out, &n_out);
-    if (st != HK_OK && st != HK_STOPPED) {
-        rc = cli_runtime_error(&a, "generation failed on model '%s' after %lld tokens: %s (%s)",
-                               dir, (long long)n_out, hk_last_error(), hk_status_name(st));
-        goto done;
-    }
-    print_ids(out, n_out);
-    if (st == HK_STOPPED)
-        fprintf(stderr, "%s: a hook stopped the forward after %lld generated tokens%s%s\n",
-                a.prog, (long long)n_out, hk_last_error()[0] ? ": " : "", hk_last_error());
-    if (timed && tm.t_prefill > 0) {
-        double tp = tm.t_prefill - t0;
-        fprintf(stderr, "# prefill: %zu tokens in %.2f ms (%.1f tokens/s)", n_tok, 1e3 * tp,
-                tp > 0 ? (double)n_tok / tp : 0.0);
-        if (tm.n_decode > 0) {
-            double td = tm.t_last - tm.t_prefill;
-            fprintf(stderr, "; decode: %lld steps in %.2f ms (%.1f tokens/s)",
-                    (long long)tm.n_decode, 1e3 * td, td > 0 ? (double)tm.n_decode / td : 0.0);
+    for (size_t p = 0; p < prompts.n; p++) {
+        const cli_prompt *q = &prompts.v[p];
+        /* The plugins see the prompt as the run's tokens; generated ids come later. */
+        for (size_t i = 0; i < n_loaded; i++) {
+            st = hk_plugin_begin_run(plugins[i], q->ids, NULL, 1, (int64_t)q->n);
+            if (st != HK_OK) {
+                rc = cli_runtime_error(&a, "--plugin %s: %s (%s)", specs[i], hk_last_error(),
+                                       hk_status_name(st));
+                goto done;
+            }
         }
-        fprintf(stderr, "\n");
+        tm = (timing){.n_prompt = (int64_t)q->n};
+        int64_t n_out = 0;
+        const double t0 = now_s();
+        st = hk_generate(m, hooks, q->ids, (int64_t)q->n, max_new, chunk, &o, stop_ids, n_stop,
+                         out, &n_out);
+        if (st != HK_OK && st != HK_STOPPED) {
+            rc = cli_runtime_error(&a, "generation failed on model '%s' after %lld tokens: %s "
+                                       "(%s)",
+                                   dir, (long long)n_out, hk_last_error(), hk_status_name(st));
+            goto done;
+        }
+        if (prompts.n > 1) printf("# prompt=%zu\n", p + 1);
+        if ((rc = print_output(&a, m, as_ids, out, n_out))) goto done;
+        if (st == HK_STOPPED) {
+            fprintf(stderr, "%s: a hook stopped the forward after %lld generated tokens%s%s\n",
+                    a.prog, (long long)n_out, hk_last_error()[0] ? ": " : "", hk_last_error());
+            break;
+        }
+        if (timed && tm.t_prefill > 0) {
+            double tp = tm.t_prefill - t0;
+            fprintf(stderr, "# prefill: %zu tokens in %.2f ms (%.1f tokens/s)", q->n, 1e3 * tp,
+                    tp > 0 ? (double)q->n / tp : 0.0);
+            if (tm.n_decode > 0) {
+                double td = tm.t_last - tm.t_prefill;
+                fprintf(stderr, "; decode: %lld steps in %.2f ms (%.1f tokens/s)",
+                        (long long)tm.n_decode, 1e3 * td,
+                        td > 0 ? (double)tm.n_decode / td : 0.0);
+            }
+            fprintf(stderr, "\n");
+        }
     }
     rc = CLI_EXIT_OK;
 
 done:
-    /* Finish in load order, after the ids: each prints its summary and frees its state. */
+    /* Finish in load order, after the output: each prints its summary and frees its state. */
     fflush(stdout);
     for (size_t i = 0; i < n_loaded; i++) {
         st = hk_plugin_finish(plugins[i]);
@@ -276,9 +319,8 @@ done:
     hk_hooks_free(hooks);
     free(out);
     free(stop_ids);
-    free(prompt);
     free(stops);
-    free(ids);
+    cli_prompts_free(&prompts);
     if (m) hk_model_free(m);
     return rc;
 }
@@ -286,14 +328,21 @@ done:
 const cli_command cmd_generate = {
     .name = "generate",
     .summary = "Generate tokens after a prompt (greedy or sampled) through the KV cache.",
-    .usage = "--model DIR --tokens IDS --max-new N [--temperature T] [--top-k K] [--top-p P]\n"
-             "       [--seed S] [--stop IDS] [--chunk C] [--ctx N] [--mem-limit SIZE] [--threads N] "
+    .usage = "--model DIR (--tokens IDS | --prompt TEXT | --prompts FILE) --max-new N\n"
+             "       [--[no-]prepend-bos] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
+             "       [--stop IDS] [--ids] [--chunk C] [--ctx N] [--mem-limit SIZE] [--threads N] "
              "[--plugin SPEC]... [--verbose]",
     .description =
         "Feeds the prompt through a KV cache (in chunks of --chunk positions), then chooses one\n"
-        "token per step and feeds it back, and prints the generated ids (not the prompt) on one\n"
-        "line, comma-separated. Greedy by default (argmax, ties to the lowest id), the same ids\n"
-        "as transformers' generate(do_sample=False). With --temperature > 0 it samples as\n"
+        "token per step and feeds it back, and prints what it generated (not the prompt): the\n"
+        "decoded text when the model folder has a tokenizer.json (special tokens included, as\n"
+        "they came; then a newline), else -- or with --ids -- the ids on one line,\n"
+        "comma-separated. Generation stops after --max-new tokens, at a --stop id, or, without\n"
+        "--stop, at the tokenizer's EOS token. --prompts generates for each line in turn, each\n"
+        "output after a '# prompt=N' line.\n"
+        "\n"
+        "Greedy by default (argmax, ties to the lowest id), the same ids as transformers'\n"
+        "generate(do_sample=False). With --temperature > 0 it samples as\n"
         "transformers does: logits / T, then top-k, then top-p, from a PRNG seeded by --seed.\n"
         "\n"
         "--ctx N is the context of the run: the prompt + --max-new must fit in it (exit 1\n"
@@ -305,10 +354,12 @@ const cli_command cmd_generate = {
         "position), so a steering plugin steers the whole generation. A hook that stops the\n"
         "forward ends generation: the ids so far are printed, with a note on stderr, status 0.\n"
         "Prefill and decode tokens/s go to stderr on a terminal or with --verbose.\n"
+        "\n" CLI_PROMPT_HELP "\n"
         "\n"
         "examples:\n"
         "  hookformer generate --model tests/fixtures/gpt2 --tokens 227,187,164,39,225,23 "
         "--max-new 12\n"
+        "  hookformer generate --model M --prompt 'Once upon a time' --max-new 40\n"
         "  hookformer generate --model M --tokens 1,2,3 --max-new 50 --temperature 0.8 "
         "--top-p 0.95 --seed 7\n"
         "  hookformer generate --model M --tokens 1,2,3 --max-new 20 \\\n"

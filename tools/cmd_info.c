@@ -25,6 +25,53 @@ static void human_count(int64_t n, char *buf, size_t cap) {
         snprintf(buf, cap, "%.2f B", (double)n / 1e9);
 }
 
+static const char *const special_names[4] = {"bos", "eos", "pad", "unk"};
+
+static void print_tokenizer(const hk_model *m) {
+    const hk_tokenizer *t = hk_model_tokenizer(m);
+    if (!t) {
+        printf("tokenizer:     none (%s)\n", hk_model_tokenizer_note(m));
+        return;
+    }
+    printf("tokenizer:     %s, %lld ids", hk_tokenizer_kind(t),
+           (long long)hk_tokenizer_vocab_size(t));
+    for (int i = 0; i < 4; i++) {
+        const int32_t id = hk_tokenizer_special_id(t, (hk_special_token)i);
+        char disp[96];
+        if (id >= 0)
+            printf(", %s %s (%d)", special_names[i],
+                   hk_tokenizer_token_display(t, id, disp, sizeof disp), id);
+    }
+    printf("\n");
+    printf("prompts:       %s first by default (%s)\n",
+           hk_model_default_prepend_bos(m) ? "BOS" : "no BOS",
+           hk_tokenizer_adds_bos(t) ? "the tokenizer's post-processor adds it"
+                                    : "TransformerLens's default_prepend_bos");
+}
+
+static cJSON *tokenizer_json(const hk_model *m) {
+    const hk_tokenizer *t = hk_model_tokenizer(m);
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    if (!t) {
+        cJSON_AddNullToObject(o, "kind");
+        cJSON_AddStringToObject(o, "note", hk_model_tokenizer_note(m));
+        return o;
+    }
+    cJSON_AddStringToObject(o, "kind", hk_tokenizer_kind(t));
+    cJSON_AddNumberToObject(o, "vocab_size", (double)hk_tokenizer_vocab_size(t));
+    for (int i = 0; i < 4; i++) {
+        const int32_t id = hk_tokenizer_special_id(t, (hk_special_token)i);
+        if (id >= 0)
+            cJSON_AddNumberToObject(o, special_names[i], id);
+        else
+            cJSON_AddNullToObject(o, special_names[i]);
+    }
+    cJSON_AddBoolToObject(o, "adds_bos", hk_tokenizer_adds_bos(t));
+    cJSON_AddBoolToObject(o, "default_prepend_bos", hk_model_default_prepend_bos(m));
+    return o;
+}
+
 static int info_main(const cli_command *cmd, int argc, char **argv) {
     cli_args a;
     int rc;
@@ -79,6 +126,9 @@ static int info_main(const cli_command *cmd, int argc, char **argv) {
         cJSON_AddNumberToObject(out, "n_layers", (double)hk_model_n_layers(m));
         cJSON_AddNumberToObject(out, "d_model", (double)hk_model_d_model(m));
         cJSON_AddNumberToObject(out, "vocab_size", (double)hk_model_vocab_size(m));
+        cJSON *tj = tokenizer_json(m);
+        if (!tj) goto oom;
+        cJSON_AddItemToObject(out, "tokenizer", tj);
         cJSON_AddItemToObject(out, "config", cfg);
         cfg = NULL;
         out_text = cJSON_Print(out);
@@ -94,6 +144,7 @@ static int info_main(const cli_command *cmd, int argc, char **argv) {
         printf("layers:        %lld\n", (long long)hk_model_n_layers(m));
         printf("d_model:       %lld\n", (long long)hk_model_d_model(m));
         printf("vocab size:    %lld\n", (long long)hk_model_vocab_size(m));
+        print_tokenizer(m);
         printf("canonical config:\n%s\n", out_text);
     }
     rc = CLI_EXIT_OK;
@@ -117,6 +168,8 @@ const cli_command cmd_info = {
     .description =
         "The canonical config is what the generic forward pass runs on: the family adapter's\n"
         "translation of the checkpoint's config.json (norm, positions, MLP, attention, ...).\n"
+        "The tokenizer line says what tokenizer.json holds (or why there is none), its special\n"
+        "tokens, and whether prompts get a BOS token first.\n"
         "\n"
         "example:\n"
         "  hookformer info --model tests/fixtures/gpt2 --json",

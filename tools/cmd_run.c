@@ -8,17 +8,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_opts.h"
 #include "hookformer.h"
 #include "mem_limit.h"
+#include "prompt.h"
 
 static const cli_opt run_opts[] = {
-    {"model", "DIR", "Hugging Face checkpoint folder (config.json + *.safetensors); required"},
-    {"tokens", "IDS", "comma-separated token ids, e.g. 464,2068,7586; required"},
+    CLI_OPT_MODEL,
+    CLI_OPTS_PROMPT,
     {"top-k", "K", "how many next tokens to print (default 10)"},
-    {"threads", "N", "threads for GEMM and the kernels (default: the library's choice)"},
-    {"plugin", "SPEC", "load a plugin: PATH[:key=value,...]; repeatable, loaded in order"},
-    {"chunk", "C", "feed the prompt C tokens at a time through the KV cache (default: at once)"},
-    {"mem-limit", "SIZE", CLI_MEM_LIMIT_HELP},
+    CLI_OPT_THREADS,
+    CLI_OPT_PLUGIN,
+    CLI_OPT_CHUNK,
+    CLI_OPT_MEM_LIMIT,
     {NULL, NULL, NULL},
 };
 
@@ -58,104 +60,37 @@ static hk_status run_chunked(hk_model *m, hk_hooks *hooks, const int32_t *tokens
     return st;
 }
 
-static int run_main(const cli_command *cmd, int argc, char **argv) {
-    cli_args a;
-    int rc;
-    if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
-
-    /* Check the whole command line before touching the model. */
-    const char *dir;
-    int64_t top_k, threads, *ids = NULL;
-    size_t n_tok;
-    if ((rc = cli_require_str(&a, "model", &dir))) return rc;
-    if ((rc = cli_int(&a, "top-k", 1, INT64_MAX, 10, &top_k))) return rc;
-    if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
-    int64_t chunk;
-    if ((rc = cli_int(&a, "chunk", 1, INT64_MAX, 0, &chunk))) return rc;
-    size_t mem_limit;
-    if ((rc = cli_mem_limit(&a, "mem-limit", &mem_limit))) return rc;
-    if ((rc = cli_int_list(&a, "tokens", 0, INT64_MAX, &ids, &n_tok))) return rc;
-
-    const char *specs[CLI_MAX_VALUES];
-    size_t n_plugins = cli_strs(&a, "plugin", specs, CLI_MAX_VALUES);
-    for (size_t i = 0; i < n_plugins; i++)
-        if (!specs[i][0]) {
-            free(ids);
-            return cli_usage_error(&a, "--plugin: expected PATH[:key=value,...], got ''");
-        }
-
-    if (threads > 0) hk_set_num_threads((int)threads);
-
-    hk_model *m = NULL;
-    hk_hooks *hooks = NULL;
-    hk_plugin *plugins[CLI_MAX_VALUES] = {0};
-    size_t n_loaded = 0;
-    int32_t *tokens = NULL;
-    float *logits = NULL;
-    scored *order = NULL;
-
-    hk_status st = hk_model_load(dir, &m);
-    if (st != HK_OK) {
-        rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
-                               hk_status_name(st));
-        goto done;
-    }
+/* One prompt: the forward, then the top-k table. Returns a CLI exit status; *stopped is set
+ * when a hook stopped the forward (the remaining prompts are not run). */
+static int run_one(const cli_args *a, hk_model *m, const char *dir, hk_hooks *hooks,
+                   hk_plugin **plugins, const char *const *specs, size_t n_loaded,
+                   const cli_prompt *q, size_t index, size_t n_prompts, int64_t top_k,
+                   int64_t chunk, bool *stopped) {
     const int64_t vocab = hk_model_vocab_size(m);
-    if (vocab <= 0 || vocab > INT32_MAX) {
-        rc = cli_runtime_error(&a, "model '%s' reports vocab size %lld", dir, (long long)vocab);
-        goto done;
-    }
-    /* before anything of the run is allocated (plugins' own hooks are not counted) */
-    if (mem_limit &&
-        (rc = cli_check_mem_limit(&a, m, 1, (int64_t)n_tok, chunk, NULL, 0, chunk > 0, mem_limit,
-                                  NULL)))
-        goto done;
-    for (size_t i = 0; i < n_tok; i++) {
-        if (ids[i] >= vocab) {
-            rc = cli_usage_error(&a, "--tokens: token id %lld (item %zu) is out of range: the "
-                                     "model's vocab size is %lld, so ids must be in [0, %lld]",
-                                 (long long)ids[i], i + 1, (long long)vocab,
-                                 (long long)vocab - 1);
-            goto done;
-        }
-    }
-    if (n_tok > SIZE_MAX / sizeof(float) / (size_t)vocab) {
-        rc = cli_usage_error(&a, "--tokens: %zu tokens x vocab %lld logits do not fit in memory",
-                             n_tok, (long long)vocab);
-        goto done;
-    }
-
-    tokens = malloc(n_tok * sizeof *tokens);
-    logits = malloc(n_tok * (size_t)vocab * sizeof *logits); /* [1, seq, vocab] */
-    order = malloc((size_t)vocab * sizeof *order);
-    if (!tokens || !logits || !order) {
-        rc = cli_runtime_error(&a, "out of memory for %zu tokens x vocab %lld logits", n_tok,
+    const size_t n_tok = q->n;
+    const int32_t *tokens = q->ids;
+    char label[64] = "";
+    if (n_prompts > 1) snprintf(label, sizeof label, " prompt=%zu", index + 1);
+    if (n_tok > SIZE_MAX / sizeof(float) / (size_t)vocab)
+        return cli_usage_error(a, "the prompt: %zu tokens x vocab %lld logits do not fit in "
+                                  "memory",
+                               n_tok, (long long)vocab);
+    float *logits = malloc(n_tok * (size_t)vocab * sizeof *logits); /* [1, seq, vocab] */
+    scored *order = malloc((size_t)vocab * sizeof *order);
+    int rc = CLI_EXIT_OK;
+    hk_status st;
+    if (!logits || !order) {
+        rc = cli_runtime_error(a, "out of memory for %zu tokens x vocab %lld logits", n_tok,
                                (long long)vocab);
         goto done;
-    }
-    for (size_t i = 0; i < n_tok; i++) tokens[i] = (int32_t)ids[i];
-
-    st = hk_hooks_new(m, &hooks);
-    if (st != HK_OK) {
-        rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
-        goto done;
-    }
-    for (size_t i = 0; i < n_plugins; i++) {
-        st = hk_plugin_load(specs[i], m, hooks, &plugins[n_loaded]);
-        if (st != HK_OK) {
-            rc = plugin_error(&a, specs[i], st);
-            goto done;
-        }
-        n_loaded++;
     }
     for (size_t i = 0; i < n_loaded; i++) {
         st = hk_plugin_begin_run(plugins[i], tokens, NULL, 1, (int64_t)n_tok);
         if (st != HK_OK) {
-            rc = plugin_error(&a, specs[i], st);
+            rc = plugin_error(a, specs[i], st);
             goto done;
         }
     }
-
     if (chunk > 0)
         st = run_chunked(m, hooks, tokens, (int64_t)n_tok, chunk,
                          logits + (n_tok - 1) * (size_t)vocab);
@@ -163,14 +98,14 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
         st = hk_model_run(m, hooks, tokens, NULL, 1, (int64_t)n_tok, logits);
     if (st == HK_STOPPED) {
         /* A hook asked to stop: not an error, but there are no logits to rank. */
-        printf("# model=%s family=%s tokens=%zu: stopped early, %s; no logits, no top-k\n", dir,
-               hk_model_family(m), n_tok,
+        printf("# model=%s family=%s%s tokens=%zu: stopped early, %s; no logits, no top-k\n", dir,
+               hk_model_family(m), label, n_tok,
                hk_last_error()[0] ? hk_last_error() : "a hook stopped the forward");
-        rc = CLI_EXIT_OK;
+        *stopped = true;
         goto done;
     }
     if (st != HK_OK) {
-        rc = cli_runtime_error(&a, "forward failed on model '%s': %s (%s)", dir, hk_last_error(),
+        rc = cli_runtime_error(a, "forward failed on model '%s': %s (%s)", dir, hk_last_error(),
                                hk_status_name(st));
         goto done;
     }
@@ -189,9 +124,14 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     qsort(order, (size_t)vocab, sizeof *order, cmp_scored);
 
     const int64_t k = top_k < vocab ? top_k : vocab;
-    printf("# model=%s family=%s tokens=%zu next-token top-%lld after token %lld (position %zu)\n",
-           dir, hk_model_family(m), n_tok, (long long)k, (long long)ids[n_tok - 1], n_tok - 1);
-    printf("%5s %10s %12s %12s\n", "rank", "token_id", "logit", "prob");
+    const bool text = hk_model_tokenizer(m) != NULL;
+    char disp[96];
+    printf("# model=%s family=%s%s tokens=%zu next-token top-%lld after token %lld%s%s "
+           "(position %zu)\n",
+           dir, hk_model_family(m), label, n_tok, (long long)k, (long long)tokens[n_tok - 1],
+           text ? " " : "", cli_token_display(m, tokens[n_tok - 1], disp, sizeof disp),
+           n_tok - 1);
+    printf("%5s %10s %12s %12s%s\n", "rank", "token_id", "logit", "prob", text ? "  token" : "");
     for (int64_t r = 0; r < k; r++) {
         double p = exp((double)order[r].logit - mx) / sum;
         char prob[32];
@@ -199,10 +139,85 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
             snprintf(prob, sizeof prob, "%.6f", p);
         else
             snprintf(prob, sizeof prob, "%.4e", p);
-        printf("%5lld %10d %12.4f %12s\n", (long long)r + 1, (int)order[r].id,
-               (double)order[r].logit, prob);
+        printf("%5lld %10d %12.4f %12s%s%s\n", (long long)r + 1, (int)order[r].id,
+               (double)order[r].logit, prob, text ? "  " : "",
+               cli_token_display(m, order[r].id, disp, sizeof disp));
     }
-    rc = CLI_EXIT_OK;
+done:
+    free(order);
+    free(logits);
+    return rc;
+}
+
+static int run_main(const cli_command *cmd, int argc, char **argv) {
+    cli_args a;
+    int rc;
+    if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
+
+    /* Check the whole command line before touching the model. */
+    const char *dir;
+    int64_t top_k, threads;
+    if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    if ((rc = cli_int(&a, "top-k", 1, INT64_MAX, 10, &top_k))) return rc;
+    if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
+    int64_t chunk;
+    if ((rc = cli_int(&a, "chunk", 1, INT64_MAX, 0, &chunk))) return rc;
+    size_t mem_limit;
+    if ((rc = cli_mem_limit(&a, "mem-limit", &mem_limit))) return rc;
+
+    const char *specs[CLI_MAX_VALUES];
+    size_t n_plugins = cli_strs(&a, "plugin", specs, CLI_MAX_VALUES);
+    for (size_t i = 0; i < n_plugins; i++)
+        if (!specs[i][0])
+            return cli_usage_error(&a, "--plugin: expected PATH[:key=value,...], got ''");
+    cli_prompts prompts;
+    if ((rc = cli_prompts_read(&a, &prompts))) {
+        cli_prompts_free(&prompts);
+        return rc;
+    }
+
+    if (threads > 0) hk_set_num_threads((int)threads);
+
+    hk_model *m = NULL;
+    hk_hooks *hooks = NULL;
+    hk_plugin *plugins[CLI_MAX_VALUES] = {0};
+    size_t n_loaded = 0;
+
+    hk_status st = hk_model_load(dir, &m);
+    if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
+                               hk_status_name(st));
+        goto done;
+    }
+    const int64_t vocab = hk_model_vocab_size(m);
+    if (vocab <= 0 || vocab > INT32_MAX) {
+        rc = cli_runtime_error(&a, "model '%s' reports vocab size %lld", dir, (long long)vocab);
+        goto done;
+    }
+    if ((rc = cli_prompts_encode(&a, m, dir, &prompts))) goto done;
+    /* before anything of the run is allocated (plugins' own hooks are not counted) */
+    if (mem_limit &&
+        (rc = cli_check_mem_limit(&a, m, 1, (int64_t)cli_prompts_max_len(&prompts), chunk, NULL,
+                                  0, chunk > 0, mem_limit, NULL)))
+        goto done;
+
+    st = hk_hooks_new(m, &hooks);
+    if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
+        goto done;
+    }
+    for (size_t i = 0; i < n_plugins; i++) {
+        st = hk_plugin_load(specs[i], m, hooks, &plugins[n_loaded]);
+        if (st != HK_OK) {
+            rc = plugin_error(&a, specs[i], st);
+            goto done;
+        }
+        n_loaded++;
+    }
+    bool stopped = false;
+    for (size_t i = 0; i < prompts.n && !stopped && rc == CLI_EXIT_OK; i++)
+        rc = run_one(&a, m, dir, hooks, plugins, specs, n_loaded, &prompts.v[i], i, prompts.n,
+                     top_k, chunk, &stopped);
 
 done:
     /* Finish in load order, after the table: each prints its summary and frees its state. A
@@ -214,22 +229,24 @@ done:
             rc = plugin_error(&a, specs[i], st);
     }
     hk_hooks_free(hooks);
-    free(order);
-    free(logits);
-    free(tokens);
-    free(ids);
+    cli_prompts_free(&prompts);
     if (m) hk_model_free(m);
     return rc;
 }
 
 const cli_command cmd_run = {
     .name = "run",
-    .summary = "Run a forward pass over one token sequence and print the top-k next tokens.",
-    .usage = "--model DIR --tokens IDS [--top-k K] [--threads N] [--chunk C] [--mem-limit SIZE] [--plugin SPEC]...",
+    .summary = "Run a forward pass over a prompt and print the top-k next tokens.",
+    .usage = "--model DIR (--tokens IDS | --prompt TEXT | --prompts FILE) [--top-k K]\n"
+             "       [--[no-]prepend-bos] [--threads N] [--chunk C] [--mem-limit SIZE] "
+             "[--plugin SPEC]...",
     .description =
-        "Loads the model, runs the forward pass over the sequence given by --tokens, and prints\n"
-        "the k most likely tokens after the last one: rank, token id, logit and probability\n"
-        "(softmax over the whole vocabulary), most likely first.\n"
+        "Loads the model, runs the forward pass over the prompt, and prints the k most likely\n"
+        "tokens after the last one: rank, token id, logit, probability (softmax over the whole\n"
+        "vocabulary) and, when the model folder has a tokenizer.json, the token's text (quoted,\n"
+        "escaped as Python's repr: ' the', '\\n'), most likely first. --prompts runs each line\n"
+        "as its own prompt and prints one table per prompt (header: prompt=N).\n"
+        "\n" CLI_PROMPT_HELP "\n"
         "\n"
         "--plugin loads a C plugin (a .so exporting hookformer_plugin(), see docs/PLUGINS.md)\n"
         "whose hooks read or modify activations during the run; SPEC is PATH or\n"
@@ -240,6 +257,7 @@ const cli_command cmd_run = {
         "\n"
         "examples:\n"
         "  hookformer run --model tests/fixtures/gpt2 --tokens 1,2,3 --top-k 5\n"
+        "  hookformer run --model M --prompt 'The capital of France is' --top-k 5\n"
         "  hookformer run --model tests/fixtures/gpt2 --tokens 1,2,3 \\\n"
         "      --plugin build/examples/plugins/resid_norms.so:pos=last \\\n"
         "      --plugin build/examples/plugins/ablate_heads.so:heads=0.1+1.3",

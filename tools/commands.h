@@ -11,5 +11,6 @@ extern const cli_command cmd_hooks;
 extern const cli_command cmd_estimate;
 extern const cli_command cmd_cache;
 extern const cli_command cmd_inspect;
+extern const cli_command cmd_tokenize;
 
 #endif

@@ -61,7 +61,10 @@ static int setup(void **state) {
 static void test_help(void **state) {
     (void)state;
     cli_result r = RUN("generate", "--help");
-    expect(&r, 0, "usage: hookformer generate --model DIR --tokens IDS --max-new N", NULL);
+    expect(&r, 0,
+           "usage: hookformer generate --model DIR (--tokens IDS | --prompt TEXT | --prompts FILE) "
+           "--max-new N",
+           NULL);
     expect(&r, 0, "--temperature", NULL);
     expect(&r, 0, "--ctx N", NULL);
     cli_result_free(&r);

@@ -113,10 +113,11 @@ def main():
         opened += 1
         status = "finished" if p.returncode == 0 else "killed"
         print(f"round {r}: {status} after {delay:.3f} s; {q} sequences, {n} rows committed")
-        if r % 5 == 4 and p.returncode != 0:
+        with open(ids) as fh:
+            lines = [ln for ln in fh if ln.strip()]
+        # A kill can land after the last commit: then there is nothing left to append.
+        if r % 5 == 4 and p.returncode != 0 and q < len(lines):
             # finish with --append over the sequences not committed
-            with open(ids) as fh:
-                lines = [ln for ln in fh if ln.strip()]
             rest = os.path.join(tmp, f"rest{r}.txt")
             with open(rest, "w") as fh:
                 fh.writelines(lines[q:])
