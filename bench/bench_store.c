@@ -6,11 +6,13 @@
  *   bench_store --model DIR --out DIR [--prompts N] [--len L] [--batch B] [--threads T]
  *               [--dtype f32|f16|bf16] [--commit-secs S]
  *
- * Output lines (times in ms; the store's time includes closing the file and an fsync of it):
- *   forward      ms=... tok_per_s=...            (mean of a run before and one after the store)
- *   store        ms=... tok_per_s=... bytes=... write_ms=... fsync_ms=... commits=...
- *   store-write  MBps=...    bytes / (time in the store's writes and commits + the fsync)
- *   ratio        store/forward=... */
+ * Output lines (times in ms; a store's time includes closing the file and an fsync of it):
+ *   forward      ms=... tok_per_s=...      (mean of a run before and one after the stores)
+ *   store        ms=... bytes=... write_ms=... fsync_ms=... MBps=... own_share=...
+ *   store-fsync  the same with an fsync at every batch's commit (commit-secs 0)
+ *   ratio        store/forward=... store_own_time/forward=...
+ * MBps = bytes / (time inside the store: writes, commits, close + the final fsync); with
+ * store-fsync every byte reaches the disk inside that time, so it compares with dd's. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,34 +64,38 @@ int main(int argc, char **argv) {
     }
     const double n_tok = (double)prompts * (double)len;
 
-    double t_fwd[2];
-    hk_store *s = NULL;
-    hk_store_stats stats = {0, 0, 0};
-    double t_store = 0, t_fsync = 0;
+    /* phases: forward, store, store with an fsync at every batch's commit (the write path
+     * bound by the disk, not by the page cache), forward */
+    double t_fwd[2] = {0, 0}, t_store[2] = {0, 0}, t_fsync[2] = {0, 0};
+    hk_store_stats stats[2] = {{0, 0, 0}, {0, 0, 0}};
     char path[4096];
     snprintf(path, sizeof path, "%s/bench_store.h5", outdir);
-    for (int phase = 0; phase < 3; phase++) {
+    for (int phase = 0; phase < 4; phase++) {
+        const bool storing = phase == 1 || phase == 2;
+        const int k = phase == 2;
+        hk_store *s = NULL;
         double t0 = bench_now_s();
-        if (phase == 1) {
+        if (storing) {
             const char *hooks[] = {"blocks.*.hook_resid_post"};
             hk_store_opts o = hk_store_default_opts();
             o.force = true;
-            o.commit_seconds = commit_secs;
+            o.commit_seconds = k ? 0 : commit_secs;
+            o.fsync = k;
             o.dtype = !strcmp(dtype, "f16") ? HK_DTYPE_F16 : !strcmp(dtype, "bf16") ? HK_DTYPE_BF16
                                                                                    : HK_DTYPE_F32;
             if ((st = hk_store_create(path, m, hooks, 1, &o, &s)) != HK_OK) return fail(path, st);
         }
         for (long p = 0; p < prompts; p += batch) {
             long nb = prompts - p < batch ? prompts - p : batch;
-            st = phase == 1 ? hk_store_run(s, m, tokens + p * len, NULL, nb, len)
-                            : hk_model_run(m, NULL, tokens + p * len, NULL, nb, len, NULL);
+            st = storing ? hk_store_run(s, m, tokens + p * len, NULL, nb, len)
+                         : hk_model_run(m, NULL, tokens + p * len, NULL, nb, len, NULL);
             if (st != HK_OK) return fail("run", st);
         }
-        if (phase == 1) {
-            stats = hk_store_get_stats(s);
+        if (storing) {
+            stats[k] = hk_store_get_stats(s);
             double c0 = bench_now_s();
             if ((st = hk_store_close(s)) != HK_OK) return fail("close", st);
-            stats.write_seconds += bench_now_s() - c0;
+            stats[k].write_seconds += bench_now_s() - c0;
             double f0 = bench_now_s();
             int fd = open(path, O_RDONLY);
             if (fd < 0 || fsync(fd) != 0) {
@@ -97,23 +103,29 @@ int main(int argc, char **argv) {
                 return 1;
             }
             close(fd);
-            t_fsync = bench_now_s() - f0;
-            t_store = bench_now_s() - t0;
+            t_fsync[k] = bench_now_s() - f0;
+            t_store[k] = bench_now_s() - t0;
+            unlink(path);
         } else {
-            t_fwd[phase / 2] = bench_now_s() - t0;
+            t_fwd[phase / 3] = bench_now_s() - t0;
         }
     }
     const double fwd = 0.5 * (t_fwd[0] + t_fwd[1]);
     printf("forward      ms=%.1f tok_per_s=%.1f runs_ms=%.1f,%.1f prompts=%ld len=%ld batch=%ld "
            "threads=%ld\n",
            1e3 * fwd, n_tok / fwd, 1e3 * t_fwd[0], 1e3 * t_fwd[1], prompts, len, batch, threads);
-    printf("store        ms=%.1f tok_per_s=%.1f bytes=%llu write_ms=%.1f fsync_ms=%.1f "
-           "commits=%lld dtype=%s\n",
-           1e3 * t_store, n_tok / t_store, (unsigned long long)stats.bytes_written,
-           1e3 * stats.write_seconds, 1e3 * t_fsync, (long long)stats.commits, dtype);
-    printf("store-write  MBps=%.1f\n",
-           (double)stats.bytes_written / 1e6 / (stats.write_seconds + t_fsync));
-    printf("ratio        store/forward=%.3f\n", t_store / fwd);
+    const char *names[2] = {"store", "store-fsync"};
+    for (int k = 0; k < 2; k++) {
+        const double own = stats[k].write_seconds + t_fsync[k];
+        printf("%-12s ms=%.1f tok_per_s=%.1f bytes=%llu write_ms=%.1f fsync_ms=%.1f commits=%lld "
+               "dtype=%s MBps=%.1f own_share=%.4f\n",
+               names[k], 1e3 * t_store[k], n_tok / t_store[k],
+               (unsigned long long)stats[k].bytes_written, 1e3 * stats[k].write_seconds,
+               1e3 * t_fsync[k], (long long)stats[k].commits, dtype,
+               (double)stats[k].bytes_written / 1e6 / own, own / t_store[k]);
+    }
+    printf("ratio        store/forward=%.3f store_own_time/forward=%.4f\n", t_store[0] / fwd,
+           (stats[0].write_seconds + t_fsync[0]) / fwd);
     unlink(path);
     free(tokens);
     hk_model_free(m);

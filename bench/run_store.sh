@@ -8,8 +8,10 @@
 #   PROMPTS=128 LEN=128 BATCH=8 THREADS=2 OUT=/data bench/run_store.sh
 #
 # OUT is the directory written to (default: build/bench-store, i.e. the repository's disk).
-# Ratios: store/forward = time with the store / forward alone (1.0 = free); store-write/dd =
-# the store's write throughput (bytes / time in its writes, commits and a final fsync) over dd's.
+# Ratios: store/forward = time with the store / forward alone (1.0 = free; the runs are minutes
+# apart, so on a busy machine the store's own share of its run is the steadier figure);
+# store-write/dd = the store's write throughput (bytes / time inside the store, with an fsync at
+# every commit so that every byte reaches the disk in that time) over dd's.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -35,7 +37,7 @@ echo "# disk: $(df -hT "$OUT" | tail -1 | awk '{print $1, $2, $3 " total,", $5 "
 hk=$("$BUILD_DIR/bench/bench_store" --model "$MODEL" --out "$OUT" --prompts "$PROMPTS" \
     --len "$LEN" --batch "$BATCH" --threads "$THREADS")
 echo "$hk"
-bytes=$(echo "$hk" | sed -n 's/^store .*bytes=\([0-9]*\).*/\1/p')
+bytes=$(echo "$hk" | sed -n 's/^store  .*bytes=\([0-9]*\).*/\1/p')
 
 # raw disk: the same number of bytes, sequential 4 MiB blocks, fsync at the end
 count=$(( (bytes + 4194303) / 4194304 ))
@@ -55,12 +57,14 @@ else
     echo "run_store: the TransformerLens peer did not run ($PEER)" >&2
 fi
 
-field() { echo "$1" | sed -n "s/^$2 .* $3=\([0-9.]*\).*/\1/p"; }
-fwd=$(field "$hk" forward ms); st=$(field "$hk" store ms); sw=$(field "$hk" store-write MBps)
+field() { echo "$1" | sed -n "s/^$2 \(.* \)*$3=\([0-9.]*\).*/\2/p"; }
+fwd=$(field "$hk" forward ms); st=$(field "$hk" store ms); own=$(field "$hk" store own_share)
+sw=$(field "$hk" store MBps); sfw=$(field "$hk" store-fsync MBps)
 echo "# load after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-awk -v fwd="$fwd" -v st="$st" -v sw="$sw" -v dd="$dd_mbps" 'BEGIN {
-    printf "ratio hookformer store/forward = %.3f (aim <= 1.3)\n", st / fwd
-    printf "ratio store-write/dd = %.3f (%.1f / %.1f MB/s; aim >= 0.7)\n", sw / dd, sw, dd }'
+awk -v fwd="$fwd" -v st="$st" -v own="$own" -v sw="$sw" -v sfw="$sfw" -v dd="$dd_mbps" 'BEGIN {
+    printf "ratio hookformer store/forward = %.3f wall (aim <= 1.3); the store'"'"'s own time is %.1f%% of the run\n", st / fwd, 100 * own
+    printf "ratio store-write (fsync every commit)/dd = %.3f (%.1f / %.1f MB/s; aim >= 0.7)\n", sfw / dd, sfw, dd
+    printf "ratio store-write (commits every 1 s, one fsync at the end)/dd = %.3f (%.1f MB/s; page cache absorbs writes during the forward)\n", sw / dd, sw }'
 if [ -n "$peer" ]; then
     tf=$(field "$peer" tl-forward ms); th=$(field "$peer" tl-h5py ms); tt=$(field "$peer" tl-torchsave ms)
     awk -v st="$st" -v fwd="$fwd" -v tf="$tf" -v th="$th" -v tt="$tt" 'BEGIN {

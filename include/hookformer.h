@@ -54,7 +54,10 @@ size_t hk_dtype_size(hk_dtype dt);
 typedef struct hk_model hk_model;
 
 /* Load a Hugging Face checkpoint folder (config.json + model.safetensors, or a sharded
- * model.safetensors.index.json). Weights are computed in f32. */
+ * model.safetensors.index.json), or a .gguf file (architectures llama and qwen2; F32, F16,
+ * BF16, Q8_0, Q4_0, Q4_1, Q4_K and Q6_K tensors, dequantized at load; the tokenizer from its
+ * tokenizer.ggml.* metadata). Weights are computed in f32. A malformed file is HK_ERR_FORMAT
+ * naming the file and the key or tensor. */
 hk_status hk_model_load(const char *dir, hk_model **out);
 void hk_model_free(hk_model *m);
 

@@ -13,6 +13,8 @@ static const cli_opt embed_opts[] = {
     {"model", "DIR", "Hugging Face checkpoint folder (config.json + *.safetensors); required"},
     {"tokens", "IDS", "one sequence of comma-separated token ids (repeat for more sequences)"},
     {"tokens-file", "FILE", "sequences of token ids, one a line (ids split by commas/spaces)"},
+    {"prompt", "TEXT", "one text, encoded with the model's tokenizer (repeat for more)"},
+    {"prompts", "FILE", "texts, one a line ('-': stdin; empty lines skipped); raw text"},
     {"pooling", "MODE", "model (default: the folder's 1_Pooling config, else mean), mean, cls, "
                         "max, mean_sqrt_len, last"},
     {"normalize", "WHEN", "model (default: as modules.json says), yes, no: L2-normalize"},
@@ -104,6 +106,90 @@ static int read_tokens_file(const cli_args *a, const char *path, seqs *s) {
     return rc;
 }
 
+typedef struct {
+    char **v; /* [n] NUL-terminated texts */
+    size_t n, cap;
+} texts;
+
+static void texts_free(texts *t) {
+    for (size_t i = 0; i < t->n; i++) free(t->v[i]);
+    free(t->v);
+}
+
+static int add_text(const cli_args *a, texts *t, const char *s, size_t len) {
+    if (t->n == t->cap) {
+        size_t nc = t->cap ? 2 * t->cap : 16;
+        char **g = realloc(t->v, nc * sizeof *g);
+        if (!g) return cli_runtime_error(a, "out of memory");
+        t->v = g, t->cap = nc;
+    }
+    if (!(t->v[t->n] = strndup(s, len))) return cli_runtime_error(a, "out of memory");
+    t->n++;
+    return 0;
+}
+
+static int read_prompts_file(const cli_args *a, const char *path, texts *t) {
+    bool std_in = strcmp(path, "-") == 0;
+    FILE *f = std_in ? stdin : fopen(path, "r");
+    if (!f) return cli_runtime_error(a, "--prompts %s: cannot open: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0, before = t->n;
+    ssize_t n;
+    int rc = 0;
+    while (rc == 0 && (n = getline(&line, &cap, f)) >= 0) {
+        size_t len = (size_t)n;
+        if (len && line[len - 1] == '\n') len--;
+        if (len && line[len - 1] == '\r') len--;
+        if (len) rc = add_text(a, t, line, len);
+    }
+    free(line);
+    if (!std_in) fclose(f);
+    if (rc == 0 && t->n == before)
+        rc = cli_usage_error(a, "--prompts %s: no text in it (every line is empty)", path);
+    return rc;
+}
+
+/* Encode every text with the model's tokenizer, special tokens included ([CLS] .. [SEP] for
+ * BERT: what sentence-transformers feeds the model), as more sequences. */
+static int encode_texts(const cli_args *a, const hk_model *m, const char *dir, const texts *t,
+                        seqs *s) {
+    if (!t->n) return 0;
+    const hk_tokenizer *tok = hk_model_tokenizer(m);
+    if (!tok)
+        return cli_runtime_error(a, "--prompt/--prompts need a tokenizer, and model '%s' has "
+                                    "none: %s",
+                                 dir, hk_model_tokenizer_note(m));
+    for (size_t i = 0; i < t->n; i++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        hk_status st = hk_tokenizer_encode(tok, t->v[i], strlen(t->v[i]), HK_TOK_ADD_SPECIAL,
+                                           &ids, &n);
+        if (st != HK_OK)
+            return cli_runtime_error(a, "text %zu: %s (%s)", i + 1, hk_last_error(),
+                                     hk_status_name(st));
+        if (n == 0) {
+            hk_free(ids);
+            return cli_usage_error(a, "text %zu encodes to no tokens", i + 1);
+        }
+        char where[64];
+        snprintf(where, sizeof where, "text %zu", i + 1);
+        /* through the same path as --tokens: "id,id,..." */
+        size_t cap = n * 12 + 1, at = 0;
+        char *csv = malloc(cap);
+        if (!csv) {
+            hk_free(ids);
+            return cli_runtime_error(a, "out of memory");
+        }
+        for (size_t j = 0; j < n; j++)
+            at += (size_t)snprintf(csv + at, cap - at, "%s%d", j ? "," : "", ids[j]);
+        hk_free(ids);
+        int rc = parse_seq(a, csv, where, s);
+        free(csv);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 static int parse_pooling(const cli_args *a, hk_pooling *out) {
     const char *v = cli_str(a, "pooling");
     *out = HK_POOL_MODEL;
@@ -158,18 +244,27 @@ static int embed_main(const cli_command *cmd, int argc, char **argv) {
     hk_pooling pooling;
     int normalize;
     if ((rc = parse_pooling(&a, &pooling)) || (rc = parse_normalize(&a, &normalize))) return rc;
-    if (!cli_has(&a, "tokens") && !cli_has(&a, "tokens-file"))
-        return cli_usage_error(&a, "give the sequences with --tokens IDS (repeatable) or "
-                                   "--tokens-file FILE");
+    if (!cli_has(&a, "tokens") && !cli_has(&a, "tokens-file") && !cli_has(&a, "prompt") &&
+        !cli_has(&a, "prompts"))
+        return cli_usage_error(&a, "give the sequences with --tokens IDS / --prompt TEXT "
+                                   "(repeatable), --tokens-file FILE or --prompts FILE");
     seqs s = {0};
+    texts tx = {0};
     const char *items[CLI_MAX_VALUES];
     size_t n_items = cli_strs(&a, "tokens", items, CLI_MAX_VALUES);
     for (size_t i = 0; i < n_items && rc == 0; i++) rc = parse_seq(&a, items[i], "--tokens", &s);
     if (rc == 0 && cli_has(&a, "tokens-file"))
         rc = read_tokens_file(&a, cli_str(&a, "tokens-file"), &s);
-    if (rc == 0 && s.n == 0) rc = cli_usage_error(&a, "--tokens-file: no sequences");
+    if (rc == 0 && cli_has(&a, "tokens-file") && s.n == n_items)
+        rc = cli_usage_error(&a, "--tokens-file: no sequences");
+    n_items = cli_strs(&a, "prompt", items, CLI_MAX_VALUES);
+    for (size_t i = 0; i < n_items && rc == 0; i++)
+        rc = add_text(&a, &tx, items[i], strlen(items[i]));
+    if (rc == 0 && cli_has(&a, "prompts"))
+        rc = read_prompts_file(&a, cli_str(&a, "prompts"), &tx);
     if (rc) {
         seqs_free(&s);
+        texts_free(&tx);
         return rc;
     }
 
@@ -182,6 +277,7 @@ static int embed_main(const cli_command *cmd, int argc, char **argv) {
                                hk_status_name(st));
         goto done;
     }
+    if ((rc = encode_texts(&a, m, dir, &tx, &s))) goto done;
     int64_t T = 0, d = hk_model_d_model(m);
     for (size_t i = 0; i < s.n; i++)
         if (s.len[i] > T) T = s.len[i];
@@ -224,26 +320,30 @@ done:
     free(batch);
     hk_model_free(m);
     seqs_free(&s);
+    texts_free(&tx);
     return rc;
 }
 
 const cli_command cmd_embed = {
     .name = "embed",
     .summary = "Sentence embeddings: a model's pooled final hidden states.",
-    .usage = "--model DIR (--tokens IDS ... | --tokens-file FILE) [--pooling MODE] "
-             "[--normalize WHEN] [--out FILE.npy]",
+    .usage = "--model DIR (--tokens IDS ... | --tokens-file FILE | --prompt TEXT ... | "
+             "--prompts FILE) [--pooling MODE] [--normalize WHEN] [--out FILE.npy]",
     .description =
         "Runs every sequence in one right-padded batch and pools each one's final hidden\n"
         "states over its own tokens (padding never counts). For a sentence-transformers folder\n"
         "(modules.json, 1_Pooling/config.json) the defaults are its pooling and its Normalize\n"
         "module, so the output is what sentence-transformers' encode() gives for the same ids\n"
-        "(all-MiniLM-L6-v2: mean pooling, L2-normalized). Works for decoders too (e.g.\n"
-        "--pooling last). Prints one line per sequence: its index and d_model numbers;\n"
+        "(all-MiniLM-L6-v2: mean pooling, L2-normalized). Text (--prompt, --prompts) is\n"
+        "encoded with the folder's tokenizer.json, special tokens included ([CLS] .. [SEP]).\n"
+        "Sequences come in this order: --tokens, --tokens-file, --prompt, --prompts.\n"
+        "Works for decoders too (e.g. --pooling last). Prints one line per sequence: its\n"
+        "index and d_model numbers;\n"
         "--out writes a float32 .npy [sequences, d_model] instead (numpy.load reads it).\n"
         "\n"
         "example:\n"
-        "  hookformer embed --model ~/.cache/hookformer/minilm --tokens 101,7592,2088,102 \\\n"
-        "      --tokens 101,1037,2158,2003,5983,2833,1012,102 --out emb.npy",
+        "  hookformer embed --model ~/.cache/hookformer/minilm --prompt 'hello world' \\\n"
+        "      --prompt 'A man is eating food.' --out emb.npy",
     .opts = embed_opts,
     .main = embed_main,
 };

@@ -421,13 +421,47 @@ static void test_embed_pooling(void **state) {
     hk_model_free(m);
 }
 
+/* bert_body's tokenizer.json: the prompts encode to the ids Hugging Face tokenizers gave. */
+static void test_tokenizer(void **state) {
+    (void)state;
+    hk_model *m = fixture_model("bert_body");
+    const hk_tokenizer *tok = hk_model_tokenizer(m);
+    if (!tok) fail_msg("bert_body has no tokenizer: %s", hk_model_tokenizer_note(m));
+    hk_ckpt *ref = fixture_ckpt("bert_body", "prompts.safetensors");
+    const hk_st_tensor *ids_t = hk_ckpt_find(ref, "input_ids");
+    int64_t T = ids_t->shape[1];
+    int32_t *want = ids_from_i64(ids_t->data, ids_t->shape[0] * T);
+    const int64_t *len = hk_ckpt_find(ref, "lengths")->data;
+    char path[1024], line[512];
+    fixture_path("bert_body/prompts.txt", path, sizeof path);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    int64_t b = 0;
+    while (fgets(line, sizeof line, f)) {
+        int32_t *got;
+        size_t n;
+        assert_int_equal(hk_tokenizer_encode(tok, line, strcspn(line, "\n"), HK_TOK_ADD_SPECIAL,
+                                             &got, &n),
+                         HK_OK);
+        assert_int_equal(n, len[b]);
+        assert_memory_equal(got, want + b * T, n * sizeof *got);
+        hk_free(got);
+        b++;
+    }
+    fclose(f);
+    assert_int_equal(b, ids_t->shape[0]);
+    free(want);
+    hk_ckpt_close(ref);
+    hk_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mlm_logits),      cmocka_unit_test(test_body_hidden),
         cmocka_unit_test(test_default_token_types), cmocka_unit_test(test_errors),
         cmocka_unit_test(test_tl_parity_mlm),   cmocka_unit_test(test_tl_parity_body),
         cmocka_unit_test(test_tl_patches),      cmocka_unit_test(test_hook_order),
-        cmocka_unit_test(test_embed_pooling),
+        cmocka_unit_test(test_embed_pooling),   cmocka_unit_test(test_tokenizer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

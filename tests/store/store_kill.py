@@ -9,6 +9,7 @@ Exit 77 (meson's skip) when h5py or numpy is missing."""
 import fcntl
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -130,6 +131,9 @@ def main():
             print(f"round {r}: --append completed the file ({q2} sequences)")
         os.unlink(out)
     assert opened >= ROUNDS // 2, f"only {opened} of {ROUNDS} kills left a file to check"
+    for ref in refs:
+        ref.close()
+    shutil.rmtree(tmp, ignore_errors=True)  # kept when a check failed
     print(f"ok: {opened} killed files opened with h5py and held exactly their committed rows")
 
 

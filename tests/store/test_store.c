@@ -5,6 +5,7 @@
  * sequence; append (matching and refused); never overwriting without force; a file-size
  * limit ending the run with a clear error and a readable file; the CLI (cache, inspect). */
 #include <errno.h>
+#include <ftw.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -575,6 +576,11 @@ static void test_cli(void **state) {
     cli_result_free(&r);
 }
 
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
 int main(int argc, char **argv) {
     g_exe = cli_exe_from_argv(argc, argv);
     if (!g_exe) return 2;
@@ -593,5 +599,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_patterns),          cmocka_unit_test(test_append_and_refusals),
         cmocka_unit_test(test_file_size_limit),   cmocka_unit_test(test_cli),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    if (!failed) nftw(g_tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS); /* kept when a test failed */
+    return failed;
 }

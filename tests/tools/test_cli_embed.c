@@ -126,10 +126,59 @@ static void test_tokens_file(void **state) {
     unlink(path);
 }
 
+/* --prompts / --prompt through bert_body's tokenizer = --tokens-file of Hugging Face's ids */
+static void test_text(void **state) {
+    (void)state;
+    char dir[1024], prompts[1200], ids_path[] = "/tmp/hk_embed_ids_XXXXXX";
+    fixture_path("bert_body", dir, sizeof dir);
+    snprintf(prompts, sizeof prompts, "%s/prompts.txt", dir);
+    hk_ckpt *ref = fixture_ckpt("bert_body", "prompts.safetensors");
+    const hk_st_tensor *ids_t = hk_ckpt_find(ref, "input_ids");
+    const int64_t *len = hk_ckpt_find(ref, "lengths")->data;
+    int64_t B = ids_t->shape[0], T = ids_t->shape[1];
+    int32_t *ids = ids_from_i64(ids_t->data, B * T);
+    int fd = mkstemp(ids_path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < len[b]; t++)
+            fprintf(f, "%d%c", ids[b * T + t], t + 1 < len[b] ? ' ' : '\n');
+    fclose(f);
+    cli_result a = cli_run(g_exe, "embed", "--model", dir, "--prompts", prompts, NULL);
+    cli_result b = cli_run(g_exe, "embed", "--model", dir, "--tokens-file", ids_path, NULL);
+    cli_expect_status(&a, 0, "--prompts");
+    cli_expect_status(&b, 0, "--tokens-file");
+    assert_string_equal(a.out, b.out);
+    cli_result_free(&a);
+    cli_result_free(&b);
+    /* one --prompt: the first line's embedding, line 0 of the output */
+    a = cli_run(g_exe, "embed", "--model", dir, "--prompt", "Hello!", NULL);
+    b = cli_run(g_exe, "embed", "--model", dir, "--prompts", prompts, NULL);
+    cli_expect_status(&a, 0, "--prompt");
+    cli_expect_contains(a.out, "sequences=1 ", "--prompt");
+    const char *pa = strstr(a.out, "\n0 "), *pb = strstr(b.out, "\n0 ");
+    assert_non_null(pa), assert_non_null(pb);
+    pa += 3, pb += 3;
+    for (int j = 0; j < 64; j++) { /* alone vs in a padded batch: equal up to rounding */
+        char *ea, *eb;
+        double va = strtod(pa, &ea), vb = strtod(pb, &eb);
+        assert_true(ea != pa && eb != pb);
+        assert_true(fabs(va - vb) <= 1e-5);
+        pa = ea, pb = eb;
+    }
+    assert_int_equal(*pa, '\n');
+    cli_result_free(&a);
+    cli_result_free(&b);
+    free(ids);
+    hk_ckpt_close(ref);
+    unlink(ids_path);
+}
+
 static void test_errors(void **state) {
     (void)state;
-    char dir[1024];
+    char dir[1024], gpt2[1024];
     fixture_path("bert_body", dir, sizeof dir);
+    fixture_path("gpt2", gpt2, sizeof gpt2);
     struct {
         const char *args[6];
         int status;
@@ -146,6 +195,10 @@ static void test_errors(void **state) {
         {{"embed", "--model", dir, "--tokens-file", "/nonexistent/ids"}, 1,
          "--tokens-file: cannot open '/nonexistent/ids'"},
         {{"run", "--model", dir, "--tokens", "1,2"}, 1, "an encoder without an output head"},
+        {{"embed", "--model", gpt2, "--prompt", "hi"}, 1,
+         "--prompt/--prompts need a tokenizer, and model"},
+        {{"embed", "--model", dir, "--prompts", "/nonexistent/p"}, 1,
+         "--prompts /nonexistent/p: cannot open"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cli_result r = cli_run(g_exe, cases[i].args[0], cases[i].args[1], cases[i].args[2],
@@ -164,6 +217,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_printed),
         cmocka_unit_test(test_npy),
         cmocka_unit_test(test_tokens_file),
+        cmocka_unit_test(test_text),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
