@@ -67,8 +67,8 @@ cmd_run() {
     build/tools/hookformer run --model "$model" --tokens "$tokens" --top-k 5
 }
 
-# libFuzzer on the safetensors header parser for a short while (clang only). The corpus is
-# copied so that the run never writes into the repository.
+# libFuzzer on the safetensors header parser and on tokenizers for a short while (clang only).
+# The corpora are copied so that the runs never write into the repository.
 fuzz_briefly() {
     if ! command -v clang >/dev/null; then
         say "clang not found: skipping the libFuzzer run"
@@ -83,6 +83,17 @@ fuzz_briefly() {
         -lcjson -lm -o build/fuzz_safetensors
     build/fuzz_safetensors -max_total_time="${HK_FUZZ_SECONDS:-20}" -print_final_stats=1 \
         build/fuzz-corpus 2>&1 | tail -n 3
+    say "libFuzzer: tokenizer.json + encode/decode, ${HK_FUZZ_SECONDS:-20} s"
+    rm -rf build/fuzz-corpus-tok && mkdir -p build/fuzz-corpus-tok
+    cp tests/fuzz/corpus_tokenizer/* build/fuzz-corpus-tok/
+    clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+        -DHK_LIBFUZZER=1 -D_GNU_SOURCE -std=c11 -Iinclude -I. tests/fuzz/fuzz_tokenizer.c \
+        core/tokenizer.c core/tokenizer_json.c core/tokenizer_normalize.c core/tokenizer_pretok.c \
+        core/tokenizer_bpe.c core/tokenizer_wordpiece.c core/tokenizer_added.c \
+        core/tokenizer_decode.c core/utf8.c core/tok_map.c core/json.c core/error.c \
+        -lcjson -lpcre2-8 -lutf8proc -lpthread -lm -o build/fuzz_tokenizer
+    build/fuzz_tokenizer -max_total_time="${HK_FUZZ_SECONDS:-20}" -print_final_stats=1 \
+        build/fuzz-corpus-tok 2>&1 | tail -n 3
 }
 
 cmd_test() {

@@ -218,6 +218,11 @@ static void test_malformed_json(void **state) {
          HK_ERR_FORMAT, "special_tokens", "<s>"},
         {"{\"model\": {\"type\": \"BPE\", " MINI_VOCAB ", \"merges\": [], \"dropout\": 0.1}}",
          HK_ERR_UNSUPPORTED, "dropout", NULL},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\xff\": 0}, \"merges\": []}}",
+         HK_ERR_FORMAT, "model.vocab", "not valid UTF-8"},
+        {"{\"model\": {\"type\": \"BPE\", " MINI_VOCAB ", \"merges\": []}, \"normalizer\": "
+         "{\"type\": \"Prepend\", \"prepend\": \"\xe2\x96\"}}",
+         HK_ERR_FORMAT, "normalizer", "not valid UTF-8"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         expect_error(hk_tokenizer_load_json(cases[i].json, strlen(cases[i].json), "mini.json", &t),
