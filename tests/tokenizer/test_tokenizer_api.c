@@ -260,6 +260,18 @@ static void test_merges_spellings(void **state) {
     hk_free(out);
     hk_tokenizer_free(t1);
     hk_tokenizer_free(t2);
+    /* an id that names no token (a hole) is left out of decode, as Hugging Face does */
+    const char *j3 =
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"c\": 2}, \"merges\": []}}";
+    hk_tokenizer *t3;
+    assert_int_equal(hk_tokenizer_load_json(j3, strlen(j3), "j3", &t3), HK_OK);
+    assert_int_equal(hk_tokenizer_vocab_size(t3), 3);
+    const int32_t holes[] = {0, 1, 2};
+    assert_int_equal(hk_tokenizer_decode(t3, holes, 3, 0, &out, NULL), HK_OK);
+    assert_string_equal(out, "a c");
+    hk_free(out);
+    assert_null(hk_tokenizer_token_str(t3, 1));
+    hk_tokenizer_free(t3);
 }
 
 static hk_model *load_model(const char *dir) {
