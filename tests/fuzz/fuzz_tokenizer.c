@@ -51,9 +51,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (hk_tokenizer_decode(t, ids, n, flags ? HK_TOK_SKIP_SPECIAL : 0, &out, &len) != HK_OK)
             fail("decode of encoded ids failed");
         if (!hk_utf8_is_valid(out, len)) fail("decoded text is not valid UTF-8");
-        free(out); /* hk_free is free; model.c, which defines it, is not linked here */
+        free(out); /* hk_free is free(); core/model.c, which has it, is not linked here */
         char disp[48];
-        for (size_t i = 0; i < n && i < 64; i++) hk_tokenizer_token_display(t, ids[i], disp, sizeof disp);
+        for (size_t i = 0; i < n && i < 64; i++)
+            hk_tokenizer_token_display(t, ids[i], disp, sizeof disp);
         free(ids);
     }
     hk_tokenizer_free(t);
