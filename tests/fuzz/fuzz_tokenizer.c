@@ -135,11 +135,16 @@ static size_t run_path(const char *path) {
 int main(int argc, char **argv) {
     size_t files = 0;
     for (int i = 1; i < argc; i++) files += run_path(argv[i]);
-    static const char *const tricky[] = {"", "{", "null", "{\"model\": null}",
-                                         "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, "
-                                         "\"merges\": []}}\0\xff\xfe abc"};
+    /* the last one holds a NUL: its text is "\xff\xfe abc" */
+    static const char bpe_text[] = "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, "
+                                   "\"merges\": []}}\0\xff\xfe abc";
+    static const struct {
+        const char *s;
+        size_t n;
+    } tricky[] = {{"", 0}, {"{", 1}, {"null", 4}, {"{\"model\": null}", 15},
+                  {bpe_text, sizeof bpe_text - 1}};
     for (size_t i = 0; i < sizeof tricky / sizeof *tricky; i++)
-        run((const uint8_t *)tricky[i], strlen(tricky[i]) + (i == 4 ? 10 : 0));
+        run((const uint8_t *)tricky[i].s, tricky[i].n);
     printf("fuzz_tokenizer: replayed %zu files with 200 mutations each, and %zu built-in inputs\n",
            files, sizeof tricky / sizeof *tricky);
     return 0;
