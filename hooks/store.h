@@ -1,0 +1,147 @@
+/* The HDF5 activation store: shared state of the format, writer, commit and reader files.
+ *
+ *   store_format.c  HDF5 types (f16/bf16), property lists, datasets and attributes
+ *   store_commit.c  commits (a forked child flushes), space reservation, temp file + rename
+ *   store_writer.c  create / append, the hook callback that packs rows, batches, close
+ *   store_reader.c  read-only open, info, reading rows back
+ *
+ * Internal: the public API is in hookformer.h; docs/FORMAT.md is the file layout. */
+#ifndef HK_HOOKS_STORE_H
+#define HK_HOOKS_STORE_H
+
+#include <hdf5.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hookformer.h"
+#include "positions.h"
+
+#define HK_STORE_FORMAT "hookformer.activations"
+#define HK_STORE_FORMAT_VERSION 1
+/* Target bytes of one chunk of a token-row dataset (1 - 4 MiB as DESIGN.md asks). */
+#define HK_STORE_CHUNK_BYTES (2u << 20)
+/* Rows per chunk of the 1-D index datasets. */
+#define HK_STORE_INDEX_CHUNK 16384
+
+typedef struct {
+    char *name;           /* hook name (also the dataset name) */
+    int32_t point;        /* index in the model's points (writer) */
+    bool per_seq;         /* attention scores/pattern: one row per sequence */
+    bool is_scores;       /* fill -inf rather than 0 */
+    int batch_dim, pos_dim, key_dim; /* roles in the fired tensor (-1 absent) */
+    int row_ndim;         /* dims of one row */
+    int64_t row_shape[HK_MAX_DIMS];
+    int64_t row_elems;
+    char dims[96];        /* "row d_model" */
+    hid_t dset;
+    int64_t chunk_rows;
+    /* writer: staging of rows not yet written as whole chunks.
+     * token rows: [stage_cap, row_elems] in the file dtype; rows [0, staged) are the tail of
+     * the dataset starting at row `stage_row0` (a multiple of chunk_rows).
+     * per sequence: [batch, row_elems] f32/dtype of this batch. */
+    unsigned char *stage;
+    int64_t stage_cap, staged, stage_row0;
+    int64_t delivered;    /* rows (token) / elements (per seq) delivered in this batch */
+    int64_t written;      /* rows in the dataset's extent */
+} hk_store_hook;
+
+typedef struct {
+    int64_t *v;
+    int64_t n, cap;
+} hk_i64_vec;
+
+struct hk_store {
+    char *path;       /* the final name */
+    char *tmp_path;   /* the name while being created (NULL once renamed) */
+    bool writable;
+    hid_t file;
+    hid_t ftype;      /* file type of activations (owned) */
+    hk_dtype dtype;
+    hk_selection sel;
+    char positions[64];
+    char compression[32];
+    int deflate;      /* 0 none, 1..9 */
+    bool lz4;
+    int64_t ctx;
+    hk_store_hook *hooks;
+    size_t n_hooks;
+    hid_t d_seq, d_pos, d_tok;                     /* [n_rows] */
+    hid_t d_slen, d_sfirst, d_sfpos, d_snrows;     /* [n_sequences] */
+    char *model_id, *family, *config_json, *version; /* attributes */
+
+    /* rows and sequences given (in memory) and committed (in the file) */
+    int64_t n_rows, n_seqs;
+    int64_t committed_rows, committed_seqs;
+    /* index of rows / sequences not yet committed: rows from committed_rows on, sequences
+     * from committed_seqs on */
+    hk_i64_vec p_seq, p_pos, p_tok;
+    hk_i64_vec p_slen, p_sfirst, p_sfpos, p_snrows;
+
+    /* writer: the model and the batch being run */
+    const hk_model *model;
+    hk_hooks *own_hooks;
+    const int32_t *b_tokens;
+    const int64_t *b_lengths;
+    int64_t b_batch, b_seq;
+    int64_t *b_first, *b_count, *b_row; /* [b_batch] selected positions and their first row */
+    int64_t b_rows;
+    bool in_batch;
+    bool failed;      /* a write failed: nothing more is written or committed */
+
+    /* commit */
+    double commit_seconds, last_commit;
+    bool fsync;
+    int fd;                       /* HDF5's own descriptor (sec2 driver) */
+    uint64_t reserved_to;         /* bytes [0, reserved_to) are allocated blocks; only HDF5
+                                     truncating the file at a commit takes some away */
+    bool xfsz_saved;
+    struct sigaction old_xfsz;
+    hk_store_stats stats;
+
+    /* reader: per-sequence tables of the committed sequences */
+    int64_t *r_first, *r_fpos, *r_nrows;
+};
+
+/* ---- store_format.c ---- */
+hid_t hk_store_fapl(void);
+/* File type of dt (F32LE, or a 16-bit IEEE-style float built from F32LE); owned. */
+hid_t hk_store_file_type(hk_dtype dt);
+/* Dataset create / access property lists of a hook dataset. */
+hid_t hk_store_hook_dcpl(const hk_store *s, const hk_store_hook *h);
+hid_t hk_store_dapl(void);
+/* Create the index datasets, the hook datasets and every attribute of a new file. */
+hk_status hk_store_write_layout(hk_store *s);
+/* Open the datasets of an existing file and read its attributes. */
+hk_status hk_store_open_layout(hk_store *s);
+/* Extend dataset d (1-D) to n and write vals[0..count) at row `at` (type mem). */
+hk_status hk_store_write_1d(const hk_store *s, hid_t d, const char *what, int64_t at,
+                            int64_t count, hid_t mem, const void *vals, int64_t new_len);
+/* Read a string attribute of obj (malloc'ed, NULL when absent). */
+char *hk_store_attr_str(hid_t obj, const char *name);
+int64_t hk_store_dset_len(hid_t d);
+hk_status hk_store_h5_error(const hk_store *s, hk_status st, const char *what);
+
+/* ---- store_commit.c ---- */
+/* Make the file hold everything given so far (a forked child runs H5Fflush). */
+hk_status hk_store_commit_now(hk_store *s);
+/* Reserve `bytes` past the end of the HDF5 file (posix_fallocate), so that a full disk
+ * stops the run before HDF5 writes anything. */
+hk_status hk_store_reserve(hk_store *s, uint64_t bytes);
+/* SIGXFSZ ignored while a writable store is open (restored at close). */
+void hk_store_ignore_xfsz(hk_store *s);
+void hk_store_restore_xfsz(hk_store *s);
+/* Create the file at a temporary name next to path. */
+hk_status hk_store_create_tmp(hk_store *s);
+/* Move the temporary file to path (never over an existing file unless force). */
+hk_status hk_store_publish(hk_store *s, bool force);
+double hk_store_now(void);
+
+/* ---- vectors ---- */
+bool hk_i64_push(hk_i64_vec *v, int64_t x);
+void hk_i64_drop_front(hk_i64_vec *v, int64_t k);
+
+/* ---- store_writer.c / store_reader.c ---- */
+void hk_store_destroy(hk_store *s);
+
+#endif

@@ -1,0 +1,339 @@
+/* hookformer cache: run a model over many sequences and stream the activations of the chosen
+ * hooks into an HDF5 store (hk_store_*, docs/FORMAT.md). Progress goes to stderr: a bar
+ * redrawn in place on a terminal, a plain line every few seconds otherwise. */
+#include "commands.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hookformer.h"
+
+static const cli_opt cache_opts[] = {
+    {"model", "DIR", "Hugging Face checkpoint folder; required"},
+    {"prompts", "FILE", "one prompt per line (until the tokenizer lands: token ids, e.g. 1,2,3)"},
+    {"tokens-file", "FILE", "one sequence of token ids per line (comma or space separated)"},
+    {"hooks", "GLOBS", "hook names or globs, comma-separated (blocks.*.hook_resid_post); required"},
+    {"out", "FILE", "the HDF5 file to write; required"},
+    {"dtype", "T", "stored dtype: f32 (default), f16 or bf16"},
+    {"batch", "B", "sequences per forward (default 8)"},
+    {"ctx", "N", "keep the first N tokens of each sequence; padded length of stored attention"},
+    {"positions", "SEL", "all (default), last, or a Python slice A:B of each sequence's tokens"},
+    {"append", NULL, "add rows to an existing store (model, hooks, dtype must match)"},
+    {"force", NULL, "replace an existing file"},
+    {"compress", "C", "none (default), deflate, deflate:N (1..9), lz4 (with the filter plugin)"},
+    {"commit-secs", "S", "commit at most every S seconds (default 1; 0 after every batch)"},
+    {"fsync", NULL, "fsync each commit (survives power loss; slower)"},
+    {"threads", "N", "threads for GEMM and the kernels (default: the library's choice)"},
+    {NULL, NULL, NULL},
+};
+
+typedef struct {
+    int32_t *ids;  /* all tokens, sequence after sequence */
+    int64_t *off;  /* [n + 1] start of sequence i in ids */
+    int64_t n;
+} seq_list;
+
+static void seq_list_free(seq_list *l) {
+    free(l->ids);
+    free(l->off);
+}
+
+/* Read sequences of token ids, one per line, separated by commas and/or spaces; blank lines
+ * are skipped. This is the one place prompts are read: text prompts (a tokenizer) go here. */
+static int read_sequences(const cli_args *a, const char *opt, const char *path, int64_t vocab,
+                          seq_list *out) {
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "r");
+    if (!f) return cli_runtime_error(a, "--%s %s: %s", opt, path, strerror(errno));
+    size_t cap_ids = 4096, cap_off = 256, n_ids = 0;
+    out->ids = malloc(cap_ids * sizeof *out->ids);
+    out->off = malloc(cap_off * sizeof *out->off);
+    char *line = NULL;
+    size_t line_cap = 0;
+    ssize_t len;
+    int64_t lineno = 0;
+    int rc = 0;
+    if (!out->ids || !out->off) rc = cli_runtime_error(a, "out of memory");
+    while (rc == 0 && (len = getline(&line, &line_cap, f)) >= 0) {
+        lineno++;
+        size_t start = n_ids;
+        for (char *p = line; rc == 0;) {
+            while (*p == ',' || isspace((unsigned char)*p)) p++;
+            if (!*p) break;
+            char *end;
+            errno = 0;
+            long long v = strtoll(p, &end, 10);
+            if (end == p || errno || v < 0 || v >= vocab || (*end && *end != ',' &&
+                                                              !isspace((unsigned char)*end))) {
+                rc = cli_usage_error(a, "--%s %s: line %lld: expected token ids in [0, %lld) "
+                                        "separated by commas or spaces, got '%.*s'",
+                                     opt, path, (long long)lineno, (long long)vocab,
+                                     (int)strcspn(p, ", \t\r\n"), p);
+                break;
+            }
+            if (n_ids == cap_ids) {
+                int32_t *ids = realloc(out->ids, 2 * cap_ids * sizeof *ids);
+                if (!ids) {
+                    rc = cli_runtime_error(a, "out of memory");
+                    break;
+                }
+                out->ids = ids;
+                cap_ids *= 2;
+            }
+            out->ids[n_ids++] = (int32_t)v;
+            p = end;
+        }
+        if (rc || n_ids == start) continue;
+        if ((size_t)out->n + 2 > cap_off) {
+            int64_t *off = realloc(out->off, 2 * cap_off * sizeof *off);
+            if (!off) {
+                rc = cli_runtime_error(a, "out of memory");
+                break;
+            }
+            out->off = off;
+            cap_off *= 2;
+        }
+        out->off[out->n++] = (int64_t)start;
+    }
+    free(line);
+    fclose(f);
+    if (rc == 0 && out->n == 0) rc = cli_usage_error(a, "--%s %s: no sequences in the file", opt, path);
+    if (rc) {
+        seq_list_free(out);
+        memset(out, 0, sizeof *out);
+        return rc;
+    }
+    out->off[out->n] = (int64_t)n_ids;
+    return 0;
+}
+
+/* ---- progress ---- */
+
+typedef struct {
+    bool tty;
+    double t0, last;
+    int64_t total;
+} progress;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void progress_show(progress *p, int64_t seqs, int64_t tokens, uint64_t bytes, bool final) {
+    double t = now_s();
+    if (!final && t - p->last < (p->tty ? 0.2 : 5.0)) return;
+    p->last = t;
+    double el = t - p->t0 > 1e-9 ? t - p->t0 : 1e-9;
+    double mib = (double)bytes / 1048576.0;
+    if (p->tty) {
+        int width = 24, fill = p->total ? (int)(width * seqs / p->total) : width;
+        char bar[32];
+        for (int i = 0; i < width; i++) bar[i] = i < fill ? '=' : ' ';
+        bar[width] = '\0';
+        fprintf(stderr, "\r[%s] %lld/%lld sequences  %.0f tokens/s  %.1f MiB written%s", bar,
+                (long long)seqs, (long long)p->total, (double)tokens / el, mib,
+                final ? "\n" : "");
+    } else {
+        fprintf(stderr, "cache: %lld/%lld sequences, %lld tokens, %.0f tokens/s, %.1f MiB "
+                        "written, %.1f s\n",
+                (long long)seqs, (long long)p->total, (long long)tokens, (double)tokens / el, mib,
+                el);
+    }
+    fflush(stderr);
+}
+
+static volatile sig_atomic_t interrupted;
+static void on_interrupt(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+/* ---- the command ---- */
+
+static int split_hooks(const cli_args *a, char *list, const char **out, size_t cap, size_t *n) {
+    *n = 0;
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+        while (isspace((unsigned char)*tok)) tok++;
+        if (!*tok) continue;
+        if (*n == cap) return cli_usage_error(a, "--hooks: more than %zu patterns", cap);
+        out[(*n)++] = tok;
+    }
+    if (*n == 0) return cli_usage_error(a, "--hooks: expected hook names or globs, got none");
+    return 0;
+}
+
+static int cache_main(const cli_command *cmd, int argc, char **argv) {
+    cli_args a;
+    int rc;
+    if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
+    const char *dir, *out_path, *hooks_arg;
+    if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    if ((rc = cli_require_str(&a, "out", &out_path))) return rc;
+    if ((rc = cli_require_str(&a, "hooks", &hooks_arg))) return rc;
+    const char *prompts = cli_str(&a, "prompts"), *tokens_file = cli_str(&a, "tokens-file");
+    if (!prompts == !tokens_file)
+        return cli_usage_error(&a, "give exactly one of --prompts FILE and "
+                                                "--tokens-file FILE");
+    int64_t batch, ctx, threads;
+    if ((rc = cli_int(&a, "batch", 1, 1 << 20, 8, &batch))) return rc;
+    if ((rc = cli_int(&a, "ctx", 1, INT32_MAX, 0, &ctx))) return rc;
+    if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
+    hk_store_opts o = hk_store_default_opts();
+    const char *dt = cli_str(&a, "dtype");
+    if (!dt || strcmp(dt, "f32") == 0) o.dtype = HK_DTYPE_F32;
+    else if (strcmp(dt, "f16") == 0) o.dtype = HK_DTYPE_F16;
+    else if (strcmp(dt, "bf16") == 0) o.dtype = HK_DTYPE_BF16;
+    else return cli_usage_error(&a, "--dtype: expected f32, f16 or bf16, got '%s'", dt);
+    o.positions = cli_str(&a, "positions");
+    o.compress = cli_str(&a, "compress");
+    o.force = cli_has(&a, "force");
+    o.fsync = cli_has(&a, "fsync");
+    const bool append = cli_has(&a, "append");
+    if (append && o.force) return cli_usage_error(&a, "--append and --force exclude each other");
+    const char *cs = cli_str(&a, "commit-secs");
+    if (cs) {
+        char *end;
+        errno = 0;
+        o.commit_seconds = strtod(cs, &end);
+        if (end == cs || *end || errno || !(o.commit_seconds >= 0))
+            return cli_usage_error(&a, "--commit-secs: expected seconds >= 0, got '%s'", cs);
+    }
+    char *hooks_copy = strdup(hooks_arg);
+    const char *patterns[64];
+    size_t n_patterns;
+    if (!hooks_copy) return cli_runtime_error(&a, "out of memory");
+    if ((rc = split_hooks(&a, hooks_copy, patterns, 64, &n_patterns))) {
+        free(hooks_copy);
+        return rc;
+    }
+    if (threads > 0) hk_set_num_threads((int)threads);
+
+    hk_model *m = NULL;
+    hk_store *store = NULL;
+    seq_list seqs = {0};
+    int32_t *tokens = NULL;
+    int64_t *lengths = NULL;
+    hk_status st = hk_model_load(dir, &m);
+    if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
+                               hk_status_name(st));
+        goto done;
+    }
+    if ((rc = read_sequences(&a, prompts ? "prompts" : "tokens-file", prompts ? prompts : tokens_file,
+                             hk_model_vocab_size(m), &seqs)))
+        goto done;
+    /* the context: --ctx, else the longest sequence (capped by learned positions) */
+    bool hard = false;
+    int64_t max_pos = hk_model_max_positions(m, &hard), longest = 0, truncated = 0;
+    for (int64_t i = 0; i < seqs.n; i++)
+        if (seqs.off[i + 1] - seqs.off[i] > longest) longest = seqs.off[i + 1] - seqs.off[i];
+    if (!ctx) ctx = hard && max_pos > 0 && longest > max_pos ? max_pos : longest;
+    if (hard && max_pos > 0 && ctx > max_pos) {
+        rc = cli_usage_error(&a, "--ctx %lld: this model has %lld learned positions", (long long)ctx,
+                             (long long)max_pos);
+        goto done;
+    }
+    for (int64_t i = 0; i < seqs.n; i++) truncated += seqs.off[i + 1] - seqs.off[i] > ctx;
+    o.ctx = ctx;
+    st = append ? hk_store_append(out_path, m, patterns, n_patterns, &o, &store)
+                : hk_store_create(out_path, m, patterns, n_patterns, &o, &store);
+    if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
+        goto done;
+    }
+    tokens = malloc((size_t)(batch * ctx) * sizeof *tokens); /* [batch, seq] */
+    lengths = malloc((size_t)batch * sizeof *lengths);
+    if (!tokens || !lengths) {
+        rc = cli_runtime_error(&a, "out of memory for a batch of %lld x %lld tokens",
+                               (long long)batch, (long long)ctx);
+        goto done;
+    }
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    progress pg = {isatty(STDERR_FILENO) == 1, now_s(), 0, seqs.n};
+    pg.last = pg.t0;
+    int64_t done_seqs = 0, done_tokens = 0;
+    for (int64_t i = 0; i < seqs.n && !interrupted; i += batch) {
+        int64_t nb = seqs.n - i < batch ? seqs.n - i : batch, seq = 0;
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t len = seqs.off[i + b + 1] - seqs.off[i + b];
+            lengths[b] = len < ctx ? len : ctx;
+            if (lengths[b] > seq) seq = lengths[b];
+        }
+        for (int64_t b = 0; b < nb; b++) {
+            memcpy(tokens + b * seq, seqs.ids + seqs.off[i + b], (size_t)lengths[b] * sizeof *tokens);
+            for (int64_t p = lengths[b]; p < seq; p++) tokens[b * seq + p] = 0; /* padding */
+            done_tokens += lengths[b];
+        }
+        st = hk_store_run(store, m, tokens, lengths, nb, seq);
+        if (st != HK_OK) break;
+        done_seqs += nb;
+        progress_show(&pg, done_seqs, done_tokens, hk_store_get_stats(store).bytes_written, false);
+    }
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    hk_store_stats stats = hk_store_get_stats(store);
+    hk_status cst = hk_store_close(store);
+    store = NULL;
+    if (st != HK_OK || cst != HK_OK) {
+        rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st != HK_OK ? st : cst));
+        goto done;
+    }
+    progress_show(&pg, done_seqs, done_tokens, stats.bytes_written, true);
+    if (truncated)
+        fprintf(stderr, "cache: %lld sequences were cut to --ctx %lld tokens\n",
+                (long long)truncated, (long long)ctx);
+    if (interrupted) {
+        rc = cli_runtime_error(&a, "interrupted: %s holds the %lld sequences stored before the "
+                                   "signal",
+                               out_path, (long long)done_seqs);
+        goto done;
+    }
+    fprintf(stderr, "cache: wrote %lld sequences (%lld tokens) to %s\n", (long long)done_seqs,
+            (long long)done_tokens, out_path);
+    rc = CLI_EXIT_OK;
+done:
+    if (store) hk_store_close(store);
+    free(tokens);
+    free(lengths);
+    seq_list_free(&seqs);
+    free(hooks_copy);
+    if (m) hk_model_free(m);
+    return rc;
+}
+
+const cli_command cmd_cache = {
+    .name = "cache",
+    .summary = "Stream the activations of chosen hooks over many sequences to an HDF5 file.",
+    .usage = "--model DIR (--prompts FILE | --tokens-file FILE) --hooks GLOB[,GLOB...] --out "
+             "FILE.h5 [--dtype f32|f16|bf16] [--batch B] [--ctx N] [--positions all|last|A:B] "
+             "[--append] [--force] [--compress C]",
+    .description =
+        "Runs the model over the sequences in batches of B and writes, for every hook that\n"
+        "matches, one row per selected token to a dataset named after the hook, with aligned\n"
+        "seq_id / position / token_id datasets (docs/FORMAT.md). Attention patterns are stored\n"
+        "per sequence, padded to --ctx. Rows are committed every --commit-secs seconds: a run\n"
+        "killed at any moment leaves a file that h5py opens, holding every committed row.\n"
+        "An existing file is replaced only with --force; --append adds rows when the model,\n"
+        "hooks, dtype, positions and ctx match. A full disk ends the run with an error and a\n"
+        "readable file. Progress goes to stderr.\n"
+        "\n"
+        "example:\n"
+        "  hookformer cache --model tests/fixtures/gpt2 --tokens-file ids.txt \\\n"
+        "      --hooks 'blocks.*.hook_resid_post' --out acts.h5 --dtype f16",
+    .opts = cache_opts,
+    .main = cache_main,
+};
