@@ -13,7 +13,9 @@
 
 #include "dtype.h"
 #include "error.h"
+#include "gguf.h"
 #include "json.h"
+#include "quant.h"
 
 #define INDEX_NAME "model.safetensors.index.json"
 #define SINGLE_NAME "model.safetensors"
@@ -34,6 +36,7 @@ struct hk_ckpt {
     void **owned;          /* buffers freed by hk_ckpt_close */
     size_t n_owned, cap_owned;
     size_t owned_bytes;    /* bytes of the buffers in owned (hk_ckpt_owned_bytes) */
+    hk_gguf *gguf;         /* metadata of a .gguf checkpoint (its one shard), else NULL */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -133,6 +136,42 @@ static hk_status add_shard(hk_ckpt *c, char *path) {
     free(t);
     c->t = all;
     c->n += n;
+    return HK_OK;
+}
+
+/* Maps a .gguf file (taking ownership of the path) and lists its tensors: F32/F16/BF16 keep
+ * their dtype, block-quantized types become U8 blobs marked `quantized`. Shapes are turned
+ * row-major (GGUF lists ne[0], the row length, first). */
+static hk_status add_gguf(hk_ckpt *c, char *path) {
+    hk_shard *sh = calloc(1, sizeof *sh);
+    if (!sh) {
+        free(path);
+        return oom(c->origin);
+    }
+    c->shards = sh;
+    c->n_shards = 1;
+    sh->path = path;
+    hk_status st = map_file(path, &sh->map, &sh->size);
+    if (st || (st = hk_gguf_parse(path, sh->map, sh->size, &c->gguf))) return st;
+    const hk_gguf *g = c->gguf;
+    if (!(c->t = calloc(g->n_t + 1, sizeof *c->t))) return oom(path);
+    for (size_t i = 0; i < g->n_t; i++) {
+        const hk_gguf_tensor *gt = &g->t[i];
+        hk_st_tensor *t = &c->t[c->n];
+        if (!(t->name = strdup(gt->name))) return oom(path);
+        c->n++;
+        t->ggml_type = gt->type;
+        t->dtype = gt->type == HK_GGML_F32   ? HK_DTYPE_F32
+                   : gt->type == HK_GGML_F16 ? HK_DTYPE_F16
+                   : gt->type == HK_GGML_BF16 ? HK_DTYPE_BF16
+                                              : HK_DTYPE_U8;
+        t->quantized = t->dtype == HK_DTYPE_U8;
+        t->ndim = gt->ndim;
+        for (int d = 0; d < gt->ndim; d++) t->shape[d] = gt->ne[gt->ndim - 1 - d];
+        t->data = gt->data;
+        t->nbytes = gt->nbytes;
+        t->path = sh->path;
+    }
     return HK_OK;
 }
 
@@ -283,10 +322,15 @@ static hk_status open_any(hk_ckpt *c, const char *path) {
             free(dir);
             return st;
         }
+        if (ends_with(path, ".gguf")) {
+            char *p = strdup(path);
+            hk_status st = p ? add_gguf(c, p) : oom(path);
+            return st ? st : finish(c);
+        }
         if (!ends_with(path, ".safetensors"))
             return hk_errorf(HK_ERR_INVALID_ARG,
-                             "%s: expected a checkpoint folder, a .safetensors file or an index "
-                             ".json file", path);
+                             "%s: expected a checkpoint folder, a .safetensors or .gguf file or "
+                             "an index .json file", path);
         char *p = strdup(path);
         hk_status st = p ? add_shard(c, p) : oom(path);
         return st ? st : finish(c);
@@ -336,6 +380,7 @@ void hk_ckpt_close(hk_ckpt *c) {
     free(c->owned);
     free(c->conv);
     hk_st_tensors_free(c->t, c->n);
+    hk_gguf_free(c->gguf);
     for (size_t i = 0; i < c->n_shards; i++) {
         if (c->shards[i].map) munmap(c->shards[i].map, c->shards[i].size);
         free(c->shards[i].path);
@@ -350,6 +395,8 @@ void hk_ckpt_close(hk_ckpt *c) {
 size_t hk_ckpt_count(const hk_ckpt *c) { return c ? c->n : 0; }
 
 const char *hk_ckpt_path(const hk_ckpt *c) { return c ? c->origin : ""; }
+
+const hk_gguf *hk_ckpt_gguf(const hk_ckpt *c) { return c ? c->gguf : NULL; }
 
 const hk_st_tensor *hk_ckpt_at(const hk_ckpt *c, size_t i) {
     return c && i < c->n ? &c->t[i] : NULL;
@@ -407,7 +454,13 @@ static hk_status view_f32(hk_ckpt *c, const hk_st_tensor *t, int ndim, const int
                           const float **out) {
     hk_status st = check_shape(t, ndim, shape);
     if (st) return st;
-    if (t->dtype != HK_DTYPE_F32 && t->dtype != HK_DTYPE_F16 && t->dtype != HK_DTYPE_BF16)
+    if (t->quantized && !hk_ggml_can_dequantize(t->ggml_type))
+        return hk_errorf(HK_ERR_UNSUPPORTED,
+                         "%s: tensor '%s' is %s, which hookformer cannot dequantize (it reads "
+                         "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K and Q6_K)",
+                         t->path, t->name, hk_ggml_type_name(t->ggml_type));
+    if (!t->quantized && t->dtype != HK_DTYPE_F32 && t->dtype != HK_DTYPE_F16 &&
+        t->dtype != HK_DTYPE_BF16)
         return hk_errorf(HK_ERR_SHAPE, "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16",
                          t->path, t->name, hk_dtype_name(t->dtype));
     if (t->dtype == HK_DTYPE_F32 && (uintptr_t)t->data % _Alignof(float) == 0) {
@@ -416,10 +469,14 @@ static hk_status view_f32(hk_ckpt *c, const hk_st_tensor *t, int ndim, const int
     }
     const size_t i = (size_t)(t - c->t);
     if (!c->conv[i]) {
-        const size_t n = t->nbytes / hk_dtype_size(t->dtype);
+        size_t n = 1;
+        for (int d = 0; d < t->ndim; d++) n *= (size_t)t->shape[d];
         float *buf = hk_ckpt_alloc_f32(c, n); /* [numel] */
         if (!buf) return hk_error_prefix(HK_ERR_NOMEM, "tensor '%s'", t->name);
-        hk_convert_to_f32(t->dtype, t->data, buf, n);
+        if (t->quantized)
+            hk_dequantize(t->ggml_type, t->data, buf, (int64_t)n);
+        else
+            hk_convert_to_f32(t->dtype, t->data, buf, n);
         c->conv[i] = buf;
     }
     *out = c->conv[i];
@@ -453,4 +510,22 @@ hk_status hk_ckpt_f32_opt(hk_ckpt *c, const char *name, int ndim, const int64_t 
     *out = NULL;
     const hk_st_tensor *t = hk_ckpt_find(c, name);
     return t ? view_f32(c, t, ndim, shape, out) : HK_OK;
+}
+
+hk_status hk_ckpt_f32_mut(hk_ckpt *c, const char *name, int ndim, const int64_t *shape,
+                          float **out) {
+    const float *view;
+    hk_status st = hk_ckpt_f32(c, name, ndim, shape, &view);
+    if (st) return st;
+    const hk_st_tensor *t = hk_ckpt_find(c, name);
+    const size_t i = (size_t)(t - c->t);
+    if (!c->conv[i]) { /* zero-copy F32: copy it into an owned buffer */
+        size_t n = t->nbytes / sizeof(float);
+        float *buf = hk_ckpt_alloc_f32(c, n); /* [numel] */
+        if (!buf) return hk_error_prefix(HK_ERR_NOMEM, "tensor '%s'", t->name);
+        memcpy(buf, view, n * sizeof(float));
+        c->conv[i] = buf;
+    }
+    *out = (float *)c->conv[i]; /* owned by the checkpoint: allocated non-const above */
+    return HK_OK;
 }

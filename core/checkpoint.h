@@ -2,9 +2,11 @@
 #ifndef HK_CORE_CHECKPOINT_H
 #define HK_CORE_CHECKPOINT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gguf.h"
 #include "hookformer.h"
 
 #define HK_ST_MAX_DIMS 8
@@ -17,6 +19,8 @@ typedef struct {
     const void *data;   /* inside the mmapped file */
     size_t nbytes;
     const char *path;   /* file holding it (owned by the checkpoint) */
+    bool quantized;     /* GGUF block-quantized data (dtype is then U8, nbytes the blocks) */
+    uint32_t ggml_type; /* GGUF tensors: the ggml type (core/quant.h); 0 for safetensors */
 } hk_st_tensor;
 
 /* Parse a safetensors file image already in memory (header + data). On success *out is a
@@ -34,7 +38,9 @@ void hk_st_tensors_free(hk_st_tensor *t, size_t n);
 typedef struct hk_ckpt hk_ckpt;
 
 /* dir/model.safetensors.index.json (sharded) if present, else dir/model.safetensors.
- * A path to a single .safetensors file (or to an index .json) is accepted too. Files are
+ * A path to a single .safetensors file (or to an index .json) is accepted too, and so is a
+ * .gguf file: its tensors appear under their GGUF names with shapes in row-major order
+ * (GGUF's ne[] reversed), and its metadata through hk_ckpt_gguf. Files are
  * mmapped read-only; a file truncated by someone else while open can still raise SIGBUS.
  * A checkpoint is not thread-safe: hk_ckpt_f32 may allocate. */
 hk_status hk_ckpt_open(const char *dir, hk_ckpt **out);
@@ -46,13 +52,21 @@ const hk_st_tensor *hk_ckpt_at(const hk_ckpt *c, size_t i);
 const hk_st_tensor *hk_ckpt_find(const hk_ckpt *c, const char *name); /* NULL if absent */
 /* What was opened: the path given to hk_ckpt_open. */
 const char *hk_ckpt_path(const hk_ckpt *c);
+/* The parsed GGUF file behind a checkpoint opened from a .gguf, else NULL. */
+const hk_gguf *hk_ckpt_gguf(const hk_ckpt *c);
 
 /* f32 view of tensor `name`, which must have exactly ndim dims of the given shape.
- * F32 data that is 4-byte aligned is returned zero-copy; F16/BF16 (or unaligned F32) is
- * converted into a buffer owned by the checkpoint. Errors name the file, the tensor and the
+ * F32 data that is 4-byte aligned is returned zero-copy; F16/BF16 (or unaligned F32) and
+ * GGUF quantized blocks (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K) are converted into a buffer owned by
+ * the checkpoint. Errors name the file, the tensor and the
  * expected vs actual shape/dtype; a missing tensor is HK_ERR_NOT_FOUND. */
 hk_status hk_ckpt_f32(hk_ckpt *c, const char *name, int ndim, const int64_t *shape,
                       const float **out);
+/* Same, but the buffer is owned by the checkpoint and writable (a zero-copy F32 tensor is
+ * copied once), for adapters that reorder rows at load. Views handed out earlier for the same
+ * tensor keep the old data. */
+hk_status hk_ckpt_f32_mut(hk_ckpt *c, const char *name, int ndim, const int64_t *shape,
+                          float **out);
 /* Same, but a missing tensor gives *out = NULL and HK_OK. */
 hk_status hk_ckpt_f32_opt(hk_ckpt *c, const char *name, int ndim, const int64_t *shape,
                           const float **out);

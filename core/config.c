@@ -49,6 +49,7 @@ static hk_status check_enums(const hk_config *c, const char *origin) {
     if ((unsigned)c->norm > HK_NORM_RMSNORM) return bad(origin, "norm", "a hk_norm_kind", c->norm);
     if ((unsigned)c->pos > HK_POS_NONE) return bad(origin, "pos", "a hk_pos_kind", c->pos);
     if ((unsigned)c->act > HK_ACT_RELU) return bad(origin, "act", "a hk_act_kind", c->act);
+    if ((unsigned)c->head > HK_HEAD_MLM) return bad(origin, "head", "a hk_head_kind", c->head);
     if (memchr(c->family, '\0', sizeof c->family) == NULL ||
         memchr(c->architecture, '\0', sizeof c->architecture) == NULL)
         return hk_errorf(HK_ERR_FORMAT, "%s: family/architecture is not NUL-terminated", O(origin));
@@ -109,6 +110,11 @@ hk_status hk_config_validate(const hk_config *c, const char *origin) {
     if (!c) return hk_errorf(HK_ERR_INVALID_ARG, "%s: NULL config", O(origin));
     hk_status st;
     if ((st = check_enums(c, origin)) || (st = check_sizes(c, origin))) return st;
+    if (c->n_token_types < 0)
+        return bad(origin, "n_token_types", "0 (none) or more", (double)c->n_token_types);
+    if (c->post_norm && c->parallel_attn_mlp)
+        return hk_errorf(HK_ERR_UNSUPPORTED, "%s: post-norm blocks with parallel attention and "
+                                             "MLP are not supported", O(origin));
     if (c->pos == HK_POS_ROTARY) return check_rope(c, origin);
     return HK_OK;
 }
@@ -138,6 +144,15 @@ static const char *act_name(hk_act_kind k) {
     case HK_ACT_GELU: return "gelu";
     case HK_ACT_SILU: return "silu";
     case HK_ACT_RELU: return "relu";
+    }
+    return "unknown";
+}
+
+static const char *head_name(hk_head_kind k) {
+    switch (k) {
+    case HK_HEAD_LM: return "lm";
+    case HK_HEAD_NONE: return "none";
+    case HK_HEAD_MLM: return "mlm";
     }
     return "unknown";
 }
@@ -244,6 +259,10 @@ char *hk_config_to_json(const hk_config *c) {
     add_num(root, "window", (double)c->window, &ok);
     if (c->window > 0) add_layer_window(root, c, &ok);
     add_num(root, "attn_scale", c->attn_scale, &ok);
+    add_bool(root, "post_norm", c->post_norm, &ok);
+    add_bool(root, "embed_norm", c->embed_norm, &ok);
+    add_num(root, "n_token_types", (double)c->n_token_types, &ok);
+    add_str(root, "head", head_name(c->head), &ok);
     char *s = ok ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     return s;

@@ -24,6 +24,12 @@ typedef enum {
     HK_ROPE_LONGROPE     /* Phi-3: short/long per-frequency factors + attention factor */
 } hk_rope_kind;
 
+typedef enum {
+    HK_HEAD_LM = 0, /* final norm + unembedding: next-token logits (decoders) */
+    HK_HEAD_NONE,   /* no head (an encoder body): the output is the final hidden states */
+    HK_HEAD_MLM     /* BERT masked-LM head: dense + act + LayerNorm, then the unembedding */
+} hk_head_kind;
+
 #define HK_MAX_ROPE_FACTORS 512 /* rot_dim/2 entries at most */
 #define HK_MAX_LAYERS 1024
 
@@ -71,6 +77,11 @@ typedef struct {
     bool tied_embeddings;
 
     bool causal;         /* false for encoders */
+    bool post_norm;      /* BERT: norms after the residual adds, x = ln1(x + attn(x));
+                            x = ln2(x + mlp(x)); no norm before attention */
+    bool embed_norm;     /* a LayerNorm over the summed embeddings (BERT) */
+    int64_t n_token_types; /* rows of the token-type (segment) embedding; 0 = none */
+    hk_head_kind head;
     int64_t window;      /* sliding window W (keys kept including the query itself), 0 = none */
     bool layer_window[HK_MAX_LAYERS]; /* per layer: does `window` apply (Qwen2/Gemma mix) */
     double attn_scale;   /* multiplier on q.k; usually 1/sqrt(d_head) */

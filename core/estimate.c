@@ -193,8 +193,9 @@ hk_status hk_estimate_run(const hk_model *m, int64_t batch, int64_t ctx, int64_t
 
     out->attention = add(mul((size_t)nth, attention_ws_bytes(c, seq, nth)), add(gather, scores));
 
-    out->logits = last_logits_only ? mul3(B, (size_t)c->d_vocab, f)
-                                   : mul3(mul(B, (size_t)ctx), (size_t)c->d_vocab, f);
+    /* the forward's output: logits, or hidden states for an encoder without a head */
+    size_t out_dim = (size_t)(c->head == HK_HEAD_NONE ? c->d_model : c->d_vocab);
+    out->logits = last_logits_only ? mul3(B, out_dim, f) : mul3(mul(B, (size_t)ctx), out_dim, f);
     size_t parts[] = {out->weights,      out->kv_cache,     out->activations,
                       out->attention,    out->cached_hooks, out->logits};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)

@@ -265,21 +265,43 @@ static hk_status norm(fwd_run *r, int64_t layer, hk_point_kind k_scale, hk_point
     return HK_OK;
 }
 
-/* embed: resid = W_E[tokens] (+ W_pos[pos]) */
-static hk_status embed(fwd_run *r, const int32_t *tokens) {
+/* Post-norm and embedding norms write into `normed`; the residual stream then continues from
+ * there. Both buffers are [rows, d_model], so the two are swapped rather than copied. */
+static void swap_resid(fwd_state *s) {
+    float *t = s->resid;
+    s->resid = s->normed;
+    s->normed = t;
+}
+
+/* embed: resid = W_E[tokens] (+ W_pos[pos]) (+ W_type[types]), then the embedding LayerNorm
+ * of encoders. types: [rows] or NULL (every position type 0). */
+static hk_status embed(fwd_run *r, const int32_t *tokens, const int32_t *types) {
     const hk_model *m = r->m;
     const hk_config *c = &m->cfg;
     fwd_state *s = r->s;
     int64_t d = c->d_model;
     hk_k_embed(m->w.tok_embed, d, tokens, s->rows, s->resid);
     TRY(fire3(r, -1, HK_PT_EMBED, s->resid, d));
+    float *scratch = s->normed; /* [rows, d_model] scratch until the first norm */
     if (c->pos == HK_POS_LEARNED) {
-        float *pos = s->normed; /* [rows, d_model] scratch until the first norm */
         for (int64_t b = 0; b < s->batch; b++)
-            memcpy(pos + b * s->seq * d, m->w.pos_embed + s->pos0 * d,
+            memcpy(scratch + b * s->seq * d, m->w.pos_embed + s->pos0 * d,
                    (size_t)(s->seq * d) * sizeof(float));
-        TRY(fire3(r, -1, HK_PT_POS_EMBED, pos, d));
-        hk_k_add(s->resid, pos, s->rows * d);
+        TRY(fire3(r, -1, HK_PT_POS_EMBED, scratch, d));
+        hk_k_add(s->resid, scratch, s->rows * d);
+    }
+    if (c->n_token_types > 0) {
+        for (int64_t i = 0; i < s->rows; i++)
+            memcpy(scratch + i * d, m->w.type_embed + (types ? types[i] : 0) * d,
+                   (size_t)d * sizeof(float));
+        TRY(fire3(r, -1, HK_PT_TOKEN_TYPE_EMBED, scratch, d));
+        hk_k_add(s->resid, scratch, s->rows * d);
+    }
+    if (c->embed_norm) {
+        TRY(norm(r, -1, HK_PT_EMBED_LN_SCALE, HK_PT_EMBED_LN_NORMALIZED, &m->w.embed_ln, s->resid,
+                 s->normed));
+        swap_resid(s);
+        TRY(fire3(r, -1, HK_PT_FULL_EMBED, s->resid, d));
     }
     return HK_OK;
 }
@@ -424,8 +446,9 @@ static hk_status split_projection(fwd_run *r, int64_t layer, hk_point_kind k_in,
     fwd_state *s = r->s;
     int64_t d = c->d_model, dh = c->d_head;
     if (k_in != HK_PT_COUNT) TRY(fire4(r, layer, k_in, in, heads, d));
-    TRY(norm_hooked(r, layer, HK_PT_LN1_SCALE, HK_PT_LN1_NORMALIZED, &r->m->w.blocks[layer].ln1,
-                    in, in, heads));
+    if (!c->post_norm) /* post-norm blocks feed attention the residual stream itself */
+        TRY(norm_hooked(r, layer, HK_PT_LN1_SCALE, HK_PT_LN1_NORMALIZED,
+                        &r->m->w.blocks[layer].ln1, in, in, heads));
     for (int64_t h = 0; h < heads; h++) {
         for (int64_t i = 0; i < s->rows; i++)
             memcpy(tmp + i * d, in + (i * heads + h) * d, (size_t)d * sizeof(float));
@@ -552,11 +575,15 @@ static hk_status attention(fwd_run *r, int64_t layer) {
     if (split_inputs_hooked(r, layer)) {
         TRY(qkv_split(r, layer));
     } else {
-        TRY(norm(r, layer, HK_PT_LN1_SCALE, HK_PT_LN1_NORMALIZED, &bw->ln1, s->resid,
-                 s->normed));
-        linear(&bw->q, s->normed, s->rows, s->q); /* [rows, n_heads*d_head] */
-        linear(&bw->k, s->normed, s->rows, s->k); /* [rows, n_kv_heads*d_head] */
-        linear(&bw->v, s->normed, s->rows, s->v);
+        const float *in = s->resid; /* post-norm: attention reads the residual stream */
+        if (!c->post_norm) {
+            TRY(norm(r, layer, HK_PT_LN1_SCALE, HK_PT_LN1_NORMALIZED, &bw->ln1, s->resid,
+                     s->normed));
+            in = s->normed;
+        }
+        linear(&bw->q, in, s->rows, s->q); /* [rows, n_heads*d_head] */
+        linear(&bw->k, in, s->rows, s->k); /* [rows, n_kv_heads*d_head] */
+        linear(&bw->v, in, s->rows, s->v);
     }
     TRY(fire4(r, layer, HK_PT_Q, s->q, nh, dh));
     TRY(fire4(r, layer, HK_PT_K, s->k, nkv, dh));
@@ -603,28 +630,34 @@ static hk_status attention(fwd_run *r, int64_t layer) {
     return fire3(r, layer, HK_PT_ATTN_OUT, s->attn_out, c->d_model);
 }
 
-/* MLP sub-block: input [rows, d_model] -> mlp_out [rows, d_model] */
-static hk_status mlp(fwd_run *r, int64_t layer, const float *input) {
+/* MLP sub-block: x [rows, d_model] (already normalized) -> mlp_out [rows, d_model] */
+static hk_status mlp(fwd_run *r, int64_t layer, const float *x) {
     const hk_config *c = &r->m->cfg;
     const hk_block_weights *bw = &r->m->w.blocks[layer];
     fwd_state *s = r->s;
     int64_t n = s->rows * c->d_mlp;
-    TRY(norm(r, layer, HK_PT_LN2_SCALE, HK_PT_LN2_NORMALIZED, &bw->ln2, input, s->normed));
     if (c->gated_mlp) {
-        linear(&bw->mlp_gate, s->normed, s->rows, s->mlp_pre); /* [rows, d_mlp] */
+        linear(&bw->mlp_gate, x, s->rows, s->mlp_pre); /* [rows, d_mlp] */
         TRY(fire3(r, layer, HK_PT_MLP_PRE, s->mlp_pre, c->d_mlp));
-        linear(&bw->mlp_in, s->normed, s->rows, s->mlp_lin); /* [rows, d_mlp] */
+        linear(&bw->mlp_in, x, s->rows, s->mlp_lin); /* [rows, d_mlp] */
         TRY(fire3(r, layer, HK_PT_MLP_PRE_LINEAR, s->mlp_lin, c->d_mlp));
         activation(c->act, s->mlp_pre, n);
         hk_k_mul(s->mlp_pre, s->mlp_lin, n);
     } else {
-        linear(&bw->mlp_in, s->normed, s->rows, s->mlp_pre);
+        linear(&bw->mlp_in, x, s->rows, s->mlp_pre);
         TRY(fire3(r, layer, HK_PT_MLP_PRE, s->mlp_pre, c->d_mlp));
         activation(c->act, s->mlp_pre, n);
     }
     TRY(fire3(r, layer, HK_PT_MLP_POST, s->mlp_pre, c->d_mlp));
     linear(&bw->mlp_out, s->mlp_pre, s->rows, s->mlp_out);
     return fire3(r, layer, HK_PT_MLP_OUT, s->mlp_out, c->d_model);
+}
+
+/* Pre-norm MLP: ln2 of the input, then the MLP. */
+static hk_status mlp_prenorm(fwd_run *r, int64_t layer, const float *input) {
+    TRY(norm(r, layer, HK_PT_LN2_SCALE, HK_PT_LN2_NORMALIZED, &r->m->w.blocks[layer].ln2, input,
+             r->s->normed));
+    return mlp(r, layer, r->s->normed);
 }
 
 /* hook_mlp_in sees a copy of the MLP's input, which then feeds ln2 in its place. */
@@ -638,6 +671,31 @@ static const float *mlp_input(fwd_run *r, int64_t layer, const float *x, float *
     return scratch;
 }
 
+/* Post-norm block (BERT, TransformerLens's BertBlock):
+ *   resid_mid = resid_pre + attn(resid_pre); x = ln1(mlp_in = resid_mid);
+ *   resid_post = x + mlp(x); normalized_resid_post = ln2(resid_post) -> the next block. */
+static hk_status block_post_norm(fwd_run *r, int64_t layer) {
+    const hk_config *c = &r->m->cfg;
+    const hk_block_weights *bw = &r->m->w.blocks[layer];
+    fwd_state *s = r->s;
+    int64_t d = c->d_model, n = s->rows * d;
+    hk_status st;
+    hk_k_add(s->resid, s->attn_out, n);
+    TRY(fire3(r, layer, HK_PT_RESID_MID, s->resid, d));
+    const float *in = mlp_input(r, layer, s->resid, s->attn_out, &st);
+    TRY(st);
+    TRY(norm(r, layer, HK_PT_POST_LN1_SCALE, HK_PT_POST_LN1_NORMALIZED, &bw->ln1, in,
+             s->normed));
+    swap_resid(s); /* resid = ln1(mlp_in): the MLP's input and the residual stream */
+    TRY(mlp(r, layer, s->resid));
+    hk_k_add(s->resid, s->mlp_out, n);
+    TRY(fire3(r, layer, HK_PT_RESID_POST, s->resid, d));
+    TRY(norm(r, layer, HK_PT_POST_LN2_SCALE, HK_PT_POST_LN2_NORMALIZED, &bw->ln2, s->resid,
+             s->normed));
+    swap_resid(s);
+    return fire3(r, layer, HK_PT_NORMALIZED_RESID_POST, s->resid, d);
+}
+
 static hk_status block(fwd_run *r, int64_t layer) {
     const hk_config *c = &r->m->cfg;
     fwd_state *s = r->s;
@@ -645,11 +703,12 @@ static hk_status block(fwd_run *r, int64_t layer) {
     hk_status st;
     TRY(fire3(r, layer, HK_PT_RESID_PRE, s->resid, d));
     TRY(attention(r, layer));
+    if (c->post_norm) return block_post_norm(r, layer);
     if (c->parallel_attn_mlp) {
         /* resid_post = resid_pre + attn(ln1(resid_pre)) + mlp(ln2(resid_pre)) */
         const float *in = mlp_input(r, layer, s->resid, s->mlp_out, &st);
         TRY(st);
-        TRY(mlp(r, layer, in));
+        TRY(mlp_prenorm(r, layer, in));
         hk_k_add(s->resid, s->attn_out, n);
         hk_k_add(s->resid, s->mlp_out, n);
     } else {
@@ -657,15 +716,14 @@ static hk_status block(fwd_run *r, int64_t layer) {
         TRY(fire3(r, layer, HK_PT_RESID_MID, s->resid, d));
         const float *in = mlp_input(r, layer, s->resid, s->attn_out, &st);
         TRY(st);
-        TRY(mlp(r, layer, in));
+        TRY(mlp_prenorm(r, layer, in));
         hk_k_add(s->resid, s->mlp_out, n);
     }
     return fire3(r, layer, HK_PT_RESID_POST, s->resid, d);
 }
 
-static hk_status check_inputs(const hk_model *m, const int32_t *tokens, const int64_t *lengths,
-                              int64_t batch, int64_t seq, int64_t pos0, const float *logits) {
-    (void)logits;
+static hk_status check_inputs(const hk_model *m, const int32_t *tokens, const int32_t *types,
+                              const int64_t *lengths, int64_t batch, int64_t seq, int64_t pos0) {
     if (!m || !tokens)
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_forward: model and tokens must not be "
                                              "NULL");
@@ -674,6 +732,10 @@ static hk_status check_inputs(const hk_model *m, const int32_t *tokens, const in
                          "hk_model_forward: batch (%lld) and seq (%lld) must be positive",
                          (long long)batch, (long long)seq);
     const hk_config *c = &m->cfg;
+    if (types && c->n_token_types == 0)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_forward: token types given, but this %s "
+                                             "model has no token-type embeddings",
+                         c->family);
     for (int64_t b = 0; b < batch; b++) {
         int64_t len = lengths ? lengths[b] : seq;
         if (len < 1 || len > seq)
@@ -687,6 +749,14 @@ static hk_status check_inputs(const hk_model *m, const int32_t *tokens, const in
                                  "hk_model_forward: token %d at [%lld, %lld] is outside the "
                                  "vocabulary [0, %lld)",
                                  id, (long long)b, (long long)t, (long long)c->d_vocab);
+            int32_t ty = types ? types[b * seq + t] : 0;
+            if (ty < 0 || ty >= c->n_token_types) {
+                if (!types) continue; /* no types given: every position is type 0 */
+                return hk_errorf(HK_ERR_INVALID_ARG,
+                                 "hk_model_forward: token type %d at [%lld, %lld] is outside "
+                                 "[0, %lld)",
+                                 ty, (long long)b, (long long)t, (long long)c->n_token_types);
+            }
         }
     }
     if (c->pos == HK_POS_LEARNED && pos0 + seq > m->w.n_pos)
@@ -697,71 +767,113 @@ static hk_status check_inputs(const hk_model *m, const int32_t *tokens, const in
     return HK_OK;
 }
 
-/* Embed, blocks, final norm, unembed. logits: [rows, d_vocab], or [batch, d_vocab] for the
- * last row of each sequence when last_only. */
-static hk_status run_layers(fwd_run *r, const int32_t *ids, bool last_only, float *logits) {
-    const hk_config *c = &r->m->cfg;
-    fwd_state *s = r->s;
-    int64_t d = c->d_model, V = c->d_vocab;
-    TRY(embed(r, ids));
-    rope_prepare(c, s);
-    for (int64_t l = 0; l < c->n_layers; l++) TRY(block(r, l));
-    TRY(norm(r, -1, HK_PT_LN_FINAL_SCALE, HK_PT_LN_FINAL_NORMALIZED, &r->m->w.ln_final,
-             s->resid, s->normed));
-    TRY(fire3(r, -1, HK_PT_UNEMBED_IN, s->normed, d));
-    if (!logits) return HK_OK;
+/* What a call writes: the head's output (logits; an encoder without a head: its final hidden
+ * states), or the final hidden states whatever the head. */
+typedef enum { OUT_HEAD = 0, OUT_HIDDEN } out_kind;
+
+/* x [rows, dim] -> out: every row, padded rows zeroed ([rows, dim]), or the last valid row of
+ * each sequence ([batch, dim]). */
+static void write_rows(const fwd_state *s, const float *x, int64_t dim, bool last_only,
+                       float *out) {
     if (last_only) {
-        for (int64_t b = 0; b < s->batch; b++) /* rows [batch, d_model] packed into resid */
-            memmove(s->resid + b * d, s->normed + (b * s->seq + s->lengths[b] - 1) * d,
-                    (size_t)d * sizeof(float));
-        linear(&r->m->w.unembed, s->resid, s->batch, logits); /* [batch, d_vocab] */
-        int64_t shape[3] = {s->batch, 1, V};
-        return fire(r, -1, HK_PT_UNEMBED_OUT, logits, 3, shape, 0, s->pos0 + s->seq - 1, 0);
+        for (int64_t b = 0; b < s->batch; b++)
+            memcpy(out + b * dim, x + (b * s->seq + s->lengths[b] - 1) * dim,
+                   (size_t)dim * sizeof(float));
+        return;
     }
-    linear(&r->m->w.unembed, s->normed, s->rows, logits); /* [rows, d_vocab] */
+    if (x != out) memcpy(out, x, (size_t)(s->rows * dim) * sizeof(float));
     for (int64_t b = 0; b < s->batch; b++)
         for (int64_t t = s->lengths[b]; t < s->seq; t++)
-            memset(logits + (b * s->seq + t) * V, 0, (size_t)V * sizeof(float));
-    return fire3(r, -1, HK_PT_UNEMBED_OUT, logits, V);
+            memset(out + (b * s->seq + t) * dim, 0, (size_t)dim * sizeof(float));
+}
+
+/* Embed, blocks, then the head: final norm + unembed (decoders), the masked-LM head, or none.
+ * out: [rows, dim], or [batch, dim] for the last row of each sequence when last_only; dim is
+ * d_vocab for a head's logits, d_model for hidden states. */
+static hk_status run_layers(fwd_run *r, const int32_t *ids, const int32_t *types,
+                            bool last_only, out_kind kind, float *out) {
+    const hk_config *c = &r->m->cfg;
+    const hk_weights *w = &r->m->w;
+    fwd_state *s = r->s;
+    int64_t d = c->d_model, V = c->d_vocab;
+    TRY(embed(r, ids, types));
+    rope_prepare(c, s);
+    for (int64_t l = 0; l < c->n_layers; l++) TRY(block(r, l));
+    if (c->head == HK_HEAD_LM) {
+        TRY(norm(r, -1, HK_PT_LN_FINAL_SCALE, HK_PT_LN_FINAL_NORMALIZED, &w->ln_final, s->resid,
+                 s->normed));
+        swap_resid(s); /* resid = the final norm's output */
+        TRY(fire3(r, -1, HK_PT_UNEMBED_IN, s->resid, d));
+    }
+    if (kind == OUT_HIDDEN || c->head == HK_HEAD_NONE) {
+        if (out) write_rows(s, s->resid, d, last_only, out);
+        return HK_OK;
+    }
+    if (c->head == HK_HEAD_MLM) { /* dense + act + LayerNorm, then the unembedding */
+        linear(&w->head_dense, s->resid, s->rows, s->attn_out); /* [rows, d_model] */
+        activation(c->act, s->attn_out, s->rows * d);
+        TRY(norm(r, -1, HK_PT_MLM_LN_SCALE, HK_PT_MLM_LN_NORMALIZED, &w->head_ln, s->attn_out,
+                 s->resid));
+        TRY(fire3(r, -1, HK_PT_UNEMBED_IN, s->resid, d));
+    }
+    if (!out) return HK_OK;
+    if (last_only) {
+        for (int64_t b = 0; b < s->batch; b++) /* rows [batch, d_model] packed into normed */
+            memcpy(s->normed + b * d, s->resid + (b * s->seq + s->lengths[b] - 1) * d,
+                   (size_t)d * sizeof(float));
+        linear(&w->unembed, s->normed, s->batch, out); /* [batch, d_vocab] */
+        int64_t shape[3] = {s->batch, 1, V};
+        return fire(r, -1, HK_PT_UNEMBED_OUT, out, 3, shape, 0, s->pos0 + s->seq - 1, 0);
+    }
+    linear(&w->unembed, s->resid, s->rows, out); /* [rows, d_vocab] */
+    write_rows(s, out, V, false, out);
+    return fire3(r, -1, HK_PT_UNEMBED_OUT, out, V);
 }
 
 /* One call of the forward over tokens [batch, seq] at positions pos0.. with the given state. */
 static hk_status forward_call(hk_model *m, hk_hooks *hooks, struct hk_session *sess,
-                              const int32_t *tokens, const int64_t *lengths, int64_t batch,
-                              int64_t seq, int64_t pos0, int64_t rope_len, bool last_only,
-                              float *logits) {
+                              const int32_t *tokens, const int32_t *types,
+                              const int64_t *lengths, int64_t batch, int64_t seq, int64_t pos0,
+                              int64_t rope_len, bool last_only, out_kind kind, float *out) {
     const hk_config *c = &m->cfg;
     int64_t *lens = malloc((size_t)batch * sizeof *lens);
-    /* Padding tokens may hold any id; embed a valid one (0) in their rows. */
+    /* Padding tokens may hold any id; embed a valid one (0) in their rows, type 0 likewise. */
     int32_t *ids = malloc((size_t)(batch * seq) * sizeof *ids);
+    int32_t *tys = types ? malloc((size_t)(batch * seq) * sizeof *tys) : NULL;
     fwd_state s;
     hk_status st = state_alloc(c, batch, seq, &s);
-    if (!lens || !ids || st != HK_OK) {
+    if (!lens || !ids || (types && !tys) || st != HK_OK) {
         free(lens);
         free(ids);
+        free(tys);
         if (st == HK_OK) state_free(&s);
         return st != HK_OK ? st : hk_errorf(HK_ERR_NOMEM, "hk_model_forward: out of memory");
     }
     for (int64_t b = 0; b < batch; b++) {
         lens[b] = lengths ? lengths[b] : seq;
-        for (int64_t t = 0; t < seq; t++)
+        for (int64_t t = 0; t < seq; t++) {
             ids[b * seq + t] = t < lens[b] ? tokens[b * seq + t] : 0;
+            if (tys) tys[b * seq + t] = t < lens[b] ? types[b * seq + t] : 0;
+        }
     }
     s.lengths = lens;
     s.pos0 = pos0;
     s.rope_len = rope_len;
     s.sess = sess;
     fwd_run r = {.m = m, .hooks = hooks, .s = &s};
-    st = run_layers(&r, ids, last_only, logits);
+    st = run_layers(&r, ids, tys, last_only, kind, out);
     state_free(&s);
+    free(tys);
     free(ids);
     free(lens);
     return st;
 }
 
-hk_status hk_model_run(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
-                       const int64_t *lengths, int64_t batch, int64_t seq, float *logits) {
-    hk_status st = check_inputs(m, tokens, lengths, batch, seq, 0, logits);
+/* A one-shot forward over a right-padded batch. */
+static hk_status run_batch(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                           const int32_t *types, const int64_t *lengths, int64_t batch,
+                           int64_t seq, out_kind kind, float *out) {
+    hk_status st = check_inputs(m, tokens, types, lengths, batch, seq, 0);
     if (st != HK_OK) return st;
     if (hooks && hooks->model != m)
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_run: the hooks were made for another "
@@ -771,7 +883,25 @@ hk_status hk_model_run(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
         int64_t len = lengths ? lengths[b] : seq;
         if (len > longest) longest = len;
     }
-    return forward_call(m, hooks, NULL, tokens, lengths, batch, seq, 0, longest, false, logits);
+    return forward_call(m, hooks, NULL, tokens, types, lengths, batch, seq, 0, longest, false,
+                        kind, out);
+}
+
+hk_status hk_model_run(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                       const int64_t *lengths, int64_t batch, int64_t seq, float *logits) {
+    return run_batch(m, hooks, tokens, NULL, lengths, batch, seq, OUT_HEAD, logits);
+}
+
+hk_status hk_model_run_typed(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                             const int32_t *token_types, const int64_t *lengths, int64_t batch,
+                             int64_t seq, float *out) {
+    return run_batch(m, hooks, tokens, token_types, lengths, batch, seq, OUT_HEAD, out);
+}
+
+hk_status hk_model_hidden(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                          const int32_t *token_types, const int64_t *lengths, int64_t batch,
+                          int64_t seq, float *out) {
+    return run_batch(m, hooks, tokens, token_types, lengths, batch, seq, OUT_HIDDEN, out);
 }
 
 hk_status hk_model_forward(hk_model *m, const int32_t *tokens, const int64_t *lengths,
@@ -788,14 +918,13 @@ hk_status hk_session_feed(hk_session *sess, hk_hooks *hooks, const int32_t *toke
                          "hk_session_feed: %lld positions at position %lld exceed the session's "
                          "max_len %lld",
                          (long long)n, (long long)sess->pos, (long long)sess->max_len);
-    hk_status st = check_inputs(m, tokens, NULL, sess->batch, n, sess->pos, last_only ? NULL
-                                                                                      : logits);
+    hk_status st = check_inputs(m, tokens, NULL, NULL, sess->batch, n, sess->pos);
     if (st != HK_OK) return st;
     if (hooks && hooks->model != m)
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_session_feed: the hooks were made for another "
                                              "model");
-    st = forward_call(m, hooks, sess, tokens, NULL, sess->batch, n, sess->pos, sess->max_len,
-                      last_only, logits);
+    st = forward_call(m, hooks, sess, tokens, NULL, NULL, sess->batch, n, sess->pos,
+                      sess->max_len, last_only, OUT_HEAD, logits);
     /* a stopped or failed chunk leaves the cache half-written: the session is not advanced */
     if (st == HK_OK) sess->pos += n;
     return st;

@@ -61,6 +61,14 @@ hk_status hk_model_set_mask(hk_model *m, const hk_mask_spec *spec) {
     return HK_OK;
 }
 
+int64_t hk_model_output_dim(const hk_model *m) {
+    if (!m) return 0;
+    return m->cfg.head == HK_HEAD_NONE ? m->cfg.d_model : m->cfg.d_vocab;
+}
+bool hk_model_headless(const hk_model *m) { return m && m->cfg.head == HK_HEAD_NONE; }
+int64_t hk_model_token_types(const hk_model *m) { return m ? m->cfg.n_token_types : 0; }
+bool hk_model_is_encoder(const hk_model *m) { return m && !m->cfg.causal; }
+
 size_t hk_model_hook_count(const hk_model *m) { return m ? m->points.n : 0; }
 
 const hk_hook_point *hk_model_hook_at(const hk_model *m, size_t i) {

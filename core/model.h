@@ -18,6 +18,8 @@ struct hk_model {
     hk_points points; /* hook points (TransformerLens names) of this model */
     bool has_mask;    /* a user mask spec overrides the config's causal/window */
     hk_mask_spec mask;
+    hk_pooling pooling;  /* sentence-transformers Pooling of the folder (HK_POOL_MEAN if none) */
+    bool pool_normalize; /* the folder's modules.json has a Normalize module */
     hk_tokenizer *tok; /* tokenizer.json of the folder, or attached (NULL: none) */
     char *tok_note;    /* why there is none ("no tokenizer.json in X", a parse error) */
 };

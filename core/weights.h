@@ -35,9 +35,13 @@ typedef struct {
     const float *tok_embed;  /* [d_vocab, d_model] */
     const float *pos_embed;  /* [n_pos, d_model] (learned positions) or NULL */
     int64_t n_pos;           /* rows of pos_embed */
+    const float *type_embed; /* [n_token_types, d_model] or NULL */
+    hk_norm_weights embed_ln; /* embed_norm only */
     hk_block_weights *blocks; /* [n_layers], malloc'd */
-    hk_norm_weights ln_final;
-    hk_linear unembed;       /* [d_vocab] outputs; tied: w = tok_embed */
+    hk_norm_weights ln_final; /* HK_HEAD_LM only */
+    hk_linear head_dense;     /* HK_HEAD_MLM: transform dense [d_model -> d_model] */
+    hk_norm_weights head_ln;  /* HK_HEAD_MLM: transform LayerNorm */
+    hk_linear unembed;       /* [d_vocab] outputs; tied: w = tok_embed (not HK_HEAD_NONE) */
 } hk_weights;
 
 #endif

@@ -10,12 +10,17 @@ typedef struct {
     const char *suffix;
     const char *dims; /* names of the dims, in order */
     bool optional;
+    const char *encoder_suffix; /* the name in HookedEncoder (embed_norm models) when it differs */
 } kind_info;
 
 /* Dims spelled as TransformerLens's docstrings spell them. */
 static const kind_info kinds[HK_PT_COUNT] = {
-    [HK_PT_EMBED] = {"hook_embed", "batch pos d_model", false},
-    [HK_PT_POS_EMBED] = {"hook_pos_embed", "batch pos d_model", false},
+    [HK_PT_EMBED] = {"hook_embed", "batch pos d_model", false, "embed.hook_embed"},
+    [HK_PT_POS_EMBED] = {"hook_pos_embed", "batch pos d_model", false, "embed.hook_pos_embed"},
+    [HK_PT_TOKEN_TYPE_EMBED] = {"embed.hook_token_type_embed", "batch pos d_model", false},
+    [HK_PT_EMBED_LN_SCALE] = {"embed.ln.hook_scale", "batch pos 1", false},
+    [HK_PT_EMBED_LN_NORMALIZED] = {"embed.ln.hook_normalized", "batch pos d_model", false},
+    [HK_PT_FULL_EMBED] = {"hook_full_embed", "batch pos d_model", false},
     [HK_PT_RESID_PRE] = {"hook_resid_pre", "batch pos d_model", false},
     [HK_PT_ATTN_IN] = {"hook_attn_in", "batch pos head_index d_model", true},
     [HK_PT_Q_INPUT] = {"hook_q_input", "batch pos head_index d_model", true},
@@ -35,6 +40,8 @@ static const kind_info kinds[HK_PT_COUNT] = {
     [HK_PT_ATTN_OUT] = {"hook_attn_out", "batch pos d_model", false},
     [HK_PT_RESID_MID] = {"hook_resid_mid", "batch pos d_model", false},
     [HK_PT_MLP_IN] = {"hook_mlp_in", "batch pos d_model", true},
+    [HK_PT_POST_LN1_SCALE] = {"ln1.hook_scale", "batch pos 1", false},
+    [HK_PT_POST_LN1_NORMALIZED] = {"ln1.hook_normalized", "batch pos d_model", false},
     [HK_PT_LN2_SCALE] = {"ln2.hook_scale", "batch pos 1", false},
     [HK_PT_LN2_NORMALIZED] = {"ln2.hook_normalized", "batch pos d_model", false},
     [HK_PT_MLP_PRE] = {"mlp.hook_pre", "batch pos d_mlp", false},
@@ -42,25 +49,52 @@ static const kind_info kinds[HK_PT_COUNT] = {
     [HK_PT_MLP_POST] = {"mlp.hook_post", "batch pos d_mlp", false},
     [HK_PT_MLP_OUT] = {"hook_mlp_out", "batch pos d_model", false},
     [HK_PT_RESID_POST] = {"hook_resid_post", "batch pos d_model", false},
+    [HK_PT_POST_LN2_SCALE] = {"ln2.hook_scale", "batch pos 1", false},
+    [HK_PT_POST_LN2_NORMALIZED] = {"ln2.hook_normalized", "batch pos d_model", false},
+    [HK_PT_NORMALIZED_RESID_POST] = {"hook_normalized_resid_post", "batch pos d_model", false},
     [HK_PT_LN_FINAL_SCALE] = {"ln_final.hook_scale", "batch pos 1", false},
     [HK_PT_LN_FINAL_NORMALIZED] = {"ln_final.hook_normalized", "batch pos d_model", false},
+    [HK_PT_MLM_LN_SCALE] = {"mlm_head.ln.hook_scale", "batch pos 1", false},
+    [HK_PT_MLM_LN_NORMALIZED] = {"mlm_head.ln.hook_normalized", "batch pos d_model", false},
     [HK_PT_UNEMBED_IN] = {"unembed.hook_in", "batch pos d_model", false},
     [HK_PT_UNEMBED_OUT] = {"unembed.hook_out", "batch pos d_vocab", false},
 };
 
-const char *hk_point_suffix(hk_point_kind kind) {
-    return kind < HK_PT_COUNT ? kinds[kind].suffix : "";
+const char *hk_point_suffix(const hk_config *c, hk_point_kind kind) {
+    if (kind >= HK_PT_COUNT) return "";
+    if (c->embed_norm && kinds[kind].encoder_suffix) return kinds[kind].encoder_suffix;
+    return kinds[kind].suffix;
 }
 
 /* Does this model have the point? */
 static bool present(const hk_config *c, hk_point_kind k) {
     switch (k) {
     case HK_PT_POS_EMBED: return c->pos == HK_POS_LEARNED;
+    case HK_PT_TOKEN_TYPE_EMBED: return c->n_token_types > 0;
+    case HK_PT_EMBED_LN_SCALE:
+    case HK_PT_EMBED_LN_NORMALIZED:
+    case HK_PT_FULL_EMBED: return c->embed_norm;
+    /* post-norm blocks: no norm before attention; ln1/ln2 sit after the residual adds */
+    case HK_PT_LN1_SCALE:
+    case HK_PT_LN1_NORMALIZED:
+    case HK_PT_LN2_SCALE:
+    case HK_PT_LN2_NORMALIZED: return !c->post_norm;
+    case HK_PT_POST_LN1_SCALE:
+    case HK_PT_POST_LN1_NORMALIZED:
+    case HK_PT_POST_LN2_SCALE:
+    case HK_PT_POST_LN2_NORMALIZED:
+    case HK_PT_NORMALIZED_RESID_POST: return c->post_norm;
+    case HK_PT_LN_FINAL_SCALE:
+    case HK_PT_LN_FINAL_NORMALIZED: return c->head == HK_HEAD_LM;
+    case HK_PT_MLM_LN_SCALE:
+    case HK_PT_MLM_LN_NORMALIZED: return c->head == HK_HEAD_MLM;
+    case HK_PT_UNEMBED_IN:
+    case HK_PT_UNEMBED_OUT: return c->head != HK_HEAD_NONE;
     case HK_PT_ROT_Q:
     case HK_PT_ROT_K: return c->pos == HK_POS_ROTARY;
     case HK_PT_RESID_MID: return !c->parallel_attn_mlp;
     /* one input for q, k and v only works when they have the same number of heads */
-    case HK_PT_ATTN_IN: return c->n_kv_heads == c->n_heads;
+    case HK_PT_ATTN_IN: return c->n_kv_heads == c->n_heads && !c->post_norm;
     case HK_PT_MLP_PRE_LINEAR: return c->gated_mlp;
     default: return true;
     }
@@ -115,10 +149,11 @@ hk_status hk_points_build(const hk_config *c, hk_points *out) {
                     continue;
                 if (!present(c, (hk_point_kind)k)) continue;
                 hk_hook_point *pt = &out->points[out->n];
+                const char *suffix = hk_point_suffix(c, (hk_point_kind)k);
                 if (block)
-                    snprintf(name, 48, "blocks.%lld.%s", (long long)l, kinds[k].suffix);
+                    snprintf(name, 48, "blocks.%lld.%s", (long long)l, suffix);
                 else
-                    snprintf(name, 48, "%s", kinds[k].suffix);
+                    snprintf(name, 48, "%s", suffix);
                 pt->name = name;
                 name += strlen(name) + 1;
                 pt->layer = block ? l : -1;

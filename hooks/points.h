@@ -14,6 +14,10 @@
 typedef enum {
     HK_PT_EMBED = 0,
     HK_PT_POS_EMBED,
+    HK_PT_TOKEN_TYPE_EMBED,    /* encoders with segment embeddings */
+    HK_PT_EMBED_LN_SCALE,      /* embed_norm: the LayerNorm over the summed embeddings */
+    HK_PT_EMBED_LN_NORMALIZED,
+    HK_PT_FULL_EMBED,          /* embed_norm: the embedding's output */
     HK_PT_RESID_PRE,
     HK_PT_ATTN_IN,   /* optional: [batch, pos, head, d_model] */
     HK_PT_Q_INPUT,   /* optional */
@@ -33,6 +37,8 @@ typedef enum {
     HK_PT_ATTN_OUT,
     HK_PT_RESID_MID,
     HK_PT_MLP_IN,    /* optional */
+    HK_PT_POST_LN1_SCALE,      /* post_norm: ln1 after the attention's residual add */
+    HK_PT_POST_LN1_NORMALIZED,
     HK_PT_LN2_SCALE,
     HK_PT_LN2_NORMALIZED,
     HK_PT_MLP_PRE,
@@ -40,15 +46,20 @@ typedef enum {
     HK_PT_MLP_POST,
     HK_PT_MLP_OUT,
     HK_PT_RESID_POST,
+    HK_PT_POST_LN2_SCALE,      /* post_norm: ln2 after the MLP's residual add */
+    HK_PT_POST_LN2_NORMALIZED,
+    HK_PT_NORMALIZED_RESID_POST, /* post_norm: the block's output, ln2(resid_post) */
     HK_PT_LN_FINAL_SCALE,
     HK_PT_LN_FINAL_NORMALIZED,
+    HK_PT_MLM_LN_SCALE,        /* HK_HEAD_MLM: the head's LayerNorm */
+    HK_PT_MLM_LN_NORMALIZED,
     HK_PT_UNEMBED_IN,
     HK_PT_UNEMBED_OUT,
     HK_PT_COUNT
 } hk_point_kind;
 
 #define HK_PT_BLOCK_FIRST HK_PT_RESID_PRE
-#define HK_PT_BLOCK_LAST HK_PT_RESID_POST
+#define HK_PT_BLOCK_LAST HK_PT_NORMALIZED_RESID_POST
 
 typedef struct {
     hk_hook_point *points; /* [n] in execution order; names owned by `names` */
@@ -70,7 +81,9 @@ static inline int32_t hk_points_index(const hk_points *p, int64_t layer, hk_poin
     return p->index[row * HK_PT_COUNT + kind];
 }
 
-/* The name after "blocks.N." ("attn.hook_pattern") or the whole name for global points. */
-const char *hk_point_suffix(hk_point_kind kind);
+/* The name after "blocks.N." ("attn.hook_pattern") or the whole name for global points.
+ * Models with an embedding LayerNorm (BERT) name their embedding points as
+ * TransformerLens's HookedEncoder does ("embed.hook_embed"). */
+const char *hk_point_suffix(const hk_config *c, hk_point_kind kind);
 
 #endif

@@ -64,7 +64,7 @@ int64_t hk_model_n_params(const hk_model *m);
 int64_t hk_model_vocab_size(const hk_model *m);
 int64_t hk_model_n_layers(const hk_model *m);
 int64_t hk_model_d_model(const hk_model *m);
-/* "gpt2", "llama", "mistral", "qwen2", "phi3", "gpt_neox" */
+/* "gpt2", "llama", "mistral", "qwen2", "phi3", "gpt_neox", "bert" */
 const char *hk_model_family(const hk_model *m);
 /* max_position_embeddings of config.json (0 when the config has none): informational for
  * rotary models (nothing is sized by it; runs may go past it). *hard (may be NULL) is set true
@@ -75,9 +75,24 @@ int64_t hk_model_max_positions(const hk_model *m, bool *hard);
 /* Forward pass over a right-padded batch.
  *   tokens  [batch, seq]         token ids; positions >= lengths[b] are padding
  *   lengths [batch] or NULL      valid tokens per sequence (NULL: all seq)
- *   logits  [batch, seq, vocab]  written for every position; padded rows are zero */
+ *   logits  [batch, seq, hk_model_output_dim(m)]  written for every position; padded rows
+ *                                are zero. For a model with a head (decoders, BERT's masked-LM
+ *                                head) these are the logits over the vocabulary; for an encoder
+ *                                without a head (a BertModel checkpoint such as
+ *                                all-MiniLM-L6-v2) they are the final hidden states, the
+ *                                last block's hook_normalized_resid_post. */
 hk_status hk_model_forward(hk_model *m, const int32_t *tokens, const int64_t *lengths,
                            int64_t batch, int64_t seq, float *logits);
+
+/* Columns of the forward's output: the vocabulary size for a model with a head, d_model for
+ * an encoder without one. */
+int64_t hk_model_output_dim(const hk_model *m);
+/* True for a model without an output head (its forward returns hidden states). */
+bool hk_model_headless(const hk_model *m);
+/* Rows of the token-type (segment) embedding: 2 for BERT, 0 for models without one. */
+int64_t hk_model_token_types(const hk_model *m);
+/* Attention is bidirectional (an encoder) unless a mask (hk_model_set_mask) says otherwise. */
+bool hk_model_is_encoder(const hk_model *m);
 
 /* ---- tensors handed to hooks --------------------------------------------- */
 
@@ -170,6 +185,45 @@ size_t hk_hooks_count(const hk_hooks *h);
 /* The forward with hooks (hooks may be NULL: same as hk_model_forward). */
 hk_status hk_model_run(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                        const int64_t *lengths, int64_t batch, int64_t seq, float *logits);
+/* hk_model_run with token-type (segment) ids [batch, seq], each in [0, hk_model_token_types);
+ * NULL: every position is type 0 (BERT's default). A model without token-type embeddings
+ * refuses non-NULL types (HK_ERR_INVALID_ARG). Padded positions are ignored. */
+hk_status hk_model_run_typed(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                             const int32_t *token_types, const int64_t *lengths, int64_t batch,
+                             int64_t seq, float *out);
+/* The final hidden states [batch, seq, d_model] whatever the model's head: the input of the
+ * head (a decoder's final norm output, unembed.hook_in; an encoder's last block output).
+ * Padded rows are zero. token_types as hk_model_run_typed. */
+hk_status hk_model_hidden(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                          const int32_t *token_types, const int64_t *lengths, int64_t batch,
+                          int64_t seq, float *out);
+
+/* ---- sentence embeddings (pooled hidden states) -------------------------- */
+
+typedef enum {
+    HK_POOL_MODEL = 0,     /* the model folder's sentence-transformers Pooling config
+                              (1_Pooling/config.json, found through modules.json); mean when
+                              the folder has none */
+    HK_POOL_MEAN,          /* mean over the valid tokens of each sequence */
+    HK_POOL_CLS,           /* the first token's hidden state */
+    HK_POOL_MAX,           /* elementwise max over the valid tokens */
+    HK_POOL_MEAN_SQRT_LEN, /* sum over the valid tokens / sqrt(length) */
+    HK_POOL_LAST           /* the last valid token's hidden state (decoders) */
+} hk_pooling;
+
+/* The pooling HK_POOL_MODEL resolves to, and whether the model folder asks for L2
+ * normalization (a sentence_transformers Normalize module in modules.json). */
+hk_pooling hk_model_pooling(const hk_model *m, bool *normalize);
+/* "mean", "cls", "max", "mean_sqrt_len", "last" ("model" for HK_POOL_MODEL). */
+const char *hk_pooling_name(hk_pooling p);
+
+/* Sentence embeddings: hk_model_hidden, pooled over each sequence's valid tokens, then L2
+ * normalized when normalize is 1 (0: not; -1: as the model folder says). out: [batch,
+ * d_model]. Hooks fire as in hk_model_hidden. This is sentence-transformers' encode() for
+ * Transformer -> Pooling (-> Normalize) models given the same token ids. */
+hk_status hk_model_embed(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                         const int32_t *token_types, const int64_t *lengths, int64_t batch,
+                         int64_t seq, hk_pooling pooling, int normalize, float *out);
 
 /* ---- in-memory activation cache (TransformerLens run_with_cache) ---------- */
 
@@ -454,7 +508,8 @@ typedef struct {
                             when attn_scores / pattern is among the hooks */
     size_t cached_hooks; /* what an hk_cache of the patterns holds for batch x ctx */
     size_t logits;       /* the caller's logits: [batch, vocab] when last_logits_only,
-                            else [batch, ctx, vocab] */
+                            else [batch, ctx, vocab] (hk_model_output_dim for vocab: d_model
+                            for an encoder without a head; encoders hold no KV cache) */
     size_t total;        /* the sum of the above */
     bool kv_rolling;     /* some layer keeps a rolling buffer of kv_window slots */
     int64_t kv_window;   /* W of the rolling layers (0 when none) */

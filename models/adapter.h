@@ -22,6 +22,19 @@ extern const hk_adapter hk_adapter_gpt2;
 extern const hk_adapter hk_adapter_llama; /* llama, mistral, qwen2 */
 extern const hk_adapter hk_adapter_phi3;
 extern const hk_adapter hk_adapter_neox;
+extern const hk_adapter hk_adapter_bert;
+
+/* A GGUF adapter: general.architecture + "<arch>.*" metadata -> canonical config, and GGUF
+ * tensor names (token_embd, blk.N.attn_q, ...) -> canonical weight views. */
+typedef struct {
+    const char *arch; /* general.architecture value */
+    /* Fill cfg (arrives zeroed) from the metadata; the checkpoint gives tensor shapes. */
+    hk_status (*read_config)(const hk_ckpt *ck, hk_config *cfg);
+    hk_status (*bind_weights)(hk_ckpt *ck, const hk_config *cfg, hk_weights *w);
+} hk_gguf_adapter;
+
+extern const hk_gguf_adapter hk_gguf_adapter_llama;
+extern const hk_gguf_adapter hk_gguf_adapter_qwen2;
 
 /* The adapter for an HF model_type (NULL if none). */
 const hk_adapter *hk_adapter_find(const char *model_type);

@@ -69,6 +69,22 @@ hk_status hk_bind_unembed(hk_ckpt *ck, const char *name, const hk_config *cfg,
     return HK_OK;
 }
 
+hk_status hk_bind_llama_block_common(hk_ckpt *ck, const hk_config *c, const char *layer_prefix,
+                                     int64_t layer, const hk_llama_block_names *names,
+                                     hk_block_weights *b) {
+    char prefix[128], name[256];
+    snprintf(prefix, sizeof prefix, layer_prefix, (long long)layer);
+    const int64_t d = c->d_model, dq = c->n_heads * c->d_head;
+    hk_status st;
+#define NAME(s) (snprintf(name, sizeof name, "%s%s", prefix, s), name)
+    if ((st = hk_bind_norm(ck, NAME(names->ln1), d, false, &b->ln1)) ||
+        (st = hk_bind_norm(ck, NAME(names->ln2), d, false, &b->ln2)) ||
+        (st = hk_bind_linear(ck, NAME(names->o), d, dq, c->o_bias, &b->o)))
+        return st;
+    return hk_bind_linear(ck, NAME(names->down), d, c->d_mlp, c->mlp_bias, &b->mlp_out);
+#undef NAME
+}
+
 /* ---- config helpers ---- */
 
 hk_status hk_hf_act(const char *name, const char *path, const char *field, hk_act_kind *out) {

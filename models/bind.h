@@ -25,6 +25,19 @@ hk_linear hk_linear_slice(const hk_linear *fused, int64_t first, int64_t n);
 hk_status hk_bind_unembed(hk_ckpt *ck, const char *name, const hk_config *cfg,
                           const float *tok_embed, hk_linear *out);
 
+/* Tensor names (after the layer prefix) of the parts every pre-norm Llama-style block binds
+ * alike. */
+typedef struct {
+    const char *ln1, *ln2; /* RMSNorm weights, no bias */
+    const char *o;         /* attention output [d_model, n_heads * d_head], bias iff o_bias */
+    const char *down;      /* MLP down projection [d_model, d_mlp], bias iff mlp_bias */
+} hk_llama_block_names;
+/* ln1, ln2, o and mlp_out of block `layer`: "<layer_prefix><name>" with layer_prefix a printf
+ * format taking the layer ("model.layers.%lld.", "blk.%lld."). */
+hk_status hk_bind_llama_block_common(hk_ckpt *ck, const hk_config *c, const char *layer_prefix,
+                                     int64_t layer, const hk_llama_block_names *names,
+                                     hk_block_weights *b);
+
 /* RoPE from rope_parameters / rope_scaling / rope_theta / rotary_emb_base /
  * partial_rotary_factor / rotary_pct, old and new transformers spellings. */
 hk_status hk_hf_rope(const cJSON *json, const char *path, const hk_config *cfg,

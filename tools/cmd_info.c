@@ -8,7 +8,8 @@
 #include "hookformer.h"
 
 static const cli_opt info_opts[] = {
-    {"model", "DIR", "Hugging Face checkpoint folder (config.json + *.safetensors); required"},
+    {"model", "DIR",
+     "Hugging Face checkpoint folder (config.json + *.safetensors) or a .gguf file; required"},
     {"json", NULL, "print one JSON object instead of text"},
     {NULL, NULL, NULL},
 };

@@ -189,6 +189,13 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
                                hk_status_name(st));
         goto done;
     }
+    if (hk_model_headless(m)) {
+        rc = cli_runtime_error(&a, "model '%s' (%s) is an encoder without an output head: it has "
+                                   "no logits to rank ('hookformer embed' pools its hidden "
+                                   "states)",
+                               dir, hk_model_family(m));
+        goto done;
+    }
     const int64_t vocab = hk_model_vocab_size(m);
     if (vocab <= 0 || vocab > INT32_MAX) {
         rc = cli_runtime_error(&a, "model '%s' reports vocab size %lld", dir, (long long)vocab);

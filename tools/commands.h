@@ -9,6 +9,7 @@ extern const cli_command cmd_info;
 extern const cli_command cmd_generate;
 extern const cli_command cmd_hooks;
 extern const cli_command cmd_estimate;
+extern const cli_command cmd_embed;
 extern const cli_command cmd_cache;
 extern const cli_command cmd_inspect;
 extern const cli_command cmd_tokenize;

@@ -7,7 +7,7 @@
 
 static const cli_command *const commands[] = {&cmd_run, &cmd_info, &cmd_generate, &cmd_hooks,
                                               &cmd_estimate, &cmd_cache, &cmd_inspect,
-                                              &cmd_tokenize};
+                                              &cmd_embed, &cmd_tokenize};
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 static void print_usage(FILE *f) {

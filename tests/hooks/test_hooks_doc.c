@@ -1,7 +1,9 @@
 /* docs/HOOKS.md against the hook points of every fixture model: each point (layer number
  * replaced by {i}) has a row, the row's shape and optional flag are the point's, the row
  * claims the model's family; and each row claiming a family exists in that family's models
- * (at every layer, for block rows).
+ * (at every layer, for block rows). A name may have several rows when their families are
+ * disjoint (post-norm ln1/ln2 sit elsewhere in the block); a family entry "F (masked-LM head)"
+ * claims F's models that have an output head only.
  *
  * usage: test_hooks_doc PATH/TO/docs/HOOKS.md   (meson passes it; HK_FIXTURES is set) */
 #include <setjmp.h>
@@ -20,7 +22,8 @@
 static const char *g_doc_path;
 
 /* fixture folder and the family (model_type) it holds */
-static const char *const FIXTURES[] = {"gpt2", "llama", "mistral", "qwen2", "phi3", "neox"};
+static const char *const FIXTURES[] = {"gpt2", "llama", "mistral", "qwen2",
+                                       "phi3", "neox", "bert", "bert_body"};
 #define N_FIXTURES (sizeof FIXTURES / sizeof FIXTURES[0])
 
 #define MAX_ROWS 128
@@ -74,6 +77,43 @@ static int split_cells(char *line, char **cells, int max) {
     return n;
 }
 
+#define HEAD_QUALIFIER " (masked-LM head)"
+
+/* Is `family` in the row's comma-separated list (or is the list "all")? An entry
+ * "F (masked-LM head)" claims F only for models with a head (headless false). */
+static bool claims(const doc_row *r, const char *family, bool headless) {
+    if (strcmp(r->families, "all") == 0) return true;
+    const char *p = r->families;
+    size_t fl = strlen(family), ql = strlen(HEAD_QUALIFIER);
+    while (*p) {
+        p += strspn(p, ", ");
+        size_t len = strcspn(p, ",");
+        while (len && p[len - 1] == ' ') len--;
+        bool head_only = len > ql && strncmp(p + len - ql, HEAD_QUALIFIER, ql) == 0;
+        size_t name_len = head_only ? len - ql : len;
+        if (name_len == fl && strncmp(p, family, fl) == 0 && !(head_only && headless))
+            return true;
+        p += strcspn(p, ",");
+    }
+    return false;
+}
+
+/* Do two rows claim a common family? ("all" overlaps everything.) */
+static bool overlap(const doc_row *a, const doc_row *b) {
+    if (strcmp(a->families, "all") == 0 || strcmp(b->families, "all") == 0) return true;
+    char fam[64];
+    const char *p = a->families;
+    while (*p) {
+        p += strspn(p, ", ");
+        size_t len = strcspn(p, ",(");
+        while (len && p[len - 1] == ' ') len--;
+        snprintf(fam, sizeof fam, "%.*s", (int)len, p);
+        if (len && (claims(b, fam, false) || claims(b, fam, true))) return true;
+        p += strcspn(p, ",");
+    }
+    return false;
+}
+
 /* Parse the table whose header starts with "| name | shape | families | optional |". */
 static void load_doc(doc_table *t) {
     FILE *f = fopen(g_doc_path, "r");
@@ -115,27 +155,13 @@ static void load_doc(doc_table *t) {
         if (!cells[4][0]) fail_msg("%s:%d: %s has no value description", g_doc_path, lineno,
                                    r->name);
         for (size_t i = 0; i + 1 < t->n; i++)
-            if (strcmp(t->rows[i].name, r->name) == 0)
-                fail_msg("%s:%d: %s has two rows", g_doc_path, lineno, r->name);
+            if (strcmp(t->rows[i].name, r->name) == 0 && overlap(&t->rows[i], r))
+                fail_msg("%s:%d: %s has two rows for the same family", g_doc_path, lineno,
+                         r->name);
     }
     fclose(f);
     if (t->n == 0) fail_msg("%s: no '| name | shape | families | optional | value |' table",
                             g_doc_path);
-}
-
-/* Is `family` in the row's comma-separated list (or is the list "all")? */
-static bool claims(const doc_row *r, const char *family) {
-    if (strcmp(r->families, "all") == 0) return true;
-    const char *p = r->families;
-    size_t fl = strlen(family);
-    while (*p) {
-        p += strspn(p, ", ");
-        size_t len = strcspn(p, ",");
-        while (len && p[len - 1] == ' ') len--;
-        if (len == fl && strncmp(p, family, fl) == 0) return true;
-        p += strcspn(p, ",");
-    }
-    return false;
 }
 
 /* "blocks.12.attn.hook_q" -> "blocks.{i}.attn.hook_q" */
@@ -151,10 +177,17 @@ static void templated(const char *name, char *out, size_t cap) {
     }
 }
 
-static const doc_row *find_row(const doc_table *t, const char *name) {
-    for (size_t i = 0; i < t->n; i++)
-        if (strcmp(t->rows[i].name, name) == 0) return &t->rows[i];
-    return NULL;
+/* The row of `name` that claims the model's family; else the first row of that name (for the
+ * error message); NULL when the name has no row. */
+static const doc_row *find_row(const doc_table *t, const char *name, const char *family,
+                               bool headless) {
+    const doc_row *any = NULL;
+    for (size_t i = 0; i < t->n; i++) {
+        if (strcmp(t->rows[i].name, name) != 0) continue;
+        if (claims(&t->rows[i], family, headless)) return &t->rows[i];
+        if (!any) any = &t->rows[i];
+    }
+    return any;
 }
 
 static void test_every_point_documented(void **state) {
@@ -171,9 +204,9 @@ static void test_every_point_documented(void **state) {
             const hk_hook_point *pt = hk_model_hook_at(m, i);
             char name[128];
             templated(pt->name, name, sizeof name);
-            const doc_row *r = find_row(t, name);
+            const doc_row *r = find_row(t, name, family, hk_model_headless(m));
             if (!r) fail_msg("%s (%s): %s is not in %s", FIXTURES[f], family, name, g_doc_path);
-            if (!claims(r, family))
+            if (!claims(r, family, hk_model_headless(m)))
                 fail_msg("%s:%d: %s exists in %s models but the row's families are '%s'",
                          g_doc_path, r->line, name, family, r->families);
             if (strcmp(r->shape, pt->dims) != 0)
@@ -200,7 +233,7 @@ static void test_every_row_exists(void **state) {
         int64_t L = hk_model_n_layers(m);
         for (size_t r = 0; r < t->n; r++) {
             const doc_row *row = &t->rows[r];
-            if (!claims(row, family)) continue;
+            if (!claims(row, family, hk_model_headless(m))) continue;
             family_seen[r] = true;
             bool block = strncmp(row->name, "blocks.{i}.", 11) == 0;
             for (int64_t l = 0; l < (block ? L : 1); l++) {
@@ -241,7 +274,7 @@ static void test_rows_in_execution_order(void **state) {
             if (pt->layer > 0) continue; /* one block is enough */
             char name[128];
             templated(pt->name, name, sizeof name);
-            const doc_row *r = find_row(t, name);
+            const doc_row *r = find_row(t, name, hk_model_family(m), hk_model_headless(m));
             assert_non_null(r);
             size_t at = (size_t)(r - t->rows);
             if (!first && at <= last_row)

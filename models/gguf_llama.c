@@ -1,0 +1,228 @@
+/* GGUF adapters for Llama-style decoders: "llama" (Llama, SmolLM2, Mistral as llama.cpp
+ * converts them) and "qwen2". Metadata keys are "<arch>.block_count", "<arch>.attention.*",
+ * "<arch>.rope.*"; tensors are token_embd, blk.N.{attn_norm, attn_q, attn_k, attn_v,
+ * attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down}, output_norm and output (absent when the
+ * embeddings are tied).
+ *
+ * llama.cpp's converter reorders the rows of attn_q/attn_k of "llama" models within each head
+ * (HF's rotate-half pairs (i, i + d/2) become adjacent rows (2i, 2i + 1), for ggml's
+ * interleaved rope); they are put back in HF order here, so the generic forward's rope and the
+ * attn.hook_q/hook_k values match transformers. Qwen2 is converted without that reordering. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapter.h"
+#include "bind.h"
+#include "core/error.h"
+#include "core/gguf.h"
+
+static hk_status key_int(const hk_gguf *g, const char *arch, const char *key, bool required,
+                         int64_t *out) {
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    return hk_gguf_get_int(g, full, required, out);
+}
+
+static hk_status key_num(const hk_gguf *g, const char *arch, const char *key, double *out) {
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    return hk_gguf_get_num(g, full, false, out);
+}
+
+/* rope.freq_base, rope.dimension_count, rope.scaling.{type, factor,
+ * original_context_length} (or the older rope.scale_linear), and a rope_freqs tensor (Llama
+ * 3.x: per-frequency divisors) read as factors. */
+static hk_status read_rope(const hk_ckpt *ck, const hk_gguf *g, const char *arch,
+                           hk_config *c) {
+    hk_rope_config *r = &c->rope;
+    hk_status st;
+    char full[128], type[32] = "none";
+    r->theta = 10000.0;
+    r->rot_dim = c->d_head;
+    r->attention_factor = 1.0;
+    r->original_max_pos = c->max_pos;
+    double linear = 0.0;
+    snprintf(full, sizeof full, "%s.rope.scaling.type", arch);
+    if ((st = key_num(g, arch, "rope.freq_base", &r->theta)) ||
+        (st = key_int(g, arch, "rope.dimension_count", false, &r->rot_dim)) ||
+        (st = hk_gguf_get_str(g, full, false, type, sizeof type)) ||
+        (st = key_num(g, arch, "rope.scale_linear", &linear)) ||
+        (st = key_num(g, arch, "rope.scaling.factor", &r->factor)) ||
+        (st = key_int(g, arch, "rope.scaling.original_context_length", false,
+                      &r->original_max_pos)))
+        return st;
+    r->kind = HK_ROPE_DEFAULT;
+    if (linear > 0 && linear != 1.0) {
+        r->kind = HK_ROPE_LINEAR;
+        r->factor = linear;
+    }
+    if (strcmp(type, "linear") == 0) {
+        r->kind = HK_ROPE_LINEAR;
+    } else if (strcmp(type, "none") != 0) {
+        return hk_errorf(HK_ERR_UNSUPPORTED,
+                         "%s: rope scaling type \"%s\" (key '%s') is not supported (none or "
+                         "linear)", g->path, type, full);
+    }
+    if (r->kind == HK_ROPE_LINEAR && !(r->factor > 0))
+        return hk_errorf(HK_ERR_FORMAT, "%s: linear rope scaling needs a positive factor",
+                         g->path);
+    const hk_st_tensor *freqs = hk_ckpt_find(ck, "rope_freqs.weight");
+    if (freqs) {
+        const int64_t half = r->rot_dim / 2;
+        if (freqs->ndim != 1 || freqs->shape[0] != half || freqs->dtype != HK_DTYPE_F32 ||
+            half > HK_MAX_ROPE_FACTORS)
+            return hk_errorf(HK_ERR_FORMAT,
+                             "%s: tensor 'rope_freqs.weight' must be F32 [%lld] (rotary dims "
+                             "/ 2)", g->path, (long long)half);
+        /* inv_freq[i] = theta^(-2i/d) / factor[i]: the longrope formula with one factor set */
+        r->kind = HK_ROPE_LONGROPE;
+        r->n_factors = half;
+        for (int64_t i = 0; i < half; i++) {
+            float f;
+            memcpy(&f, (const uint8_t *)freqs->data + 4 * i, 4);
+            if (!(f > 0))
+                return hk_errorf(HK_ERR_FORMAT, "%s: rope_freqs.weight[%lld] must be positive",
+                                 g->path, (long long)i);
+            r->short_factor[i] = r->long_factor[i] = f;
+        }
+        r->original_max_pos = INT64_MAX;
+    }
+    return HK_OK;
+}
+
+static hk_status llama_like_config(const hk_ckpt *ck, const char *arch, hk_config *c) {
+    const hk_gguf *g = hk_ckpt_gguf(ck);
+    hk_status st;
+    c->n_heads = 0;
+    if ((st = key_int(g, arch, "block_count", true, &c->n_layers)) ||
+        (st = key_int(g, arch, "embedding_length", true, &c->d_model)) ||
+        (st = key_int(g, arch, "feed_forward_length", true, &c->d_mlp)) ||
+        (st = key_int(g, arch, "attention.head_count", true, &c->n_heads)))
+        return st;
+    c->n_kv_heads = c->n_heads;
+    c->norm_eps = 1e-5;
+    if (c->n_heads <= 0)
+        return hk_errorf(HK_ERR_FORMAT, "%s: %s.attention.head_count must be positive", g->path,
+                         arch);
+    c->d_head = c->d_model / c->n_heads;
+    if ((st = key_int(g, arch, "attention.head_count_kv", false, &c->n_kv_heads)) ||
+        (st = key_int(g, arch, "attention.key_length", false, &c->d_head)) ||
+        (st = key_int(g, arch, "context_length", false, &c->max_pos)) ||
+        (st = key_num(g, arch, "attention.layer_norm_rms_epsilon", &c->norm_eps)))
+        return st;
+    if (c->n_layers > HK_MAX_LAYERS)
+        return hk_errorf(HK_ERR_UNSUPPORTED, "%s: %lld layers (at most %d supported)", g->path,
+                         (long long)c->n_layers, HK_MAX_LAYERS);
+    /* The vocabulary is the embedding's row count (the token list, when present, must agree). */
+    const hk_st_tensor *emb = hk_ckpt_find(ck, "token_embd.weight");
+    if (!emb || emb->ndim != 2)
+        return hk_errorf(HK_ERR_NOT_FOUND, "%s: tensor 'token_embd.weight' (2-D) is missing",
+                         g->path);
+    c->d_vocab = emb->shape[0];
+    const hk_gguf_kv *tokens = hk_gguf_find(g, "tokenizer.ggml.tokens");
+    if (tokens && tokens->n != (uint64_t)c->d_vocab)
+        return hk_errorf(HK_ERR_FORMAT,
+                         "%s: tokenizer.ggml.tokens has %llu entries but token_embd.weight has "
+                         "%lld rows", g->path, (unsigned long long)tokens->n,
+                         (long long)c->d_vocab);
+    c->norm = HK_NORM_RMSNORM;
+    c->pos = HK_POS_ROTARY;
+    c->act = HK_ACT_SILU;
+    c->gated_mlp = true;
+    c->causal = true;
+    c->attn_scale = 1.0 / sqrt((double)c->d_head);
+    c->tied_embeddings = hk_ckpt_find(ck, "output.weight") == NULL;
+    c->qkv_bias = hk_ckpt_find(ck, "blk.0.attn_q.bias") != NULL;
+    c->o_bias = hk_ckpt_find(ck, "blk.0.attn_output.bias") != NULL;
+    c->mlp_bias = hk_ckpt_find(ck, "blk.0.ffn_up.bias") != NULL;
+    snprintf(c->family, sizeof c->family, "%s", arch);
+    snprintf(c->architecture, sizeof c->architecture, "gguf:%s", arch);
+    return read_rope(ck, g, arch, c);
+}
+
+static hk_status llama_config(const hk_ckpt *ck, hk_config *c) {
+    return llama_like_config(ck, "llama", c);
+}
+
+static hk_status qwen2_config(const hk_ckpt *ck, hk_config *c) {
+    return llama_like_config(ck, "qwen2", c);
+}
+
+/* Undo llama.cpp's row order in each head of n_heads: GGUF row 2i + j holds HF row
+ * j * d_head/2 + i. rows: [n_heads * d_head, row_len]. */
+static hk_status unpermute_heads(float *rows, int64_t n_heads, int64_t d_head, int64_t row_len) {
+    float *tmp = malloc((size_t)(d_head * row_len) * sizeof *tmp); /* [d_head, row_len] */
+    if (!tmp) return hk_errorf(HK_ERR_NOMEM, "out of memory un-permuting attention rows");
+    const int64_t half = d_head / 2;
+    for (int64_t h = 0; h < n_heads; h++) {
+        float *head = rows + h * d_head * row_len;
+        memcpy(tmp, head, (size_t)(d_head * row_len) * sizeof *tmp);
+        for (int64_t i = 0; i < half; i++)
+            for (int64_t j = 0; j < 2; j++)
+                memcpy(head + (j * half + i) * row_len, tmp + (2 * i + j) * row_len,
+                       (size_t)row_len * sizeof *tmp);
+    }
+    free(tmp);
+    return HK_OK;
+}
+
+static hk_status bind_rope_proj(hk_ckpt *ck, const char *prefix, int64_t n_heads,
+                                const hk_config *c, bool permuted, hk_linear *out) {
+    const int64_t n_out = n_heads * c->d_head;
+    hk_status st = hk_bind_linear(ck, prefix, n_out, c->d_model, c->qkv_bias, out);
+    if (st || !permuted) return st;
+    char name[256];
+    float *w, *b;
+    int64_t shape[2] = {n_out, c->d_model};
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    if ((st = hk_ckpt_f32_mut(ck, name, 2, shape, &w)) ||
+        (st = unpermute_heads(w, n_heads, c->d_head, c->d_model)))
+        return st;
+    out->w = w;
+    if (!c->qkv_bias) return HK_OK;
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    if ((st = hk_ckpt_f32_mut(ck, name, 1, &n_out, &b)) ||
+        (st = unpermute_heads(b, n_heads, c->d_head, 1)))
+        return st;
+    out->b = b;
+    return HK_OK;
+}
+
+static hk_status bind(hk_ckpt *ck, const hk_config *c, hk_weights *w, bool permuted) {
+    static const hk_llama_block_names names = {"attn_norm", "ffn_norm", "attn_output",
+                                               "ffn_down"};
+    char name[128];
+    const int64_t d = c->d_model;
+    int64_t emb_shape[2] = {c->d_vocab, d};
+    hk_status st;
+    if ((st = hk_ckpt_f32(ck, "token_embd.weight", 2, emb_shape, &w->tok_embed))) return st;
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        hk_block_weights *b = &w->blocks[l];
+#define NAME(s) (snprintf(name, sizeof name, "blk.%lld.%s", (long long)l, s), name)
+        if ((st = hk_bind_llama_block_common(ck, c, "blk.%lld.", l, &names, b)) ||
+            (st = bind_rope_proj(ck, NAME("attn_q"), c->n_heads, c, permuted, &b->q)) ||
+            (st = bind_rope_proj(ck, NAME("attn_k"), c->n_kv_heads, c, permuted, &b->k)) ||
+            (st = hk_bind_linear(ck, NAME("attn_v"), c->n_kv_heads * c->d_head, d, c->qkv_bias,
+                                 &b->v)) ||
+            (st = hk_bind_linear(ck, NAME("ffn_gate"), c->d_mlp, d, c->mlp_bias,
+                                 &b->mlp_gate)) ||
+            (st = hk_bind_linear(ck, NAME("ffn_up"), c->d_mlp, d, c->mlp_bias, &b->mlp_in)))
+            return st;
+#undef NAME
+    }
+    if ((st = hk_bind_norm(ck, "output_norm", d, false, &w->ln_final))) return st;
+    return hk_bind_unembed(ck, "output.weight", c, w->tok_embed, &w->unembed);
+}
+
+static hk_status llama_weights(hk_ckpt *ck, const hk_config *c, hk_weights *w) {
+    return bind(ck, c, w, true);
+}
+
+static hk_status qwen2_weights(hk_ckpt *ck, const hk_config *c, hk_weights *w) {
+    return bind(ck, c, w, false);
+}
+
+const hk_gguf_adapter hk_gguf_adapter_llama = {"llama", llama_config, llama_weights};
+const hk_gguf_adapter hk_gguf_adapter_qwen2 = {"qwen2", qwen2_config, qwen2_weights};
