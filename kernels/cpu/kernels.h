@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../common/mask_tile.h" /* hk_mask_bounds, hk_block_mask: shared with kernels/cuda */
+
 /* ---- threads ---- */
 /* The kernels' threads are one OpenMP team (n <= 0: leave its default, OMP_NUM_THREADS or the
  * cores). Matrix products split across it by output columns, with OpenBLAS single-threaded
@@ -104,7 +106,14 @@ void hk_k_attention_ref(const float *q, int64_t ldq, const float *k, int64_t ldk
  * The predicate `allowed` may be called concurrently from several threads (OpenMP), in any
  * order, and only for pairs that the built-in part (k_len, causal, window) already allows;
  * hk_k_attention calls it only inside PARTIAL tiles. */
-typedef enum { HK_K_TILE_SKIP = 0, HK_K_TILE_PARTIAL = 1, HK_K_TILE_FULL = 2 } hk_k_tile_class;
+typedef enum {
+    HK_K_TILE_SKIP = HK_MT_SKIP,
+    HK_K_TILE_PARTIAL = HK_MT_PARTIAL,
+    HK_K_TILE_FULL = HK_MT_FULL
+} hk_k_tile_class;
+
+/* The built-in part of mask (NULL: every key of sk visible) as the shared plain struct. */
+hk_mask_bounds hk_k_mask_bounds(const hk_k_mask *mask, int64_t sk);
 
 /* Keys visible to query row i under the built-in part of the mask: the interval [*lo, *hi)
  * (empty when *lo >= *hi); the predicate may remove more. */
@@ -115,6 +124,19 @@ bool hk_k_mask_visible(const hk_k_mask *mask, int64_t sk, int64_t head, int64_t 
  * SKIP: no pair visible; FULL: every pair visible and no predicate; else PARTIAL. */
 hk_k_tile_class hk_k_mask_classify(const hk_k_mask *mask, int64_t sk, int64_t i0, int64_t i1,
                                    int64_t j0, int64_t j1);
+
+/* ---- block masks: a predicate evaluated once on the host, per tile ----
+ * For backends that cannot call the predicate (CUDA): the whole mask (built-in part and
+ * predicate) over rows [0, sq) x keys [0, sk) as tile classes plus a bitmap per partial tile
+ * (kernels/common/mask_tile.h). heads == 1 evaluates the predicate with head 0 and shares the
+ * result between heads (for predicates that ignore the head); otherwise heads = n_heads masks.
+ * The predicate is called from several threads. A tile is FULL only when every pair inside
+ * [0, sq) x [0, sk) is visible. Allocates; false when out of memory (out is then empty).
+ * Bytes: heads·nqt·nkt·5 + n_partial·512. */
+bool hk_k_block_mask_build(const hk_k_mask *mask, int64_t sq, int64_t sk, int64_t heads,
+                           hk_block_mask *out);
+void hk_k_block_mask_free(hk_block_mask *b);
+size_t hk_k_block_mask_bytes(const hk_block_mask *b);
 
 /* ---- materialized attention, in pieces (the hook_attn_scores / hook_pattern path) ----
  * Call per query chunk to bound memory. Same q/k/v/out layouts as hk_k_attention.

@@ -65,3 +65,26 @@ extern "C" int hk_cu_mul(float *y, const float *x, int64_t n, void *stream) {
 extern "C" int hk_cu_add(float *y, const float *x, int64_t n, void *stream) {
     LAUNCH(add_kernel, n, stream, y, x, n);
 }
+
+// gate[i] = act(gate[i]) * up[i]: the gated MLP (SwiGLU, GeGLU) in one pass
+__global__ static void gated_kernel(int act, float *g, const float *up, int64_t n) {
+    const float c = 0.7978845608028654f;
+    GRID_LOOP(i, n) {
+        const float v = g[i];
+        float a;
+        if (act == 0)
+            a = v / (1.0f + expf(-v));
+        else if (act == 1)
+            a = 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
+        else if (act == 2)
+            a = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * (v * v * v))));
+        else
+            a = v < 0.0f ? 0.0f : v;
+        g[i] = a * up[i];
+    }
+}
+
+extern "C" int hk_cu_gated(int act, float *gate, const float *up, int64_t n, void *stream) {
+    if (act < 0 || act > 3) return (int)cudaErrorInvalidValue;
+    LAUNCH(gated_kernel, n, stream, act, gate, up, n);
+}
