@@ -47,6 +47,7 @@ hk_status hk_tokenizer_load_json(const char *json, size_t len, const char *origi
                                  hk_tokenizer **out) {
     if (!json || !out)
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_tokenizer_load_json: NULL argument");
+    *out = NULL;
     cJSON *root = NULL;
     hk_status s = hk_json_parse(origin, json, len, &root);
     if (s) return s;
@@ -190,7 +191,7 @@ static hk_status decode_impl(const hk_tokenizer *t, const int32_t *ids, size_t n
     }
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= t->vocab_size || !t->id_to_str[ids[i]]) {
+        if (ids[i] < 0 || ids[i] >= t->vocab_size) {
             free(toks);
             free(lens);
             return hk_errorf(HK_ERR_INVALID_ARG,
@@ -198,6 +199,9 @@ static hk_status decode_impl(const hk_tokenizer *t, const int32_t *ids, size_t n
                              "ids)",
                              t->origin, ids[i], i, (long long)t->vocab_size);
         }
+        /* An id inside the range that names no token (a hole in the vocabulary) is left out,
+         * as Hugging Face's decode leaves it out. */
+        if (!t->id_to_str[ids[i]]) continue;
         if ((flags & HK_TOK_SKIP_SPECIAL) && t->id_special[ids[i]]) continue;
         toks[k] = t->id_to_str[ids[i]];
         lens[k] = t->id_len[ids[i]];

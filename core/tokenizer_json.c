@@ -36,6 +36,11 @@ static hk_status get_str(const ctx *c, const cJSON *o, const char *k, const char
     if (!cJSON_IsString(v))
         return hk_errorf(HK_ERR_FORMAT, "%s: %s: field '%s' must be a string", c->origin, where,
                          k);
+    /* Text flows into the normalized text and the decoded output: it must be UTF-8 (serde,
+     * which Hugging Face parses with, refuses anything else too). */
+    if (!hk_utf8_is_valid(v->valuestring, strlen(v->valuestring)))
+        return hk_errorf(HK_ERR_FORMAT, "%s: %s: field '%s' is not valid UTF-8", c->origin,
+                         where, k);
     *out = v->valuestring;
     return HK_OK;
 }
@@ -440,6 +445,10 @@ static hk_status parse_model(const ctx *c, const cJSON *o, hk_tokenizer *t) {
                              "%s: model.vocab: the id of token \"%.60s\" must be an integer in "
                              "[0, 2^31)",
                              c->origin, e->string ? e->string : "");
+        if (!hk_utf8_is_valid(e->string, strlen(e->string)))
+            return hk_errorf(HK_ERR_FORMAT,
+                             "%s: model.vocab: the token of id %lld is not valid UTF-8",
+                             c->origin, (long long)e->valuedouble);
         if (!hk_strmap_put(&m->vocab, e->string, strlen(e->string), (int32_t)e->valuedouble))
             return hk_errorf(HK_ERR_NOMEM, "%s: out of memory", c->origin);
     }

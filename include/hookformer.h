@@ -365,7 +365,8 @@ hk_status hk_tokenizer_encode(const hk_tokenizer *tok, const char *text, size_t 
                               unsigned flags, int32_t **out_ids, size_t *out_count);
 /* Decode ids back to text, as Hugging Face's decode (its decoder chain; lossy UTF-8).
  * *out_text is NUL-terminated (free with hk_free); *out_len (may be NULL) its length.
- * An id outside the vocabulary is HK_ERR_INVALID_ARG. */
+ * An id outside [0, hk_tokenizer_vocab_size) is HK_ERR_INVALID_ARG; an id inside it that
+ * names no token (a hole in the vocabulary) is left out, as Hugging Face leaves it out. */
 hk_status hk_tokenizer_decode(const hk_tokenizer *tok, const int32_t *ids, size_t n,
                               unsigned flags, char **out_text, size_t *out_len);
 /* The vocabulary string of an id ("Ġthe", "##ing", "<s>"), or NULL when out of range. */

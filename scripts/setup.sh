@@ -91,8 +91,8 @@ cmd_run() {
     build/tools/hookformer inspect build/run_acts.h5
 }
 
-# libFuzzer on the safetensors header parser for a short while (clang only). The corpus is
-# copied so that the run never writes into the repository.
+# libFuzzer on the safetensors header parser, tokenizers and the GGUF reader for a short while
+# (clang only). The corpora are copied so that the runs never write into the repository.
 fuzz_briefly() {
     if ! command -v clang >/dev/null; then
         say "clang not found: skipping the libFuzzer runs"
@@ -108,6 +108,16 @@ fuzz_briefly() {
         -lcjson -lm -o build/fuzz_safetensors
     build/fuzz_safetensors -max_total_time="${HK_FUZZ_SECONDS:-20}" -print_final_stats=1 \
         build/fuzz-corpus 2>&1 | tail -n 3
+    say "libFuzzer: tokenizer.json + encode/decode, ${HK_FUZZ_SECONDS:-20} s"
+    rm -rf build/fuzz-corpus-tok && mkdir -p build/fuzz-corpus-tok
+    cp tests/fuzz/corpus_tokenizer/* build/fuzz-corpus-tok/
+    clang "${san[@]}" tests/fuzz/fuzz_tokenizer.c \
+        core/tokenizer.c core/tokenizer_json.c core/tokenizer_normalize.c core/tokenizer_pretok.c \
+        core/tokenizer_bpe.c core/tokenizer_wordpiece.c core/tokenizer_added.c \
+        core/tokenizer_decode.c core/utf8.c core/tok_map.c core/json.c core/error.c \
+        -lcjson -lpcre2-8 -lutf8proc -lpthread -lm -o build/fuzz_tokenizer
+    build/fuzz_tokenizer -max_total_time="${HK_FUZZ_SECONDS:-20}" -print_final_stats=1 \
+        build/fuzz-corpus-tok 2>&1 | tail -n 3
     say "libFuzzer: GGUF reader and dequantizers, ${HK_FUZZ_SECONDS:-20} s"
     rm -rf build/fuzz-corpus-gguf && mkdir -p build/fuzz-corpus-gguf
     cp tests/fuzz/corpus_gguf/* build/fuzz-corpus-gguf/

@@ -13,11 +13,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_opts.h"
 #include "hookformer.h"
+#include "prompt.h"
 
 static const cli_opt cache_opts[] = {
     {"model", "DIR", "Hugging Face checkpoint folder; required"},
-    {"prompts", "FILE", "one prompt per line (until the tokenizer lands: token ids, e.g. 1,2,3)"},
+    CLI_OPTS_PROMPT,
     {"tokens-file", "FILE", "one sequence of token ids per line (comma or space separated)"},
     {"hooks", "GLOBS", "hook names or globs, comma-separated (blocks.*.hook_resid_post); required"},
     {"out", "FILE", "the HDF5 file to write; required"},
@@ -46,7 +48,7 @@ static void seq_list_free(seq_list *l) {
 }
 
 /* Read sequences of token ids, one per line, separated by commas and/or spaces; blank lines
- * are skipped. This is the one place prompts are read: text prompts (a tokenizer) go here. */
+ * are skipped (--tokens-file; the other prompt options go through tools/prompt.c). */
 static int read_sequences(const cli_args *a, const char *opt, const char *path, int64_t vocab,
                           seq_list *out) {
     memset(out, 0, sizeof *out);
@@ -111,6 +113,24 @@ static int read_sequences(const cli_args *a, const char *opt, const char *path, 
         return rc;
     }
     out->off[out->n] = (int64_t)n_ids;
+    return 0;
+}
+
+/* Encoded prompts (--prompts, --prompt, --tokens) as a sequence list. */
+static int prompts_to_sequences(const cli_args *a, const cli_prompts *p, seq_list *out) {
+    size_t total = 0;
+    for (size_t i = 0; i < p->n; i++) total += p->v[i].n;
+    out->ids = malloc((total ? total : 1) * sizeof *out->ids);
+    out->off = malloc((p->n + 1) * sizeof *out->off);
+    if (!out->ids || !out->off) return cli_runtime_error(a, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        out->off[i] = (int64_t)k;
+        memcpy(out->ids + k, p->v[i].ids, p->v[i].n * sizeof *out->ids);
+        k += p->v[i].n;
+    }
+    out->off[p->n] = (int64_t)k;
+    out->n = (int64_t)p->n;
     return 0;
 }
 
@@ -179,10 +199,19 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
     if ((rc = cli_require_str(&a, "out", &out_path))) return rc;
     if ((rc = cli_require_str(&a, "hooks", &hooks_arg))) return rc;
-    const char *prompts = cli_str(&a, "prompts"), *tokens_file = cli_str(&a, "tokens-file");
-    if (!prompts == !tokens_file)
-        return cli_usage_error(&a, "give exactly one of --prompts FILE and "
-                                                "--tokens-file FILE");
+    const char *tokens_file = cli_str(&a, "tokens-file");
+    const bool by_prompt = cli_has(&a, "tokens") || cli_has(&a, "prompt") || cli_has(&a, "prompts");
+    if (by_prompt == (tokens_file != NULL))
+        return cli_usage_error(&a, "give exactly one of --prompts FILE, --prompt TEXT, --tokens "
+                                   "IDS and --tokens-file FILE");
+    if (tokens_file && (cli_has(&a, "prepend-bos") || cli_has(&a, "no-prepend-bos")))
+        return cli_usage_error(&a, "--tokens-file holds ids as they are: --prepend-bos and "
+                                   "--no-prepend-bos go with text prompts");
+    cli_prompts prompts = {0};
+    if (by_prompt && (rc = cli_prompts_read(&a, &prompts))) {
+        cli_prompts_free(&prompts);
+        return rc;
+    }
     int64_t batch, ctx, threads;
     if ((rc = cli_int(&a, "batch", 1, 1 << 20, 8, &batch))) return rc;
     if ((rc = cli_int(&a, "ctx", 1, INT32_MAX, 0, &ctx))) return rc;
@@ -210,9 +239,13 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     char *hooks_copy = strdup(hooks_arg);
     const char *patterns[64];
     size_t n_patterns;
-    if (!hooks_copy) return cli_runtime_error(&a, "out of memory");
+    if (!hooks_copy) {
+        cli_prompts_free(&prompts);
+        return cli_runtime_error(&a, "out of memory");
+    }
     if ((rc = split_hooks(&a, hooks_copy, patterns, 64, &n_patterns))) {
         free(hooks_copy);
+        cli_prompts_free(&prompts);
         return rc;
     }
     if (threads > 0) hk_set_num_threads((int)threads);
@@ -228,9 +261,13 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
                                hk_status_name(st));
         goto done;
     }
-    if ((rc = read_sequences(&a, prompts ? "prompts" : "tokens-file", prompts ? prompts : tokens_file,
-                             hk_model_vocab_size(m), &seqs)))
+    if (tokens_file) {
+        if ((rc = read_sequences(&a, "tokens-file", tokens_file, hk_model_vocab_size(m), &seqs)))
+            goto done;
+    } else if ((rc = cli_prompts_encode(&a, m, dir, &prompts)) ||
+               (rc = prompts_to_sequences(&a, &prompts, &seqs))) {
         goto done;
+    }
     /* the context: --ctx, else the longest sequence (capped by learned positions) */
     bool hard = false;
     int64_t max_pos = hk_model_max_positions(m, &hard), longest = 0, truncated = 0;
@@ -310,6 +347,7 @@ done:
     free(tokens);
     free(lengths);
     seq_list_free(&seqs);
+    cli_prompts_free(&prompts);
     free(hooks_copy);
     if (m) hk_model_free(m);
     return rc;
@@ -318,7 +356,8 @@ done:
 const cli_command cmd_cache = {
     .name = "cache",
     .summary = "Stream the activations of chosen hooks over many sequences to an HDF5 file.",
-    .usage = "--model DIR (--prompts FILE | --tokens-file FILE) --hooks GLOB[,GLOB...] --out "
+    .usage = "--model DIR (--prompts FILE | --prompt TEXT | --tokens IDS | --tokens-file FILE)\n"
+             "       --hooks GLOB[,GLOB...] --out "
              "FILE.h5 [--dtype f32|f16|bf16] [--batch B] [--ctx N] [--positions all|last|A:B] "
              "[--append] [--force] [--compress C]",
     .description =
@@ -330,6 +369,11 @@ const cli_command cmd_cache = {
         "An existing file is replaced only with --force; --append adds rows when the model,\n"
         "hooks, dtype, positions and ctx match. A full disk ends the run with an error and a\n"
         "readable file. Progress goes to stderr.\n"
+        "\n"
+        "Sequences: --prompts FILE (text, one prompt per line), --prompt TEXT, --tokens IDS\n"
+        "(one sequence), or --tokens-file FILE (one sequence of ids per line, comma or space\n"
+        "separated, stored as they are). Text is encoded as 'hookformer run' encodes it:\n"
+        CLI_PROMPT_HELP "\n"
         "\n"
         "example:\n"
         "  hookformer cache --model tests/fixtures/gpt2 --tokens-file ids.txt \\\n"

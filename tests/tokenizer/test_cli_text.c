@@ -180,10 +180,36 @@ static void test_estimate_and_info(void **state) {
     cli_result_free(&r);
 }
 
+static size_t count_ids(const char *ids) {
+    size_t n = 1;
+    for (const char *p = ids; *p; p++) n += *p == ',';
+    return n;
+}
+
+/* cache --prompts: text prompts, one per line, stored as run encodes them */
+static void test_cache_prompts(void **state) {
+    (void)state;
+    char *a = ids_of(g_gpt2, "Hello world", NULL), *b = ids_of(g_gpt2, "the cat \\n sat", NULL);
+    char out[600], want[64];
+    snprintf(out, sizeof out, "%s/acts.h5", g_gpt2);
+    cli_result r = RUN("cache", "--model", g_gpt2, "--prompts", g_prompts, "--hooks",
+                       "blocks.0.hook_resid_post", "--out", out);
+    cli_expect_status(&r, 0, "cache --prompts");
+    cli_result_free(&r);
+    r = RUN("inspect", out);
+    cli_expect_status(&r, 0, "inspect");
+    snprintf(want, sizeof want, "rows:        %zu (tokens)", count_ids(a) + count_ids(b));
+    cli_expect_contains(r.out, want, "rows of both prompts");
+    cli_expect_contains(r.out, "sequences:   2", "two sequences");
+    cli_result_free(&r);
+    free(a);
+    free(b);
+}
+
 static void test_errors(void **state) {
     (void)state;
     static const struct {
-        const char *args[10];
+        const char *args[12];
         int status;
         const char *in_err;
     } cases[] = {
@@ -196,12 +222,17 @@ static void test_errors(void **state) {
         {{"generate", "--model", "@M", "--prompt", "x", "--max-new", "2"}, 1, "no tokenizer"},
         {{"estimate", "--model", "@M", "--prompt", "x", "--ctx", "4"}, 2, "pass one"},
         {{"tokenize", "--prompt", "x"}, 2, "missing required option --model"},
+        {{"cache", "--model", "@M", "--prompt", "x", "--hooks", "hook_embed", "--out", "/tmp/x.h5"},
+         1, "no tokenizer.json in"},
+        {{"cache", "--model", "@M", "--prompt", "x", "--tokens-file", "f", "--hooks", "hook_embed",
+          "--out", "/tmp/x.h5"},
+         2, "give exactly one of"},
         {{"tokenize", "--tokenizer", "/nonexistent.json", "--prompt", "x"}, 1, "/nonexistent.json"},
         {{"tokenize", "--tokenizer", "@T", "--prompt", "x", "--prepend-bos"}, 2, "needs --model"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         /* "@M": the fixture model without a tokenizer; "@T": a tokenizer.json */
-        const char *args[12];
+        const char *args[14];
         size_t k = 0;
         for (; cases[i].args[k]; k++) {
             const char *v = cases[i].args[k];
@@ -225,6 +256,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_run_prompt),
         cmocka_unit_test(test_generate_text),
         cmocka_unit_test(test_estimate_and_info),
+        cmocka_unit_test(test_cache_prompts),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

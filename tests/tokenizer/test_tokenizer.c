@@ -36,7 +36,7 @@ static hk_tokenizer *load(const char *path) {
 }
 
 /* Every sample's ids equal the reference; every decoded reference equals our decode. */
-static void check_against(hk_tokenizer *t, const char *name) {
+static void check_against(const hk_tokenizer *t, const char *name) {
     char file[256];
     tok_blob ref, dec;
     snprintf(file, sizeof file, "%s.ids.gz", name);
@@ -141,6 +141,25 @@ static void test_real_smollm2_hf(void **state) {
     hk_tokenizer_free(t);
 }
 
+/* SmolLM2's tokenizer as the GGUF reader builds it from the metadata (tokenizer.ggml.*, the
+ * "smollm" pre-tokenizer: digits one by one, then GPT-2's regex), against Hugging Face with
+ * SmolLM2's Digits + ByteLevel pre-tokenizer on the same vocabulary (smollm2_digits). */
+static void test_real_smollm2_gguf(void **state) {
+    (void)state;
+    char path[1024];
+    if (!cache_file("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", path, sizeof path)) {
+        print_message("skipped: %s not found (scripts/fetch_models.sh fetches it)\n", path);
+        skip();
+    }
+    hk_model *m = NULL;
+    if (hk_model_load(path, &m)) fail_msg("%s: %s", path, hk_last_error());
+    const hk_tokenizer *t = hk_model_tokenizer(m);
+    assert_non_null(t);
+    assert_int_equal(hk_tokenizer_vocab_size(t), 49152);
+    check_against(t, "smollm2_digits");
+    hk_model_free(m);
+}
+
 int main(void) {
     static const char *kinds[] = {"bpe_gpt2",       "bpe_llama3",          "bpe_qwen2",
                                   "bpe_smollm2",    "spm_llama2",          "spm_mistral",
@@ -152,5 +171,6 @@ int main(void) {
         tests[n++] = (struct CMUnitTest){kinds[i], test_kind, NULL, NULL, (void *)kinds[i]};
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_real_minilm);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_real_smollm2_hf);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_real_smollm2_gguf);
     return _cmocka_run_group_tests("tokenizer_reference", tests, n, setup, teardown);
 }

@@ -218,6 +218,11 @@ static void test_malformed_json(void **state) {
          HK_ERR_FORMAT, "special_tokens", "<s>"},
         {"{\"model\": {\"type\": \"BPE\", " MINI_VOCAB ", \"merges\": [], \"dropout\": 0.1}}",
          HK_ERR_UNSUPPORTED, "dropout", NULL},
+        {"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\xff\": 0}, \"merges\": []}}",
+         HK_ERR_FORMAT, "model.vocab", "not valid UTF-8"},
+        {"{\"model\": {\"type\": \"BPE\", " MINI_VOCAB ", \"merges\": []}, \"normalizer\": "
+         "{\"type\": \"Prepend\", \"prepend\": \"\xe2\x96\"}}",
+         HK_ERR_FORMAT, "normalizer", "not valid UTF-8"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         expect_error(hk_tokenizer_load_json(cases[i].json, strlen(cases[i].json), "mini.json", &t),
@@ -255,6 +260,18 @@ static void test_merges_spellings(void **state) {
     hk_free(out);
     hk_tokenizer_free(t1);
     hk_tokenizer_free(t2);
+    /* an id that names no token (a hole) is left out of decode, as Hugging Face does */
+    const char *j3 =
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"c\": 2}, \"merges\": []}}";
+    hk_tokenizer *t3;
+    assert_int_equal(hk_tokenizer_load_json(j3, strlen(j3), "j3", &t3), HK_OK);
+    assert_int_equal(hk_tokenizer_vocab_size(t3), 3);
+    const int32_t holes[] = {0, 1, 2};
+    assert_int_equal(hk_tokenizer_decode(t3, holes, 3, 0, &out, NULL), HK_OK);
+    assert_string_equal(out, "a c");
+    hk_free(out);
+    assert_null(hk_tokenizer_token_str(t3, 1));
+    hk_tokenizer_free(t3);
 }
 
 static hk_model *load_model(const char *dir) {
