@@ -12,8 +12,15 @@ static const cli_opt ablate_opts[] = {
     {"tokens", "IDS", "a prompt (comma-separated token ids); repeat for several; required"},
     {"answer", "IDS", "correct answer token per prompt (or one for all); required"},
     {"wrong", "IDS", "incorrect answer token per prompt (or one for all); required"},
+    {"prompt", "TEXT", "a prompt as text (instead of --tokens); repeatable"},
+    {"prompts", "FILE", "text prompts, one per line ('-': stdin; instead of --tokens)"},
+    {"prepend-bos", NULL, "text prompts: BOS token first (default: the family's rule, as TL)"},
+    {"no-prepend-bos", NULL, "text prompts: no BOS token first"},
+    {"answer-text", "TEXT", "the answer as text, one token (instead of --answer); repeatable"},
+    {"wrong-text", "TEXT", "the wrong answer as text, one token (instead of --wrong)"},
     {"mode", "MODE", "zero, mean or resample (default zero)"},
     {"ref", "IDS", "a reference prompt for mean / resample; repeat for several"},
+    {"ref-text", "TEXT", "a reference prompt as text (instead of --ref); repeatable"},
     {"seed", "N", "resample: seed of the reference prompt drawn for each prompt (default 0)"},
     {"sweep", "LIST", "comma-separated sweeps (default head_out,mlp_out)"},
     {"layer", "L", "ablate this layer only (default: every layer)"},
@@ -34,7 +41,7 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
     xp_prompts p = {0}, ref = {0};
-    int32_t *answer = NULL, *wrong = NULL;
+    xp_answers ans = {0}, wro = {0};
     int64_t layer, batch, threads, seed;
     hk_model *m = NULL;
     hk_results *res = NULL;
@@ -50,26 +57,23 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
     if (!sweeps) sweeps = "head_out,mlp_out";
     char sweep_buf[512];
     snprintf(sweep_buf, sizeof sweep_buf, "%s", sweeps);
-    if ((rc = xp_parse_prompts(&a, "tokens", &p))) goto done;
-    if ((rc = xp_parse_ids(&a, "answer", p.n, &answer))) goto done;
-    if ((rc = xp_parse_ids(&a, "wrong", p.n, &wrong))) goto done;
+    if ((rc = xp_prompts_read(&a, "tokens", "prompt", "prompts", true, &p))) goto done;
+    if ((rc = xp_answers_read(&a, "answer", "answer-text", p.n, &ans))) goto done;
+    if ((rc = xp_answers_read(&a, "wrong", "wrong-text", p.n, &wro))) goto done;
     if ((rc = cli_int(&a, "layer", 0, INT32_MAX, -1, &layer))) goto done;
     if ((rc = cli_int(&a, "batch", 1, 4096, 0, &batch))) goto done;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) goto done;
     if ((rc = cli_int(&a, "seed", 0, INT64_MAX, 0, &seed))) goto done;
     if (mode != HK_ABLATE_ZERO) {
-        if (!cli_has(&a, "ref")) {
-            rc = cli_usage_error(&a, "--mode %s needs reference prompts (--ref IDS, repeated)",
-                                 mode_s);
+        if (!cli_has(&a, "ref") && !cli_has(&a, "ref-text")) {
+            rc = cli_usage_error(&a, "--mode %s needs reference prompts (--ref IDS or --ref-text "
+                                 "TEXT, repeated)", mode_s);
             goto done;
         }
-        if ((rc = xp_parse_prompts(&a, "ref", &ref))) goto done;
-        if (mode == HK_ABLATE_RESAMPLE && ref.seq < p.seq) {
-            rc = cli_usage_error(&a, "--ref: resample needs reference prompts of at least %lld "
-                                     "tokens (the prompts' length), got %lld",
-                                 (long long)p.seq, (long long)ref.seq);
-            goto done;
-        }
+        if ((rc = xp_prompts_read(&a, "ref", "ref-text", NULL, true, &ref))) goto done;
+    } else if (cli_has(&a, "ref") || cli_has(&a, "ref-text")) {
+        rc = cli_usage_error(&a, "--ref/--ref-text: only for --mode mean or resample");
+        goto done;
     }
     for (char *s = strtok(sweep_buf, ","); s; s = strtok(NULL, ",")) {
         hk_sweep_spec spec;
@@ -85,6 +89,16 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
         goto done;
     }
+    if ((rc = xp_prompts_encode(&a, m, &p)) || (rc = xp_prompts_encode(&a, m, &ref)) ||
+        (rc = xp_answers_encode(&a, m, &ans)) || (rc = xp_answers_encode(&a, m, &wro)))
+        goto done;
+    if (mode == HK_ABLATE_RESAMPLE && ref.seq < p.seq) {
+        rc = cli_usage_error(&a, "--%s: resample needs reference prompts of at least %lld "
+                                 "tokens (the prompts' length), got %lld",
+                             ref.opt, (long long)p.seq, (long long)ref.seq);
+        goto done;
+    }
+    int32_t *answer = ans.ids, *wrong = wro.ids;
     labels = xp_token_labels(m, p.ids, p.seq);
     const char *out_path = cli_str(&a, "out");
     const bool force = cli_has(&a, "force");
@@ -148,15 +162,17 @@ done:
     if (res) hk_results_discard(res);
     xp_free_labels(labels, p.seq);
     hk_model_free(m);
-    free(p.ids), free(ref.ids), free(answer), free(wrong);
+    xp_prompts_free(&p), xp_prompts_free(&ref);
+    free(ans.ids), free(wro.ids);
     return rc;
 }
 
 const cli_command cmd_ablate = {
     .name = "ablate",
     .summary = "Ablation sweeps (zero, mean, resample) and the change of a logit difference.",
-    .usage = "--model DIR --tokens IDS --answer ID --wrong ID [--mode zero|mean|resample] "
-             "[--ref IDS] [--sweep LIST] [--out FILE.h5] [--svg PREFIX]",
+    .usage = "--model DIR (--tokens IDS | --prompt TEXT | --prompts FILE) (--answer ID "
+             "--wrong ID | --answer-text TEXT --wrong-text TEXT) [--mode zero|mean|resample] "
+             "[--ref IDS | --ref-text TEXT] [--sweep LIST] [--out FILE.h5] [--svg PREFIX]",
     .description =
         "Replaces one activation at a time (a head at every position, a layer's MLP output at\n"
         "one position, ... as the sweep says) by zero, by its mean over the --ref prompts\n"
@@ -164,6 +180,9 @@ const cli_command cmd_ablate = {
         "value in a --ref prompt drawn per prompt (resample), and reports how the logit\n"
         "difference between --answer and --wrong at the last position changes. Several\n"
         "ablations run per forward along the batch. Sweeps as for `hookformer patch`.\n"
+        "Prompts, reference prompts and answers may be text (--prompt, --prompts, --ref-text,\n"
+        "--answer-text, --wrong-text), encoded with the model's tokenizer.json as for\n"
+        "`hookformer patch`.\n"
         "\n"
         "example:\n"
         "  hookformer ablate --model tests/fixtures/gpt2 --tokens 227,187,164,39 \\\n"

@@ -13,9 +13,15 @@ static const cli_opt lens_opts[] = {
     {"model", "DIR", "model folder; required"},
     {"tokens", "IDS", "the prompt (comma-separated token ids); repeat for several (DLA); "
                       "the lens reads the first; required"},
+    {"prompt", "TEXT", "a prompt as text (instead of --tokens); repeatable"},
+    {"prompts", "FILE", "text prompts, one per line ('-': stdin; instead of --tokens)"},
+    {"prepend-bos", NULL, "text prompts: BOS token first (default: the family's rule, as TL)"},
+    {"no-prepend-bos", NULL, "text prompts: no BOS token first"},
     {"top-k", "K", "top tokens per layer and position (default 5)"},
     {"answer", "IDS", "direct logit attribution: correct answer token per prompt"},
     {"wrong", "IDS", "direct logit attribution: incorrect answer token per prompt"},
+    {"answer-text", "TEXT", "the answer as text, one token (instead of --answer); repeatable"},
+    {"wrong-text", "TEXT", "the wrong answer as text, one token (instead of --wrong)"},
     {"out", "FILE", "write the results to this HDF5 file"},
     {"svg", "PREFIX", "write PREFIXlens.svg (and PREFIXdla.svg)"},
     {"force", NULL, "overwrite existing output files"},
@@ -107,20 +113,21 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
     xp_prompts p = {0};
-    int32_t *answer = NULL, *wrong = NULL;
+    xp_answers ans = {0}, wro = {0};
     int64_t k, threads;
     hk_model *m = NULL;
     hk_results *res = NULL;
     hk_lens_result lens = {0};
     hk_dla_result dla = {0};
     char **labels = NULL, **top_labels = NULL;
-    if ((rc = xp_parse_prompts(&a, "tokens", &p))) goto done;
+    if ((rc = xp_prompts_read(&a, "tokens", "prompt", "prompts", true, &p))) goto done;
     if ((rc = cli_int(&a, "top-k", 1, 100, 5, &k))) goto done;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) goto done;
-    const bool want_dla = cli_has(&a, "answer") || cli_has(&a, "wrong");
+    const bool want_dla = cli_has(&a, "answer") || cli_has(&a, "wrong") ||
+                          cli_has(&a, "answer-text") || cli_has(&a, "wrong-text");
     if (want_dla) {
-        if ((rc = xp_parse_ids(&a, "answer", p.n, &answer))) goto done;
-        if ((rc = xp_parse_ids(&a, "wrong", p.n, &wrong))) goto done;
+        if ((rc = xp_answers_read(&a, "answer", "answer-text", p.n, &ans))) goto done;
+        if ((rc = xp_answers_read(&a, "wrong", "wrong-text", p.n, &wro))) goto done;
     }
     if (threads) hk_set_num_threads((int)threads);
     hk_status st = hk_model_load(dir, &m);
@@ -128,6 +135,11 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
         goto done;
     }
+    if ((rc = xp_prompts_encode(&a, m, &p))) goto done;
+    if (want_dla &&
+        ((rc = xp_answers_encode(&a, m, &ans)) || (rc = xp_answers_encode(&a, m, &wro))))
+        goto done;
+    int32_t *answer = ans.ids, *wrong = wro.ids;
     labels = xp_token_labels(m, p.ids, p.seq);
     const bool force = cli_has(&a, "force");
     const char *out_path = cli_str(&a, "out"), *prefix = cli_str(&a, "svg");
@@ -225,14 +237,16 @@ done:
     hk_lens_result_free(&lens);
     hk_dla_result_free(&dla);
     hk_model_free(m);
-    free(p.ids), free(answer), free(wrong);
+    xp_prompts_free(&p);
+    free(ans.ids), free(wro.ids);
     return rc;
 }
 
 const cli_command cmd_lens = {
     .name = "lens",
     .summary = "Logit lens per layer, and direct logit attribution to heads and MLPs.",
-    .usage = "--model DIR --tokens IDS [--top-k K] [--answer ID --wrong ID] [--out FILE.h5] "
+    .usage = "--model DIR (--tokens IDS | --prompt TEXT | --prompts FILE) [--top-k K] "
+             "[--answer ID --wrong ID | --answer-text TEXT --wrong-text TEXT] [--out FILE.h5] "
              "[--svg PREFIX]",
     .description =
         "Logit lens: each layer's residual stream (blocks.l.hook_resid_pre, then the final\n"
@@ -240,7 +254,9 @@ const cli_command cmd_lens = {
         "position after every layer and the top-k at the last. With --answer and --wrong:\n"
         "direct logit attribution of logit[answer] - logit[wrong] at the last position to every\n"
         "head, every MLP, the embeddings and the attention biases, scaled by ln_final's scale\n"
-        "as TransformerLens's apply_ln_to_stack does.\n"
+        "as TransformerLens's apply_ln_to_stack does. Prompts and answers may be text\n"
+        "(--prompt, --prompts, --answer-text, --wrong-text), encoded with the model's\n"
+        "tokenizer.json as for `hookformer patch`.\n"
         "\n"
         "example:\n"
         "  hookformer lens --model tests/fixtures/gpt2 --tokens 227,187,164,39 \\\n"

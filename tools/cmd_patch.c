@@ -11,8 +11,14 @@ static const cli_opt patch_opts[] = {
     {"model", "DIR", "model folder; required"},
     {"clean", "IDS", "a clean prompt (comma-separated token ids); repeat for several; required"},
     {"corrupted", "IDS", "its corrupted version, same count and (without --pos-map) length"},
+    {"clean-text", "TEXT", "a clean prompt as text (instead of --clean); repeatable"},
+    {"corrupted-text", "TEXT", "its corrupted version as text (instead of --corrupted)"},
     {"answer", "IDS", "correct answer token per prompt (or one for all); required"},
     {"wrong", "IDS", "incorrect answer token per prompt (or one for all); required"},
+    {"answer-text", "TEXT", "the answer as text, one token (instead of --answer); repeatable"},
+    {"wrong-text", "TEXT", "the wrong answer as text, one token (instead of --wrong)"},
+    {"prepend-bos", NULL, "text prompts: BOS token first (default: the family's rule, as TL)"},
+    {"no-prepend-bos", NULL, "text prompts: no BOS token first"},
     {"sweep", "LIST", "comma-separated sweeps (default resid_pre,attn_out,mlp_out,head_out,"
                       "head_out_by_pos)"},
     {"layer", "L", "patch this layer only (default: every layer)"},
@@ -66,6 +72,17 @@ static int parse_pos_map(const cli_args *a, int64_t seq, int64_t clean_seq, int6
     return 0;
 }
 
+/* --pos-map, or equal lengths */
+static int check_lengths(const cli_args *a, const xp_prompts *clean, const xp_prompts *bad,
+                         int64_t **map) {
+    int rc = parse_pos_map(a, bad->seq, clean->seq, map);
+    if (rc) return rc;
+    if (!*map && bad->seq != clean->seq)
+        return cli_usage_error(a, "--%s: %lld tokens, --%s %lld: give --pos-map", bad->opt,
+                               (long long)bad->seq, clean->opt, (long long)clean->seq);
+    return 0;
+}
+
 static int patch_main(const cli_command *cmd, int argc, char **argv) {
     cli_args a;
     int rc;
@@ -73,7 +90,7 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
     xp_prompts clean = {0}, bad = {0};
-    int32_t *answer = NULL, *wrong = NULL;
+    xp_answers ans = {0}, wro = {0};
     int64_t *map = NULL, layer, batch, threads;
     hk_model *m = NULL;
     hk_results *res = NULL;
@@ -82,24 +99,20 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     if (!sweeps) sweeps = "resid_pre,attn_out,mlp_out,head_out,head_out_by_pos";
     char sweep_buf[512];
     snprintf(sweep_buf, sizeof sweep_buf, "%s", sweeps);
-    if ((rc = xp_parse_prompts(&a, "clean", &clean))) goto done;
-    if ((rc = xp_parse_prompts(&a, "corrupted", &bad))) goto done;
+    if ((rc = xp_prompts_read(&a, "clean", "clean-text", NULL, true, &clean))) goto done;
+    if ((rc = xp_prompts_read(&a, "corrupted", "corrupted-text", NULL, true, &bad))) goto done;
     if (bad.n != clean.n) {
-        rc = cli_usage_error(&a, "--corrupted: %lld prompts for %lld --clean prompts",
-                             (long long)bad.n, (long long)clean.n);
+        rc = cli_usage_error(&a, "--%s: %lld prompts for %lld --%s prompts", bad.opt,
+                             (long long)bad.n, (long long)clean.n, clean.opt);
         goto done;
     }
-    if ((rc = xp_parse_ids(&a, "answer", clean.n, &answer))) goto done;
-    if ((rc = xp_parse_ids(&a, "wrong", clean.n, &wrong))) goto done;
+    if ((rc = xp_answers_read(&a, "answer", "answer-text", clean.n, &ans))) goto done;
+    if ((rc = xp_answers_read(&a, "wrong", "wrong-text", clean.n, &wro))) goto done;
     if ((rc = cli_int(&a, "layer", 0, INT32_MAX, -1, &layer))) goto done;
     if ((rc = cli_int(&a, "batch", 1, 4096, 0, &batch))) goto done;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) goto done;
-    if ((rc = parse_pos_map(&a, bad.seq, clean.seq, &map))) goto done;
-    if (!map && bad.seq != clean.seq) {
-        rc = cli_usage_error(&a, "--corrupted: %lld tokens, --clean %lld: give --pos-map",
-                             (long long)bad.seq, (long long)clean.seq);
-        goto done;
-    }
+    /* ids are checked before the model loads; text once the tokenizer has encoded it */
+    if (clean.ids && bad.ids && (rc = check_lengths(&a, &clean, &bad, &map))) goto done;
     for (char *s = strtok(sweep_buf, ","); s; s = strtok(NULL, ",")) {
         hk_sweep_spec spec;
         if (!xp_sweep_by_name(s, &spec)) {
@@ -114,6 +127,14 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
         goto done;
     }
+    if (!(clean.ids && bad.ids)) {
+        if ((rc = xp_prompts_encode(&a, m, &clean)) || (rc = xp_prompts_encode(&a, m, &bad)) ||
+            (rc = check_lengths(&a, &clean, &bad, &map)))
+            goto done;
+    }
+    if ((rc = xp_answers_encode(&a, m, &ans)) || (rc = xp_answers_encode(&a, m, &wro)))
+        goto done;
+    int32_t *answer = ans.ids, *wrong = wro.ids;
     labels = xp_token_labels(m, bad.ids, bad.seq);
     const char *out_path = cli_str(&a, "out");
     const bool force = cli_has(&a, "force");
@@ -179,15 +200,17 @@ done:
     if (res) hk_results_discard(res);
     xp_free_labels(labels, bad.seq);
     hk_model_free(m);
-    free(clean.ids), free(bad.ids), free(answer), free(wrong), free(map);
+    xp_prompts_free(&clean), xp_prompts_free(&bad);
+    free(ans.ids), free(wro.ids), free(map);
     return rc;
 }
 
 const cli_command cmd_patch = {
     .name = "patch",
     .summary = "Activation patching: sweeps of clean activations into corrupted prompts.",
-    .usage = "--model DIR --clean IDS --corrupted IDS --answer ID --wrong ID [--sweep LIST] "
-             "[--out FILE.h5] [--svg PREFIX]",
+    .usage = "--model DIR (--clean IDS --corrupted IDS | --clean-text TEXT --corrupted-text "
+             "TEXT) (--answer ID --wrong ID | --answer-text TEXT --wrong-text TEXT) "
+             "[--sweep LIST] [--out FILE.h5] [--svg PREFIX]",
     .description =
         "Runs the corrupted prompts with one clean activation patched in per patch, several\n"
         "patches per forward along the batch, and reports the logit difference between the\n"
@@ -197,11 +220,18 @@ const cli_command cmd_patch = {
         "position), head_out, head_q, head_k, head_v (layer x head, every position at once),\n"
         "head_out_by_pos, ... (layer x position x head). The results equal TransformerLens's\n"
         "patching.get_act_patch_* functions. --out writes them to HDF5 (docs/FORMAT.md);\n"
-        "--svg writes heatmaps a browser opens.\n"
+        "--svg writes heatmaps a browser opens. Prompts and answers may be given as text\n"
+        "(--clean-text, --corrupted-text, --answer-text, --wrong-text), encoded with the\n"
+        "model's tokenizer.json: prompts with the BOS rule of --prepend-bos/--no-prepend-bos\n"
+        "(default: the family's, as TransformerLens), answers without BOS and each exactly\n"
+        "one token.\n"
         "\n"
         "example:\n"
         "  hookformer patch --model tests/fixtures/gpt2 --clean 227,187,164,39 \\\n"
-        "      --corrupted 227,12,164,39 --answer 68 --wrong 100 --sweep resid_pre",
+        "      --corrupted 227,12,164,39 --answer 68 --wrong 100 --sweep resid_pre\n"
+        "  hookformer patch --model DIR --clean-text 'When Mary and John went, John gave it to' \\\n"
+        "      --corrupted-text 'When Mary and John went, Mary gave it to' \\\n"
+        "      --answer-text ' Mary' --wrong-text ' John' --sweep resid_pre",
     .opts = patch_opts,
     .main = patch_main,
 };

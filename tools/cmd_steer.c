@@ -14,6 +14,11 @@ static const cli_opt steer_opts[] = {
     {"tokens", "IDS", "the prompt to steer (comma-separated token ids); required"},
     {"pos", "IDS", "prompt of the direction to add (with --neg)"},
     {"neg", "IDS", "prompt of the direction to subtract"},
+    {"prompt", "TEXT", "the prompt to steer as text (instead of --tokens)"},
+    {"pos-text", "TEXT", "prompt of the direction to add, as text (instead of --pos)"},
+    {"neg-text", "TEXT", "prompt of the direction to subtract, as text (instead of --neg)"},
+    {"prepend-bos", NULL, "text prompts: BOS token first (default: the family's rule, as TL)"},
+    {"no-prepend-bos", NULL, "text prompts: no BOS token first"},
     {"layer", "L", "layer of the vector (with --pos/--neg); required with them"},
     {"point", "NAME", "point of the vector (default hook_resid_pre)"},
     {"vector-mode", "MODE", "last (default: last positions), mean (over positions) or aligned "
@@ -40,12 +45,13 @@ static int steer_main(const cli_command *cmd, int argc, char **argv) {
     if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
-    int32_t *prompt = NULL, *pos = NULL, *neg = NULL, *plain = NULL, *steered = NULL;
-    int64_t n_prompt = 0, n_pos = 0, n_neg = 0, layer, from, max_new, threads;
+    int32_t *plain = NULL, *steered = NULL;
+    xp_prompts pr = {0}, pp = {0}, np = {0};
+    int64_t layer, from, max_new, threads;
     hk_model *m = NULL;
     hk_hooks *h = NULL;
     hk_steer_vector v = {0};
-    const char *ts = cli_str(&a, "tokens"), *coef_s = cli_str(&a, "coef");
+    const char *coef_s = cli_str(&a, "coef");
     const char *point = cli_str(&a, "point") ? cli_str(&a, "point") : "hook_resid_pre";
     const char *vm = cli_str(&a, "vector-mode") ? cli_str(&a, "vector-mode") : "last";
     const char *vec_path = cli_str(&a, "vector");
@@ -61,24 +67,35 @@ static int steer_main(const cli_command *cmd, int argc, char **argv) {
         if (*end || end == coef_s || !isfinite(coef))
             return cli_usage_error(&a, "--coef: expected a number, got '%s'", coef_s);
     }
-    if (!ts) return cli_usage_error(&a, "missing required option --tokens");
-    if ((rc = xp_parse_id_list(&a, "tokens", ts, &prompt, &n_prompt))) goto done;
+    if ((rc = xp_prompts_read(&a, "tokens", "prompt", NULL, true, &pr))) goto done;
     if ((rc = cli_int(&a, "layer", 0, INT32_MAX, -1, &layer))) goto done;
     if ((rc = cli_int(&a, "from", 0, INT64_MAX, 0, &from))) goto done;
     if ((rc = cli_int(&a, "max-new", 0, 1 << 20, 10, &max_new))) goto done;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) goto done;
-    const bool from_prompts = cli_has(&a, "pos") || cli_has(&a, "neg");
+    if (pr.n != 1) {
+        rc = cli_usage_error(&a, "--%s: steer takes one prompt, got %lld", pr.opt,
+                             (long long)pr.n);
+        goto done;
+    }
+    const bool has_pos = cli_has(&a, "pos") || cli_has(&a, "pos-text");
+    const bool has_neg = cli_has(&a, "neg") || cli_has(&a, "neg-text");
+    const bool from_prompts = has_pos || has_neg;
     if (from_prompts == (vec_path != NULL)) {
         rc = cli_usage_error(&a, "give either --pos and --neg (with --layer) or --vector FILE");
         goto done;
     }
     if (from_prompts) {
-        if (!cli_has(&a, "pos") || !cli_has(&a, "neg") || layer < 0) {
-            rc = cli_usage_error(&a, "--pos, --neg and --layer go together");
+        if (!has_pos || !has_neg || layer < 0) {
+            rc = cli_usage_error(&a, "--pos, --neg (or their -text forms) and --layer go "
+                                     "together");
             goto done;
         }
-        if ((rc = xp_parse_id_list(&a, "pos", cli_str(&a, "pos"), &pos, &n_pos))) goto done;
-        if ((rc = xp_parse_id_list(&a, "neg", cli_str(&a, "neg"), &neg, &n_neg))) goto done;
+        if ((rc = xp_prompts_read(&a, "pos", "pos-text", NULL, true, &pp))) goto done;
+        if ((rc = xp_prompts_read(&a, "neg", "neg-text", NULL, true, &np))) goto done;
+        if (pp.n != 1 || np.n != 1) {
+            rc = cli_usage_error(&a, "--pos and --neg: one prompt each");
+            goto done;
+        }
     }
     if (threads) hk_set_num_threads((int)threads);
     hk_status st = hk_model_load(dir, &m);
@@ -86,7 +103,13 @@ static int steer_main(const cli_command *cmd, int argc, char **argv) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
         goto done;
     }
-    st = from_prompts ? hk_steer_from_prompts(m, point, layer, pos, n_pos, neg, n_neg, mode, &v)
+    if ((rc = xp_prompts_encode(&a, m, &pr)) || (rc = xp_prompts_encode(&a, m, &pp)) ||
+        (rc = xp_prompts_encode(&a, m, &np)))
+        goto done;
+    const int32_t *prompt = pr.ids;
+    const int64_t n_prompt = pr.seq;
+    st = from_prompts ? hk_steer_from_prompts(m, point, layer, pp.ids, pp.seq, np.ids, np.seq,
+                                              mode, &v)
                       : hk_steer_load(vec_path, &v);
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
@@ -129,14 +152,16 @@ done:
     hk_hooks_free(h);
     hk_steer_vector_free(&v);
     hk_model_free(m);
-    free(prompt), free(pos), free(neg), free(plain), free(steered);
+    xp_prompts_free(&pr), xp_prompts_free(&pp), xp_prompts_free(&np);
+    free(plain), free(steered);
     return rc;
 }
 
 const cli_command cmd_steer = {
     .name = "steer",
     .summary = "Steering (ActAdd): add a vector from a prompt pair at a layer while generating.",
-    .usage = "--model DIR --tokens IDS (--pos IDS --neg IDS --layer L | --vector FILE) "
+    .usage = "--model DIR (--tokens IDS | --prompt TEXT) (--pos IDS --neg IDS --layer L | "
+             "--pos-text TEXT --neg-text TEXT --layer L | --vector FILE) "
              "[--coef C] [--from A] [--max-new N] [--save FILE]",
     .description =
         "Builds a steering vector as the difference of the activations of two prompts at\n"
@@ -145,6 +170,8 @@ const cli_command cmd_steer = {
         "loads one saved with --save. Generates greedily from --tokens twice, without and with\n"
         "coef x the vector added from position --from on (an aligned vector: its row i at\n"
         "position from + i), in the prompt and at every generated token, and prints both.\n"
+        "The prompts may be text (--prompt, --pos-text, --neg-text), encoded with the model's\n"
+        "tokenizer.json and the BOS rule of --prepend-bos/--no-prepend-bos.\n"
         "\n"
         "example:\n"
         "  hookformer steer --model tests/fixtures/gpt2 --tokens 227,187,164,39 \\\n"

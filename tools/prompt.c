@@ -26,7 +26,7 @@ static int add_text(const cli_args *a, cli_prompts *p, const char *s, size_t len
     return 0;
 }
 
-static int read_file(const cli_args *a, const char *path, cli_prompts *p) {
+int cli_prompts_read_file(const cli_args *a, const char *path, cli_prompts *p) {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f) return cli_runtime_error(a, "--prompts %s: cannot open: %s", path, strerror(errno));
     char *line = NULL;
@@ -86,7 +86,7 @@ int cli_prompts_read(const cli_args *a, cli_prompts *out) {
     }
     const char *path = cli_str(a, "prompts");
     if (!path || !*path) return cli_usage_error(a, "--prompts: expected a file name, got ''");
-    return read_file(a, path, out);
+    return cli_prompts_read_file(a, path, out);
 }
 
 int cli_prompts_encode(const cli_args *a, const hk_model *m, const char *dir, cli_prompts *p) {

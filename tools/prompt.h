@@ -26,6 +26,9 @@ typedef struct {
  * parse the ids or read the file. Returns 0, CLI_EXIT_USAGE or CLI_EXIT_RUNTIME (unreadable
  * file); messages name the option. */
 int cli_prompts_read(const cli_args *a, cli_prompts *out);
+/* Append the non-empty lines of the file at `path` ('-': stdin) to out as text prompts
+ * (messages name --prompts). */
+int cli_prompts_read_file(const cli_args *a, const char *path, cli_prompts *out);
 /* After: encode text prompts with the model's tokenizer (hk_model_encode and the BOS flags),
  * and check every id is below the model's vocab size. A model without a tokenizer, or a prompt
  * that encodes to nothing, is an error naming the folder / the prompt. */

@@ -217,3 +217,157 @@ void xp_print_sweep(FILE *f, const char *name, const hk_sweep_result *r,
         fprintf(f, "  %+.4f\n", v[best]);
     }
 }
+
+/* ---- text forms: encoded once the model (and its tokenizer) is loaded ---- */
+
+static int both_forms(const cli_args *a, const char *ids_opt, const char *t1, const char *t2) {
+    const bool text = (t1 && cli_has(a, t1)) || (t2 && cli_has(a, t2));
+    if (cli_has(a, ids_opt) && text)
+        return cli_usage_error(a, "give --%s IDS or --%s TEXT, not both", ids_opt,
+                               t1 && cli_has(a, t1) ? t1 : t2);
+    if (t1 && t2 && cli_has(a, t1) && cli_has(a, t2))
+        return cli_usage_error(a, "give --%s TEXT or --%s FILE, not both", t1, t2);
+    if (cli_has(a, "prepend-bos") && cli_has(a, "no-prepend-bos"))
+        return cli_usage_error(a, "--prepend-bos and --no-prepend-bos contradict each other");
+    return 0;
+}
+
+static int add_texts(const cli_args *a, const char *opt, cli_prompts *p) {
+    const char *vals[CLI_MAX_VALUES];
+    size_t n = cli_strs(a, opt, vals, CLI_MAX_VALUES);
+    for (size_t i = 0; i < n && i < CLI_MAX_VALUES; i++) {
+        cli_prompt *v = realloc(p->v, (p->n + 1) * sizeof *v);
+        if (v) p->v = v;
+        char *t = v ? strdup(vals[i]) : NULL;
+        if (!t) return cli_runtime_error(a, "--%s: out of memory", opt);
+        p->v[p->n++] = (cli_prompt){t, strlen(t), NULL, 0};
+    }
+    return 0;
+}
+
+int xp_prompts_read(const cli_args *a, const char *ids_opt, const char *text_opt,
+                    const char *file_opt, bool required, xp_prompts *out) {
+    memset(out, 0, sizeof *out);
+    out->opt = ids_opt;
+    int rc = both_forms(a, ids_opt, text_opt, file_opt);
+    if (rc) return rc;
+    const bool text = text_opt && cli_has(a, text_opt);
+    const bool file = file_opt && cli_has(a, file_opt);
+    if (!text && !file) {
+        if (!cli_has(a, ids_opt) && !required) return 0;
+        if (!cli_has(a, ids_opt))
+            return cli_usage_error(a, "missing required option --%s IDS (or --%s TEXT%s%s%s)",
+                                   ids_opt, text_opt, file_opt ? ", or --" : "",
+                                   file_opt ? file_opt : "", file_opt ? " FILE" : "");
+        rc = xp_parse_prompts(a, ids_opt, out);
+        out->opt = ids_opt;
+        return rc;
+    }
+    out->opt = text ? text_opt : file_opt;
+    out->text.text = true;
+    if (text) rc = add_texts(a, text_opt, &out->text);
+    else rc = cli_prompts_read_file(a, cli_str(a, file_opt), &out->text);
+    if (!rc && out->text.n > CLI_MAX_VALUES)
+        rc = cli_usage_error(a, "--%s: at most %d prompts", out->opt, CLI_MAX_VALUES);
+    out->n = (int64_t)out->text.n;
+    return rc;
+}
+
+/* the model's tokenizer, or an error naming the option and the folder */
+static int need_tokenizer(const cli_args *a, const hk_model *m, const char *opt) {
+    if (hk_model_tokenizer(m)) return 0;
+    return cli_runtime_error(a, "--%s needs the model's tokenizer: %s", opt,
+                             hk_model_tokenizer_note(m));
+}
+
+int xp_prompts_encode(const cli_args *a, const hk_model *m, xp_prompts *p) {
+    if (!p->text.text || p->ids) return 0;
+    int rc = need_tokenizer(a, m, p->opt);
+    if (rc) return rc;
+    const int64_t vocab = hk_model_vocab_size(m);
+    const hk_bos_mode bos = cli_bos_mode(a);
+    for (size_t i = 0; i < p->text.n; i++) {
+        cli_prompt *q = &p->text.v[i];
+        hk_status st = hk_model_encode(m, q->text, q->len, bos, &q->ids, &q->n);
+        if (st != HK_OK)
+            return cli_runtime_error(a, "--%s '%s': cannot encode: %s (%s)", p->opt, q->text,
+                                     hk_last_error(), hk_status_name(st));
+        if (q->n == 0)
+            return cli_usage_error(a, "--%s '%s' encodes to no tokens", p->opt, q->text);
+        if (i > 0 && (int64_t)q->n != p->seq)
+            return cli_usage_error(a, "--%s: every prompt needs the same number of tokens: "
+                                      "'%s' gives %lld, '%s' gives %zu", p->opt,
+                                   p->text.v[0].text, (long long)p->seq, q->text, q->n);
+        p->seq = (int64_t)q->n;
+        for (size_t j = 0; j < q->n; j++)
+            if (q->ids[j] >= vocab)
+                return cli_runtime_error(a, "--%s: the tokenizer gave id %d, past the model's "
+                                            "vocab size %lld: tokenizer.json and the checkpoint "
+                                            "do not match", p->opt, q->ids[j], (long long)vocab);
+    }
+    p->ids = malloc((size_t)(p->n * p->seq) * sizeof *p->ids);
+    if (!p->ids) return cli_runtime_error(a, "--%s: out of memory", p->opt);
+    for (int64_t i = 0; i < p->n; i++)
+        memcpy(p->ids + i * p->seq, p->text.v[i].ids, (size_t)p->seq * sizeof *p->ids);
+    return 0;
+}
+
+void xp_prompts_free(xp_prompts *p) {
+    free(p->ids);
+    cli_prompts_free(&p->text);
+    memset(p, 0, sizeof *p);
+}
+
+int xp_answers_read(const cli_args *a, const char *ids_opt, const char *text_opt, int64_t n,
+                    xp_answers *out) {
+    memset(out, 0, sizeof *out);
+    out->ids_opt = ids_opt;
+    out->text_opt = text_opt;
+    out->n = n;
+    int rc = both_forms(a, ids_opt, text_opt, NULL);
+    if (rc) return rc;
+    if (!cli_has(a, text_opt)) return xp_parse_ids(a, ids_opt, n, &out->ids);
+    const char *vals[CLI_MAX_VALUES];
+    size_t k = cli_strs(a, text_opt, vals, CLI_MAX_VALUES);
+    if ((int64_t)k != n && k != 1)
+        return cli_usage_error(a, "--%s: expected one text per prompt (%lld) or one for all, "
+                                  "got %zu", text_opt, (long long)n, k);
+    return 0;
+}
+
+int xp_answers_encode(const cli_args *a, const hk_model *m, xp_answers *ans) {
+    if (ans->ids) return 0;
+    int rc = need_tokenizer(a, m, ans->text_opt);
+    if (rc) return rc;
+    const char *vals[CLI_MAX_VALUES];
+    size_t k = cli_strs(a, ans->text_opt, vals, CLI_MAX_VALUES);
+    int32_t *ids = malloc((size_t)ans->n * sizeof *ids);
+    if (!ids) return cli_runtime_error(a, "--%s: out of memory", ans->text_opt);
+    for (size_t i = 0; i < k; i++) {
+        int32_t *t = NULL;
+        size_t nt = 0;
+        hk_status st = hk_tokenizer_encode(hk_model_tokenizer(m), vals[i], strlen(vals[i]), 0,
+                                           &t, &nt);
+        if (st != HK_OK) {
+            free(ids);
+            return cli_runtime_error(a, "--%s '%s': cannot encode: %s (%s)", ans->text_opt,
+                                     vals[i], hk_last_error(), hk_status_name(st));
+        }
+        if (nt != 1) {
+            char list[256] = "";
+            size_t used = 0;
+            for (size_t j = 0; j < nt && used < sizeof list - 16; j++)
+                used += (size_t)snprintf(list + used, sizeof list - used, "%s%d", j ? "," : "",
+                                         t[j]);
+            hk_free(t);
+            free(ids);
+            return cli_usage_error(a, "--%s '%s' must be exactly one token, it encodes to %zu "
+                                      "(%s)", ans->text_opt, vals[i], nt, nt ? list : "none");
+        }
+        ids[i] = t[0];
+        hk_free(t);
+    }
+    for (int64_t i = (int64_t)k; i < ans->n; i++) ids[i] = ids[0];
+    ans->ids = ids;
+    return 0;
+}

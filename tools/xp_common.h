@@ -7,11 +7,40 @@
 
 #include "args.h"
 #include "hookformer.h"
+#include "prompt.h"
 
 typedef struct {
     int64_t n, seq;
-    int32_t *ids; /* [n, seq] */
+    int32_t *ids;     /* [n, seq]; NULL until xp_prompts_encode when the prompts are text */
+    cli_prompts text; /* text prompts waiting for the model's tokenizer */
+    const char *opt;  /* the option they came from, for messages */
 } xp_prompts;
+
+/* Prompts as ids (--ids_opt IDS, repeatable) or as text (--text_opt TEXT, repeatable, and
+ * --file_opt FILE, one per line; either name may be NULL), before the model loads: the ids
+ * are parsed, the texts kept (n is known, seq not yet). Both forms, or none when `required`,
+ * are usage errors naming the options; so are --prepend-bos with --no-prepend-bos. */
+int xp_prompts_read(const cli_args *a, const char *ids_opt, const char *text_opt,
+                    const char *file_opt, bool required, xp_prompts *out);
+/* After hk_model_load: encode text prompts with the model's tokenizer and the BOS flags
+ * (tools/cli_opts.h CLI_OPTS_TEXT); all must give the same number of tokens. A model without
+ * a tokenizer is an error naming the folder. Nothing to do for ids. */
+int xp_prompts_encode(const cli_args *a, const hk_model *m, xp_prompts *p);
+void xp_prompts_free(xp_prompts *p);
+
+/* Answer tokens: --ids_opt IDS (one per prompt or one for all) or --text_opt TEXT (repeated:
+ * one per prompt or one for all), each text exactly one token without BOS or special tokens. */
+typedef struct {
+    int64_t n;
+    int32_t *ids; /* [n]; NULL until xp_answers_encode for text */
+    const char *ids_opt, *text_opt;
+} xp_answers;
+/* Before the model loads (ids parsed, texts counted); usage errors name the options. */
+int xp_answers_read(const cli_args *a, const char *ids_opt, const char *text_opt, int64_t n,
+                    xp_answers *out);
+/* After: encode the texts; one that is not exactly one token is an error naming the option,
+ * the text and the ids it gave. */
+int xp_answers_encode(const cli_args *a, const hk_model *m, xp_answers *ans);
 
 /* Every occurrence of --opt (comma-separated ids) as one prompt; all of one length. */
 int xp_parse_prompts(const cli_args *a, const char *opt, xp_prompts *out);
