@@ -237,6 +237,126 @@ static void test_lens(void **state) {
     assert_int_equal(access(p, R_OK), 0);
 }
 
+/* ---- text forms (--clean-text, --prompt, --prompts, --answer-text, ...) ---- */
+
+/* the SmolLM2 GGUF of the model cache (it has a tokenizer; no decoder fixture does), or
+ * false when it is not there */
+static bool smollm2(char *out, size_t cap) {
+    const char *cache = getenv("HK_MODEL_CACHE");
+    const char *home = getenv("HOME");
+    if (cache && *cache)
+        snprintf(out, cap, "%s/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
+    else
+        snprintf(out, cap, "%s/.cache/hookformer/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                 home ? home : "");
+    return access(out, R_OK) == 0;
+}
+
+/* `hookformer tokenize --ids` of a text, as "a,b,c" */
+static void tokenize(const char *gguf, const char *text, bool bos, char *out, size_t cap) {
+    cli_result r = cli_run(exe, "tokenize", "--model", gguf, "--prompt", text, "--ids",
+                           bos ? "--prepend-bos" : "--no-prepend-bos", NULL);
+    cli_expect_status(&r, 0, "tokenize");
+    snprintf(out, cap, "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    cli_result_free(&r);
+}
+
+static void expect_same_out(cli_result *a, cli_result *b, const char *what) {
+    cli_expect_status(a, 0, what);
+    cli_expect_status(b, 0, what);
+    if (strcmp(a->out, b->out) != 0)
+        fail_msg("%s: text and ids forms differ:\n--- text\n%s--- ids\n%s", what, a->out, b->out);
+    cli_result_free(a);
+    cli_result_free(b);
+}
+
+static void test_text_forms(void **state) {
+    (void)state;
+    char gguf[1024];
+    if (!smollm2(gguf, sizeof gguf)) {
+        print_message("skipped: no %s (scripts/fetch_models.sh fetches it)\n", gguf);
+        skip();
+    }
+    const char *c0 = "When Mary and John went to the store, John gave a drink to";
+    const char *b0 = "When Mary and John went to the store, Mary gave a drink to";
+    char ci[256], bi[256], ai[32], wi[32];
+    tokenize(gguf, c0, true, ci, sizeof ci);
+    tokenize(gguf, b0, true, bi, sizeof bi);
+    tokenize(gguf, " Mary", false, ai, sizeof ai);
+    tokenize(gguf, " John", false, wi, sizeof wi);
+    assert_null(strchr(ai, ','));
+    cli_result t = cli_run(exe, "patch", "--model", gguf, "--clean-text", c0, "--corrupted-text",
+                           b0, "--answer-text", " Mary", "--wrong-text", " John", "--sweep",
+                           "attn_out", "--layer", "0", NULL);
+    cli_result i = cli_run(exe, "patch", "--model", gguf, "--clean", ci, "--corrupted", bi,
+                           "--answer", ai, "--wrong", wi, "--sweep", "attn_out", "--layer", "0",
+                           NULL);
+    cli_expect_contains(t.out, "' Mary'", "patch text labels");
+    expect_same_out(&t, &i, "patch");
+    /* lens: --prompts FILE (two lines) with DLA vs --tokens twice */
+    char file[128];
+    snprintf(file, sizeof file, "%s/prompts.txt", tmpdir);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fprintf(f, "%s\n%s\n", c0, b0);
+    fclose(f);
+    t = cli_run(exe, "lens", "--model", gguf, "--prompts", file, "--answer-text", " Mary",
+                "--wrong-text", " John", "--top-k", "2", NULL);
+    i = cli_run(exe, "lens", "--model", gguf, "--tokens", ci, "--tokens", bi, "--answer", ai,
+                "--wrong", wi, "--top-k", "2", NULL);
+    cli_expect_contains(t.out, "largest components", "lens text");
+    expect_same_out(&t, &i, "lens");
+    /* an answer that is two tokens: the option, the text and its ids */
+    t = cli_run(exe, "ablate", "--model", gguf, "--prompt", c0, "--answer-text", " Mary went",
+                "--wrong-text", " John", NULL);
+    cli_expect_status(&t, 2, "two-token answer");
+    cli_expect_contains(t.err, "--answer-text ' Mary went' must be exactly one token",
+                        "two-token answer");
+    cli_expect_contains(t.err, ai, "two-token answer");
+    cli_result_free(&t);
+    /* prompts whose encodings differ in length */
+    t = cli_run(exe, "lens", "--model", gguf, "--prompt", c0, "--prompt", "Mary", NULL);
+    cli_expect_status(&t, 2, "lengths");
+    cli_expect_contains(t.err, "same number of tokens", "lengths");
+    cli_result_free(&t);
+}
+
+static void test_text_usage(void **state) {
+    (void)state;
+    cli_result r = cli_run(exe, "patch", "--model", model, "--clean", clean0, "--clean-text",
+                           "a b", "--corrupted", bad0, "--answer", answer0, "--wrong", wrong0,
+                           NULL);
+    cli_expect_status(&r, 2, "both --clean forms");
+    cli_expect_contains(r.err, "--clean IDS or --clean-text TEXT, not both", "both forms");
+    cli_result_free(&r);
+    r = cli_run(exe, "patch", "--model", model, "--clean", clean0, "--corrupted", bad0,
+                "--answer", answer0, "--answer-text", " x", "--wrong", wrong0, NULL);
+    cli_expect_status(&r, 2, "both --answer forms");
+    cli_expect_contains(r.err, "--answer IDS or --answer-text TEXT", "both --answer forms");
+    cli_result_free(&r);
+    r = cli_run(exe, "ablate", "--model", model, "--tokens", clean0, "--prompt", "x",
+                "--answer", answer0, "--wrong", wrong0, NULL);
+    cli_expect_status(&r, 2, "both --tokens forms");
+    cli_expect_contains(r.err, "--tokens IDS or --prompt TEXT", "both --tokens forms");
+    cli_result_free(&r);
+    r = cli_run(exe, "steer", "--model", model, "--tokens", clean0, "--pos", "1,2", "--pos-text",
+                "x", "--neg", "1,2", "--layer", "0", NULL);
+    cli_expect_status(&r, 2, "both --pos forms");
+    cli_expect_contains(r.err, "--pos IDS or --pos-text TEXT", "both --pos forms");
+    cli_result_free(&r);
+    /* the llama fixture has no tokenizer.json: an error naming the folder */
+    r = cli_run(exe, "lens", "--model", model, "--prompt", "When Mary", NULL);
+    cli_expect_status(&r, 1, "no tokenizer");
+    cli_expect_contains(r.err, "--prompt needs the model's tokenizer", "no tokenizer");
+    cli_expect_contains(r.err, model, "no tokenizer");
+    cli_result_free(&r);
+    r = cli_run(exe, "patch", "--model", model, "--clean", clean0, "--corrupted", bad0,
+                "--answer-text", " Mary", "--wrong", wrong0, NULL);
+    cli_expect_status(&r, 1, "no tokenizer for --answer-text");
+    cli_expect_contains(r.err, "--answer-text needs the model's tokenizer", "no tokenizer");
+    cli_result_free(&r);
+}
+
 int main(int argc, char **argv) {
     exe = cli_exe_from_argv(argc, argv);
     if (!exe) return 1;
@@ -246,6 +366,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_ablate),
         cmocka_unit_test(test_steer),
         cmocka_unit_test(test_lens),
+        cmocka_unit_test(test_text_usage),
+        cmocka_unit_test(test_text_forms),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
