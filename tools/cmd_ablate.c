@@ -128,20 +128,12 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
                    hk_ablate_mode_name(mode), r.baseline);
             first = false;
         }
-        xp_print_sweep(stdout, s, &r, labels);
-        if (res) st = hk_results_add_sweep(res, s, &r);
-        const char *prefix = cli_str(&a, "svg");
-        if (st == HK_OK && prefix) {
-            char path[1024], title[160];
-            snprintf(path, sizeof path, "%s%s.svg", prefix, s);
-            snprintf(title, sizeof title, "%s ablation: %s (%s), change of the logit diff",
-                     hk_ablate_mode_name(mode), s, r.point);
-            hk_sweep_result shown = r;
-            shown.values = r.change; /* the heatmap shows the change */
-            st = hk_sweep_heatmap_svg(&shown, (const char *const *)labels, false, title, path,
-                                      force);
-            if (st == HK_OK) printf("wrote %s\n", path);
-        }
+        char title[160];
+        snprintf(title, sizeof title, "%s ablation: %s (%s), change of the logit diff",
+                 hk_ablate_mode_name(mode), s, r.point);
+        hk_sweep_result shown = r;
+        shown.values = r.change; /* the heatmap shows the change */
+        st = xp_sweep_outputs(&a, s, &r, &shown, labels, false, title, res, force);
         hk_sweep_result_free(&r);
         if (st != HK_OK) {
             rc = cli_runtime_error(&a, "%s", hk_last_error());
@@ -152,10 +144,7 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
         st = hk_results_add_tokens(res, "tokens", p.ids, p.n, p.seq, (const char *const *)labels);
         if (st == HK_OK && ref.ids)
             st = hk_results_add_tokens(res, "ref_tokens", ref.ids, ref.n, ref.seq, NULL);
-        hk_results *r2 = res;
-        res = NULL;
-        if (st != HK_OK) hk_results_discard(r2);
-        else if ((st = hk_results_close(r2)) == HK_OK) printf("wrote %s\n", out_path);
+        st = xp_results_finish(&res, st, out_path);
         if (st != HK_OK) rc = cli_runtime_error(&a, "--out: %s", hk_last_error());
     }
 done:

@@ -223,12 +223,7 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
     }
     if (st == HK_OK && res)
         st = hk_results_add_tokens(res, "tokens", p.ids, p.n, p.seq, (const char *const *)labels);
-    if (res) {
-        hk_results *r2 = res;
-        res = NULL;
-        if (st != HK_OK) hk_results_discard(r2);
-        else if ((st = hk_results_close(r2)) == HK_OK) printf("wrote %s\n", out_path);
-    }
+    st = xp_results_finish(&res, st, out_path);
     if (st != HK_OK) rc = cli_runtime_error(&a, "%s", hk_last_error());
 done:
     if (res) hk_results_discard(res);

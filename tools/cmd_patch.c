@@ -162,17 +162,10 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
                    dir, (long long)set.n_prompts, (long long)set.seq, r.reference, r.baseline);
             first = false;
         }
-        xp_print_sweep(stdout, s, &r, labels);
-        if (res) st = hk_results_add_sweep(res, s, &r);
-        const char *prefix = cli_str(&a, "svg");
-        if (st == HK_OK && prefix) {
-            char path[1024], title[160];
-            snprintf(path, sizeof path, "%s%s.svg", prefix, s);
-            snprintf(title, sizeof title, "activation patching: %s (%s), normalized logit diff",
-                     s, r.point);
-            st = hk_sweep_heatmap_svg(&r, (const char *const *)labels, true, title, path, force);
-            if (st == HK_OK) printf("wrote %s\n", path);
-        }
+        char title[160];
+        snprintf(title, sizeof title, "activation patching: %s (%s), normalized logit diff", s,
+                 r.point);
+        st = xp_sweep_outputs(&a, s, &r, &r, labels, true, title, res, force);
         hk_sweep_result_free(&r);
         if (st != HK_OK) {
             rc = cli_runtime_error(&a, "%s", hk_last_error());
@@ -187,13 +180,7 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
         int64_t n = set.n_prompts;
         if (st == HK_OK) st = hk_results_add_tokens(res, "answer", answer, 1, n, NULL);
         if (st == HK_OK) st = hk_results_add_tokens(res, "wrong", wrong, 1, n, NULL);
-        hk_results *r2 = res;
-        res = NULL;
-        if (st != HK_OK) {
-            hk_results_discard(r2);
-        } else if ((st = hk_results_close(r2)) == HK_OK) {
-            printf("wrote %s\n", out_path);
-        }
+        st = xp_results_finish(&res, st, out_path);
         if (st != HK_OK) rc = cli_runtime_error(&a, "--out: %s", hk_last_error());
     }
 done:

@@ -371,3 +371,31 @@ int xp_answers_encode(const cli_args *a, const hk_model *m, xp_answers *ans) {
     ans->ids = ids;
     return 0;
 }
+
+hk_status xp_sweep_outputs(const cli_args *a, const char *name, const hk_sweep_result *r,
+                           const hk_sweep_result *shown, char *const *labels, bool normalized,
+                           const char *title, hk_results *res, bool force) {
+    xp_print_sweep(stdout, name, r, labels);
+    hk_status st = res ? hk_results_add_sweep(res, name, r) : HK_OK;
+    const char *prefix = cli_str(a, "svg");
+    if (st == HK_OK && prefix) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s%s.svg", prefix, name);
+        st = hk_sweep_heatmap_svg(shown, (const char *const *)labels, normalized, title, path,
+                                  force);
+        if (st == HK_OK) printf("wrote %s\n", path);
+    }
+    return st;
+}
+
+hk_status xp_results_finish(hk_results **res, hk_status st, const char *path) {
+    hk_results *r = *res;
+    *res = NULL;
+    if (!r) return st;
+    if (st != HK_OK) {
+        hk_results_discard(r);
+        return st;
+    }
+    if ((st = hk_results_close(r)) == HK_OK) printf("wrote %s\n", path);
+    return st;
+}

@@ -67,4 +67,14 @@ extern const char *const XP_SWEEP_NAMES;
 void xp_print_sweep(FILE *f, const char *name, const hk_sweep_result *r,
                     char *const *pos_labels);
 
+/* One sweep's outputs: the table on stdout, the sweep in the results file when `res` is open,
+ * and with --svg PREFIX the heatmap PREFIX<name>.svg of `shown` (r itself, or r with other
+ * values to colour), titled `title`. */
+hk_status xp_sweep_outputs(const cli_args *a, const char *name, const hk_sweep_result *r,
+                           const hk_sweep_result *shown, char *const *labels, bool normalized,
+                           const char *title, hk_results *res, bool force);
+/* Ends a results file: closes it (printing "wrote PATH") when st is HK_OK, else discards it.
+ * *res is NULL afterwards; returns the status of the whole. */
+hk_status xp_results_finish(hk_results **res, hk_status st, const char *path);
+
 #endif
