@@ -84,48 +84,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 
 #ifndef HK_LIBFUZZER
-#include <dirent.h>
-#include <sys/stat.h>
+#include "fuzz_replay.h"
 
 #include "../core/gguf_image.h"
-
-static void run(const uint8_t *data, size_t size) {
-    uint8_t *copy = malloc(size ? size : 1);
-    if (!copy) fail("out of memory");
-    if (size) memcpy(copy, data, size);
-    LLVMFuzzerTestOneInput(copy, size);
-    free(copy);
-}
-
-static size_t run_path(const char *path) {
-    struct stat sb;
-    if (stat(path, &sb) != 0) {
-        fprintf(stderr, "fuzz_gguf: no such file %s\n", path);
-        exit(2);
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        if (!d) exit(2);
-        size_t count = 0;
-        for (struct dirent *e; (e = readdir(d));) {
-            if (e->d_name[0] == '.') continue;
-            char full[4096];
-            snprintf(full, sizeof full, "%s/%s", path, e->d_name);
-            count += run_path(full);
-        }
-        closedir(d);
-        return count;
-    }
-    FILE *f = fopen(path, "rb");
-    if (!f) exit(2);
-    uint8_t *buf = malloc((size_t)sb.st_size + 1);
-    if (!buf) fail("out of memory");
-    const size_t n = fread(buf, 1, (size_t)sb.st_size, f);
-    fclose(f);
-    run(buf, n);
-    free(buf);
-    return 1;
-}
 
 static uint64_t rng = 0x9e3779b97f4a7c15u;
 static uint64_t next_rand(void) { /* xorshift64 */
@@ -138,7 +99,7 @@ static uint64_t next_rand(void) { /* xorshift64 */
 int main(int argc, char **argv) {
     gimg img = gi_valid();
     size_t count = 0;
-    for (size_t cut = 0; cut <= img.n; cut++, count++) run(img.p, cut);
+    for (size_t cut = 0; cut <= img.n; cut++, count++) fuzz_run_copy(img.p, cut);
     uint8_t *mut = malloc(img.n);
     if (!mut) fail("out of memory");
     for (int m = 0; m < 4000; m++, count++) {
@@ -149,11 +110,12 @@ int main(int argc, char **argv) {
             static const uint8_t special[] = {0, 1, 2, 8, 9, 0x1f, 0x20, 0x7f, 0x80, 0xff};
             mut[at] = (next_rand() & 1) ? (uint8_t)next_rand() : special[next_rand() % 10];
         }
-        run(mut, img.n);
+        fuzz_run_copy(mut, img.n);
     }
     free(mut);
     free(img.p);
-    for (int i = 1; i < argc; i++) count += run_path(argv[i]);
+    for (int i = 1; i < argc; i++)
+        count += fuzz_replay_path("fuzz_gguf", argv[i], fuzz_run_copy);
     printf("fuzz_gguf replay: %zu inputs, no crash\n", count);
     return 0;
 }

@@ -63,61 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 
 #ifndef HK_LIBFUZZER
-#include <dirent.h>
-#include <sys/stat.h>
-
-/* Runs one input from an exact-size heap copy, so ASan catches reads past its end. */
-static void run(const uint8_t *data, size_t size) {
-    uint8_t *copy = malloc(size ? size : 1);
-    if (!copy) fail("out of memory");
-    if (size) memcpy(copy, data, size);
-    LLVMFuzzerTestOneInput(copy, size);
-    free(copy);
-}
-
-static size_t run_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "fuzz_safetensors: cannot open %s\n", path);
-        exit(2);
-    }
-    uint8_t *buf = NULL;
-    size_t size = 0, cap = 0, r;
-    do {
-        if (size == cap) {
-            cap = cap ? 2 * cap : 4096;
-            uint8_t *b = realloc(buf, cap);
-            if (!b) fail("out of memory");
-            buf = b;
-        }
-        r = fread(buf + size, 1, cap - size, f);
-        size += r;
-    } while (r > 0);
-    fclose(f);
-    run(buf, size);
-    free(buf);
-    return 1;
-}
-
-static size_t run_path(const char *path) {
-    struct stat sb;
-    if (stat(path, &sb) != 0) {
-        fprintf(stderr, "fuzz_safetensors: no such file %s\n", path);
-        exit(2);
-    }
-    if (!S_ISDIR(sb.st_mode)) return run_file(path);
-    DIR *d = opendir(path);
-    if (!d) exit(2);
-    size_t count = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        if (e->d_name[0] == '.') continue;
-        char full[4096];
-        snprintf(full, sizeof full, "%s/%s", path, e->d_name);
-        count += run_path(full);
-    }
-    closedir(d);
-    return count;
-}
+#include "fuzz_replay.h"
 
 /* Tricky headers; each becomes an image whose data area holds `data` zero bytes. */
 static const struct {
@@ -173,11 +119,11 @@ static size_t run_builtin(void) {
     static const uint8_t raw[][8] = {{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
                                      {0, 0, 0, 0, 0, 0, 0, 0x80},
                                      {2, 0, 0, 0, 0, 0, 0, 0}};
-    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++, count++) run(raw[i], 8);
+    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++, count++) fuzz_run_copy(raw[i], 8);
     for (size_t s = 0; s < sizeof SEEDS / sizeof SEEDS[0]; s++) {
         size_t size;
         uint8_t *img = image(SEEDS[s].header, SEEDS[s].data, &size);
-        for (size_t cut = 0; cut <= size; cut++, count++) run(img, cut);
+        for (size_t cut = 0; cut <= size; cut++, count++) fuzz_run_copy(img, cut);
         uint8_t *mut = malloc(size);
         if (!mut) fail("out of memory");
         for (int m = 0; m < 400; m++, count++) {
@@ -187,7 +133,7 @@ static size_t run_builtin(void) {
                 const size_t at = next_rand() % size;
                 mut[at] = (next_rand() & 1) ? (uint8_t)next_rand() : (uint8_t)"{}[]\",:-0129e."[next_rand() % 14];
             }
-            run(mut, size);
+            fuzz_run_copy(mut, size);
         }
         free(mut);
         free(img);
@@ -197,7 +143,8 @@ static size_t run_builtin(void) {
 
 int main(int argc, char **argv) {
     size_t count = run_builtin();
-    for (int i = 1; i < argc; i++) count += run_path(argv[i]);
+    for (int i = 1; i < argc; i++)
+        count += fuzz_replay_path("fuzz_safetensors", argv[i], fuzz_run_copy);
     printf("fuzz_safetensors replay: %zu inputs, no crash\n", count);
     return 0;
 }

@@ -62,20 +62,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 
 #ifndef HK_LIBFUZZER
-#include <dirent.h>
-#include <sys/stat.h>
-
-static void run(const uint8_t *data, size_t size) {
-    uint8_t *copy = malloc(size ? size : 1);
-    if (!copy) fail("out of memory");
-    if (size) memcpy(copy, data, size);
-    LLVMFuzzerTestOneInput(copy, size);
-    free(copy);
-}
+#include "fuzz_replay.h"
 
 /* The input, then mutations: flipped bytes anywhere, and random text after the JSON. */
 static void run_with_mutations(const uint8_t *data, size_t size) {
-    run(data, size);
+    fuzz_run_copy(data, size);
     uint8_t *m = malloc(size + 256);
     if (!m) fail("out of memory");
     uint64_t rng = 0x243f6a8885a308d3ull ^ size;
@@ -97,44 +88,15 @@ static void run_with_mutations(const uint8_t *data, size_t size) {
                 m[n++] = (uint8_t)(rng >> 40);
             }
         }
-        run(m, n);
+        fuzz_run_copy(m, n);
     }
     free(m);
 }
 
-static size_t run_path(const char *path) {
-    struct stat sb;
-    if (stat(path, &sb) != 0) {
-        fprintf(stderr, "fuzz_tokenizer: no such file %s\n", path);
-        exit(2);
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        if (!d) exit(2);
-        size_t count = 0;
-        for (struct dirent *e; (e = readdir(d));) {
-            if (e->d_name[0] == '.') continue;
-            char full[4096];
-            snprintf(full, sizeof full, "%s/%s", path, e->d_name);
-            count += run_path(full);
-        }
-        closedir(d);
-        return count;
-    }
-    FILE *f = fopen(path, "rb");
-    if (!f) exit(2);
-    uint8_t *buf = malloc((size_t)sb.st_size + 1);
-    const size_t size = buf ? fread(buf, 1, (size_t)sb.st_size, f) : 0;
-    fclose(f);
-    if (!buf) fail("out of memory");
-    run_with_mutations(buf, size);
-    free(buf);
-    return 1;
-}
-
 int main(int argc, char **argv) {
     size_t files = 0;
-    for (int i = 1; i < argc; i++) files += run_path(argv[i]);
+    for (int i = 1; i < argc; i++)
+        files += fuzz_replay_path("fuzz_tokenizer", argv[i], run_with_mutations);
     /* the last one holds a NUL: its text is "\xff\xfe abc" */
     static const char bpe_text[] = "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, "
                                    "\"merges\": []}}\0\xff\xfe abc";
@@ -144,7 +106,7 @@ int main(int argc, char **argv) {
     } tricky[] = {{"", 0}, {"{", 1}, {"null", 4}, {"{\"model\": null}", 15},
                   {bpe_text, sizeof bpe_text - 1}};
     for (size_t i = 0; i < sizeof tricky / sizeof *tricky; i++)
-        run((const uint8_t *)tricky[i].s, tricky[i].n);
+        fuzz_run_copy((const uint8_t *)tricky[i].s, tricky[i].n);
     printf("fuzz_tokenizer: replayed %zu files with 200 mutations each, and %zu built-in inputs\n",
            files, sizeof tricky / sizeof *tricky);
     return 0;
