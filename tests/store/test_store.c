@@ -26,24 +26,10 @@
 #include "core/dtype.h"
 #include "fixtures.h"
 #include "hookformer.h"
+#include "test_util.h"
 
 static const char *g_exe;   /* the hookformer CLI */
 static char g_tmp[512];     /* a fresh directory for this run's files */
-
-#define EXPECT_OK(expr)                                                                    \
-    do {                                                                                   \
-        hk_status st_ = (expr);                                                            \
-        if (st_ != HK_OK) print_error("%s: %s\n", hk_status_name(st_), hk_last_error());   \
-        assert_int_equal(st_, HK_OK);                                                      \
-    } while (0)
-
-static void expect_error(hk_status st, hk_status want, const char *needle) {
-    if (st != want || (needle && !strstr(hk_last_error(), needle)))
-        print_error("expected %s mentioning '%s', got %s: %s\n", hk_status_name(want),
-                    needle ? needle : "", hk_status_name(st), hk_last_error());
-    assert_int_equal(st, want);
-    if (needle) assert_non_null(strstr(hk_last_error(), needle));
-}
 
 static void tmp_file(const char *name, char *out, size_t cap) {
     int n = snprintf(out, cap, "%s/%s", g_tmp, name);
@@ -245,11 +231,11 @@ static void roundtrip(const char *family, hk_dtype dt, const char *positions, bo
     /* errors name what is missing */
     int64_t bad_q = 2 * f.batch, zero = 0, far = 1000;
     expect_error(hk_store_read(s, "blocks.0.hook_resid_post", &bad_q, &zero, 1, got_dummy()),
-                 HK_ERR_NOT_FOUND, "is not stored");
+                 HK_ERR_NOT_FOUND, "is not stored", NULL, NULL);
     expect_error(hk_store_read(s, "blocks.0.hook_resid_post", &zero, &far, 1, got_dummy()),
-                 HK_ERR_NOT_FOUND, "position 1000 of sequence 0");
+                 HK_ERR_NOT_FOUND, "position 1000 of sequence 0", NULL, NULL);
     expect_error(hk_store_read(s, "blocks.0.hook_nope", &zero, &zero, 1, got_dummy()),
-                 HK_ERR_NOT_FOUND, "no stored hook");
+                 HK_ERR_NOT_FOUND, "no stored hook", NULL, NULL);
     EXPECT_OK(hk_store_close(s));
     hk_cache_free(c);
     fixture_free(&f);
@@ -331,7 +317,7 @@ static void test_patterns(void **state) {
         free(row);
         int64_t zero = 0;
         expect_error(hk_store_read(s, pat[0], &zero, &zero, 1, g_dummy), HK_ERR_INVALID_ARG,
-                     "positions NULL");
+                     "positions NULL", NULL, NULL);
         EXPECT_OK(hk_store_close(s));
     }
     /* patterns need ctx and refuse slices */
@@ -339,10 +325,12 @@ static void test_patterns(void **state) {
     tmp_file("pattern_bad.h5", path, sizeof path);
     hk_store_opts o = hk_store_default_opts();
     hk_store *s = NULL;
-    expect_error(hk_store_create(path, f.m, pat, 1, &o, &s), HK_ERR_INVALID_ARG, "--ctx");
+    expect_error(hk_store_create(path, f.m, pat, 1, &o, &s),
+                 HK_ERR_INVALID_ARG, "--ctx", NULL, NULL);
     o.ctx = 8;
     o.positions = "0:2";
-    expect_error(hk_store_create(path, f.m, pat, 1, &o, &s), HK_ERR_UNSUPPORTED, "not a slice");
+    expect_error(hk_store_create(path, f.m, pat, 1, &o, &s),
+                 HK_ERR_UNSUPPORTED, "not a slice", NULL, NULL);
     assert_null(s);
     hk_cache_free(c);
     fixture_free(&f);
@@ -363,7 +351,7 @@ static void test_append_and_refusals(void **state) {
     EXPECT_OK(hk_store_create(path, f.m, h1, 1, &o, &s));
     EXPECT_OK(hk_store_run(s, f.m, f.tokens, f.lengths, f.batch, f.seq));
     EXPECT_OK(hk_store_close(s));
-    expect_error(hk_store_create(path, f.m, h1, 1, &o, &s), HK_ERR_IO, "exists");
+    expect_error(hk_store_create(path, f.m, h1, 1, &o, &s), HK_ERR_IO, "exists", NULL, NULL);
     assert_null(s);
 
     EXPECT_OK(hk_store_append(path, f.m, h1, 1, &o, &s));
@@ -388,25 +376,30 @@ static void test_append_and_refusals(void **state) {
 
     hk_store_opts o16 = o;
     o16.dtype = HK_DTYPE_F16;
-    expect_error(hk_store_append(path, f.m, h1, 1, &o16, &s), HK_ERR_INVALID_ARG, "the dtype differs");
+    expect_error(hk_store_append(path, f.m, h1, 1, &o16, &s),
+                 HK_ERR_INVALID_ARG, "the dtype differs", NULL, NULL);
     const char *h2[] = {"blocks.1.hook_resid_post"};
-    expect_error(hk_store_append(path, f.m, h2, 1, &o, &s), HK_ERR_INVALID_ARG, "the hooks differ");
+    expect_error(hk_store_append(path, f.m, h2, 1, &o, &s),
+                 HK_ERR_INVALID_ARG, "the hooks differ", NULL, NULL);
     hk_store_opts olast = o;
     olast.positions = "last";
     expect_error(hk_store_append(path, f.m, h1, 1, &olast, &s), HK_ERR_INVALID_ARG,
-                 "positions differ");
+                 "positions differ", NULL, NULL);
     hk_model *other = fixture_model("neox");
-    expect_error(hk_store_append(path, other, h1, 1, &o, &s), HK_ERR_INVALID_ARG, "the model differs");
+    expect_error(hk_store_append(path, other, h1, 1, &o, &s),
+                 HK_ERR_INVALID_ARG, "the model differs", NULL, NULL);
     hk_model_free(other);
     assert_null(s);
     /* bad options and hooks */
     hk_store_opts oc = o;
     oc.compress = "zstd";
     oc.force = true;
-    expect_error(hk_store_create(path, f.m, h1, 1, &oc, &s), HK_ERR_INVALID_ARG, "compress 'zstd'");
+    expect_error(hk_store_create(path, f.m, h1, 1, &oc, &s),
+                 HK_ERR_INVALID_ARG, "compress 'zstd'", NULL, NULL);
     const char *nope[] = {"blocks.*.hook_nope"};
     oc.compress = NULL;
-    expect_error(hk_store_create(path, f.m, nope, 1, &oc, &s), HK_ERR_NOT_FOUND, "matches no hook");
+    expect_error(hk_store_create(path, f.m, nope, 1, &oc, &s),
+                 HK_ERR_NOT_FOUND, "matches no hook", NULL, NULL);
     /* the refused calls left the file as it was */
     EXPECT_OK(hk_store_open(path, &s));
     EXPECT_OK(hk_store_get_info(s, &info));
