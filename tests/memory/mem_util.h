@@ -19,6 +19,7 @@
 
 #include "hookformer.h"
 #include "test_util.h"
+#include "bench/bench_util.h" /* the /proc/self/status reader */
 
 #if defined(__SANITIZE_ADDRESS__)
 #define MEM_UNDER_ASAN 1
@@ -166,19 +167,7 @@ static inline void mem_write_text(const char *dir, const char *file, const char 
 /* ---- resident set ---- */
 
 /* A "VmRSS:" / "VmHWM:" field of /proc/self/status in bytes (0 when unreadable). */
-static inline size_t mem_status_bytes(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return 0;
-    char line[256];
-    size_t kb = 0, n = strlen(field);
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, field, n) == 0) {
-            kb = (size_t)strtoull(line + n, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return kb * 1024;
-}
+static inline size_t mem_status_bytes(const char *field) { return bench_status_kib(field) * 1024; }
 
 /* Reset VmHWM to the current VmRSS (Linux >= 4.0). false where that is not possible. */
 static inline bool mem_reset_peak(void) {
