@@ -66,6 +66,7 @@ hk_status hk_store_get_info(const hk_store *s, hk_store_info *out) {
     memset(out, 0, sizeof *out);
     out->path = s->path;
     out->model_id = s->model_id;
+    out->model_path = s->model_path ? s->model_path : "";
     out->family = s->family;
     out->dtype = s->dtype == HK_DTYPE_F16 ? "float16" : s->dtype == HK_DTYPE_BF16 ? "bfloat16"
                                                                                  : "float32";

@@ -605,6 +605,9 @@ typedef struct {
                                (checked after each batch); 0: after every batch */
     bool force;             /* replace an existing file */
     bool fsync;             /* fsync the rows before each commit and the file after it */
+    int64_t expected_rows;  /* token rows the caller expects to store (0: unknown): a new
+                               file's chunks hold about that many rows when it is fewer than
+                               ~2 MiB of them, so a small store stays small */
 } hk_store_opts;
 
 /* {F32, "all", no compression, ctx 0, commit every 1 s, no force, no fsync}. */
@@ -614,9 +617,12 @@ hk_store_opts hk_store_default_opts(void);
  * point). HK_ERR_IO when path exists and !o->force. o NULL: defaults. */
 hk_status hk_store_create(const char *path, const hk_model *m, const char *const *patterns,
                           size_t n, const hk_store_opts *o, hk_store **out);
-/* Open an existing store to add rows: its model (id and canonical config), hooks, dtype,
- * positions and ctx must be those given (HK_ERR_INVALID_ARG naming the difference). New
- * sequences get ids after the stored ones. */
+/* Open an existing store to add rows: its model (content id and canonical config), hooks,
+ * dtype, positions and ctx (o->ctx 0: the file's) must be those given (HK_ERR_INVALID_ARG
+ * naming the difference). New sequences get ids after the stored ones. Every check, and a
+ * check of the space the first commit needs, runs before the file is opened for writing: a
+ * refused append leaves the file byte-identical, and so does one that stores no rows. The
+ * model is identified by its content (hk_store_info.model_id), not by where it lies. */
 hk_status hk_store_append(const char *path, const hk_model *m, const char *const *patterns,
                           size_t n, const hk_store_opts *o, hk_store **out);
 
@@ -644,6 +650,8 @@ hk_status hk_store_open(const char *path, hk_store **out);
 
 typedef struct {
     const char *path, *model_id, *family, *dtype, *positions, *compression, *version;
+    const char *model_path; /* where the writer loaded the model from ("" in older files);
+                               model_id is "hk1:" + a hash of its content */
     int64_t n_rows;      /* committed token rows (length of seq_id) */
     int64_t n_sequences; /* committed sequences (length of seq_length) */
     int64_t ctx;         /* pattern positions (0 when none is stored) */

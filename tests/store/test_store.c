@@ -569,6 +569,105 @@ static void test_cli(void **state) {
     cli_result_free(&r);
 }
 
+/* ---- refused commands leave the file as it was ---- */
+
+typedef struct {
+    unsigned char *bytes;
+    size_t n;
+    struct timespec mtime;
+} file_snap;
+
+static file_snap snap(const char *path) {
+    file_snap s;
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    s.n = (size_t)sb.st_size;
+    s.mtime = sb.st_mtim;
+    s.bytes = malloc(s.n ? s.n : 1);
+    assert_non_null(s.bytes);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(s.bytes, 1, s.n, f), s.n);
+    fclose(f);
+    return s;
+}
+
+/* The file has the bytes, the size and the mtime of the snapshot. */
+static void expect_unchanged(const char *path, const file_snap *before, const char *what) {
+    file_snap now = snap(path);
+    if (now.n != before->n)
+        fail_msg("%s: %s changed size: %zu -> %zu bytes", what, path, before->n, now.n);
+    if (memcmp(now.bytes, before->bytes, now.n) != 0)
+        fail_msg("%s: %s changed its bytes", what, path);
+    if (now.mtime.tv_sec != before->mtime.tv_sec || now.mtime.tv_nsec != before->mtime.tv_nsec)
+        fail_msg("%s: %s changed its mtime", what, path);
+    free(now.bytes);
+}
+
+/* Every refused `cache --append` (other hooks, dtype, positions, ctx, model; a disk that is
+ * full at the start) and an append that stores nothing leave the file byte-identical, mtime
+ * included. */
+static void test_refusals_leave_file(void **state) {
+    (void)state;
+    char ids[600], out[600], model[600], other[600];
+    tmp_file("refuse_ids.txt", ids, sizeof ids);
+    tmp_file("refuse.h5", out, sizeof out);
+    fixture_path("gpt2", model, sizeof model);
+    fixture_path("neox", other, sizeof other);
+    unlink(out);
+    write_text(ids, "1,2,3\n4 5 6 7\n8, 9\n10\n11 12 13 14 15\n");
+    const char *hooks = "blocks.*.hook_resid_post,blocks.0.attn.hook_pattern";
+    cli_result r = cli_run(g_exe, "cache", "--model", model, "--tokens-file", ids, "--hooks",
+                           hooks, "--out", out, "--batch", "2", NULL);
+    cli_expect_status(&r, 0, "cache");
+    cli_result_free(&r);
+    sleep(1); /* a rewrite within the same second would still show in the nanoseconds */
+    file_snap before = snap(out);
+    struct {
+        const char *what, *a1, *a2, *a3, *a4, *model, *needle;
+    } cases[] = {
+        {"other hooks", "--hooks", "blocks.0.hook_resid_post", NULL, NULL, model, "hooks differ"},
+        {"other dtype", "--hooks", hooks, "--dtype", "f16", model, "dtype differs"},
+        {"other positions", "--hooks", hooks, "--positions", "last", model, "positions differ"},
+        {"other ctx", "--hooks", hooks, "--ctx", "3", model, "ctx differs"},
+        {"other model", "--hooks", "blocks.0.hook_resid_post", NULL, NULL, other, "differs"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *argv[] = {"cache", "--model", cases[i].model, "--tokens-file", ids, "--out",
+                              out, "--append", cases[i].a1, cases[i].a2, cases[i].a3,
+                              cases[i].a4, NULL};
+        r = cli_run_argv(g_exe, argv);
+        cli_expect_status(&r, 1, cases[i].what);
+        cli_expect_contains(r.err, cases[i].needle, cases[i].what);
+        cli_result_free(&r);
+        expect_unchanged(out, &before, cases[i].what);
+    }
+    /* a disk full at the start (a file-size limit at the file's size): refused, unchanged */
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)before.n;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    r = cli_run(g_exe, "cache", "--model", model, "--tokens-file", ids, "--hooks", hooks, "--out",
+                out, "--append", NULL);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    cli_expect_status(&r, 1, "append on a full disk");
+    cli_expect_contains(r.err, "cannot reserve", "append on a full disk");
+    cli_expect_contains(r.err, "File too large", "append on a full disk: errno text");
+    cli_result_free(&r);
+    expect_unchanged(out, &before, "append on a full disk");
+    /* an append that stores nothing (open, close) */
+    fixture f;
+    fixture_load("gpt2", &f);
+    const char *h[] = {"blocks.*.hook_resid_post", "blocks.0.attn.hook_pattern"};
+    hk_store *s = NULL;
+    EXPECT_OK(hk_store_append(out, f.m, h, 2, NULL, &s));
+    EXPECT_OK(hk_store_close(s));
+    expect_unchanged(out, &before, "an append of nothing");
+    fixture_free(&f);
+    free(before.bytes);
+}
+
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb, (void)flag, (void)ftw;
     return remove(path);
@@ -591,6 +690,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_roundtrip_bf16),    cmocka_unit_test(test_positions),
         cmocka_unit_test(test_patterns),          cmocka_unit_test(test_append_and_refusals),
         cmocka_unit_test(test_file_size_limit),   cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_refusals_leave_file),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     if (!failed) nftw(g_tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS); /* kept when a test failed */
