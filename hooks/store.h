@@ -103,7 +103,7 @@ struct hk_store {
     hk_store_stats stats;
 
     /* reader: per-sequence tables of the committed sequences */
-    int64_t *r_first, *r_fpos, *r_nrows;
+    int64_t *r_first, *r_fpos, *r_nrows, *r_len;
 };
 
 /* ---- store_format.c ---- */

@@ -73,6 +73,7 @@ void hk_store_destroy(hk_store *s) {
     free(s->r_first);
     free(s->r_fpos);
     free(s->r_nrows);
+    free(s->r_len);
     free(s->model_id);
     free(s->model_path);
     free(s->family);
@@ -232,6 +233,17 @@ static hk_status setup_hooks(hk_store *s, const hk_model *m, const char *const *
     while (expected_rows > 0 && s->index_chunk / 2 >= expected_rows && s->index_chunk > 16)
         s->index_chunk /= 2;
     return HK_OK;
+}
+
+bool hk_store_needs_ctx(const hk_model *m, const char *const *patterns, size_t n) {
+    if (!m || !patterns) return false;
+    for (size_t p = 0; p < m->points.n; p++) {
+        const hk_point_kind k = m->points.kinds[p];
+        if (k != HK_PT_ATTN_SCORES && k != HK_PT_PATTERN) continue;
+        for (size_t i = 0; i < n; i++)
+            if (patterns[i] && hk_glob_match(patterns[i], m->points.points[p].name)) return true;
+    }
+    return false;
 }
 
 static hk_status model_strings(hk_store *s, const hk_model *m) {

@@ -681,6 +681,15 @@ hk_status hk_store_hook_at(const hk_store *s, size_t i, hk_store_hook_info *out)
 hk_status hk_store_read(hk_store *s, const char *name, const int64_t *seq_ids,
                         const int64_t *positions, size_t n, float *out);
 int64_t hk_store_row_elems(const hk_store *s, const char *name);
+/* Committed sequence q of a store opened with hk_store_open: its valid tokens (seq_length),
+ * first row, first stored position and rows (any output may be NULL). */
+hk_status hk_store_sequence(const hk_store *s, int64_t q, int64_t *length, int64_t *first_row,
+                            int64_t *first_pos, int64_t *n_rows);
+/* token_id of the committed rows [row0, row0 + n) into out [n]. */
+hk_status hk_store_read_token_ids(hk_store *s, int64_t row0, int64_t n, int32_t *out);
+/* Whether any of patterns[0..n) matches an attention scores/pattern point of m: those are
+ * stored per sequence, padded to hk_store_opts.ctx, which must then be given. */
+bool hk_store_needs_ctx(const hk_model *m, const char *const *patterns, size_t n);
 
 typedef struct {
     uint64_t bytes_written; /* activation and index bytes handed to HDF5 */
