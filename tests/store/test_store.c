@@ -668,6 +668,63 @@ static void test_refusals_leave_file(void **state) {
     free(before.bytes);
 }
 
+/* Copy dir/name to dir2/name, flipping the last byte when `flip`. */
+static void copy_file(const char *dir, const char *dir2, const char *name, bool flip) {
+    char a[700], b[700];
+    snprintf(a, sizeof a, "%s/%s", dir, name);
+    snprintf(b, sizeof b, "%s/%s", dir2, name);
+    file_snap s = snap(a);
+    if (flip && s.n) s.bytes[s.n - 1] ^= 0x01;
+    write_bytes(b, s.bytes, s.n);
+    free(s.bytes);
+}
+
+/* The model is identified by its content: an identical copy in another folder may append
+ * (its path is kept as information), a copy with one byte of a weight changed may not. */
+static void test_model_identity(void **state) {
+    (void)state;
+    char model[600], same[600], changed[600], path[600];
+    fixture_path("gpt2", model, sizeof model);
+    tmp_file("gpt2_copy", same, sizeof same);
+    tmp_file("gpt2_changed", changed, sizeof changed);
+    assert_int_equal(mkdir(same, 0755), 0);
+    assert_int_equal(mkdir(changed, 0755), 0);
+    copy_file(model, same, "config.json", false);
+    copy_file(model, same, "model.safetensors", false);
+    copy_file(model, changed, "config.json", false);
+    copy_file(model, changed, "model.safetensors", true);
+    tmp_file("identity.h5", path, sizeof path);
+    fixture f;
+    fixture_load("gpt2", &f);
+    const char *h1[] = {"blocks.0.hook_resid_post"};
+    hk_store *s = NULL;
+    EXPECT_OK(hk_store_create(path, f.m, h1, 1, NULL, &s));
+    EXPECT_OK(hk_store_run(s, f.m, f.tokens, f.lengths, f.batch, f.seq));
+    EXPECT_OK(hk_store_close(s));
+    hk_model *copy = NULL, *other = NULL;
+    EXPECT_OK(hk_model_load(same, &copy));
+    EXPECT_OK(hk_model_load(changed, &other));
+    EXPECT_OK(hk_store_append(path, copy, h1, 1, NULL, &s));
+    EXPECT_OK(hk_store_run(s, copy, f.tokens, f.lengths, f.batch, f.seq));
+    EXPECT_OK(hk_store_close(s));
+    file_snap before = snap(path);
+    expect_error(hk_store_append(path, other, h1, 1, NULL, &s), HK_ERR_INVALID_ARG,
+                 "the model differs", "gpt2_changed", NULL);
+    assert_null(s);
+    expect_unchanged(path, &before, "append with a changed model");
+    free(before.bytes);
+    EXPECT_OK(hk_store_open(path, &s));
+    hk_store_info info;
+    EXPECT_OK(hk_store_get_info(s, &info));
+    assert_int_equal(info.n_sequences, 2 * f.batch);
+    assert_true(strncmp(info.model_id, "hk1:", 4) == 0);
+    assert_non_null(strstr(info.model_path, "tests/fixtures/gpt2")); /* the creator's path */
+    EXPECT_OK(hk_store_close(s));
+    hk_model_free(copy);
+    hk_model_free(other);
+    fixture_free(&f);
+}
+
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb, (void)flag, (void)ftw;
     return remove(path);
@@ -690,7 +747,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_roundtrip_bf16),    cmocka_unit_test(test_positions),
         cmocka_unit_test(test_patterns),          cmocka_unit_test(test_append_and_refusals),
         cmocka_unit_test(test_file_size_limit),   cmocka_unit_test(test_cli),
-        cmocka_unit_test(test_refusals_leave_file),
+        cmocka_unit_test(test_refusals_leave_file), cmocka_unit_test(test_model_identity),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     if (!failed) nftw(g_tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS); /* kept when a test failed */
