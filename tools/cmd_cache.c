@@ -25,7 +25,8 @@ static const cli_opt cache_opts[] = {
     {"out", "FILE", "the HDF5 file to write; required"},
     {"dtype", "T", "stored dtype: f32 (default), f16 or bf16"},
     {"batch", "B", "sequences per forward (default 8)"},
-    {"ctx", "N", "keep the first N tokens of each sequence; padded length of stored attention"},
+    {"ctx", "N", "keep the first N tokens of each sequence; padded length of stored attention "
+                 "(default: no cut; patterns padded to the longest sequence)"},
     {"positions", "SEL", "all (default), last, or a Python slice A:B of each sequence's tokens"},
     {"append", NULL, "add rows to an existing store (model, hooks, dtype must match)"},
     {"resume", NULL, "continue an interrupted run: skip the sequences the file holds"},
@@ -481,16 +482,19 @@ const cli_command cmd_cache = {
     .usage = "--model DIR (--prompts FILE | --prompt TEXT | --tokens IDS | --tokens-file FILE)\n"
              "       --hooks GLOB[,GLOB...] --out "
              "FILE.h5 [--dtype f32|f16|bf16] [--batch B] [--ctx N] [--positions all|last|A:B] "
-             "[--append] [--force] [--compress C]",
+             "[--append | --resume] [--force] [--compress C]",
     .description =
         "Runs the model over the sequences in batches of B and writes, for every hook that\n"
         "matches, one row per selected token to a dataset named after the hook, with aligned\n"
         "seq_id / position / token_id datasets (docs/FORMAT.md). Attention patterns are stored\n"
         "per sequence, padded to --ctx. Rows are committed every --commit-secs seconds: a run\n"
         "killed at any moment leaves a file that h5py opens, holding every committed row.\n"
-        "An existing file is replaced only with --force; --append adds rows when the model,\n"
-        "hooks, dtype, positions and ctx match. A full disk ends the run with an error and a\n"
-        "readable file. Progress goes to stderr.\n"
+        "An existing file is replaced only with --force; --append adds rows when the model\n"
+        "(by content), hooks, dtype, positions and ctx match. A refused --append leaves the\n"
+        "file byte-identical. Ctrl-C ends the run after a clean commit, exit status 130; the\n"
+        "same command with --resume (hooks, dtype, positions and ctx come from the file)\n"
+        "skips the sequences the file holds and stores the rest. A full disk ends the run\n"
+        "with an error and a readable file. Progress goes to stderr.\n"
         "\n"
         "Sequences: --prompts FILE (text, one prompt per line), --prompt TEXT, --tokens IDS\n"
         "(one sequence), or --tokens-file FILE (one sequence of ids per line, comma or space\n"
