@@ -107,6 +107,14 @@ hk_status hk_results_add_tokens(hk_results *f, const char *name, const int32_t *
     return HK_OK;
 }
 
+hk_status hk_results_add_ids(hk_results *f, const char *name, const int32_t *ids, int64_t n,
+                             const char *dims) {
+    if (!f || !name || !ids || n < 1 || !dims)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_results_add_ids: bad argument");
+    TRY_H5(f, hk_h5_i32(f->file, name, ids, 1, &n, dims));
+    return HK_OK;
+}
+
 hk_status hk_results_add_lens(hk_results *f, const char *name, const hk_lens_result *r) {
     if (!f || !name || !r || !r->top_ids)
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_results_add_lens: NULL argument");

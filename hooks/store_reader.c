@@ -98,6 +98,8 @@ hk_status hk_store_hook_at(const hk_store *s, size_t i, hk_store_hook_info *out)
     for (int d = 0; d < h->row_ndim && d + 1 < HK_MAX_DIMS; d++) out->shape[1 + d] = h->row_shape[d];
     out->dims = h->dims;
     out->chunk_rows = h->chunk_rows;
+    out->data_bytes = (uint64_t)out->shape[0] * (uint64_t)h->row_elems *
+                      (s->dtype == HK_DTYPE_F32 ? 4u : 2u);
     out->stored_bytes = h->dset >= 0 ? (uint64_t)H5Dget_storage_size(h->dset) : 0;
     return HK_OK;
 }

@@ -666,7 +666,8 @@ typedef struct {
     int64_t shape[HK_MAX_DIMS];
     const char *dims;   /* "row d_model", "sequence head_index query_pos key_pos" */
     int64_t chunk_rows;
-    uint64_t stored_bytes;
+    uint64_t data_bytes;   /* the committed rows: shape x the dtype's size */
+    uint64_t stored_bytes; /* the file space of the dataset (allocated chunks, compressed) */
 } hk_store_hook_info;
 
 /* Strings stay valid while s is open. */
@@ -912,6 +913,29 @@ hk_status hk_results_add_dla(hk_results *f, const char *name, const hk_dla_resul
 hk_status hk_results_close(hk_results *f);
 /* Give up: close and remove the temporary file. Frees f. */
 void hk_results_discard(hk_results *f);
+
+/* A 1-D int32 dataset [n] (e.g. the answer tokens, one per prompt) with attribute dims. */
+hk_status hk_results_add_ids(hk_results *f, const char *name, const int32_t *ids, int64_t n,
+                             const char *dims);
+
+/* What a results file (or a steering vector, hk_steer_save) holds: `hookformer inspect`. */
+typedef struct {
+    char name[128];       /* path in the file: "resid_pre/values" */
+    char type[16];        /* "f32", "i32", "string", ... */
+    int ndim;
+    int64_t shape[HK_MAX_DIMS];
+    char dims[64];        /* its dims attribute ("layer pos"), "" when none */
+    uint64_t stored_bytes;
+} hk_results_item;
+typedef struct {
+    char kind[32];        /* "patch", "ablate", "lens", "steering_vector" */
+    char model[1024], family[64], version[32];
+    size_t n_items;
+    hk_results_item *items; /* every dataset, in name order */
+} hk_results_info;
+/* HK_ERR_FORMAT naming the file when it is not one; free with hk_results_info_free. */
+hk_status hk_results_info_read(const char *path, hk_results_info *out);
+void hk_results_info_free(hk_results_info *info);
 
 /* A heatmap as a standalone SVG 1.1 file: labelled axes, tick labels (XML-escaped), a colour
  * scale with its legend (diverging blue-white-red around 0 for signed values, else white to

@@ -178,8 +178,8 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
             st = hk_results_add_tokens(res, "corrupted_tokens", bad.ids, bad.n, bad.seq,
                                        (const char *const *)labels);
         int64_t n = set.n_prompts;
-        if (st == HK_OK) st = hk_results_add_tokens(res, "answer", answer, 1, n, NULL);
-        if (st == HK_OK) st = hk_results_add_tokens(res, "wrong", wrong, 1, n, NULL);
+        if (st == HK_OK) st = hk_results_add_ids(res, "answer", answer, n, "prompt");
+        if (st == HK_OK) st = hk_results_add_ids(res, "wrong", wrong, n, "prompt");
         st = xp_results_finish(&res, st, out_path);
         if (st != HK_OK) rc = cli_runtime_error(&a, "--out: %s", hk_last_error());
     }

@@ -529,7 +529,17 @@ static void test_cli(void **state) {
     cli_expect_contains(r.out, "bfloat16", "inspect");
     cli_expect_contains(r.out, "[4, 4, 4, 4]", "pattern [sequence, head, ctx, ctx]");
     cli_expect_contains(r.out, "[10, 64]", "resid rows");
+    /* the bytes of the 10 bf16 rows of 64, not the 2 MiB chunk they sit in */
+    const char *line = cli_expect_contains(r.out, "blocks.0.hook_resid_post", "inspect");
+    const char *eol = strchr(line, '\n');
+    if (!strstr(line, "1.25 KiB") || strstr(line, "1.25 KiB") > eol)
+        fail_msg("inspect: the stored bytes of [10, 64] bf16 are 1.25 KiB: %.*s",
+                 (int)(eol - line), line);
     cli_result_free(&r);
+    /* a 10-token store is small: chunks sized from the rows to come */
+    struct stat sb;
+    assert_int_equal(stat(out, &sb), 0);
+    if (sb.st_size > 256 * 1024) fail_msg("a 10-token store takes %lld bytes", (long long)sb.st_size);
     r = cli_run(g_exe, "cache", "--model", model, "--tokens-file", ids, "--hooks",
                 "blocks.*.hook_resid_post", "--out", out, NULL);
     cli_expect_status(&r, 1, "existing file without --force");
@@ -566,6 +576,28 @@ static void test_cli(void **state) {
     cli_result_free(&r);
     r = cli_run(g_exe, "inspect", ids, NULL);
     cli_expect_status(&r, 1, "inspect of a text file");
+    cli_result_free(&r);
+    /* a results file: inspect describes it; answer / wrong are [prompts] with dims "prompt" */
+    char res[600];
+    tmp_file("patch_results.h5", res, sizeof res);
+    r = cli_run(g_exe, "patch", "--model", model, "--clean", "1,2,3,4", "--clean", "5,6,7,8",
+                "--corrupted", "1,2,9,4", "--corrupted", "5,6,9,8", "--answer", "7,8",
+                "--wrong", "9", "--sweep", "resid_pre", "--out", res, NULL);
+    cli_expect_status(&r, 0, "patch --out");
+    cli_result_free(&r);
+    r = cli_run(g_exe, "inspect", res, NULL);
+    cli_expect_status(&r, 0, "inspect of a results file");
+    cli_expect_contains(r.out, "kind:        patch", "inspect of a results file");
+    cli_expect_contains(r.out, "resid_pre/values", "inspect of a results file");
+    const char *names[] = {"  answer ", "  wrong "};
+    for (int i = 0; i < 2; i++) {
+        line = cli_expect_contains(r.out, names[i], "inspect: answers");
+        eol = strchr(line, '\n');
+        const char *shape = strstr(line, "[2]"), *dims = strstr(line, "prompt");
+        if (!shape || shape > eol || !dims || dims > eol || (strstr(line, "pos") && strstr(line, "pos") < eol))
+            fail_msg("inspect: expected %s as [2] with dims \"prompt\": %.*s", names[i],
+                     (int)(eol - line), line);
+    }
     cli_result_free(&r);
 }
 
