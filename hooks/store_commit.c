@@ -274,11 +274,22 @@ hk_status hk_store_create_tmp(hk_store *s) {
     free(copy);
     free(copy2);
     if (!s->tmp_path) return hk_errorf(HK_ERR_NOMEM, "out of memory");
+    /* created here first, so that a folder that does not take it is named with the reason */
+    int fd = open(s->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        hk_status st = hk_errorf(HK_ERR_IO, "%s: cannot create the file (as %s): %s", s->path,
+                                 s->tmp_path, strerror(errno));
+        free(s->tmp_path);
+        s->tmp_path = NULL;
+        return st;
+    }
+    close(fd);
     hid_t fapl = hk_store_fapl();
     if (fapl < 0) return hk_store_h5_error(s, HK_ERR_INTERNAL, "cannot make the file access list");
     s->file = H5Fcreate(s->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (s->file < 0) {
+        unlink(s->tmp_path);
         hk_status st = hk_store_h5_error(s, HK_ERR_IO, "cannot create the file");
         free(s->tmp_path);
         s->tmp_path = NULL;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "hookformer.h"
+#include "out_path.h"
 #include "xp_common.h"
 
 static const cli_opt ablate_opts[] = {
@@ -38,6 +39,7 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
     cli_args a;
     int rc;
     if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
+    if ((rc = cli_check_outputs(&a))) return rc; /* before any work */
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
     xp_prompts p = {0}, ref = {0};

@@ -15,6 +15,7 @@
 
 #include "cli_opts.h"
 #include "hookformer.h"
+#include "out_path.h"
 #include "prompt.h"
 
 static const cli_opt cache_opts[] = {
@@ -301,6 +302,10 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     if ((append || resume) && o.force)
         return cli_usage_error(&a, "--%s and --force exclude each other",
                                append ? "append" : "resume");
+    /* before any work: the file to add to opens for writing, a new one's folder takes it */
+    const bool adds = append || (resume && access(out_path, F_OK) == 0);
+    if ((rc = cli_check_output(&a, "out", adds ? CLI_OUT_EXISTING : CLI_OUT_NEW, o.force)))
+        return rc;
     const char *cs = cli_str(&a, "commit-secs");
     if (cs) {
         char *end;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "hookformer.h"
+#include "out_path.h"
 
 static const cli_opt embed_opts[] = {
     {"model", "DIR", "Hugging Face checkpoint folder (config.json + *.safetensors); required"},
@@ -239,6 +240,7 @@ static int embed_main(const cli_command *cmd, int argc, char **argv) {
     cli_args a;
     int rc;
     if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
+    if ((rc = cli_check_outputs(&a))) return rc; /* before any work */
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
     hk_pooling pooling;

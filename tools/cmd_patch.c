@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "hookformer.h"
+#include "out_path.h"
 #include "xp_common.h"
 
 static const cli_opt patch_opts[] = {
@@ -87,6 +88,7 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     cli_args a;
     int rc;
     if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
+    if ((rc = cli_check_outputs(&a))) return rc; /* before any work */
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
     xp_prompts clean = {0}, bad = {0};
