@@ -67,7 +67,7 @@ int cli_check_output(const cli_args *a, const char *opt, cli_out_kind kind, bool
         if (S_ISDIR(sb.st_mode))
             return cli_runtime_error(a, "--%s %s: is a folder, expected a file name", opt, value);
         if (!force)
-            return cli_runtime_error(a, "--%s %s: the file exists; pass --force to replace it",
+            return cli_runtime_error(a, "--%s %s: the file exists (use --force to overwrite)",
                                      opt, value);
     }
     char dir[4096];
