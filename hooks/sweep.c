@@ -179,9 +179,18 @@ hk_status hk_xp_run_items(hk_model *m, const hk_xp_engine *e, const hk_xp_item *
     hk_hooks *h = NULL;
     if (!tokens) st = hk_errorf(HK_ERR_NOMEM, "patch: out of memory for a batch of %lld rows",
                                 (long long)(bs * np));
-    if (st == HK_OK && !e->full_forward) {
-        /* the unpatched run's residual before every block: a batch starts at its first layer */
-        const char *pats[] = {"blocks.*.hook_resid_pre"};
+    int64_t lo = INT64_MAX, hi = -1; /* the layers patched */
+    for (int64_t k = 0; k < n_items; k++) {
+        if (items[k].layer < lo) lo = items[k].layer;
+        if (items[k].layer > hi) hi = items[k].layer;
+    }
+    if (st == HK_OK && !e->full_forward && hi > 0) {
+        /* the unpatched run's residual before the patched blocks: a batch starts at its first
+         * layer. Cached without logits, that run stops at the last block cached (one layer:
+         * only that one's resid_pre). */
+        char one[64];
+        snprintf(one, sizeof one, "blocks.%lld.hook_resid_pre", (long long)lo);
+        const char *pats[] = {lo == hi ? one : "blocks.*.hook_resid_pre"};
         st = hk_run_with_cache(m, p->tokens, NULL, np, T, pats, 1, "all", NULL, &pre);
         resid0 = st == HK_OK ? malloc((size_t)(bs * np * T * d) * sizeof *resid0) : NULL;
         if (st == HK_OK && !resid0) st = hk_errorf(HK_ERR_NOMEM, "patch: out of memory");

@@ -185,9 +185,40 @@ void hk_hooks_scope_end(hk_hooks *h, size_t mark);
 /* Number of live registrations. */
 size_t hk_hooks_count(const hk_hooks *h);
 
-/* The forward with hooks (hooks may be NULL: same as hk_model_forward). */
+/* The forward with hooks (hooks may be NULL: same as hk_model_forward). logits may be NULL
+ * when only the hooks are wanted: the forward then stops after the last block any registered
+ * hook sits in (TransformerLens's stop_at_layer, chosen for you; the embeddings only when
+ * nothing is hooked in the blocks), and runs every block and the head only when a hook sits
+ * after the blocks (ln_final.*, unembed.*). The hooks fire exactly as in a full forward.
+ * The same holds for hk_model_run_typed and hk_model_hidden with out NULL; a session feed
+ * (hk_session_feed) always runs every block, since its KV cache must be complete. */
 hk_status hk_model_run(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                        const int64_t *lengths, int64_t batch, int64_t seq, float *logits);
+
+/* Run every block and the head (hk_run_opts.stop_at_layer's default). */
+#define HK_RUN_ALL_LAYERS INT64_MAX
+
+/* Options of hk_model_run_opts; start from hk_run_default_opts(). */
+typedef struct {
+    /* TransformerLens's stop_at_layer: run blocks [0, stop_at_layer) only, then write the
+     * residual stream entering block stop_at_layer (blocks.N.hook_resid_pre; hook_embed +
+     * hook_pos_embed for 0; after the last block for n_layers) to out [batch, seq, d_model]
+     * (padded rows zero; out may be NULL). Negative values count from the end (-1: every
+     * block but the last). Hooks past the stop (later blocks, ln_final, unembed) never fire
+     * and nothing past it is computed. HK_RUN_ALL_LAYERS: every block and the head, as
+     * hk_model_run (with its automatic stop when out is NULL). */
+    int64_t stop_at_layer;
+    const int32_t *token_types; /* [batch, seq] as hk_model_run_typed, or NULL */
+} hk_run_opts;
+
+/* {stop_at_layer HK_RUN_ALL_LAYERS, token_types NULL}. */
+hk_run_opts hk_run_default_opts(void);
+/* hk_model_run with options (o NULL: the defaults). out: the logits [batch, seq,
+ * hk_model_output_dim] for HK_RUN_ALL_LAYERS, else the residual [batch, seq, d_model]. A
+ * stop_at_layer outside -n_layers..n_layers is HK_ERR_INVALID_ARG. */
+hk_status hk_model_run_opts(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                            const int64_t *lengths, int64_t batch, int64_t seq,
+                            const hk_run_opts *o, float *out);
 /* hk_model_run with token-type (segment) ids [batch, seq], each in [0, hk_model_token_types);
  * NULL: every position is type 0 (BERT's default). A model without token-type embeddings
  * refuses non-NULL types (HK_ERR_INVALID_ARG). Padded positions are ignored. */
@@ -631,7 +662,8 @@ hk_status hk_store_begin_batch(hk_store *s, const int32_t *tokens, const int64_t
 /* After the run: check that every stored hook delivered every selected row, write the rows,
  * commit when commit_seconds have passed. */
 hk_status hk_store_end_batch(hk_store *s);
-/* One batch: begin, hk_model_run with the store's own hooks (no logits), end. */
+/* One batch: begin, hk_model_run with the store's own hooks (no logits, so the forward stops
+ * after the last stored layer; logits only when unembed.hook_out is stored), end. */
 hk_status hk_store_run(hk_store *s, hk_model *m, const int32_t *tokens, const int64_t *lengths,
                        int64_t batch, int64_t seq);
 /* Commit now: afterwards every row given so far is in the file as h5py sees it. */
