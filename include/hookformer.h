@@ -113,6 +113,36 @@ typedef struct {
     int64_t stride[HK_MAX_DIMS];
 } hk_tensor;
 
+/* ---- weights (read-only, TransformerLens names and shapes) ----------------- */
+
+/* The weight `name` of the model as TransformerLens's HookedTransformer names and shapes it
+ * (state_dict names with fold_ln, centering and folded biases all off), f32 on the host:
+ *   embed.W_E [d_vocab, d_model]     pos_embed.W_pos [n_ctx, d_model] (learned positions)
+ *   unembed.W_U [d_model, d_vocab]   unembed.b_U [d_vocab]
+ *   ln_final.w, ln_final.b [d_model] (b: LayerNorm only)
+ *   blocks.L.ln1.w, .ln1.b, .ln2.w, .ln2.b [d_model]
+ *   blocks.L.attn.W_Q, W_K, W_V [n_heads, d_model, d_head]   attn.b_Q, b_K, b_V [n_heads, d_head]
+ *   blocks.L.attn.W_O [n_heads, d_head, d_model]             attn.b_O [d_model]
+ *   blocks.L.attn._W_K, _W_V [n_kv_heads, d_model, d_head], _b_K, _b_V [n_kv_heads, d_head]:
+ *       grouped-query attention only: the stored heads; W_K/W_V repeat each of them
+ *       n_heads / n_kv_heads times (repeat_interleave), as TransformerLens's W_K property
+ *   blocks.L.mlp.W_in [d_model, d_mlp]  mlp.b_in [d_mlp]  mlp.W_gate [d_model, d_mlp] (gated
+ *       MLPs: act(x W_gate) * (x W_in + b_in))  mlp.W_out [d_mlp, d_model]  mlp.b_out [d_model]
+ * Absent biases are zeros, as in TransformerLens. Quantized GGUF tensors are the dequantized
+ * values the forward computes with. *out is contiguous (row-major strides) and read-only:
+ * either the loaded weight itself (zero-copy, possibly the mmapped file: never write to it)
+ * or a copy gathered on first use (transposed, split per head) that the model owns and
+ * frees; it stays valid while the model lives. Not thread-safe with itself on one model.
+ * An unknown name, a layer out of range, or a weight this model has not (W_pos of a rotary
+ * model, ln1.b under RMSNorm, W_gate of a plain MLP, _W_K without GQA) is HK_ERR_NOT_FOUND
+ * saying which. Encoders: the same block names; BERT's embedding norm, token-type
+ * embedding and masked-LM head are not offered. */
+hk_status hk_model_weight(hk_model *m, const char *name, hk_tensor *out);
+/* The weights this model has, for listing: names i in [0, hk_model_weight_count) in order
+ * (globals, then each block's), written to buf; HK_ERR_NOT_FOUND past the end. */
+size_t hk_model_weight_count(const hk_model *m);
+hk_status hk_model_weight_name(const hk_model *m, size_t i, char *buf, size_t cap);
+
 /* ---- hook points ----------------------------------------------------------- */
 
 /* Hook points of a model, in execution order, named as TransformerLens names them
