@@ -696,6 +696,11 @@ hk_status hk_store_end_batch(hk_store *s);
  * after the last stored layer; logits only when unembed.hook_out is stored), end. */
 hk_status hk_store_run(hk_store *s, hk_model *m, const int32_t *tokens, const int64_t *lengths,
                        int64_t batch, int64_t seq);
+/* hk_store_run on the caller's hooks instead of the store's own: hooks on which
+ * hk_store_attach registered the store (after anything that should fire first, such as
+ * plugins: the store then records their modified values). NULL: hk_store_run. */
+hk_status hk_store_run_hooks(hk_store *s, hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                             const int64_t *lengths, int64_t batch, int64_t seq);
 /* Commit now: afterwards every row given so far is in the file as h5py sees it. */
 hk_status hk_store_commit(hk_store *s);
 /* Commit (writable stores) and close. Frees s even on error; NULL: HK_OK. */
@@ -831,6 +836,11 @@ typedef struct {
                                patches all sit at layer >= L starts at block L from the
                                corrupted run's cached blocks.L.hook_resid_pre (the same numbers,
                                fewer layers) */
+    hk_hooks *hooks;        /* NULL, or registrations (plugins: an intervention) that run in
+                               every forward of the sweep (clean, corrupted, patched) before the
+                               sweep's own hooks at each point; the sweep adds and removes its
+                               own on it. A forward that starts at block L does not fire them
+                               before L: their effect is in the cached residual */
 } hk_patch_opts;
 
 /* Activation patching: run the corrupted prompts with, per patch, the clean activation at
@@ -858,6 +868,8 @@ typedef struct {
     int64_t batch;               /* as hk_patch_opts */
     size_t max_bytes;
     bool full_forward;
+    hk_hooks *hooks;             /* as hk_patch_opts: in every forward, the reference runs
+                                    included, before the sweep's own hooks */
 } hk_ablate_opts;
 
 /* Ablation sweep over the prompts themselves: per patch the activation is replaced as `mode`
@@ -878,6 +890,9 @@ typedef struct {
 
 hk_status hk_logit_lens(hk_model *m, const int32_t *tokens, int64_t seq, int64_t k,
                         hk_lens_result *out);
+/* hk_logit_lens with `hooks` (may be NULL; plugins) firing in its run before its own. */
+hk_status hk_logit_lens_hooked(hk_model *m, hk_hooks *hooks, const int32_t *tokens, int64_t seq,
+                               int64_t k, hk_lens_result *out);
 void hk_lens_result_free(hk_lens_result *r);
 
 /* Direct logit attribution of the logit difference at the last position: the final residual
@@ -897,6 +912,9 @@ typedef struct {
 } hk_dla_result;
 
 hk_status hk_dla(hk_model *m, const hk_prompt_set *p, hk_dla_result *out);
+/* hk_dla with `hooks` (may be NULL; plugins) firing in its run before its own. */
+hk_status hk_dla_hooked(hk_model *m, hk_hooks *hooks, const hk_prompt_set *p,
+                        hk_dla_result *out);
 void hk_dla_result_free(hk_dla_result *r);
 
 /* Steering (ActAdd): a vector added to the residual stream at one layer. */

@@ -15,6 +15,7 @@
 
 #include "cli_opts.h"
 #include "hookformer.h"
+#include "plugins.h"
 #include "prompt.h"
 
 static const cli_opt cache_opts[] = {
@@ -33,6 +34,7 @@ static const cli_opt cache_opts[] = {
     {"commit-secs", "S", "commit at most every S seconds (default 1; 0 after every batch)"},
     {"fsync", NULL, "fsync each commit (survives power loss; slower)"},
     {"threads", "N", "threads for GEMM and the kernels (default: the library's choice)"},
+    CLI_OPT_PLUGIN,
     {NULL, NULL, NULL},
 };
 
@@ -236,6 +238,11 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
         if (end == cs || *end || errno || !(o.commit_seconds >= 0))
             return cli_usage_error(&a, "--commit-secs: expected seconds >= 0, got '%s'", cs);
     }
+    cli_plugins plugins;
+    if ((rc = cli_plugins_read(&a, &plugins))) {
+        cli_prompts_free(&prompts);
+        return rc;
+    }
     char *hooks_copy = strdup(hooks_arg);
     const char *patterns[64];
     size_t n_patterns;
@@ -252,6 +259,7 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
 
     hk_model *m = NULL;
     hk_store *store = NULL;
+    hk_hooks *hooks = NULL; /* with --plugin: the plugins' hooks, then the store's */
     seq_list seqs = {0};
     int32_t *tokens = NULL;
     int64_t *lengths = NULL;
@@ -281,9 +289,22 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     }
     for (int64_t i = 0; i < seqs.n; i++) truncated += seqs.off[i + 1] - seqs.off[i] > ctx;
     o.ctx = ctx;
+    /* plugins load before the store is opened: one that fails leaves no file behind */
+    if (plugins.n_specs) {
+        if ((st = hk_hooks_new(m, &hooks)) != HK_OK) {
+            rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
+            goto done;
+        }
+        if ((rc = cli_plugins_load(&a, &plugins, m, hooks))) goto done;
+    }
     st = append ? hk_store_append(out_path, m, patterns, n_patterns, &o, &store)
                 : hk_store_create(out_path, m, patterns, n_patterns, &o, &store);
     if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
+        goto done;
+    }
+    /* the store's hooks go after the plugins' (so it records their modified values) */
+    if (hooks && (st = hk_store_attach(store, hooks)) != HK_OK) {
         rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
         goto done;
     }
@@ -315,7 +336,8 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
             for (int64_t p = lengths[b]; p < seq; p++) tokens[b * seq + p] = 0; /* padding */
             done_tokens += lengths[b];
         }
-        st = hk_store_run(store, m, tokens, lengths, nb, seq);
+        if ((rc = cli_plugins_begin_run(&a, &plugins, tokens, lengths, nb, seq))) break;
+        st = hk_store_run_hooks(store, m, hooks, tokens, lengths, nb, seq);
         if (st != HK_OK) break;
         done_seqs += nb;
         progress_show(&pg, done_seqs, done_tokens, hk_store_get_stats(store).bytes_written, false);
@@ -325,6 +347,7 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     hk_store_stats stats = hk_store_get_stats(store);
     hk_status cst = hk_store_close(store);
     store = NULL;
+    if (rc) goto done; /* a plugin's begin_run failed (said so) */
     if (st != HK_OK || cst != HK_OK) {
         rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st != HK_OK ? st : cst));
         goto done;
@@ -344,6 +367,8 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     rc = CLI_EXIT_OK;
 done:
     if (store) hk_store_close(store);
+    rc = cli_plugins_finish(&a, &plugins, rc);
+    hk_hooks_free(hooks);
     free(tokens);
     free(lengths);
     seq_list_free(&seqs);
@@ -359,7 +384,7 @@ const cli_command cmd_cache = {
     .usage = "--model DIR (--prompts FILE | --prompt TEXT | --tokens IDS | --tokens-file FILE)\n"
              "       --hooks GLOB[,GLOB...] --out "
              "FILE.h5 [--dtype f32|f16|bf16] [--batch B] [--ctx N] [--positions all|last|A:B] "
-             "[--append] [--force] [--compress C]",
+             "[--append] [--force] [--compress C] [--plugin SPEC]...",
     .description =
         "Runs the model over the sequences in batches of B and writes, for every hook that\n"
         "matches, one row per selected token to a dataset named after the hook, with aligned\n"
@@ -368,7 +393,9 @@ const cli_command cmd_cache = {
         "killed at any moment leaves a file that h5py opens, holding every committed row.\n"
         "An existing file is replaced only with --force; --append adds rows when the model,\n"
         "hooks, dtype, positions and ctx match. A full disk ends the run with an error and a\n"
-        "readable file. Progress goes to stderr.\n"
+        "readable file. Progress goes to stderr. The forward stops after the last layer a\n"
+        "stored hook needs. --plugin (repeatable) runs plugins' hooks first, so the store holds\n"
+        "the activations under their intervention (e.g. ablate_heads.so).\n"
         "\n"
         "Sequences: --prompts FILE (text, one prompt per line), --prompt TEXT, --tokens IDS\n"
         "(one sequence), or --tokens-file FILE (one sequence of ids per line, comma or space\n"
