@@ -865,8 +865,16 @@ hk_status hk_store_end_batch(hk_store *s) {
 
 hk_status hk_store_run(hk_store *s, hk_model *m, const int32_t *tokens, const int64_t *lengths,
                        int64_t batch, int64_t seq) {
+    return hk_store_run_hooks(s, m, NULL, tokens, lengths, batch, seq);
+}
+
+hk_status hk_store_run_hooks(hk_store *s, hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                             const int64_t *lengths, int64_t batch, int64_t seq) {
     if (!s || !m || m != s->model)
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_store_run: the store's own model is required");
+    if (hooks && hooks->model != m)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_store_run_hooks: the hooks were made for "
+                                             "another model");
     hk_status st = hk_store_begin_batch(s, tokens, lengths, batch, seq);
     if (st != HK_OK) return st;
     /* logits only when unembed.hook_out is stored (the forward skips the unembedding
@@ -880,7 +888,7 @@ hk_status hk_store_run(hk_store *s, hk_model *m, const int32_t *tokens, const in
                 return hk_errorf(HK_ERR_NOMEM, "%s: out of memory for the logits", s->path);
             }
         }
-    st = hk_model_run(m, s->own_hooks, tokens, lengths, batch, seq, logits);
+    st = hk_model_run(m, hooks ? hooks : s->own_hooks, tokens, lengths, batch, seq, logits);
     free(logits);
     if (st != HK_OK) {
         s->in_batch = false;

@@ -113,6 +113,36 @@ typedef struct {
     int64_t stride[HK_MAX_DIMS];
 } hk_tensor;
 
+/* ---- weights (read-only, TransformerLens names and shapes) ----------------- */
+
+/* The weight `name` of the model as TransformerLens's HookedTransformer names and shapes it
+ * (state_dict names with fold_ln, centering and folded biases all off), f32 on the host:
+ *   embed.W_E [d_vocab, d_model]     pos_embed.W_pos [n_ctx, d_model] (learned positions)
+ *   unembed.W_U [d_model, d_vocab]   unembed.b_U [d_vocab]
+ *   ln_final.w, ln_final.b [d_model] (b: LayerNorm only)
+ *   blocks.L.ln1.w, .ln1.b, .ln2.w, .ln2.b [d_model]
+ *   blocks.L.attn.W_Q, W_K, W_V [n_heads, d_model, d_head]   attn.b_Q, b_K, b_V [n_heads, d_head]
+ *   blocks.L.attn.W_O [n_heads, d_head, d_model]             attn.b_O [d_model]
+ *   blocks.L.attn._W_K, _W_V [n_kv_heads, d_model, d_head], _b_K, _b_V [n_kv_heads, d_head]:
+ *       grouped-query attention only: the stored heads; W_K/W_V repeat each of them
+ *       n_heads / n_kv_heads times (repeat_interleave), as TransformerLens's W_K property
+ *   blocks.L.mlp.W_in [d_model, d_mlp]  mlp.b_in [d_mlp]  mlp.W_gate [d_model, d_mlp] (gated
+ *       MLPs: act(x W_gate) * (x W_in + b_in))  mlp.W_out [d_mlp, d_model]  mlp.b_out [d_model]
+ * Absent biases are zeros, as in TransformerLens. Quantized GGUF tensors are the dequantized
+ * values the forward computes with. *out is contiguous (row-major strides) and read-only:
+ * either the loaded weight itself (zero-copy, possibly the mmapped file: never write to it)
+ * or a copy gathered on first use (transposed, split per head) that the model owns and
+ * frees; it stays valid while the model lives. Not thread-safe with itself on one model.
+ * An unknown name, a layer out of range, or a weight this model has not (W_pos of a rotary
+ * model, ln1.b under RMSNorm, W_gate of a plain MLP, _W_K without GQA) is HK_ERR_NOT_FOUND
+ * saying which. Encoders: the same block names; BERT's embedding norm, token-type
+ * embedding and masked-LM head are not offered. */
+hk_status hk_model_weight(hk_model *m, const char *name, hk_tensor *out);
+/* The weights this model has, for listing: names i in [0, hk_model_weight_count) in order
+ * (globals, then each block's), written to buf; HK_ERR_NOT_FOUND past the end. */
+size_t hk_model_weight_count(const hk_model *m);
+hk_status hk_model_weight_name(const hk_model *m, size_t i, char *buf, size_t cap);
+
 /* ---- hook points ----------------------------------------------------------- */
 
 /* Hook points of a model, in execution order, named as TransformerLens names them
@@ -185,9 +215,40 @@ void hk_hooks_scope_end(hk_hooks *h, size_t mark);
 /* Number of live registrations. */
 size_t hk_hooks_count(const hk_hooks *h);
 
-/* The forward with hooks (hooks may be NULL: same as hk_model_forward). */
+/* The forward with hooks (hooks may be NULL: same as hk_model_forward). logits may be NULL
+ * when only the hooks are wanted: the forward then stops after the last block any registered
+ * hook sits in (TransformerLens's stop_at_layer, chosen for you; the embeddings only when
+ * nothing is hooked in the blocks), and runs every block and the head only when a hook sits
+ * after the blocks (ln_final.*, unembed.*). The hooks fire exactly as in a full forward.
+ * The same holds for hk_model_run_typed and hk_model_hidden with out NULL; a session feed
+ * (hk_session_feed) always runs every block, since its KV cache must be complete. */
 hk_status hk_model_run(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                        const int64_t *lengths, int64_t batch, int64_t seq, float *logits);
+
+/* Run every block and the head (hk_run_opts.stop_at_layer's default). */
+#define HK_RUN_ALL_LAYERS INT64_MAX
+
+/* Options of hk_model_run_opts; start from hk_run_default_opts(). */
+typedef struct {
+    /* TransformerLens's stop_at_layer: run blocks [0, stop_at_layer) only, then write the
+     * residual stream entering block stop_at_layer (blocks.N.hook_resid_pre; hook_embed +
+     * hook_pos_embed for 0; after the last block for n_layers) to out [batch, seq, d_model]
+     * (padded rows zero; out may be NULL). Negative values count from the end (-1: every
+     * block but the last). Hooks past the stop (later blocks, ln_final, unembed) never fire
+     * and nothing past it is computed. HK_RUN_ALL_LAYERS: every block and the head, as
+     * hk_model_run (with its automatic stop when out is NULL). */
+    int64_t stop_at_layer;
+    const int32_t *token_types; /* [batch, seq] as hk_model_run_typed, or NULL */
+} hk_run_opts;
+
+/* {stop_at_layer HK_RUN_ALL_LAYERS, token_types NULL}. */
+hk_run_opts hk_run_default_opts(void);
+/* hk_model_run with options (o NULL: the defaults). out: the logits [batch, seq,
+ * hk_model_output_dim] for HK_RUN_ALL_LAYERS, else the residual [batch, seq, d_model]. A
+ * stop_at_layer outside -n_layers..n_layers is HK_ERR_INVALID_ARG. */
+hk_status hk_model_run_opts(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                            const int64_t *lengths, int64_t batch, int64_t seq,
+                            const hk_run_opts *o, float *out);
 /* hk_model_run with token-type (segment) ids [batch, seq], each in [0, hk_model_token_types);
  * NULL: every position is type 0 (BERT's default). A model without token-type embeddings
  * refuses non-NULL types (HK_ERR_INVALID_ARG). Padded positions are ignored. */
@@ -637,9 +698,15 @@ hk_status hk_store_begin_batch(hk_store *s, const int32_t *tokens, const int64_t
 /* After the run: check that every stored hook delivered every selected row, write the rows,
  * commit when commit_seconds have passed. */
 hk_status hk_store_end_batch(hk_store *s);
-/* One batch: begin, hk_model_run with the store's own hooks (no logits), end. */
+/* One batch: begin, hk_model_run with the store's own hooks (no logits, so the forward stops
+ * after the last stored layer; logits only when unembed.hook_out is stored), end. */
 hk_status hk_store_run(hk_store *s, hk_model *m, const int32_t *tokens, const int64_t *lengths,
                        int64_t batch, int64_t seq);
+/* hk_store_run on the caller's hooks instead of the store's own: hooks on which
+ * hk_store_attach registered the store (after anything that should fire first, such as
+ * plugins: the store then records their modified values). NULL: hk_store_run. */
+hk_status hk_store_run_hooks(hk_store *s, hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                             const int64_t *lengths, int64_t batch, int64_t seq);
 /* Commit now: afterwards every row given so far is in the file as h5py sees it. */
 hk_status hk_store_commit(hk_store *s);
 /* Commit (writable stores) and close. Frees s even on error; NULL: HK_OK. */
@@ -787,6 +854,11 @@ typedef struct {
                                patches all sit at layer >= L starts at block L from the
                                corrupted run's cached blocks.L.hook_resid_pre (the same numbers,
                                fewer layers) */
+    hk_hooks *hooks;        /* NULL, or registrations (plugins: an intervention) that run in
+                               every forward of the sweep (clean, corrupted, patched) before the
+                               sweep's own hooks at each point; the sweep adds and removes its
+                               own on it. A forward that starts at block L does not fire them
+                               before L: their effect is in the cached residual */
 } hk_patch_opts;
 
 /* Activation patching: run the corrupted prompts with, per patch, the clean activation at
@@ -814,6 +886,8 @@ typedef struct {
     int64_t batch;               /* as hk_patch_opts */
     size_t max_bytes;
     bool full_forward;
+    hk_hooks *hooks;             /* as hk_patch_opts: in every forward, the reference runs
+                                    included, before the sweep's own hooks */
 } hk_ablate_opts;
 
 /* Ablation sweep over the prompts themselves: per patch the activation is replaced as `mode`
@@ -834,6 +908,9 @@ typedef struct {
 
 hk_status hk_logit_lens(hk_model *m, const int32_t *tokens, int64_t seq, int64_t k,
                         hk_lens_result *out);
+/* hk_logit_lens with `hooks` (may be NULL; plugins) firing in its run before its own. */
+hk_status hk_logit_lens_hooked(hk_model *m, hk_hooks *hooks, const int32_t *tokens, int64_t seq,
+                               int64_t k, hk_lens_result *out);
 void hk_lens_result_free(hk_lens_result *r);
 
 /* Direct logit attribution of the logit difference at the last position: the final residual
@@ -853,6 +930,9 @@ typedef struct {
 } hk_dla_result;
 
 hk_status hk_dla(hk_model *m, const hk_prompt_set *p, hk_dla_result *out);
+/* hk_dla with `hooks` (may be NULL; plugins) firing in its run before its own. */
+hk_status hk_dla_hooked(hk_model *m, hk_hooks *hooks, const hk_prompt_set *p,
+                        hk_dla_result *out);
 void hk_dla_result_free(hk_dla_result *r);
 
 /* Steering (ActAdd): a vector added to the residual stream at one layer. */

@@ -16,6 +16,7 @@
 #include "cli_opts.h"
 #include "hookformer.h"
 #include "out_path.h"
+#include "plugins.h"
 #include "prompt.h"
 
 static const cli_opt cache_opts[] = {
@@ -36,6 +37,7 @@ static const cli_opt cache_opts[] = {
     {"commit-secs", "S", "commit at most every S seconds (default 1; 0 after every batch)"},
     {"fsync", NULL, "fsync each commit (survives power loss; slower)"},
     {"threads", "N", "threads for GEMM and the kernels (default: the library's choice)"},
+    CLI_OPT_PLUGIN,
     {NULL, NULL, NULL},
 };
 
@@ -332,6 +334,8 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     if (!rc && !hooks_arg)
         rc = cli_usage_error(&a, "--hooks: required for a new file (%s does not exist yet)",
                              out_path);
+    cli_plugins plugins = {0};
+    if (!rc) rc = cli_plugins_read(&a, &plugins);
     cli_prompts prompts = {0};
     if (!rc && by_prompt) rc = cli_prompts_read(&a, &prompts);
     char *hooks_copy = rc ? NULL : strdup(hooks_arg);
@@ -350,6 +354,7 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
 
     hk_model *m = NULL;
     hk_store *store = NULL;
+    hk_hooks *hooks = NULL; /* with --plugin: the plugins' hooks, then the store's */
     seq_list seqs = {0};
     int32_t *tokens = NULL;
     int64_t *lengths = NULL;
@@ -404,9 +409,22 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     }
     o.ctx = store_ctx;
     o.expected_rows = expected;
+    /* plugins load before the store is opened: one that fails leaves no file behind */
+    if (plugins.n_specs) {
+        if ((st = hk_hooks_new(m, &hooks)) != HK_OK) {
+            rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
+            goto done;
+        }
+        if ((rc = cli_plugins_load(&a, &plugins, m, hooks))) goto done;
+    }
     st = append ? hk_store_append(out_path, m, patterns, n_patterns, &o, &store)
                 : hk_store_create(out_path, m, patterns, n_patterns, &o, &store);
     if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
+        goto done;
+    }
+    /* the store's hooks go after the plugins' (so it records their modified values) */
+    if (hooks && (st = hk_store_attach(store, hooks)) != HK_OK) {
         rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
         goto done;
     }
@@ -438,7 +456,8 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
             for (int64_t p = lengths[b]; p < seq; p++) tokens[b * seq + p] = 0; /* padding */
             done_tokens += lengths[b];
         }
-        st = hk_store_run(store, m, tokens, lengths, nb, seq);
+        if ((rc = cli_plugins_begin_run(&a, &plugins, tokens, lengths, nb, seq))) break;
+        st = hk_store_run_hooks(store, m, hooks, tokens, lengths, nb, seq);
         if (st != HK_OK) break;
         done_seqs += nb;
         progress_show(&pg, done_seqs, done_tokens, hk_store_get_stats(store).bytes_written, false);
@@ -448,6 +467,7 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     hk_store_stats stats = hk_store_get_stats(store);
     hk_status cst = hk_store_close(store);
     store = NULL;
+    if (rc) goto done; /* a plugin's begin_run failed (said so) */
     if (st != HK_OK || cst != HK_OK) {
         rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st != HK_OK ? st : cst));
         goto done;
@@ -471,6 +491,8 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
 done:
     hk_store_close(rs);
     if (store) hk_store_close(store);
+    rc = cli_plugins_finish(&a, &plugins, rc);
+    hk_hooks_free(hooks);
     free(tokens);
     free(lengths);
     seq_list_free(&seqs);
@@ -487,7 +509,7 @@ const cli_command cmd_cache = {
     .usage = "--model DIR (--prompts FILE | --prompt TEXT | --tokens IDS | --tokens-file FILE)\n"
              "       --hooks GLOB[,GLOB...] --out "
              "FILE.h5 [--dtype f32|f16|bf16] [--batch B] [--ctx N] [--positions all|last|A:B] "
-             "[--append | --resume] [--force] [--compress C]",
+             "[--append | --resume] [--force] [--compress C] [--plugin SPEC]...",
     .description =
         "Runs the model over the sequences in batches of B and writes, for every hook that\n"
         "matches, one row per selected token to a dataset named after the hook, with aligned\n"
@@ -499,7 +521,9 @@ const cli_command cmd_cache = {
         "file byte-identical. Ctrl-C ends the run after a clean commit, exit status 130; the\n"
         "same command with --resume (hooks, dtype, positions and ctx come from the file)\n"
         "skips the sequences the file holds and stores the rest. A full disk ends the run\n"
-        "with an error and a readable file. Progress goes to stderr.\n"
+        "with an error and a readable file. Progress goes to stderr. The forward stops after\n"
+        "the last layer a stored hook needs. --plugin (repeatable) runs plugins' hooks first,\n"
+        "so the store holds the activations under their intervention (e.g. ablate_heads.so).\n"
         "\n"
         "Sequences: --prompts FILE (text, one prompt per line), --prompt TEXT, --tokens IDS\n"
         "(one sequence), or --tokens-file FILE (one sequence of ids per line, comma or space\n"

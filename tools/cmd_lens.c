@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "hookformer.h"
+#include "cli_opts.h"
 #include "out_path.h"
+#include "plugins.h"
 #include "xp_common.h"
 
 static const cli_opt lens_opts[] = {
@@ -27,6 +29,7 @@ static const cli_opt lens_opts[] = {
     {"svg", "PREFIX", "write PREFIXlens.svg (and PREFIXdla.svg)"},
     {"force", NULL, "overwrite existing output files"},
     {"threads", "N", "threads for GEMM and the kernels"},
+    CLI_OPT_PLUGIN,
     {NULL, NULL, NULL},
 };
 
@@ -119,12 +122,15 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
     int64_t k, threads;
     hk_model *m = NULL;
     hk_results *res = NULL;
+    hk_hooks *hooks = NULL;
+    cli_plugins plugins = {0};
     hk_lens_result lens = {0};
     hk_dla_result dla = {0};
     char **labels = NULL, **top_labels = NULL;
     if ((rc = xp_prompts_read(&a, "tokens", "prompt", "prompts", true, &p))) goto done;
     if ((rc = cli_int(&a, "top-k", 1, 100, 5, &k))) goto done;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) goto done;
+    if ((rc = cli_plugins_read(&a, &plugins))) goto done;
     const bool want_dla = cli_has(&a, "answer") || cli_has(&a, "wrong") ||
                           cli_has(&a, "answer-text") || cli_has(&a, "wrong-text");
     if (want_dla) {
@@ -142,6 +148,10 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
         ((rc = xp_answers_encode(&a, m, &ans)) || (rc = xp_answers_encode(&a, m, &wro))))
         goto done;
     int32_t *answer = ans.ids, *wrong = wro.ids;
+    /* plugins fire first; the lens run is prompt 1, the attribution's run every prompt */
+    if ((rc = cli_plugins_start(&a, &plugins, m, &hooks)) ||
+        (rc = cli_plugins_begin_run(&a, &plugins, p.ids, NULL, 1, p.seq)))
+        goto done;
     labels = xp_token_labels(m, p.ids, p.seq);
     const bool force = cli_has(&a, "force");
     const char *out_path = cli_str(&a, "out"), *prefix = cli_str(&a, "svg");
@@ -149,7 +159,7 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
         rc = cli_runtime_error(&a, "--out: %s", hk_last_error());
         goto done;
     }
-    if ((st = hk_logit_lens(m, p.ids, p.seq, k, &lens)) != HK_OK) {
+    if ((st = hk_logit_lens_hooked(m, hooks, p.ids, p.seq, k, &lens)) != HK_OK) {
         rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
         goto done;
     }
@@ -188,7 +198,8 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
     }
     if (st == HK_OK && want_dla) {
         hk_prompt_set set = {p.n, p.seq, p.ids, answer, wrong};
-        if ((st = hk_dla(m, &set, &dla)) != HK_OK) {
+        if ((rc = cli_plugins_begin_run(&a, &plugins, p.ids, NULL, p.n, p.seq))) goto done;
+        if ((st = hk_dla_hooked(m, hooks, &set, &dla)) != HK_OK) {
             rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
             goto done;
         }
@@ -229,6 +240,8 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
     if (st != HK_OK) rc = cli_runtime_error(&a, "%s", hk_last_error());
 done:
     if (res) hk_results_discard(res);
+    rc = cli_plugins_finish(&a, &plugins, rc);
+    hk_hooks_free(hooks);
     xp_free_labels(labels, p.seq);
     xp_free_labels(top_labels, lens.n_rows * lens.seq);
     hk_lens_result_free(&lens);
@@ -244,7 +257,7 @@ const cli_command cmd_lens = {
     .summary = "Logit lens per layer, and direct logit attribution to heads and MLPs.",
     .usage = "--model DIR (--tokens IDS | --prompt TEXT | --prompts FILE) [--top-k K] "
              "[--answer ID --wrong ID | --answer-text TEXT --wrong-text TEXT] [--out FILE.h5] "
-             "[--svg PREFIX]",
+             "[--svg PREFIX] [--plugin SPEC]...",
     .description =
         "Logit lens: each layer's residual stream (blocks.l.hook_resid_pre, then the final\n"
         "hook_resid_post) through ln_final and the unembedding; prints the top-1 token at every\n"
@@ -253,7 +266,8 @@ const cli_command cmd_lens = {
         "head, every MLP, the embeddings and the attention biases, scaled by ln_final's scale\n"
         "as TransformerLens's apply_ln_to_stack does. Prompts and answers may be text\n"
         "(--prompt, --prompts, --answer-text, --wrong-text), encoded with the model's\n"
-        "tokenizer.json as for `hookformer patch`.\n"
+        "tokenizer.json as for `hookformer patch`. --plugin (repeatable) runs a plugin's hooks\n"
+        "first: the lens and the attribution under its intervention.\n"
         "\n"
         "example:\n"
         "  hookformer lens --model tests/fixtures/gpt2 --tokens 227,187,164,39 \\\n"

@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "hookformer.h"
+#include "cli_opts.h"
 #include "out_path.h"
+#include "plugins.h"
 #include "xp_common.h"
 
 static const cli_opt patch_opts[] = {
@@ -31,6 +33,7 @@ static const cli_opt patch_opts[] = {
     {"full-forward", NULL, "run every layer in every forward (default: start at the first "
                            "patched layer; the same numbers)"},
     {"threads", "N", "threads for GEMM and the kernels"},
+    CLI_OPT_PLUGIN,
     {NULL, NULL, NULL},
 };
 
@@ -96,6 +99,8 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     int64_t *map = NULL, layer, batch, threads;
     hk_model *m = NULL;
     hk_results *res = NULL;
+    hk_hooks *hooks = NULL;
+    cli_plugins plugins = {0};
     char **labels = NULL;
     const char *sweeps = cli_str(&a, "sweep");
     if (!sweeps) sweeps = "resid_pre,attn_out,mlp_out,head_out,head_out_by_pos";
@@ -113,6 +118,7 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_int(&a, "layer", 0, INT32_MAX, -1, &layer))) goto done;
     if ((rc = cli_int(&a, "batch", 1, 4096, 0, &batch))) goto done;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) goto done;
+    if ((rc = cli_plugins_read(&a, &plugins))) goto done;
     /* ids are checked before the model loads; text once the tokenizer has encoded it */
     if (clean.ids && bad.ids && (rc = check_lengths(&a, &clean, &bad, &map))) goto done;
     for (char *s = strtok(sweep_buf, ","); s; s = strtok(NULL, ",")) {
@@ -137,6 +143,10 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = xp_answers_encode(&a, m, &ans)) || (rc = xp_answers_encode(&a, m, &wro)))
         goto done;
     int32_t *answer = ans.ids, *wrong = wro.ids;
+    /* plugins fire first in every forward; they see the corrupted prompts as the run */
+    if ((rc = cli_plugins_start(&a, &plugins, m, &hooks)) ||
+        (rc = cli_plugins_begin_run(&a, &plugins, bad.ids, NULL, bad.n, bad.seq)))
+        goto done;
     labels = xp_token_labels(m, bad.ids, bad.seq);
     const char *out_path = cli_str(&a, "out");
     const bool force = cli_has(&a, "force");
@@ -146,7 +156,8 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     }
     hk_prompt_set set = {bad.n, bad.seq, bad.ids, answer, wrong};
     hk_patch_opts o = {.clean = clean.ids, .clean_seq = clean.seq, .pos_map = map,
-                       .batch = batch, .full_forward = cli_has(&a, "full-forward")};
+                       .batch = batch, .full_forward = cli_has(&a, "full-forward"),
+                       .hooks = hooks};
     bool first = true;
     for (char *s = strtok(sweep_buf, ","); s; s = strtok(NULL, ",")) {
         hk_sweep_spec spec;
@@ -187,6 +198,8 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     }
 done:
     if (res) hk_results_discard(res);
+    rc = cli_plugins_finish(&a, &plugins, rc);
+    hk_hooks_free(hooks);
     xp_free_labels(labels, bad.seq);
     hk_model_free(m);
     xp_prompts_free(&clean), xp_prompts_free(&bad);
@@ -199,7 +212,7 @@ const cli_command cmd_patch = {
     .summary = "Activation patching: sweeps of clean activations into corrupted prompts.",
     .usage = "--model DIR (--clean IDS --corrupted IDS | --clean-text TEXT --corrupted-text "
              "TEXT) (--answer ID --wrong ID | --answer-text TEXT --wrong-text TEXT) "
-             "[--sweep LIST] [--out FILE.h5] [--svg PREFIX]",
+             "[--sweep LIST] [--out FILE.h5] [--svg PREFIX] [--plugin SPEC]...",
     .description =
         "Runs the corrupted prompts with one clean activation patched in per patch, several\n"
         "patches per forward along the batch, and reports the logit difference between the\n"
@@ -213,7 +226,8 @@ const cli_command cmd_patch = {
         "(--clean-text, --corrupted-text, --answer-text, --wrong-text), encoded with the\n"
         "model's tokenizer.json: prompts with the BOS rule of --prepend-bos/--no-prepend-bos\n"
         "(default: the family's, as TransformerLens), answers without BOS and each exactly\n"
-        "one token.\n"
+        "one token. --plugin (repeatable) runs a plugin's hooks first in every forward (clean,\n"
+        "corrupted, patched): the sweep under an intervention.\n"
         "\n"
         "example:\n"
         "  hookformer patch --model tests/fixtures/gpt2 --clean 227,187,164,39 \\\n"
