@@ -898,7 +898,9 @@ void hk_results_discard(hk_results *f);
 
 /* A heatmap as a standalone SVG 1.1 file: labelled axes, tick labels (XML-escaped), a colour
  * scale with its legend (diverging blue-white-red around 0 for signed values, else white to
- * red). NaN cells are grey. */
+ * red). NaN cells are grey. The title may hold several lines ('\n'; the first is bold). The
+ * canvas holds everything drawn (legend and rotated labels included, whatever the row count);
+ * cell text wider than its cell is cut with an ellipsis (or left out). */
 typedef struct {
     const float *values;           /* [rows, cols] */
     int64_t rows, cols;
@@ -908,6 +910,8 @@ typedef struct {
     const char *row_axis, *col_axis, *value_label;
     bool diverging;
     const char *const *cell_text;  /* [rows, cols] text drawn in each cell, or NULL */
+    double range_min, range_max;   /* the colour scale's ends when range_max > range_min
+                                      (e.g. 0 and 1 for probabilities), else from the data */
 } hk_heatmap;
 
 hk_status hk_heatmap_svg(const hk_heatmap *h, const char *path, bool force);
