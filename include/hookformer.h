@@ -806,12 +806,13 @@ const char *hk_ablate_mode_name(hk_ablate_mode mode); /* "zero", "mean", "resamp
 
 /* Logit lens: blocks.l.hook_resid_pre for l < n_layers, then the last hook_resid_post, each
  * through ln_final (its statistics recomputed per vector) and the unembedding; the top k
- * tokens at every position. */
+ * tokens at every position, with their logits and probabilities. */
 typedef struct {
     int64_t n_rows; /* n_layers + 1 */
     int64_t seq, k;
     int32_t *top_ids;   /* [n_rows, seq, k] (owned) */
     float *top_logits;  /* [n_rows, seq, k] (owned) */
+    float *top_probs;   /* [n_rows, seq, k] softmax over the vocabulary (owned) */
 } hk_lens_result;
 
 hk_status hk_logit_lens(hk_model *m, const int32_t *tokens, int64_t seq, int64_t k,

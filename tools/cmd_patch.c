@@ -94,7 +94,7 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     int64_t *map = NULL, layer, batch, threads;
     hk_model *m = NULL;
     hk_results *res = NULL;
-    char **labels = NULL;
+    char **labels = NULL, **pairs = NULL;
     const char *sweeps = cli_str(&a, "sweep");
     if (!sweeps) sweeps = "resid_pre,attn_out,mlp_out,head_out,head_out_by_pos";
     char sweep_buf[512];
@@ -136,6 +136,16 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
         goto done;
     int32_t *answer = ans.ids, *wrong = wro.ids;
     labels = xp_token_labels(m, bad.ids, bad.seq);
+    pairs = xp_pair_labels(m, clean.ids, bad.ids, bad.seq, map);
+    /* the heatmaps' title lines after the first: model, metric, prompts, what labels columns */
+    char about[1024], metric[256], cs[120], bs[120];
+    xp_metric_summary(m, answer, wrong, clean.n, metric, sizeof metric);
+    xp_prompt_summary(m, clean.ids, clean.seq, cs, sizeof cs);
+    xp_prompt_summary(m, bad.ids, bad.seq, bs, sizeof bs);
+    snprintf(about, sizeof about, "model: %s\nmetric: %s, normalized: 0 = corrupted, 1 = clean"
+                                  "\nclean: %s\ncorrupted: %s%s\ncolumns: position and "
+                                  "token, clean/corrupted where they differ",
+             dir, metric, cs, bs, clean.n > 1 ? " (prompt 1 of several)" : "");
     const char *out_path = cli_str(&a, "out");
     const bool force = cli_has(&a, "force");
     if (out_path && (st = hk_results_create(out_path, force, m, "patch", &res)) != HK_OK) {
@@ -162,10 +172,9 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
                    dir, (long long)set.n_prompts, (long long)set.seq, r.reference, r.baseline);
             first = false;
         }
-        char title[160];
-        snprintf(title, sizeof title, "activation patching: %s (%s), normalized logit diff", s,
-                 r.point);
-        st = xp_sweep_outputs(&a, s, &r, &r, labels, true, title, res, force);
+        char title[1400];
+        snprintf(title, sizeof title, "activation patching: %s (%s)\n%s", s, r.point, about);
+        st = xp_sweep_outputs(&a, s, &r, &r, labels, pairs, true, title, res, force);
         hk_sweep_result_free(&r);
         if (st != HK_OK) {
             rc = cli_runtime_error(&a, "%s", hk_last_error());
@@ -186,6 +195,7 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
 done:
     if (res) hk_results_discard(res);
     xp_free_labels(labels, bad.seq);
+    xp_free_labels(pairs, bad.seq);
     hk_model_free(m);
     xp_prompts_free(&clean), xp_prompts_free(&bad);
     free(ans.ids), free(wro.ids), free(map);

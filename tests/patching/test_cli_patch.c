@@ -102,6 +102,54 @@ static int teardown(void **state) {
     return system(cmd);
 }
 
+static char *slurp_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("%s: cannot open", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = calloc((size_t)n + 1, 1);
+    assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    return s;
+}
+
+/* p_resid_pre.svg of test_patch: the title names the model, the metric and both prompts, and
+ * says what labels the columns; a position where the prompts differ is labelled with both
+ * tokens (clean/corrupted), one where they agree with the one token. */
+static void expect_patch_svg_labels(void) {
+    char p[160], want[1200];
+    snprintf(p, sizeof p, "%s/p_resid_pre.svg", tmpdir);
+    char *s = slurp_text(p);
+    snprintf(want, sizeof want, ">model: %s</text>", model);
+    cli_expect_contains(s, want, "the model in the title");
+    cli_expect_contains(s, ">metric: logit[answer] - logit[wrong] at the last position",
+                        "the metric in the title");
+    snprintf(want, sizeof want, ">clean: %s", clean0);
+    cli_expect_contains(s, want, "the clean prompt in the title");
+    snprintf(want, sizeof want, ">corrupted: %s", bad0);
+    cli_expect_contains(s, want, "the corrupted prompt in the title");
+    cli_expect_contains(s, "clean/corrupted where they differ", "what labels the columns");
+    /* the first position where clean0 and bad0 differ, and the first where they agree */
+    int c[64], b[64], n = 0;
+    for (const char *x = clean0, *y = bad0; n < 64 && *x && *y; n++) {
+        c[n] = atoi(x), b[n] = atoi(y);
+        x += strcspn(x, ","), y += strcspn(y, ",");
+        x += *x == ',', y += *y == ',';
+    }
+    int diff = -1, same = -1;
+    for (int t = 0; t < n; t++) {
+        if (c[t] != b[t] && diff < 0) diff = t;
+        if (c[t] == b[t] && same < 0) same = t;
+    }
+    assert_true(diff >= 0 && same >= 0);
+    snprintf(want, sizeof want, ">%d %d/%d</text>", diff, c[diff], b[diff]);
+    cli_expect_contains(s, want, "a clean/corrupted column label");
+    snprintf(want, sizeof want, ">%d %d</text>", same, b[same]);
+    cli_expect_contains(s, want, "a column label where the prompts agree");
+    free(s);
+}
+
 static void test_patch(void **state) {
     (void)state;
     char out[128], svg[128];
@@ -126,6 +174,7 @@ static void test_patch(void **state) {
     assert_true(fread(head, 1, 20, f) == 20);
     fclose(f);
     assert_non_null(strstr(head, "<?xml"));
+    expect_patch_svg_labels();
     /* again without --force: refused, the file stays as it was */
     r = cli_run(exe, "patch", "--model", model, "--clean", clean0, "--corrupted", bad0,
                 "--answer", answer0, "--wrong", wrong0, "--sweep", "attn_out", "--out", out, NULL);
@@ -285,14 +334,26 @@ static void test_text_forms(void **state) {
     tokenize(gguf, " Mary", false, ai, sizeof ai);
     tokenize(gguf, " John", false, wi, sizeof wi);
     assert_null(strchr(ai, ','));
+    char svg[128];
+    snprintf(svg, sizeof svg, "%s/t_", tmpdir);
     cli_result t = cli_run(exe, "patch", "--model", gguf, "--clean-text", c0, "--corrupted-text",
                            b0, "--answer-text", " Mary", "--wrong-text", " John", "--sweep",
-                           "attn_out", "--layer", "0", NULL);
+                           "attn_out", "--layer", "0", "--svg", svg, NULL);
     cli_result i = cli_run(exe, "patch", "--model", gguf, "--clean", ci, "--corrupted", bi,
                            "--answer", ai, "--wrong", wi, "--sweep", "attn_out", "--layer", "0",
-                           NULL);
+                           "--svg", svg, "--force", NULL);
     cli_expect_contains(t.out, "' Mary'", "patch text labels");
     expect_same_out(&t, &i, "patch");
+    /* the heatmap: token pairs where the prompts differ, the prompts' text and the answers */
+    snprintf(svg, sizeof svg, "%s/t_attn_out.svg", tmpdir);
+    char *s = slurp_text(svg);
+    cli_expect_contains(s, ">10 &apos; John&apos;/&apos; Mary&apos;</text>", "pair label");
+    cli_expect_contains(s, ">9 &apos;,&apos;</text>", "a shared token");
+    cli_expect_contains(s, "metric: logit[&apos; Mary&apos;] - logit[&apos; John&apos;]",
+                        "metric");
+    cli_expect_contains(s, "John went to the store, John gave a drink to&apos;</text>",
+                        "clean prompt");
+    free(s);
     /* lens: --prompts FILE (two lines) with DLA vs --tokens twice */
     char file[128];
     snprintf(file, sizeof file, "%s/prompts.txt", tmpdir);
