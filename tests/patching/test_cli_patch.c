@@ -279,9 +279,25 @@ static void test_lens(void **state) {
     expect_h5_ref(out, "dla/values", "dla");
     expect_h5_ref(out, "dla/total", "dla_total");
     expect_h5_ref(out, "lens/top_logits", "lens_top_logits");
+    int64_t n;
+    float *probs = h5_floats(out, "lens/top_probs", &n);
+    for (int64_t i = 0; i < n; i++) assert_true(probs[i] > 0 && probs[i] <= 1);
     char p[160];
     snprintf(p, sizeof p, "%s/l_lens.svg", tmpdir);
-    assert_int_equal(access(p, R_OK), 0);
+    /* coloured by probability on a fixed 0..1 scale: the first cell's fill is the top-1
+     * probability of layer 0, position 0 (white to red) */
+    char *s = slurp_text(p);
+    cli_expect_contains(s, ">top-1 probability</text>", "lens legend");
+    const char *cell = strstr(s, "fill=\"rgb(");
+    int rgb[3];
+    assert_true(cell && sscanf(cell, "fill=\"rgb(%d,%d,%d)", &rgb[0], &rgb[1], &rgb[2]) == 3);
+    const double t = probs[0];
+    assert_true(abs(rgb[1] - (int)lround(247 + (24 - 247) * t)) <= 1);
+    char want[1200];
+    snprintf(want, sizeof want, ">model: %s</text>", model);
+    cli_expect_contains(s, want, "lens title");
+    free(s);
+    free(probs);
     snprintf(p, sizeof p, "%s/l_dla.svg", tmpdir);
     assert_int_equal(access(p, R_OK), 0);
 }
@@ -366,7 +382,29 @@ static void test_text_forms(void **state) {
     i = cli_run(exe, "lens", "--model", gguf, "--tokens", ci, "--tokens", bi, "--answer", ai,
                 "--wrong", wi, "--top-k", "2", NULL);
     cli_expect_contains(t.out, "largest components", "lens text");
+    /* the last position's top-k as run's table: id, logit, probability, the token's text */
+    const char *tab = cli_expect_contains(t.out, "top-2 at the last position, final layer:\n"
+                                                 " rank   token_id        logit         prob"
+                                                 "  token\n", "lens top-k table");
+    int rank, id;
+    double logit, prob;
+    char tok[64];
+    tab = strchr(tab, '\n') + 1;
+    tab = strchr(tab, '\n') + 1;
+    assert_int_equal(sscanf(tab, "%d %d %lf %lf %63s", &rank, &id, &logit, &prob, tok), 5);
+    assert_true(rank == 1 && prob > 0 && prob <= 1 && tok[0] == '\'');
     expect_same_out(&t, &i, "lens");
+    /* steer prints the generated tokens' texts under their ids */
+    t = cli_run(exe, "steer", "--model", gguf, "--prompt", c0, "--pos-text", " Love",
+                "--neg-text", " Hate", "--layer", "6", "--max-new", "3", NULL);
+    cli_expect_status(&t, 0, "steer text");
+    const char *pl = cli_expect_contains(t.out, "\nplain    ", "steer plain");
+    pl = strchr(pl + 1, '\n');
+    assert_true(pl && strncmp(pl, "\n         '", 11) == 0);
+    pl = cli_expect_contains(t.out, "\nsteered  ", "steer steered");
+    pl = strchr(pl + 1, '\n');
+    assert_true(pl && strncmp(pl, "\n         '", 11) == 0);
+    cli_result_free(&t);
     /* an answer that is two tokens: the option, the text and its ids */
     t = cli_run(exe, "ablate", "--model", gguf, "--prompt", c0, "--answer-text", " Mary went",
                 "--wrong-text", " John", NULL);
