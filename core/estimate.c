@@ -124,11 +124,7 @@ hk_status hk_estimate_run(const hk_model *m, int64_t batch, int64_t ctx, int64_t
         bool hit = false;
         for (size_t p = 0; p < pts->n && !hit; p++)
             hit = hk_glob_match(hook_patterns[i], pts->points[p].name);
-        if (!hit)
-            return hk_errorf(HK_ERR_NOT_FOUND,
-                             "hk_estimate_run: hook '%s' matches no hook point of this %s model "
-                             "(%lld layers); `hookformer hooks --model DIR` lists them",
-                             hook_patterns[i], c->family, (long long)c->n_layers);
+        if (!hit) return hk_hook_not_found(pts, c->family, hook_patterns[i], NULL);
     }
     /* A bidirectional model cannot keep a KV cache: the run is one forward over ctx. */
     const bool session = causal(m);

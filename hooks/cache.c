@@ -161,11 +161,7 @@ hk_status hk_cache_attach(hk_cache *c, hk_hooks *hooks, const char *const *patte
         bool hit = false;
         for (size_t p = 0; p < pts->n && !hit; p++)
             hit = hk_glob_match(patterns[i], pts->points[p].name);
-        if (!hit)
-            return hk_errorf(HK_ERR_NOT_FOUND,
-                             "hk_cache_attach: hook '%s' matches no hook point of this %s model "
-                             "(%lld layers); `hookformer hooks --model DIR` lists them",
-                             patterns[i], c->model->cfg.family, (long long)pts->n_layers);
+        if (!hit) return hk_hook_not_found(pts, c->model->cfg.family, patterns[i], NULL);
     }
     pattern_set ps = {patterns, n};
     size_t added = 0;

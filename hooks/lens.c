@@ -19,8 +19,10 @@ void hk_lens_result_free(hk_lens_result *r) {
     if (!r) return;
     free(r->top_ids);
     free(r->top_logits);
+    free(r->top_probs);
     r->top_ids = NULL;
     r->top_logits = NULL;
+    r->top_probs = NULL;
 }
 
 /* top k of logits[V] by value (ties: lower id first), descending */
@@ -68,7 +70,8 @@ hk_status hk_logit_lens_hooked(hk_model *m, hk_hooks *hooks, const int32_t *toke
     float *logits = malloc((size_t)(seq * V) * sizeof *logits); /* [seq, V] one row of the lens */
     out->top_ids = malloc((size_t)(rows * k) * sizeof *out->top_ids);
     out->top_logits = malloc((size_t)(rows * k) * sizeof *out->top_logits);
-    if (!x || !logits || !out->top_ids || !out->top_logits) {
+    out->top_probs = malloc((size_t)(rows * k) * sizeof *out->top_probs);
+    if (!x || !logits || !out->top_ids || !out->top_logits || !out->top_probs) {
         st = hk_errorf(HK_ERR_NOMEM, "hk_logit_lens: out of memory");
         goto done;
     }
@@ -88,9 +91,16 @@ hk_status hk_logit_lens_hooked(hk_model *m, hk_hooks *hooks, const int32_t *toke
     const hk_linear *u = &m->w.unembed;
     for (int64_t l = 0; l <= L; l++) {
         hk_k_linear(x + l * seq * d, seq, d, u->w, u->ld, u->in_out, u->b, V, logits, V);
-        for (int64_t t = 0; t < seq; t++)
-            top_k(logits + t * V, V, k, out->top_ids + (l * seq + t) * k,
-                  out->top_logits + (l * seq + t) * k);
+        for (int64_t t = 0; t < seq; t++) {
+            const int64_t o = (l * seq + t) * k;
+            top_k(logits + t * V, V, k, out->top_ids + o, out->top_logits + o);
+            /* softmax over the whole vocabulary: log-sum-exp from the largest logit */
+            const double mx = out->top_logits[o];
+            double sum = 0;
+            for (int64_t v = 0; v < V; v++) sum += exp((double)logits[t * V + v] - mx);
+            for (int64_t j = 0; j < k; j++)
+                out->top_probs[o + j] = (float)(exp((double)out->top_logits[o + j] - mx) / sum);
+        }
     }
     out->n_rows = L + 1;
     out->seq = seq;

@@ -123,6 +123,8 @@ hk_status hk_results_add_lens(hk_results *f, const char *name, const hk_lens_res
     int64_t shape[3] = {r->n_rows, r->seq, r->k};
     hk_status st = hk_h5_i32(g, "top_ids", r->top_ids, 3, shape, "layer pos rank");
     if (st == HK_OK) st = hk_h5_f32(g, "top_logits", r->top_logits, 3, shape, "layer pos rank");
+    if (st == HK_OK && r->top_probs)
+        st = hk_h5_f32(g, "top_probs", r->top_probs, 3, shape, "layer pos rank");
     if (st == HK_OK)
         st = hk_h5_attr_str(g, "rows", "blocks.l.hook_resid_pre for l < n_layers, then the last "
                                        "hook_resid_post; each through ln_final and the unembed");

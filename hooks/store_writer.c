@@ -152,11 +152,9 @@ static hk_status setup_hooks(hk_store *s, const hk_model *m, const char *const *
         bool hit = false;
         for (size_t p = 0; p < pts->n && !hit && patterns[i]; p++)
             hit = hk_glob_match(patterns[i], pts->points[p].name);
-        if (!hit)
-            return hk_errorf(HK_ERR_NOT_FOUND,
-                             "%s: hook '%s' matches no hook point of this %s model; "
-                             "`hookformer hooks --model DIR` lists them",
-                             s->path, patterns[i] ? patterns[i] : "(null)", m->cfg.family);
+        if (!patterns[i])
+            return hk_errorf(HK_ERR_INVALID_ARG, "hook pattern %zu is NULL", i);
+        if (!hit) return hk_hook_not_found(pts, m->cfg.family, patterns[i], NULL);
     }
     s->hooks = calloc(pts->n ? pts->n : 1, sizeof *s->hooks);
     if (!s->hooks) return hk_errorf(HK_ERR_NOMEM, "out of memory");

@@ -898,12 +898,13 @@ const char *hk_ablate_mode_name(hk_ablate_mode mode); /* "zero", "mean", "resamp
 
 /* Logit lens: blocks.l.hook_resid_pre for l < n_layers, then the last hook_resid_post, each
  * through ln_final (its statistics recomputed per vector) and the unembedding; the top k
- * tokens at every position. */
+ * tokens at every position, with their logits and probabilities. */
 typedef struct {
     int64_t n_rows; /* n_layers + 1 */
     int64_t seq, k;
     int32_t *top_ids;   /* [n_rows, seq, k] (owned) */
     float *top_logits;  /* [n_rows, seq, k] (owned) */
+    float *top_probs;   /* [n_rows, seq, k] softmax over the vocabulary (owned) */
 } hk_lens_result;
 
 hk_status hk_logit_lens(hk_model *m, const int32_t *tokens, int64_t seq, int64_t k,
@@ -1019,7 +1020,9 @@ void hk_results_info_free(hk_results_info *info);
 
 /* A heatmap as a standalone SVG 1.1 file: labelled axes, tick labels (XML-escaped), a colour
  * scale with its legend (diverging blue-white-red around 0 for signed values, else white to
- * red). NaN cells are grey. */
+ * red). NaN cells are grey. The title may hold several lines ('\n'; the first is bold). The
+ * canvas holds everything drawn (legend and rotated labels included, whatever the row count);
+ * cell text wider than its cell is cut with an ellipsis (or left out). */
 typedef struct {
     const float *values;           /* [rows, cols] */
     int64_t rows, cols;
@@ -1029,6 +1032,8 @@ typedef struct {
     const char *row_axis, *col_axis, *value_label;
     bool diverging;
     const char *const *cell_text;  /* [rows, cols] text drawn in each cell, or NULL */
+    double range_min, range_max;   /* the colour scale's ends when range_max > range_min
+                                      (e.g. 0 and 1 for probabilities), else from the data */
 } hk_heatmap;
 
 hk_status hk_heatmap_svg(const hk_heatmap *h, const char *path, bool force);

@@ -140,12 +140,16 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
                    hk_ablate_mode_name(mode), r.baseline);
             first = false;
         }
-        char title[160];
-        snprintf(title, sizeof title, "%s ablation: %s (%s), change of the logit diff",
-                 hk_ablate_mode_name(mode), s, r.point);
+        char title[1024], metric[256], ps[120];
+        xp_metric_summary(m, answer, wrong, p.n, metric, sizeof metric);
+        xp_prompt_summary(m, p.ids, p.seq, ps, sizeof ps);
+        snprintf(title, sizeof title, "%s ablation: %s (%s)\nmodel: %s\nmetric: %s, change "
+                                      "from the unablated run\nprompt: %s%s",
+                 hk_ablate_mode_name(mode), s, r.point, dir, metric, ps,
+                 p.n > 1 ? " (1 of several)" : "");
         hk_sweep_result shown = r;
         shown.values = r.change; /* the heatmap shows the change */
-        st = xp_sweep_outputs(&a, s, &r, &shown, labels, false, title, res, force);
+        st = xp_sweep_outputs(&a, s, &r, &shown, labels, NULL, false, title, res, force);
         hk_sweep_result_free(&r);
         if (st != HK_OK) {
             rc = cli_runtime_error(&a, "%s", hk_last_error());

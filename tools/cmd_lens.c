@@ -34,7 +34,7 @@ static const cli_opt lens_opts[] = {
 };
 
 static int lens_svg(const hk_model *m, const hk_lens_result *r, char **pos_labels,
-                    const char *path, bool force) {
+                    const char *title, const char *path, bool force) {
     const int64_t R = r->n_rows, C = r->seq, L = R - 1;
     float *v = malloc((size_t)(R * C) * sizeof *v);
     int32_t *top = malloc((size_t)(R * C) * sizeof *top);
@@ -43,7 +43,7 @@ static int lens_svg(const hk_model *m, const hk_lens_result *r, char **pos_label
     int rc = 1;
     if (!v || !top || !rl || !cl) goto done;
     for (int64_t i = 0; i < R * C; i++) {
-        v[i] = r->top_logits[i * r->k];
+        v[i] = r->top_probs[i * r->k]; /* colour: probability, comparable across layers */
         top[i] = r->top_ids[i * r->k];
     }
     text = xp_token_labels(m, top, R * C);
@@ -59,10 +59,10 @@ static int lens_svg(const hk_model *m, const hk_lens_result *r, char **pos_label
     }
     hk_heatmap hm = {.values = v, .rows = R, .cols = C, .row_labels = (const char *const *)rl,
                      .col_labels = (const char *const *)cl,
-                     .title = "logit lens: top-1 token after each layer",
-                     .row_axis = "residual stream", .col_axis = "position (token)",
-                     .value_label = "top-1 logit", .diverging = false,
-                     .cell_text = (const char *const *)text};
+                     .title = title, .row_axis = "residual stream",
+                     .col_axis = "position (token)", .value_label = "top-1 probability",
+                     .diverging = false, .cell_text = (const char *const *)text,
+                     .range_min = 0, .range_max = 1};
     rc = hk_heatmap_svg(&hm, path, force) == HK_OK ? 0 : 1;
 done:
     xp_free_labels(rl, R);
@@ -181,16 +181,26 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
         for (int64_t t = 0; t < T; t++) printf(" %7.7s", top_labels[l * T + t]);
         putchar('\n');
     }
-    printf("top-%lld at the last position, final layer:", (long long)k);
-    for (int64_t j = 0; j < k; j++)
-        printf(" %d (%.3f)", lens.top_ids[((R - 1) * T + T - 1) * k + j],
-               lens.top_logits[((R - 1) * T + T - 1) * k + j]);
-    putchar('\n');
+    /* the last position's top-k after the final layer, as run prints its table */
+    printf("top-%lld at the last position, final layer:\n%5s %10s %12s %12s%s\n", (long long)k,
+           "rank", "token_id", "logit", "prob", hk_model_tokenizer(m) ? "  token" : "");
+    for (int64_t j = 0; j < k; j++) {
+        const int64_t o = ((R - 1) * T + T - 1) * k + j;
+        char disp[96];
+        printf("%5lld %10d %12.4f %12.6f%s%s\n", (long long)j + 1, lens.top_ids[o],
+               lens.top_logits[o], lens.top_probs[o], hk_model_tokenizer(m) ? "  " : "",
+               cli_token_display(m, lens.top_ids[o], disp, sizeof disp));
+    }
     if (res) st = hk_results_add_lens(res, "lens", &lens);
     if (st == HK_OK && prefix) {
         char path[1024];
         snprintf(path, sizeof path, "%slens.svg", prefix);
-        if (lens_svg(m, &lens, labels, path, force)) {
+        char title[512], ps[160];
+        xp_prompt_summary(m, p.ids, p.seq, ps, sizeof ps);
+        snprintf(title, sizeof title, "logit lens: top-1 token after each layer\nmodel: %s\n"
+                                      "prompt%s: %s\ncolour: the top-1 token's probability",
+                 dir, p.n > 1 ? " 1" : "", ps);
+        if (lens_svg(m, &lens, labels, title, path, force)) {
             rc = cli_runtime_error(&a, "--svg: %s", hk_last_error());
             goto done;
         }

@@ -101,7 +101,7 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     hk_results *res = NULL;
     hk_hooks *hooks = NULL;
     cli_plugins plugins = {0};
-    char **labels = NULL;
+    char **labels = NULL, **pairs = NULL;
     const char *sweeps = cli_str(&a, "sweep");
     if (!sweeps) sweeps = "resid_pre,attn_out,mlp_out,head_out,head_out_by_pos";
     char sweep_buf[512];
@@ -148,6 +148,16 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
         (rc = cli_plugins_begin_run(&a, &plugins, bad.ids, NULL, bad.n, bad.seq)))
         goto done;
     labels = xp_token_labels(m, bad.ids, bad.seq);
+    pairs = xp_pair_labels(m, clean.ids, bad.ids, bad.seq, map);
+    /* the heatmaps' title lines after the first: model, metric, prompts, what labels columns */
+    char about[1024], metric[256], cs[120], bs[120];
+    xp_metric_summary(m, answer, wrong, clean.n, metric, sizeof metric);
+    xp_prompt_summary(m, clean.ids, clean.seq, cs, sizeof cs);
+    xp_prompt_summary(m, bad.ids, bad.seq, bs, sizeof bs);
+    snprintf(about, sizeof about, "model: %s\nmetric: %s, normalized: 0 = corrupted, 1 = clean"
+                                  "\nclean: %s\ncorrupted: %s%s\ncolumns: position and "
+                                  "token, clean/corrupted where they differ",
+             dir, metric, cs, bs, clean.n > 1 ? " (prompt 1 of several)" : "");
     const char *out_path = cli_str(&a, "out");
     const bool force = cli_has(&a, "force");
     if (out_path && (st = hk_results_create(out_path, force, m, "patch", &res)) != HK_OK) {
@@ -175,10 +185,9 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
                    dir, (long long)set.n_prompts, (long long)set.seq, r.reference, r.baseline);
             first = false;
         }
-        char title[160];
-        snprintf(title, sizeof title, "activation patching: %s (%s), normalized logit diff", s,
-                 r.point);
-        st = xp_sweep_outputs(&a, s, &r, &r, labels, true, title, res, force);
+        char title[1400];
+        snprintf(title, sizeof title, "activation patching: %s (%s)\n%s", s, r.point, about);
+        st = xp_sweep_outputs(&a, s, &r, &r, labels, pairs, true, title, res, force);
         hk_sweep_result_free(&r);
         if (st != HK_OK) {
             rc = cli_runtime_error(&a, "%s", hk_last_error());
@@ -201,6 +210,7 @@ done:
     rc = cli_plugins_finish(&a, &plugins, rc);
     hk_hooks_free(hooks);
     xp_free_labels(labels, bad.seq);
+    xp_free_labels(pairs, bad.seq);
     hk_model_free(m);
     xp_prompts_free(&clean), xp_prompts_free(&bad);
     free(ans.ids), free(wro.ids), free(map);
