@@ -577,6 +577,23 @@ static void test_cli(void **state) {
     r = cli_run(g_exe, "inspect", ids, NULL);
     cli_expect_status(&r, 1, "inspect of a text file");
     cli_result_free(&r);
+    /* without patterns nothing is padded: the stored ctx does not depend on the lines a run
+     * sees, and a later run with longer lines appends without restating --ctx */
+    char grow[600];
+    tmp_file("grow.h5", grow, sizeof grow);
+    write_text(ids, "1,2\n3\n");
+    r = cli_run(g_exe, "cache", "--model", model, "--tokens-file", ids, "--hooks",
+                "blocks.0.hook_resid_post", "--out", grow, NULL);
+    cli_expect_status(&r, 0, "cache of short lines");
+    cli_result_free(&r);
+    write_text(ids, "1,2,3,4,5,6\n");
+    r = cli_run(g_exe, "cache", "--model", model, "--tokens-file", ids, "--hooks",
+                "blocks.0.hook_resid_post", "--out", grow, "--append", NULL);
+    cli_expect_status(&r, 0, "--append of a longer line");
+    cli_result_free(&r);
+    r = cli_run(g_exe, "inspect", grow, NULL);
+    cli_expect_contains(r.out, "rows:        9 (tokens)", "inspect after a longer line");
+    cli_result_free(&r);
     /* a results file: inspect describes it; answer / wrong are [prompts] with dims "prompt" */
     char res[600];
     tmp_file("patch_results.h5", res, sizeof res);
