@@ -1,6 +1,7 @@
 /* hk_model_weight: TransformerLens names and shapes of the canonical weights.
  *   1. against the checkpoint tensors, rearranged as TransformerLens does on load (GPT-2's
- *      fused Conv1D c_attn, Qwen2's GQA with q/k/v biases), bit for bit;
+ *      fused Conv1D c_attn, Qwen2's GQA with q/k/v biases, a llama GGUF's permuted Q/K
+ *      rows), bit for bit;
  *   2. against the forward's own activations: hook_q = ln1(x) W_Q + b_Q, hook_attn_out =
  *      sum_h z_h W_O[h] + b_O, the MLP, the unembedding (every fixture family, and a
  *      quantized GGUF whose Q/K rows llama.cpp permuted);
@@ -173,6 +174,35 @@ static void test_qwen2_checkpoint(void **state) {
     hk_model_free(m);
 }
 
+/* A llama GGUF: llama.cpp's converter interleaves the rotary halves of attn_q/attn_k rows
+ * within each head (HF row j < d_head/2 of a head is GGUF row 2j, row j + d_head/2 is 2j+1);
+ * W_Q and _W_K are in TransformerLens's (HF's) order, W_V and W_O as stored. */
+static void test_gguf_checkpoint(void **state) {
+    (void)state;
+    hk_model *m = fixture_model("gguf/llama_f32.gguf");
+    hk_ckpt *c = fixture_ckpt("gguf", "llama_f32.gguf");
+    hk_tensor q = weight(m, "blocks.1.attn.W_Q"), k = weight(m, "blocks.1.attn._W_K");
+    const int64_t H = q.shape[0], D = q.shape[1], dh = q.shape[2], K = k.shape[0];
+    assert_int_equal(H, 4);
+    assert_int_equal(K, 2);
+    const float *rq = ck(c, "blk.1.attn_q.weight"), *rk = ck(c, "blk.1.attn_k.weight");
+    const float *rv = ck(c, "blk.1.attn_v.weight"); /* [K*dh, D] */
+    hk_tensor v = weight(m, "blocks.1.attn._W_V");
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t i = 0; i < D; i++)
+            for (int64_t j = 0; j < dh; j++) {
+                int64_t row = h * dh + (j < dh / 2 ? 2 * j : 2 * (j - dh / 2) + 1);
+                assert_true(((float *)q.data)[(h * D + i) * dh + j] == rq[row * D + i]);
+                if (h < K) {
+                    assert_true(((float *)k.data)[(h * D + i) * dh + j] == rk[row * D + i]);
+                    assert_true(((float *)v.data)[(h * D + i) * dh + j] ==
+                                rv[(h * dh + j) * D + i]);
+                }
+            }
+    hk_ckpt_close(c);
+    hk_model_free(m);
+}
+
 /* ---- 2. the forward's own activations ---- */
 
 #define T 7
@@ -226,8 +256,6 @@ static void check_semantics(const char *fixture) {
                           "blocks.1.hook_attn_out", "blocks.1.ln2.hook_normalized",
                           "blocks.1.mlp.hook_pre", "blocks.1.mlp.hook_post",
                           "blocks.1.hook_mlp_out", "unembed.hook_in", "unembed.hook_out"};
-    char cfg_note[8];
-    (void)cfg_note;
     const int64_t D = hk_model_d_model(m), V = hk_model_vocab_size(m);
     hk_tensor wq = weight(m, "blocks.1.attn.W_Q"), wk = weight(m, "blocks.1.attn.W_K");
     const int64_t H = wq.shape[0], dh = wq.shape[2];
@@ -340,6 +368,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gpt2_checkpoint),
         cmocka_unit_test(test_qwen2_checkpoint),
+        cmocka_unit_test(test_gguf_checkpoint),
         cmocka_unit_test(test_semantics),
         cmocka_unit_test(test_errors_and_listing),
     };
