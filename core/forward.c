@@ -878,7 +878,7 @@ static hk_status forward_call(hk_model *m, hk_hooks *hooks, struct hk_session *s
 /* A one-shot forward over a right-padded batch. */
 static hk_status run_batch(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                            const int32_t *types, const int64_t *lengths, int64_t batch,
-                           int64_t seq, out_kind kind, float *out) {
+                           int64_t seq, bool last_only, out_kind kind, float *out) {
     hk_status st = check_inputs(m, tokens, types, lengths, batch, seq, 0);
     if (st != HK_OK) return st;
     if (hooks && hooks->model != m)
@@ -889,8 +889,8 @@ static hk_status run_batch(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
         int64_t len = lengths ? lengths[b] : seq;
         if (len > longest) longest = len;
     }
-    return forward_call(m, hooks, NULL, tokens, types, lengths, batch, seq, 0, longest, false,
-                        kind, out, 0, NULL);
+    return forward_call(m, hooks, NULL, tokens, types, lengths, batch, seq, 0, longest,
+                        last_only, kind, out, 0, NULL);
 }
 
 hk_status hk_forward_from_layer(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
@@ -911,19 +911,24 @@ hk_status hk_forward_from_layer(hk_model *m, hk_hooks *hooks, const int32_t *tok
 
 hk_status hk_model_run(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                        const int64_t *lengths, int64_t batch, int64_t seq, float *logits) {
-    return run_batch(m, hooks, tokens, NULL, lengths, batch, seq, OUT_HEAD, logits);
+    return run_batch(m, hooks, tokens, NULL, lengths, batch, seq, false, OUT_HEAD, logits);
+}
+
+hk_status hk_model_run_last(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                            const int64_t *lengths, int64_t batch, int64_t seq, float *logits) {
+    return run_batch(m, hooks, tokens, NULL, lengths, batch, seq, true, OUT_HEAD, logits);
 }
 
 hk_status hk_model_run_typed(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                              const int32_t *token_types, const int64_t *lengths, int64_t batch,
                              int64_t seq, float *out) {
-    return run_batch(m, hooks, tokens, token_types, lengths, batch, seq, OUT_HEAD, out);
+    return run_batch(m, hooks, tokens, token_types, lengths, batch, seq, false, OUT_HEAD, out);
 }
 
 hk_status hk_model_hidden(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                           const int32_t *token_types, const int64_t *lengths, int64_t batch,
                           int64_t seq, float *out) {
-    return run_batch(m, hooks, tokens, token_types, lengths, batch, seq, OUT_HIDDEN, out);
+    return run_batch(m, hooks, tokens, token_types, lengths, batch, seq, false, OUT_HIDDEN, out);
 }
 
 hk_status hk_model_forward(hk_model *m, const int32_t *tokens, const int64_t *lengths,

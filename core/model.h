@@ -22,6 +22,8 @@ struct hk_model {
     bool pool_normalize; /* the folder's modules.json has a Normalize module */
     hk_tokenizer *tok; /* tokenizer.json of the folder, or attached (NULL: none) */
     char *tok_note;    /* why there is none ("no tokenizer.json in X", a parse error) */
+    size_t rss_before_load; /* the process's resident bytes when hk_model_load began */
+    size_t load_growth;     /* and what loading added to them (0 when unknown) */
 };
 
 /* Load <folder of src>/tokenizer.json when present. Never fails the model: a missing or

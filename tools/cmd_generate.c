@@ -225,9 +225,8 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
     }
 
     /* the session holds prompt + max_new positions; decode steps keep last-position logits */
-    if (mem_limit && (rc = cli_check_mem_limit(&a, m, 1, need, chunk, NULL, 0, true, mem_limit,
-                                               NULL)))
-        goto done;
+    const hk_estimate_opts run = {.batch = 1, .ctx = need, .session = true, .chunk = chunk};
+    if (mem_limit && (rc = cli_check_mem_limit(&a, m, &run, mem_limit, NULL))) goto done;
     stop_ids = malloc((n_stop ? n_stop : 1) * sizeof *stop_ids);
     out = malloc((size_t)max_new * sizeof *out);
     if (!stop_ids || !out) {

@@ -385,6 +385,39 @@ static void test_run_chunked(void **state) {
     cli_result_free(&bad);
 }
 
+/* run computes the last position's logits only; --all-logits prints a table after every
+ * position, first to last, the last one the same as the default's. */
+static void test_run_all_logits(void **state) {
+    (void)state;
+    char dir[4096];
+    cJSON *cfg = fixture_config(dir, sizeof dir);
+    if (!cfg) skip();
+    cJSON_Delete(cfg);
+    const char *toks = "5,9,31,2";
+    cli_result last = cli_run(g_exe, "run", "--model", dir, "--tokens", toks, "--top-k", "3",
+                              NULL);
+    cli_expect_status(&last, 0, "run");
+    cli_result all = cli_run(g_exe, "run", "--model", dir, "--tokens", toks, "--top-k", "3",
+                             "--all-logits", NULL);
+    cli_expect_status(&all, 0, "run --all-logits");
+    /* one header in the default, four with --all-logits, in position order */
+    assert_null(strstr(last.out, "(position 0)"));
+    cli_expect_contains(last.out, "(position 3)", "run");
+    const char *at = all.out;
+    for (int p = 0; p < 4; p++) {
+        char want[32];
+        snprintf(want, sizeof want, "(position %d)", p);
+        at = cli_expect_contains(at, want, "run --all-logits");
+    }
+    /* the last table is the default's, byte for byte */
+    const char *tail = strstr(all.out, "# model=");
+    for (int p = 0; p < 3; p++) tail = strstr(tail + 1, "# model=");
+    assert_non_null(tail);
+    assert_string_equal(tail, last.out);
+    cli_result_free(&last);
+    cli_result_free(&all);
+}
+
 static void test_info_fixture(void **state) {
     (void)state;
     char dir[4096];
@@ -436,6 +469,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_run_fixture),
         cmocka_unit_test(test_run_chunked),
         cmocka_unit_test(test_run_mem_limit),
+        cmocka_unit_test(test_run_all_logits),
         cmocka_unit_test(test_info_fixture),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
