@@ -10,6 +10,7 @@
 
 #include "cli_opts.h"
 #include "hookformer.h"
+#include "context.h"
 #include "mem_limit.h"
 #include "prompt.h"
 
@@ -21,6 +22,8 @@ static const cli_opt run_opts[] = {
     CLI_OPT_PLUGIN,
     CLI_OPT_CHUNK,
     CLI_OPT_MEM_LIMIT,
+    {"ctx", "N", "refuse prompts longer than N (exit 1); without it, a prompt past "
+                 "max_position_embeddings runs with a warning"},
     {"all-logits", NULL, "logits for every position: one top-k table after each (default: the "
                          "last position's only)"},
     {NULL, NULL, NULL},
@@ -173,8 +176,9 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
     if ((rc = cli_int(&a, "top-k", 1, INT64_MAX, 10, &top_k))) return rc;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
-    int64_t chunk;
+    int64_t chunk, ctx;
     if ((rc = cli_int(&a, "chunk", 1, INT64_MAX, 0, &chunk))) return rc;
+    if ((rc = cli_int(&a, "ctx", 1, INT64_MAX, 0, &ctx))) return rc;
     size_t mem_limit;
     if ((rc = cli_mem_limit(&a, "mem-limit", &mem_limit))) return rc;
     const bool all = cli_has(&a, "all-logits");
@@ -216,6 +220,12 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
         goto done;
     }
     if ((rc = cli_prompts_encode(&a, m, dir, &prompts))) goto done;
+    /* the context rule (tools/context.h), for the longest prompt */
+    char what[96];
+    snprintf(what, sizeof what, "the %sprompt's %zu tokens", prompts.n > 1 ? "longest " : "",
+             cli_prompts_max_len(&prompts));
+    if ((rc = cli_check_context(&a, m, dir, ctx, (int64_t)cli_prompts_max_len(&prompts), what)))
+        goto done;
     /* before anything of the run is allocated (plugins' own hooks are not counted) */
     const hk_estimate_opts run = {.batch = 1, .ctx = (int64_t)cli_prompts_max_len(&prompts),
                                   .session = chunk > 0, .chunk = chunk, .all_logits = all};
@@ -260,7 +270,7 @@ const cli_command cmd_run = {
     .usage = "--model DIR (--tokens IDS | --prompt TEXT | --prompts FILE) [--top-k K]\n"
              "       [--[no-]prepend-bos] [--threads N] [--chunk C] [--mem-limit SIZE] "
              "[--all-logits]\n"
-             "       [--plugin SPEC]...",
+             "       [--ctx N] [--plugin SPEC]...",
     .description =
         "Loads the model, runs the forward pass over the prompt, and prints the k most likely\n"
         "tokens after the last one: rank, token id, logit, probability (softmax over the whole\n"
@@ -272,7 +282,11 @@ const cli_command cmd_run = {
         "unembed.hook_out has shape [1, 1, vocab]); --all-logits computes them for every\n"
         "position, [1, seq, vocab], and prints one table after each position, first to last.\n"
         "\n"
- CLI_PROMPT_HELP "\n"
+        "Past the model's max_position_embeddings a rotary model runs, with one warning on\n"
+        "stderr naming the limit (positions beyond it were not trained); a learned position\n"
+        "table (GPT-2) cannot be exceeded (exit 1). --ctx N refuses a prompt longer than N\n"
+        "(exit 1), the strict form; generate follows the same rule.\n"
+        "\n" CLI_PROMPT_HELP "\n"
         "\n"
         "--plugin loads a C plugin (a .so exporting hookformer_plugin(), see docs/PLUGINS.md)\n"
         "whose hooks read or modify activations during the run; SPEC is PATH or\n"
