@@ -11,7 +11,8 @@
  *       peak_rss_mib=60.1 base_rss_mib=30.2 load_delta_mib=31.0 est_mib=39.4 top1=417 reps=1
  *
  * base_rss_mib: VmRSS before the first timed prefill; load_delta_mib: peak minus the VmRSS
- * before hk_model_load, beside est_mib, hk_estimate_run's total for the same run.
+ * before hk_model_load, beside est_mib, hk_estimate_run's total for the same run less its
+ * runtime part (the process before hk_model_load), so that both count from the same point.
  * Token ids are (7919*i + 13) % vocab, as bench/peer_longctx.py uses. The address space is
  * capped at its size after setup + G GiB (RLIMIT_AS; 0: none): an allocation that fails
  * there is reported as status=oom. bench/run_longctx.sh runs the cases and the peers. */
@@ -138,7 +139,7 @@ int main(int argc, char **argv) {
     printf("%s status=ok ms=%.1f peak_rss_mib=%.1f base_rss_mib=%.1f load_delta_mib=%.1f "
            "est_mib=%.1f top1=%lld reps=%lld\n",
            head, ms[reps / 2], peak, (double)base / 1024.0,
-           peak - (double)before_load / 1024.0, (double)est.total / (1024.0 * 1024.0),
+           peak - (double)before_load / 1024.0, (double)(est.total - est.runtime) / (1024.0 * 1024.0),
            (long long)top1, (long long)reps);
     free(ms);
     free(logits);

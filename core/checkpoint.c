@@ -36,8 +36,13 @@ struct hk_ckpt {
     void **owned;          /* buffers freed by hk_ckpt_close */
     size_t n_owned, cap_owned;
     size_t owned_bytes;    /* bytes of the buffers in owned (hk_ckpt_owned_bytes) */
+    unsigned char *read;   /* [n] how t[i]'s mapped bytes were read: READ_* */
     hk_gguf *gguf;         /* metadata of a .gguf checkpoint (its one shard), else NULL */
 };
+
+/* How a tensor's bytes in the mapping were used: not yet, handed out in place (resident once
+ * the forward reads them), or read once to convert them (resident from then on). */
+enum { READ_NONE = 0, READ_VIEW, READ_SOURCE };
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -187,7 +192,8 @@ static hk_status finish(hk_ckpt *c) {
             return hk_errorf(HK_ERR_FORMAT, "%s: tensor '%s' is in both %s and %s", c->origin,
                              c->t[i].name, c->t[i - 1].path, c->t[i].path);
     c->conv = calloc(c->n ? c->n : 1, sizeof *c->conv);
-    return c->conv ? HK_OK : oom(c->origin);
+    c->read = calloc(c->n ? c->n : 1, sizeof *c->read);
+    return c->conv && c->read ? HK_OK : oom(c->origin);
 }
 
 /* ---- sharded sets ------------------------------------------------------- */
@@ -379,6 +385,7 @@ void hk_ckpt_close(hk_ckpt *c) {
     for (size_t i = 0; i < c->n_owned; i++) free(c->owned[i]);
     free(c->owned);
     free(c->conv);
+    free(c->read);
     hk_st_tensors_free(c->t, c->n);
     hk_gguf_free(c->gguf);
     for (size_t i = 0; i < c->n_shards; i++) {
@@ -450,6 +457,70 @@ float *hk_ckpt_alloc_f32(hk_ckpt *c, size_t n) {
 
 size_t hk_ckpt_owned_bytes(const hk_ckpt *c) { return c ? c->owned_bytes : 0; }
 
+static size_t page_size(void) {
+    long p = sysconf(_SC_PAGESIZE);
+    return p > 0 ? (size_t)p : 4096;
+}
+
+static void mark_read(hk_ckpt *c, size_t i, unsigned char how) {
+    if (c->read[i] != READ_SOURCE) c->read[i] = how; /* a copied view moves to the sources */
+}
+
+typedef struct {
+    uintptr_t a, b; /* [a, b) in whole pages */
+} page_range;
+
+static int cmp_range(const void *x, const void *y) {
+    const page_range *p = x, *q = y;
+    return (p->a > q->a) - (p->a < q->a);
+}
+
+/* Bytes of the union of the pages spanned by the tensors read one of the ways in `mask`
+ * (bit 1 << READ_*), and by every shard's header when with_headers. */
+static size_t pages_read(const hk_ckpt *c, unsigned mask, bool with_headers) {
+    const size_t page = page_size();
+    page_range *r = malloc((c->n + c->n_shards + 1) * sizeof *r);
+    if (!r) return 0;
+    size_t n = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        const hk_st_tensor *t = &c->t[i];
+        if (!(mask & (1u << c->read[i])) || t->nbytes == 0) continue;
+        uintptr_t a = (uintptr_t)t->data, b = a + t->nbytes;
+        r[n++] = (page_range){a / page * page, (b + page - 1) / page * page};
+    }
+    for (size_t s = 0; with_headers && s < c->n_shards; s++) {
+        /* the header: the map up to its first tensor */
+        const char *map = c->shards[s].map, *first = map ? map + c->shards[s].size : NULL;
+        for (size_t i = 0; map && i < c->n; i++) {
+            const char *d = c->t[i].data;
+            if (d >= map && d < first) first = d;
+        }
+        if (first > map)
+            r[n++] = (page_range){(uintptr_t)map, ((uintptr_t)first + page - 1) / page * page};
+    }
+    qsort(r, n, sizeof *r, cmp_range);
+    size_t total = 0;
+    for (size_t i = 0; i < n;) {
+        uintptr_t a = r[i].a, b = r[i].b;
+        for (i++; i < n && r[i].a <= b; i++)
+            if (r[i].b > b) b = r[i].b;
+        total += (size_t)(b - a);
+    }
+    free(r);
+    return total;
+}
+
+size_t hk_ckpt_view_bytes(const hk_ckpt *c) {
+    return c ? pages_read(c, 1u << READ_VIEW, false) : 0;
+}
+
+size_t hk_ckpt_source_bytes(const hk_ckpt *c) {
+    if (!c) return 0;
+    const size_t all = pages_read(c, (1u << READ_VIEW) | (1u << READ_SOURCE), true);
+    const size_t views = pages_read(c, 1u << READ_VIEW, false);
+    return all > views ? all - views : 0;
+}
+
 static hk_status view_f32(hk_ckpt *c, const hk_st_tensor *t, int ndim, const int64_t *shape,
                           const float **out) {
     hk_status st = check_shape(t, ndim, shape);
@@ -463,11 +534,12 @@ static hk_status view_f32(hk_ckpt *c, const hk_st_tensor *t, int ndim, const int
         t->dtype != HK_DTYPE_BF16)
         return hk_errorf(HK_ERR_SHAPE, "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16",
                          t->path, t->name, hk_dtype_name(t->dtype));
+    const size_t i = (size_t)(t - c->t);
     if (t->dtype == HK_DTYPE_F32 && (uintptr_t)t->data % _Alignof(float) == 0) {
+        mark_read(c, i, READ_VIEW);
         *out = t->data; /* zero-copy into the mapping */
         return HK_OK;
     }
-    const size_t i = (size_t)(t - c->t);
     if (!c->conv[i]) {
         size_t n = 1;
         for (int d = 0; d < t->ndim; d++) n *= (size_t)t->shape[d];
@@ -478,6 +550,7 @@ static hk_status view_f32(hk_ckpt *c, const hk_st_tensor *t, int ndim, const int
         else
             hk_convert_to_f32(t->dtype, t->data, buf, n);
         c->conv[i] = buf;
+        mark_read(c, i, READ_SOURCE);
     }
     *out = c->conv[i];
     return HK_OK;
@@ -525,6 +598,7 @@ hk_status hk_ckpt_f32_mut(hk_ckpt *c, const char *name, int ndim, const int64_t 
         if (!buf) return hk_error_prefix(HK_ERR_NOMEM, "tensor '%s'", t->name);
         memcpy(buf, view, n * sizeof(float));
         c->conv[i] = buf;
+        mark_read(c, i, READ_SOURCE);
     }
     *out = (float *)c->conv[i]; /* owned by the checkpoint: allocated non-const above */
     return HK_OK;

@@ -76,5 +76,11 @@ float *hk_ckpt_alloc_f32(hk_ckpt *c, size_t n);
 /* Bytes of the buffers the checkpoint owns (converted tensors, hk_ckpt_alloc_f32), for the
  * memory estimator. */
 size_t hk_ckpt_owned_bytes(const hk_ckpt *c);
+/* Bytes of the mapping's pages that the zero-copy F32 views handed out so far span (resident
+ * once the forward reads them), and the other pages read at load: every shard's header and
+ * metadata plus the tensors converted into owned buffers (resident while the checkpoint is
+ * mapped). Whole pages, each counted once; tensors never asked for count in neither. */
+size_t hk_ckpt_view_bytes(const hk_ckpt *c);
+size_t hk_ckpt_source_bytes(const hk_ckpt *c);
 
 #endif

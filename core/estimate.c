@@ -1,8 +1,10 @@
-/* Memory estimate of a run (hookformer estimate, --mem-limit): weights, KV cache, activations,
- * attention working memory, cached hooks and logits, from the config and the checkpoint
- * alone. The formulas follow what the code allocates: the forward's activation block comes
- * from core/forward.c itself (hk_forward_state_bytes), the KV cache mirrors hk_session_new,
- * the attention workspace mirrors hk_k_attention's item sizing (kernels/cpu/attention.c). */
+/* Memory estimate of a run (hookformer estimate, --mem-limit): the process before the load,
+ * what the load holds (weights, mapping, the rest), KV cache, activations, attention working
+ * memory, cached hooks and logits. The run's parts follow what the code allocates: the
+ * forward's activation block comes from core/forward.c itself (hk_forward_state_bytes), the KV
+ * cache mirrors hk_session_new, the attention workspace mirrors hk_k_attention's item sizing
+ * (kernels/cpu/attention.c). The load's parts come from the checkpoint's bookkeeping
+ * (converted buffers, pages read) and from the resident sizes hk_model_load measured. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,19 +54,39 @@ static size_t attention_ws_bytes(const hk_config *c, int64_t sq, int64_t nth) {
     return ((hk_attn_ws_floats(&a) * sizeof(float) + 63) & ~(size_t)63) + 64;
 }
 
-/* OpenBLAS's sgemm packing buffers, first touched by the forward's linears: about 1 MiB per
- * thread, plus the packed activation panel, rows x min(K, GEMM_Q) floats, K the inner
- * dimension (measured on OpenBLAS 0.3.21: GEMM_Q is 256-384 on current x86 cores; 384 is
- * taken, and K between Q and 2Q is split in halves as OpenBLAS does). */
-#define HK_GEMM_Q 384
+/* OpenBLAS's sgemm packing buffers, first touched by the forward's linears (hk_k_linear splits
+ * the output columns over the OpenMP threads; each thread's single-threaded sgemm packs into
+ * its own pool buffer, whose touched pages stay resident): about 1 MiB per thread, plus, for a
+ * product whose per-thread column slice is wider than 512, the packed activation panel: rows x
+ * kq(K) floats per thread, K the inner dimension, kq(K) = K up to GEMM_Q, K / 2 below 2 Q, else
+ * Q. Measured on OpenBLAS 0.3.21 (AMD EPYC, Zen kernels: Q = 320; narrower slices take a path
+ * that packs nothing). The buffers are reused: the widest product sets the size. */
+#define HK_GEMM_Q 320
+#define HK_GEMM_WIDE_SLICE 512
+#define HK_GEMM_PAR_MIN_MACS ((size_t)1 << 20) /* kernels/cpu/linear.c's HK_GEMM_PAR_MIN */
 
-static size_t gemm_pack_bytes(const hk_config *c, size_t rows, int64_t nth) {
-    int64_t k = c->d_model;
-    if (c->d_mlp > k) k = c->d_mlp;
-    if (c->n_heads * c->d_head > k) k = c->n_heads * c->d_head;
-    if (k >= 2 * HK_GEMM_Q) k = HK_GEMM_Q;
-    else if (k > HK_GEMM_Q) k = (k / 2 + 7) & ~(int64_t)7;
-    return add(mul((size_t)nth, (size_t)1 << 20), mul3(rows, (size_t)k, sizeof(float)));
+static size_t gemm_panel_bytes(size_t rows, int64_t out, int64_t k, int64_t nth) {
+    if (rows < 2 || out < 1 || k < 1) return 0; /* one row: sgemv, no packing */
+    int64_t nt = nth, slices = out / 16;
+    if (nt < 2 || mul3(rows, (size_t)out, (size_t)k) < HK_GEMM_PAR_MIN_MACS || slices < 2) nt = 1;
+    if (nt > slices && nt > 1) nt = slices;
+    int64_t slice = (out + nt - 1) / nt;
+    slice = (slice + 15) / 16 * 16;
+    if (slice <= HK_GEMM_WIDE_SLICE) return 0;
+    int64_t kq = k <= HK_GEMM_Q ? k : k < 2 * HK_GEMM_Q ? (k / 2 + 7) & ~(int64_t)7 : HK_GEMM_Q;
+    return mul3((size_t)nt, rows, (size_t)kq * sizeof(float));
+}
+
+/* rows: of the blocks' linears; head_rows: of the unembedding (batch for the last position). */
+static size_t gemm_pack_bytes(const hk_config *c, size_t rows, size_t head_rows, int64_t nth) {
+    const int64_t d = c->d_model, dq = c->n_heads * c->d_head, dkv = c->n_kv_heads * c->d_head;
+    const int64_t lin[][2] = {{dq, d}, {dkv, d}, {d, dq}, {c->d_mlp, d}, {d, c->d_mlp}, {d, d}};
+    size_t panel = 0;
+    for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++)
+        panel = zmax(panel, gemm_panel_bytes(rows, lin[i][0], lin[i][1], nth));
+    if (c->head != HK_HEAD_NONE)
+        panel = zmax(panel, gemm_panel_bytes(head_rows, c->d_vocab, d, nth));
+    return add(mul((size_t)nth, (size_t)1 << 20), panel);
 }
 
 /* Floats of one cached point for batch x ctx (every -1 dim but batch is a position). */
@@ -89,51 +111,68 @@ static bool matches(const pattern_list *pl, const char *name) {
     return false;
 }
 
-static size_t weights_bytes(const hk_model *m) {
-    size_t total = hk_ckpt_owned_bytes(m->ckpt);
-    for (size_t i = 0; i < hk_ckpt_count(m->ckpt); i++) {
-        const hk_st_tensor *t = hk_ckpt_at(m->ckpt, i);
-        if (t->dtype == HK_DTYPE_F32 && (uintptr_t)t->data % _Alignof(float) == 0)
-            total = add(total, t->nbytes); /* read in place from the mapping */
-    }
-    return total;
+/* The load's parts: weights (converted buffers + in-place views), the mapping read at load,
+ * the rest of the load's measured growth, and the process before it. */
+static void load_parts(const hk_model *m, hk_estimate *out) {
+    const size_t owned = hk_ckpt_owned_bytes(m->ckpt);
+    out->weights = add(owned, hk_ckpt_view_bytes(m->ckpt));
+    out->mapping = hk_ckpt_source_bytes(m->ckpt);
+    const size_t held = add(owned, out->mapping);
+    out->load_other = m->load_growth > held ? m->load_growth - held : 0;
+    out->runtime = m->rss_before_load;
 }
 
 hk_status hk_estimate_run(const hk_model *m, int64_t batch, int64_t ctx, int64_t chunk,
                           const char *const *hook_patterns, size_t n_patterns,
                           bool last_logits_only, hk_estimate *out) {
-    if (!m || !out || (n_patterns > 0 && !hook_patterns))
-        return hk_errorf(HK_ERR_INVALID_ARG, "hk_estimate_run: NULL argument");
+    const hk_estimate_opts o = {.batch = batch, .ctx = ctx, .session = true, .chunk = chunk,
+                                .hooks = hook_patterns, .n_hooks = n_patterns,
+                                .all_logits = !last_logits_only};
+    return hk_estimate_memory(m, &o, out);
+}
+
+hk_status hk_estimate_memory(const hk_model *m, const hk_estimate_opts *o, hk_estimate *out) {
+    if (!m || !o || !out || (o->n_hooks > 0 && !o->hooks))
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_estimate_memory: NULL argument");
     memset(out, 0, sizeof *out);
+    const int64_t batch = o->batch, ctx = o->ctx, chunk = o->chunk;
+    const char *const *hook_patterns = o->hooks;
+    const size_t n_patterns = o->n_hooks;
     if (batch <= 0 || ctx <= 0 || chunk < 0)
         return hk_errorf(HK_ERR_INVALID_ARG,
-                         "hk_estimate_run: batch (%lld) and ctx (%lld) must be positive, chunk "
-                         "(%lld) 0 or more",
+                         "hk_estimate_memory: batch (%lld) and ctx (%lld) must be positive, "
+                         "chunk (%lld) 0 or more",
                          (long long)batch, (long long)ctx, (long long)chunk);
+    if (!o->session && chunk > 0)
+        return hk_errorf(HK_ERR_INVALID_ARG,
+                         "hk_estimate_memory: chunk %lld without a session (feeds in chunks "
+                         "go through a session's KV cache: set session)",
+                         (long long)chunk);
     const hk_config *c = &m->cfg;
     if (c->pos == HK_POS_LEARNED && ctx > m->w.n_pos)
         return hk_errorf(HK_ERR_INVALID_ARG,
-                         "hk_estimate_run: ctx %lld exceeds the %lld learned positions of this "
-                         "model",
+                         "hk_estimate_memory: ctx %lld exceeds the %lld learned positions of "
+                         "this model",
                          (long long)ctx, (long long)m->w.n_pos);
     const hk_points *pts = &m->points;
     pattern_list pl = {hook_patterns, n_patterns};
     for (size_t i = 0; i < n_patterns; i++) {
         if (!hook_patterns[i])
-            return hk_errorf(HK_ERR_INVALID_ARG, "hk_estimate_run: hook pattern %zu is NULL", i);
+            return hk_errorf(HK_ERR_INVALID_ARG, "hk_estimate_memory: hook pattern %zu is NULL",
+                             i);
         bool hit = false;
         for (size_t p = 0; p < pts->n && !hit; p++)
             hit = hk_glob_match(hook_patterns[i], pts->points[p].name);
         if (!hit) return hk_hook_not_found(pts, c->family, hook_patterns[i], NULL);
     }
     /* A bidirectional model cannot keep a KV cache: the run is one forward over ctx. */
-    const bool session = causal(m);
+    const bool session = o->session && causal(m);
     const int64_t seq = !session || chunk == 0 || chunk > ctx ? ctx : chunk;
     const size_t B = (size_t)batch, f = sizeof(float);
     const size_t dkv = (size_t)(c->n_kv_heads * c->d_head), nh = (size_t)c->n_heads;
     const size_t d = (size_t)c->d_model, rows = mul(B, (size_t)seq);
 
-    out->weights = weights_bytes(m);
+    load_parts(m, out);
 
     /* KV cache: hk_session_new's per-layer sizing. */
     size_t gather = 0;
@@ -185,15 +224,17 @@ hk_status hk_estimate_run(const hk_model *m, int64_t batch, int64_t ctx, int64_t
                            add(B * sizeof(int64_t), extra));
     int64_t nth = hk_k_get_threads();
     if (nth < 1) nth = 1;
-    out->activations = add(out->activations, gemm_pack_bytes(c, rows, nth));
+    out->activations = add(out->activations,
+                           gemm_pack_bytes(c, rows, o->all_logits ? rows : B, nth));
 
     out->attention = add(mul((size_t)nth, attention_ws_bytes(c, seq, nth)), add(gather, scores));
 
     /* the forward's output: logits, or hidden states for an encoder without a head */
     size_t out_dim = (size_t)(c->head == HK_HEAD_NONE ? c->d_model : c->d_vocab);
-    out->logits = last_logits_only ? mul3(B, out_dim, f) : mul3(mul(B, (size_t)ctx), out_dim, f);
-    size_t parts[] = {out->weights,      out->kv_cache,     out->activations,
-                      out->attention,    out->cached_hooks, out->logits};
+    out->logits = o->all_logits ? mul3(mul(B, (size_t)ctx), out_dim, f) : mul3(B, out_dim, f);
+    size_t parts[] = {out->runtime,     out->weights,   out->mapping,
+                      out->load_other,  out->kv_cache,  out->activations,
+                      out->attention,   out->cached_hooks, out->logits};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         out->total = add(out->total, parts[i]);
     return HK_OK;

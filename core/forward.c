@@ -905,7 +905,8 @@ static int64_t hooked_layer_end(const hk_model *m, const hk_hooks *hooks) {
  * every block and the head). */
 static hk_status run_batch(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                            const int32_t *types, const int64_t *lengths, int64_t batch,
-                           int64_t seq, out_kind kind, float *out, int64_t layer_end) {
+                           int64_t seq, bool last_only, out_kind kind, float *out,
+                           int64_t layer_end) {
     hk_status st = check_inputs(m, tokens, types, lengths, batch, seq, 0);
     if (st != HK_OK) return st;
     if (hooks && hooks->model != m)
@@ -917,8 +918,8 @@ static hk_status run_batch(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
         if (len > longest) longest = len;
     }
     if (!out && layer_end == HK_RUN_ALL_LAYERS) layer_end = hooked_layer_end(m, hooks);
-    return forward_call(m, hooks, NULL, tokens, types, lengths, batch, seq, 0, longest, false,
-                        kind, out, 0, NULL, layer_end);
+    return forward_call(m, hooks, NULL, tokens, types, lengths, batch, seq, 0, longest,
+                        last_only, kind, out, 0, NULL, layer_end);
 }
 
 hk_status hk_forward_from_layer(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
@@ -941,7 +942,7 @@ hk_status hk_forward_from_layer(hk_model *m, hk_hooks *hooks, const int32_t *tok
 
 hk_status hk_model_run(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                        const int64_t *lengths, int64_t batch, int64_t seq, float *logits) {
-    return run_batch(m, hooks, tokens, NULL, lengths, batch, seq, OUT_HEAD, logits,
+    return run_batch(m, hooks, tokens, NULL, lengths, batch, seq, false, OUT_HEAD, logits,
                      HK_RUN_ALL_LAYERS);
 }
 
@@ -966,21 +967,28 @@ hk_status hk_model_run_opts(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                              (long long)L);
         if (end < 0) end += L;
     }
-    return run_batch(m, hooks, tokens, o->token_types, lengths, batch, seq, OUT_HEAD, out, end);
+    return run_batch(m, hooks, tokens, o->token_types, lengths, batch, seq, false, OUT_HEAD, out,
+                     end);
+}
+
+hk_status hk_model_run_last(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                            const int64_t *lengths, int64_t batch, int64_t seq, float *logits) {
+    return run_batch(m, hooks, tokens, NULL, lengths, batch, seq, true, OUT_HEAD, logits,
+                     HK_RUN_ALL_LAYERS);
 }
 
 hk_status hk_model_run_typed(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                              const int32_t *token_types, const int64_t *lengths, int64_t batch,
                              int64_t seq, float *out) {
-    return run_batch(m, hooks, tokens, token_types, lengths, batch, seq, OUT_HEAD, out,
+    return run_batch(m, hooks, tokens, token_types, lengths, batch, seq, false, OUT_HEAD, out,
                      HK_RUN_ALL_LAYERS);
 }
 
 hk_status hk_model_hidden(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                           const int32_t *token_types, const int64_t *lengths, int64_t batch,
                           int64_t seq, float *out) {
-    return run_batch(m, hooks, tokens, token_types, lengths, batch, seq, OUT_HIDDEN, out,
-                     HK_RUN_ALL_LAYERS);
+    return run_batch(m, hooks, tokens, token_types, lengths, batch, seq, false, OUT_HIDDEN,
+                     out, HK_RUN_ALL_LAYERS);
 }
 
 hk_status hk_model_forward(hk_model *m, const int32_t *tokens, const int64_t *lengths,

@@ -249,6 +249,12 @@ hk_run_opts hk_run_default_opts(void);
 hk_status hk_model_run_opts(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                             const int64_t *lengths, int64_t batch, int64_t seq,
                             const hk_run_opts *o, float *out);
+/* hk_model_run that computes the head only at the last valid position of each sequence:
+ * logits [batch, vocab] (d_model for an encoder without a head), as hk_session_feed's
+ * last_only. Every hook fires as in hk_model_run except unembed.hook_out, which sees
+ * [batch, 1, vocab]. Memory: [batch, vocab] instead of [batch, seq, vocab]. */
+hk_status hk_model_run_last(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                            const int64_t *lengths, int64_t batch, int64_t seq, float *logits);
 /* hk_model_run with token-type (segment) ids [batch, seq], each in [0, hk_model_token_types);
  * NULL: every position is type 0 (BERT's default). A model without token-type embeddings
  * refuses non-NULL types (HK_ERR_INVALID_ARG). Padded positions are ignored. */
@@ -555,15 +561,24 @@ const char *hk_plugin_path(const hk_plugin *p);
 
 /* ---- memory estimate ------------------------------------------------------------- */
 
-/* What a run will hold, in bytes, predicted from the config and the checkpoint before any
- * run memory is allocated (hookformer estimate; --mem-limit). The run is a session of
- * `batch` sequences and max_len `ctx`, prefilled in feeds of `chunk` positions, with an
- * in-memory cache (hk_cache, positions "all") of the hook patterns. Peak resident memory of
- * such a run is about `total` above what the process held before hk_model_load. */
+/* What a run will hold, in bytes, predicted from the config, the checkpoint and what loading
+ * the model took, before any run memory is allocated (hookformer estimate; --mem-limit).
+ * `total` is the peak resident set size (VmHWM) of the process during the run: what it held
+ * before hk_model_load, what the load left resident, and what the run allocates. */
 typedef struct {
-    size_t weights;      /* f32 weights the model computes with: mmapped F32 tensors (resident
-                            once read) + buffers converted at load (F16/BF16, fused gathers) */
-    size_t kv_cache;     /* as hk_session_new(batch, ctx) allocates it */
+    size_t runtime;      /* the process before hk_model_load: the executable, shared libraries
+                            (OpenBLAS, CUDA's when built with it), libc's heap and whatever the
+                            caller held; measured (VmRSS) when the model was loaded */
+    size_t weights;      /* f32 weights the model computes with: buffers converted at load
+                            (dequantized GGUF blocks, F16/BF16, fused gathers) + the mmapped
+                            F32 tensors read in place (resident once the forward reads them) */
+    size_t mapping;      /* checkpoint pages read at load: headers and metadata (a GGUF's
+                            vocabulary) and the sources of the converted tensors, resident for
+                            as long as the file is mapped */
+    size_t load_other;   /* the rest of what hk_model_load left resident: tokenizer, hook-point
+                            tables, malloc arenas (measured at load: its VmRSS growth minus the
+                            converted buffers and the mapping) */
+    size_t kv_cache;     /* as hk_session_new(batch, ctx) allocates it; 0 for one forward */
     size_t activations;  /* the forward's activation block for batch x chunk rows, the GEMM
                             packing buffers, and the per-layer buffers of hooked
                             attn.hook_result / split inputs */
@@ -571,19 +586,38 @@ typedef struct {
                             gathered rolling-buffer keys, and the materialized scores chunk
                             when attn_scores / pattern is among the hooks */
     size_t cached_hooks; /* what an hk_cache of the patterns holds for batch x ctx */
-    size_t logits;       /* the caller's logits: [batch, vocab] when last_logits_only,
-                            else [batch, ctx, vocab] (hk_model_output_dim for vocab: d_model
-                            for an encoder without a head; encoders hold no KV cache) */
+    size_t logits;       /* the caller's logits: [batch, vocab] for the last position, else
+                            [batch, ctx, vocab] (hk_model_output_dim for vocab: d_model for an
+                            encoder without a head) */
     size_t total;        /* the sum of the above */
     bool kv_rolling;     /* some layer keeps a rolling buffer of kv_window slots */
     int64_t kv_window;   /* W of the rolling layers (0 when none) */
 } hk_estimate;
 
-/* Estimate the memory of a run (see hk_estimate). chunk: positions per feed, 0 = ctx (one
- * feed). hook_patterns: names or globs as hk_cache_attach takes them (each must match a
- * point: HK_ERR_NOT_FOUND otherwise); n_patterns may be 0. Uses the model's mask (window
- * override) and the current thread count (hk_set_num_threads). Errors: HK_ERR_INVALID_ARG for
- * non-positive sizes, or a ctx past a learned-position model's positions. */
+/* The run an estimate is for. */
+typedef struct {
+    int64_t batch;             /* sequences run together (>= 1) */
+    int64_t ctx;               /* positions per sequence (>= 1) */
+    bool session;              /* true: a session of max_len ctx (hk_session_feed, hk_generate):
+                                  a KV cache, prefill in feeds of `chunk`; false: one forward
+                                  over ctx (hk_model_run / hk_model_run_last), no KV cache.
+                                  A bidirectional model is always one forward. */
+    int64_t chunk;             /* positions per feed of a session, 0 = ctx (one feed); must be
+                                  0 without a session */
+    const char *const *hooks;  /* names or globs as hk_cache_attach takes them (each must match
+                                  a point: HK_ERR_NOT_FOUND otherwise), cached for every
+                                  position; NULL when n_hooks is 0 */
+    size_t n_hooks;
+    bool all_logits;           /* logits for every position (else the last one's) */
+} hk_estimate_opts;
+
+/* Estimate the memory of a run (see hk_estimate). Uses the model's mask (window override),
+ * the current thread count (hk_set_num_threads) and what this process's hk_model_load of m
+ * measured. Errors: HK_ERR_INVALID_ARG for non-positive sizes, a chunk without a session, or
+ * a ctx past a learned-position model's positions. */
+hk_status hk_estimate_memory(const hk_model *m, const hk_estimate_opts *opts, hk_estimate *out);
+/* hk_estimate_memory of a session ({batch, ctx, session = true, chunk, hook_patterns,
+ * n_patterns, all_logits = !last_logits_only}). */
 hk_status hk_estimate_run(const hk_model *m, int64_t batch, int64_t ctx, int64_t chunk,
                           const char *const *hook_patterns, size_t n_patterns,
                           bool last_logits_only, hk_estimate *out);

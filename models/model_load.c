@@ -11,6 +11,7 @@
 #include "core/gguf_tokenizer.h"
 #include "core/json.h"
 #include "core/model.h"
+#include "core/rss.h"
 #include "st_modules.h"
 
 static const hk_adapter *const adapters[] = {&hk_adapter_gpt2, &hk_adapter_llama,
@@ -143,8 +144,7 @@ static hk_status load_gguf(struct hk_model *m) {
     return HK_OK;
 }
 
-hk_status hk_model_load(const char *src, hk_model **out) {
-    if (!src || !out) return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_load: NULL argument");
+static hk_status load_model(const char *src, hk_model **out) {
     *out = NULL;
     if (is_gguf_path(src)) {
         struct hk_model *m = calloc(1, sizeof *m);
@@ -193,5 +193,19 @@ hk_status hk_model_load(const char *src, hk_model **out) {
     return HK_OK;
 fail:
     hk_model_destroy(m);
+    return st;
+}
+
+hk_status hk_model_load(const char *src, hk_model **out) {
+    if (!src || !out) return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_load: NULL argument");
+    /* what the process held before, and what loading added: the estimate's runtime and load
+     * rows (core/estimate.c) */
+    const size_t before = hk_rss_now();
+    hk_status st = load_model(src, out);
+    if (st == HK_OK) {
+        const size_t after = hk_rss_now();
+        (*out)->rss_before_load = before;
+        (*out)->load_growth = after > before ? after - before : 0;
+    }
     return st;
 }

@@ -1,5 +1,6 @@
-/* hookformer estimate: the memory a run will take (weights, KV cache, activations, attention
- * working memory, cached hooks, logits), printed before anything of the run is allocated. */
+/* hookformer estimate: the peak resident memory a run will reach (the process before the
+ * load, what the load holds, KV cache, activations, attention working memory, cached hooks,
+ * logits), printed before anything of the run is allocated. */
 #include "commands.h"
 
 #include <stdlib.h>
@@ -18,7 +19,8 @@ static const cli_opt estimate_opts[] = {
     CLI_OPTS_PROMPT,
     {"batch", "B", "sequences run together (default 1)"},
     {"hooks", "GLOB[,GLOB]", "hook points cached in memory for every position (names or globs)"},
-    {"chunk", "C", "prefill in feeds of C positions (default: the whole context at once)"},
+    {"chunk", "C", "prefill in feeds of C positions through a KV cache, as run --chunk and "
+                   "generate (default: one forward over the context, no KV cache, as run)"},
     {"all-logits", NULL, "logits for every position (default: the last position only)"},
     CLI_OPT_THREADS,
     {"mem-limit", "SIZE", "exit 1 when the total exceeds SIZE: bytes or NNNk/NNNm/NNNg"},
@@ -46,40 +48,48 @@ static void row(const char *what, size_t bytes, const char *note) {
            note[0] ? "   " : "", note);
 }
 
-static void print_table(const char *dir, hk_model *m, int64_t batch, int64_t ctx,
-                        int64_t chunk, bool all_logits, const char *hooks_arg,
-                        const hk_estimate *e) {
+static void print_table(const char *dir, hk_model *m, const hk_estimate_opts *o,
+                        const char *hooks_arg, const hk_estimate *e) {
     printf("model          %s (%s, %lld layers, %lld parameters)\n", dir, hk_model_family(m),
            (long long)hk_model_n_layers(m), (long long)hk_model_n_params(m));
-    printf("run            batch %lld x ctx %lld, ", (long long)batch, (long long)ctx);
-    if (chunk > 0 && chunk < ctx)
-        printf("prefill in chunks of %lld", (long long)chunk);
+    printf("run            batch %lld x ctx %lld, ", (long long)o->batch, (long long)o->ctx);
+    if (!o->session)
+        printf("one forward of %lld", (long long)o->ctx);
+    else if (o->chunk < o->ctx)
+        printf("prefill in chunks of %lld", (long long)o->chunk);
     else
-        printf("one prefill of %lld", (long long)ctx);
-    printf(", logits for %s\n", all_logits ? "every position" : "the last position");
+        printf("one prefill of %lld", (long long)o->ctx);
+    printf(", logits for %s\n", o->all_logits ? "every position" : "the last position");
     printf("cached hooks   %s\n\n", hooks_arg ? hooks_arg : "none");
     char kv_note[96];
     if (e->kv_rolling)
         snprintf(kv_note, sizeof kv_note, "rolling W=%lld (sliding-window layers)",
                  (long long)e->kv_window);
+    else if (e->kv_cache)
+        snprintf(kv_note, sizeof kv_note, "full (%lld positions)", (long long)o->ctx);
     else
-        snprintf(kv_note, sizeof kv_note, "full (%lld positions)", (long long)ctx);
-    row("weights", e->weights, "f32, mmapped + converted");
+        snprintf(kv_note, sizeof kv_note, "none (one forward)");
+    row("runtime", e->runtime, "this process before the load: libraries, heap (measured)");
+    row("weights", e->weights, "f32: converted at load + mmapped F32 read in place");
+    row("mapping", e->mapping, "checkpoint pages read at load (header, converted tensors)");
+    row("load other", e->load_other, "tokenizer, tables, heap (measured at load)");
     row("KV cache", e->kv_cache, kv_note);
     row("activations", e->activations, "");
     row("attention", e->attention, "");
     row("cached hooks", e->cached_hooks, "");
     row("logits", e->logits, "");
-    row("total", e->total, "");
+    row("total", e->total, "peak resident set size of the run");
 }
 
-static void print_json(const hk_estimate *e, int64_t batch, int64_t ctx, int64_t chunk) {
-    printf("{\"batch\": %lld, \"ctx\": %lld, \"chunk\": %lld, \"weights\": %zu, "
+static void print_json(const hk_estimate *e, const hk_estimate_opts *o) {
+    printf("{\"batch\": %lld, \"ctx\": %lld, \"chunk\": %lld, \"session\": %s, "
+           "\"runtime\": %zu, \"weights\": %zu, \"mapping\": %zu, \"load_other\": %zu, "
            "\"kv_cache\": %zu, \"kv_rolling\": %s, \"kv_window\": %lld, \"activations\": %zu, "
            "\"attention\": %zu, \"cached_hooks\": %zu, \"logits\": %zu, \"total\": %zu}\n",
-           (long long)batch, (long long)ctx, (long long)chunk, e->weights, e->kv_cache,
-           e->kv_rolling ? "true" : "false", (long long)e->kv_window, e->activations,
-           e->attention, e->cached_hooks, e->logits, e->total);
+           (long long)o->batch, (long long)o->ctx, (long long)o->chunk,
+           o->session ? "true" : "false", e->runtime, e->weights, e->mapping, e->load_other,
+           e->kv_cache, e->kv_rolling ? "true" : "false", (long long)e->kv_window,
+           e->activations, e->attention, e->cached_hooks, e->logits, e->total);
 }
 
 static int estimate_main(const cli_command *cmd, int argc, char **argv) {
@@ -140,18 +150,20 @@ static int estimate_main(const cli_command *cmd, int argc, char **argv) {
         ctx = (int64_t)cli_prompts_max_len(&prompts);
         cli_prompts_free(&prompts);
     }
+    const hk_estimate_opts run = {.batch = batch, .ctx = ctx, .session = chunk > 0,
+                                  .chunk = chunk, .hooks = patterns, .n_hooks = n_patterns,
+                                  .all_logits = all_logits};
     hk_estimate e;
-    st = hk_estimate_run(m, batch, ctx, chunk, patterns, n_patterns, !all_logits, &e);
+    st = hk_estimate_memory(m, &run, &e);
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
     } else {
         if (as_json)
-            print_json(&e, batch, ctx, chunk);
+            print_json(&e, &run);
         else
-            print_table(dir, m, batch, ctx, chunk, all_logits, hooks_arg, &e);
+            print_table(dir, m, &run, hooks_arg, &e);
         fflush(stdout);
-        rc = cli_check_mem_limit(&a, m, batch, ctx, chunk, patterns, n_patterns, !all_logits,
-                                 limit, NULL);
+        rc = cli_check_mem_limit(&a, m, &run, limit, NULL);
     }
     hk_model_free(m);
     free(list);
@@ -164,11 +176,17 @@ const cli_command cmd_estimate = {
     .usage = "--model DIR (--ctx N | --tokens IDS | --prompt TEXT | --prompts FILE) [--batch B]\n"
              "       [--hooks GLOB[,GLOB]] [--chunk C] [--mem-limit SIZE]",
     .description =
-        "Prints, in MiB, what a run of `batch` sequences of `ctx` positions will hold: the f32\n"
-        "weights, the KV cache (a rolling buffer of W slots on sliding-window layers, else\n"
-        "every position), the forward's activations for one prefill chunk, the attention\n"
-        "working memory (per-thread workspace; the scores chunk when attn_scores or pattern is\n"
-        "cached), the cached hooks for every position, and the logits. Nothing of the run is\n"
+        "Prints, in MiB, what a run of `batch` sequences of `ctx` positions will hold; the\n"
+        "total is the run's peak resident set size (VmHWM). The parts: runtime, this process\n"
+        "before the model was loaded (the executable and its shared libraries: run uses the\n"
+        "same); the f32 weights; the mapping, checkpoint pages read at load (header, GGUF\n"
+        "metadata, the sources of dequantized or converted tensors); load other, the rest of\n"
+        "what loading left resident (tokenizer, tables, heap; measured); the KV cache (with\n"
+        "--chunk only: a rolling buffer of W slots on sliding-window layers, else every\n"
+        "position); the forward's activations for one chunk; the attention working memory\n"
+        "(per-thread workspace; the scores chunk when attn_scores or pattern is cached); the\n"
+        "cached hooks for every position; and the logits (the last position's, as run\n"
+        "computes them, or every position's with --all-logits). Nothing of the run is\n"
         "allocated. With --mem-limit the command exits 1 when the total is over the limit;\n"
         "run and generate take the same option and refuse such a run before it starts.\n"
         "\n"

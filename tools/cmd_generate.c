@@ -13,6 +13,7 @@
 
 #include "cli_opts.h"
 #include "hookformer.h"
+#include "context.h"
 #include "mem_limit.h"
 #include "plugins.h"
 #include "prompt.h"
@@ -29,7 +30,8 @@ static const cli_opt generate_opts[] = {
     {"ids", NULL, "print the generated ids, not the text (the default without a tokenizer)"},
     CLI_OPT_CHUNK,
     CLI_OPT_MEM_LIMIT,
-    {"ctx", "N", "context of this run: prompt + max-new must fit (default: the model's)"},
+    {"ctx", "N", "context of this run: prompt + max-new must fit, else exit 1 (default: "
+                 "none; past max_position_embeddings warns)"},
     CLI_OPT_THREADS,
     CLI_OPT_PLUGIN,
     {"verbose", NULL, "print prefill and decode tokens/s to stderr (default: on a terminal)"},
@@ -178,52 +180,17 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
     const int32_t eos = tok ? hk_tokenizer_special_id(tok, HK_TOK_EOS) : -1;
     const bool stop_at_eos = !cli_has(&a, "stop") && eos >= 0 && eos < vocab;
 
-    /* The context: prompt + max-new positions must fit in --ctx, or by default in the
-     * model's max_position_embeddings. --ctx past that is allowed for rotary models (with a
-     * warning), never past a learned position table. Checked for the longest prompt. */
+    /* The context (tools/context.h): checked for the longest prompt. */
     const size_t n_tok = cli_prompts_max_len(&prompts);
     const int64_t need = (int64_t)n_tok + max_new;
-    bool hard = false;
-    const int64_t max_pos = hk_model_max_positions(m, &hard);
-    if (ctx > 0) {
-        if (hard && ctx > max_pos) {
-            rc = cli_runtime_error(&a, "--ctx %lld: model '%s' has learned position embeddings "
-                                       "for %lld positions, which cannot be extended",
-                                   (long long)ctx, dir, (long long)max_pos);
-            goto done;
-        }
-        if (need > ctx) {
-            rc = cli_runtime_error(&a, "--ctx %lld: the prompt (%zu tokens) + --max-new %lld = "
-                                       "%lld positions do not fit in a context of %lld",
-                                   (long long)ctx, n_tok, (long long)max_new, (long long)need,
-                                   (long long)ctx);
-            goto done;
-        }
-        if (max_pos > 0 && ctx > max_pos)
-            fprintf(stderr, "%s: warning: --ctx %lld is past the model's "
-                            "max_position_embeddings (%lld); positions beyond it were not "
-                            "trained\n",
-                    a.prog, (long long)ctx, (long long)max_pos);
-    } else if (max_pos > 0 && need > max_pos) {
-        if (hard)
-            rc = cli_runtime_error(&a, "the prompt (%zu tokens) + --max-new %lld = %lld "
-                                       "positions exceed the %lld learned positions of model "
-                                       "'%s'",
-                                   n_tok, (long long)max_new, (long long)need,
-                                   (long long)max_pos, dir);
-        else
-            rc = cli_runtime_error(&a, "the prompt (%zu tokens) + --max-new %lld = %lld "
-                                       "positions exceed the model's max_position_embeddings "
-                                       "(%lld); pass --ctx %lld to run past it",
-                                   n_tok, (long long)max_new, (long long)need,
-                                   (long long)max_pos, (long long)need);
-        goto done;
-    }
+    char what[160];
+    snprintf(what, sizeof what, "the prompt (%zu tokens) + --max-new %lld = %lld positions",
+             n_tok, (long long)max_new, (long long)need);
+    if ((rc = cli_check_context(&a, m, dir, ctx, need, what))) goto done;
 
     /* the session holds prompt + max_new positions; decode steps keep last-position logits */
-    if (mem_limit && (rc = cli_check_mem_limit(&a, m, 1, need, chunk, NULL, 0, true, mem_limit,
-                                               NULL)))
-        goto done;
+    const hk_estimate_opts run = {.batch = 1, .ctx = need, .session = true, .chunk = chunk};
+    if (mem_limit && (rc = cli_check_mem_limit(&a, m, &run, mem_limit, NULL))) goto done;
     stop_ids = malloc((n_stop ? n_stop : 1) * sizeof *stop_ids);
     out = malloc((size_t)max_new * sizeof *out);
     if (!stop_ids || !out) {
@@ -321,9 +288,10 @@ const cli_command cmd_generate = {
         "generate(do_sample=False). With --temperature > 0 it samples as\n"
         "transformers does: logits / T, then top-k, then top-p, from a PRNG seeded by --seed.\n"
         "\n"
-        "--ctx N is the context of the run: the prompt + --max-new must fit in it (exit 1\n"
-        "otherwise). Without --ctx the limit is the model's max_position_embeddings; --ctx past\n"
-        "it runs with a warning on rotary models, and is an error for learned positions (GPT-2).\n"
+        "Past the model's max_position_embeddings a rotary model runs, with one warning on\n"
+        "stderr naming the limit (positions beyond it were not trained); a learned position\n"
+        "table (GPT-2) cannot be exceeded (exit 1). --ctx N is the context of the run: the\n"
+        "prompt + --max-new must fit in it (exit 1 otherwise), the strict form of the rule.\n"
         "\n"
         "--plugin loads a C plugin (see 'hookformer run --help' and docs/PLUGINS.md); its hooks\n"
         "fire at every prefill chunk and every decode step (one position, pos_offset = that\n"

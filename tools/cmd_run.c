@@ -10,6 +10,7 @@
 
 #include "cli_opts.h"
 #include "hookformer.h"
+#include "context.h"
 #include "mem_limit.h"
 #include "plugins.h"
 #include "prompt.h"
@@ -22,6 +23,10 @@ static const cli_opt run_opts[] = {
     CLI_OPT_PLUGIN,
     CLI_OPT_CHUNK,
     CLI_OPT_MEM_LIMIT,
+    {"ctx", "N", "refuse prompts longer than N (exit 1); without it, a prompt past "
+                 "max_position_embeddings runs with a warning"},
+    {"all-logits", NULL, "logits for every position: one top-k table after each (default: the "
+                         "last position's only)"},
     {NULL, NULL, NULL},
 };
 
@@ -39,63 +44,25 @@ static int cmp_scored(const void *pa, const void *pb) {
     return (a->id > b->id) - (a->id < b->id);
 }
 
-/* The prompt in chunks through a session; `last` receives the last position's logits. Hooks
- * fire per chunk with pos_offset set. */
+/* The prompt in chunks through a session. logits: [1, vocab] for the last position, or
+ * [1, n, vocab] with all. Hooks fire per chunk with pos_offset set. */
 static hk_status run_chunked(hk_model *m, hk_hooks *hooks, const int32_t *tokens, int64_t n,
-                             int64_t chunk, float *last) {
+                             int64_t chunk, bool all, float *logits) {
+    const size_t vocab = (size_t)hk_model_vocab_size(m);
     hk_session *s;
     hk_status st = hk_session_new(m, 1, n, &s);
     for (int64_t p = 0; st == HK_OK && p < n; p += chunk)
-        st = hk_session_feed(s, hooks, tokens + p, n - p < chunk ? n - p : chunk, true, last);
+        st = hk_session_feed(s, hooks, tokens + p, n - p < chunk ? n - p : chunk, !all,
+                             all ? logits + (size_t)p * vocab : logits);
     hk_session_free(s);
     return st;
 }
 
-/* One prompt: the forward, then the top-k table. Returns a CLI exit status; *stopped is set
- * when a hook stopped the forward (the remaining prompts are not run). */
-static int run_one(const cli_args *a, hk_model *m, const char *dir, hk_hooks *hooks,
-                   cli_plugins *plugins, const cli_prompt *q, size_t index, size_t n_prompts, int64_t top_k,
-                   int64_t chunk, bool *stopped) {
+/* The top-k table of the next token after position `pos` from its logits [vocab]. */
+static void print_top_k(hk_model *m, const char *dir, const char *label, const int32_t *tokens,
+                        size_t n_tok, size_t pos, const float *last, scored *order,
+                        int64_t top_k) {
     const int64_t vocab = hk_model_vocab_size(m);
-    const size_t n_tok = q->n;
-    const int32_t *tokens = q->ids;
-    char label[64] = "";
-    if (n_prompts > 1) snprintf(label, sizeof label, " prompt=%zu", index + 1);
-    if (n_tok > SIZE_MAX / sizeof(float) / (size_t)vocab)
-        return cli_usage_error(a, "the prompt: %zu tokens x vocab %lld logits do not fit in "
-                                  "memory",
-                               n_tok, (long long)vocab);
-    float *logits = malloc(n_tok * (size_t)vocab * sizeof *logits); /* [1, seq, vocab] */
-    scored *order = malloc((size_t)vocab * sizeof *order);
-    int rc = CLI_EXIT_OK;
-    hk_status st;
-    if (!logits || !order) {
-        rc = cli_runtime_error(a, "out of memory for %zu tokens x vocab %lld logits", n_tok,
-                               (long long)vocab);
-        goto done;
-    }
-    if ((rc = cli_plugins_begin_run(a, plugins, tokens, NULL, 1, (int64_t)n_tok))) goto done;
-    if (chunk > 0)
-        st = run_chunked(m, hooks, tokens, (int64_t)n_tok, chunk,
-                         logits + (n_tok - 1) * (size_t)vocab);
-    else
-        st = hk_model_run(m, hooks, tokens, NULL, 1, (int64_t)n_tok, logits);
-    if (st == HK_STOPPED) {
-        /* A hook asked to stop: not an error, but there are no logits to rank. */
-        printf("# model=%s family=%s%s tokens=%zu: stopped early, %s; no logits, no top-k\n", dir,
-               hk_model_family(m), label, n_tok,
-               hk_last_error()[0] ? hk_last_error() : "a hook stopped the forward");
-        *stopped = true;
-        goto done;
-    }
-    if (st != HK_OK) {
-        rc = cli_runtime_error(a, "forward failed on model '%s': %s (%s)", dir, hk_last_error(),
-                               hk_status_name(st));
-        goto done;
-    }
-
-    /* Next-token distribution after the last position. */
-    const float *last = logits + (n_tok - 1) * (size_t)vocab; /* [vocab] */
     double mx = -INFINITY;
     for (int64_t v = 0; v < vocab; v++) {
         order[v].logit = last[v];
@@ -112,9 +79,8 @@ static int run_one(const cli_args *a, hk_model *m, const char *dir, hk_hooks *ho
     char disp[96];
     printf("# model=%s family=%s%s tokens=%zu next-token top-%lld after token %lld%s%s "
            "(position %zu)\n",
-           dir, hk_model_family(m), label, n_tok, (long long)k, (long long)tokens[n_tok - 1],
-           text ? " " : "", cli_token_display(m, tokens[n_tok - 1], disp, sizeof disp),
-           n_tok - 1);
+           dir, hk_model_family(m), label, n_tok, (long long)k, (long long)tokens[pos],
+           text ? " " : "", cli_token_display(m, tokens[pos], disp, sizeof disp), pos);
     printf("%5s %10s %12s %12s%s\n", "rank", "token_id", "logit", "prob", text ? "  token" : "");
     for (int64_t r = 0; r < k; r++) {
         double p = exp((double)order[r].logit - mx) / sum;
@@ -127,6 +93,56 @@ static int run_one(const cli_args *a, hk_model *m, const char *dir, hk_hooks *ho
                (double)order[r].logit, prob, text ? "  " : "",
                cli_token_display(m, order[r].id, disp, sizeof disp));
     }
+}
+
+/* One prompt: the forward, then the top-k table (one per position with all). Returns a CLI
+ * exit status; *stopped is set when a hook stopped the forward (the remaining prompts are not
+ * run). */
+static int run_one(const cli_args *a, hk_model *m, const char *dir, hk_hooks *hooks,
+                   cli_plugins *plugins, const cli_prompt *q, size_t index, size_t n_prompts, int64_t top_k,
+                   int64_t chunk, bool all, bool *stopped) {
+    const int64_t vocab = hk_model_vocab_size(m);
+    const size_t n_tok = q->n, n_rows = all ? n_tok : 1;
+    const int32_t *tokens = q->ids;
+    char label[64] = "";
+    if (n_prompts > 1) snprintf(label, sizeof label, " prompt=%zu", index + 1);
+    if (n_rows > SIZE_MAX / sizeof(float) / (size_t)vocab)
+        return cli_usage_error(a, "--all-logits: %zu tokens x vocab %lld logits do not fit in "
+                                  "memory",
+                               n_tok, (long long)vocab);
+    float *logits = malloc(n_rows * (size_t)vocab * sizeof *logits); /* [1, seq | 1, vocab] */
+    scored *order = malloc((size_t)vocab * sizeof *order);
+    int rc = CLI_EXIT_OK;
+    hk_status st;
+    if (!logits || !order) {
+        rc = cli_runtime_error(a, "out of memory for %zu x vocab %lld logits", n_rows,
+                               (long long)vocab);
+        goto done;
+    }
+    if ((rc = cli_plugins_begin_run(a, plugins, tokens, NULL, 1, (int64_t)n_tok))) goto done;
+    if (chunk > 0)
+        st = run_chunked(m, hooks, tokens, (int64_t)n_tok, chunk, all, logits);
+    else if (all)
+        st = hk_model_run(m, hooks, tokens, NULL, 1, (int64_t)n_tok, logits);
+    else
+        st = hk_model_run_last(m, hooks, tokens, NULL, 1, (int64_t)n_tok, logits);
+    if (st == HK_STOPPED) {
+        /* A hook asked to stop: not an error, but there are no logits to rank. */
+        printf("# model=%s family=%s%s tokens=%zu: stopped early, %s; no logits, no top-k\n", dir,
+               hk_model_family(m), label, n_tok,
+               hk_last_error()[0] ? hk_last_error() : "a hook stopped the forward");
+        *stopped = true;
+        goto done;
+    }
+    if (st != HK_OK) {
+        rc = cli_runtime_error(a, "forward failed on model '%s': %s (%s)", dir, hk_last_error(),
+                               hk_status_name(st));
+        goto done;
+    }
+    /* Next-token distribution after each position asked for: the last, or every one. */
+    for (size_t r = 0; r < n_rows; r++)
+        print_top_k(m, dir, label, tokens, n_tok, all ? r : n_tok - 1,
+                    logits + r * (size_t)vocab, order, top_k);
 done:
     free(order);
     free(logits);
@@ -144,10 +160,12 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
     if ((rc = cli_int(&a, "top-k", 1, INT64_MAX, 10, &top_k))) return rc;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
-    int64_t chunk;
+    int64_t chunk, ctx;
     if ((rc = cli_int(&a, "chunk", 1, INT64_MAX, 0, &chunk))) return rc;
+    if ((rc = cli_int(&a, "ctx", 1, INT64_MAX, 0, &ctx))) return rc;
     size_t mem_limit;
     if ((rc = cli_mem_limit(&a, "mem-limit", &mem_limit))) return rc;
+    const bool all = cli_has(&a, "all-logits");
 
     cli_plugins plugins;
     if ((rc = cli_plugins_read(&a, &plugins))) return rc;
@@ -181,11 +199,16 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
         goto done;
     }
     if ((rc = cli_prompts_encode(&a, m, dir, &prompts))) goto done;
-    /* before anything of the run is allocated (plugins' own hooks are not counted) */
-    if (mem_limit &&
-        (rc = cli_check_mem_limit(&a, m, 1, (int64_t)cli_prompts_max_len(&prompts), chunk, NULL,
-                                  0, chunk > 0, mem_limit, NULL)))
+    /* the context rule (tools/context.h), for the longest prompt */
+    char what[96];
+    snprintf(what, sizeof what, "the %sprompt's %zu tokens", prompts.n > 1 ? "longest " : "",
+             cli_prompts_max_len(&prompts));
+    if ((rc = cli_check_context(&a, m, dir, ctx, (int64_t)cli_prompts_max_len(&prompts), what)))
         goto done;
+    /* before anything of the run is allocated (plugins' own hooks are not counted) */
+    const hk_estimate_opts run = {.batch = 1, .ctx = (int64_t)cli_prompts_max_len(&prompts),
+                                  .session = chunk > 0, .chunk = chunk, .all_logits = all};
+    if (mem_limit && (rc = cli_check_mem_limit(&a, m, &run, mem_limit, NULL))) goto done;
 
     st = hk_hooks_new(m, &hooks);
     if (st != HK_OK) {
@@ -195,8 +218,8 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_plugins_load(&a, &plugins, m, hooks))) goto done;
     bool stopped = false;
     for (size_t i = 0; i < prompts.n && !stopped && rc == CLI_EXIT_OK; i++)
-        rc = run_one(&a, m, dir, hooks, &plugins, &prompts.v[i], i, prompts.n, top_k, chunk,
-                     &stopped);
+        rc = run_one(&a, m, dir, hooks, &plugins, &prompts.v[i], i, prompts.n,
+                     top_k, chunk, all, &stopped);
 
 done:
     /* Finish in load order, after the table: each prints its summary and frees its state. A
@@ -213,13 +236,23 @@ const cli_command cmd_run = {
     .summary = "Run a forward pass over a prompt and print the top-k next tokens.",
     .usage = "--model DIR (--tokens IDS | --prompt TEXT | --prompts FILE) [--top-k K]\n"
              "       [--[no-]prepend-bos] [--threads N] [--chunk C] [--mem-limit SIZE] "
-             "[--plugin SPEC]...",
+             "[--all-logits]\n"
+             "       [--ctx N] [--plugin SPEC]...",
     .description =
         "Loads the model, runs the forward pass over the prompt, and prints the k most likely\n"
         "tokens after the last one: rank, token id, logit, probability (softmax over the whole\n"
         "vocabulary) and, when the model folder has a tokenizer.json, the token's text (quoted,\n"
         "escaped as Python's repr: ' the', '\\n'), most likely first. --prompts runs each line\n"
         "as its own prompt and prints one table per prompt (header: prompt=N).\n"
+        "\n"
+        "Only the last position's logits are computed (the unembedding runs on one row, and\n"
+        "unembed.hook_out has shape [1, 1, vocab]); --all-logits computes them for every\n"
+        "position, [1, seq, vocab], and prints one table after each position, first to last.\n"
+        "\n"
+        "Past the model's max_position_embeddings a rotary model runs, with one warning on\n"
+        "stderr naming the limit (positions beyond it were not trained); a learned position\n"
+        "table (GPT-2) cannot be exceeded (exit 1). --ctx N refuses a prompt longer than N\n"
+        "(exit 1), the strict form; generate follows the same rule.\n"
         "\n" CLI_PROMPT_HELP "\n"
         "\n"
         "--plugin loads a C plugin (a .so exporting hookformer_plugin(), see docs/PLUGINS.md)\n"

@@ -53,9 +53,13 @@ void cli_format_mib(size_t bytes, char *buf, size_t cap) {
 }
 
 void cli_format_estimate(const hk_estimate *e, char *buf, size_t cap) {
-    char t[32], w[32], kv[32], act[32], at[32], ch[32], lg[32], roll[48] = "";
+    char t[32], rt[32], w[32], mp[32], lo[32], kv[32], act[32], at[32], ch[32], lg[32],
+        roll[48] = "";
     cli_format_mib(e->total, t, sizeof t);
+    cli_format_mib(e->runtime, rt, sizeof rt);
     cli_format_mib(e->weights, w, sizeof w);
+    cli_format_mib(e->mapping, mp, sizeof mp);
+    cli_format_mib(e->load_other, lo, sizeof lo);
     cli_format_mib(e->kv_cache, kv, sizeof kv);
     cli_format_mib(e->activations, act, sizeof act);
     cli_format_mib(e->attention, at, sizeof at);
@@ -63,16 +67,15 @@ void cli_format_estimate(const hk_estimate *e, char *buf, size_t cap) {
     cli_format_mib(e->logits, lg, sizeof lg);
     if (e->kv_rolling) snprintf(roll, sizeof roll, " [rolling W=%lld]", (long long)e->kv_window);
     snprintf(buf, cap,
-             "total %s (weights %s, KV cache %s%s, activations %s, attention %s, cached hooks "
-             "%s, logits %s)",
-             t, w, kv, roll, act, at, ch, lg);
+             "total %s (runtime %s, weights %s, mapping %s, load other %s, KV cache %s%s, "
+             "activations %s, attention %s, cached hooks %s, logits %s)",
+             t, rt, w, mp, lo, kv, roll, act, at, ch, lg);
 }
 
-int cli_check_mem_limit(const cli_args *a, const hk_model *m, int64_t batch, int64_t ctx,
-                        int64_t chunk, const char *const *hooks, size_t n_hooks,
-                        bool last_logits_only, size_t limit, hk_estimate *out) {
+int cli_check_mem_limit(const cli_args *a, const hk_model *m, const hk_estimate_opts *run,
+                        size_t limit, hk_estimate *out) {
     hk_estimate e;
-    hk_status st = hk_estimate_run(m, batch, ctx, chunk, hooks, n_hooks, last_logits_only, &e);
+    hk_status st = hk_estimate_memory(m, run, &e);
     if (st != HK_OK)
         return cli_runtime_error(a, "cannot estimate the memory of this run: %s (%s)",
                                  hk_last_error(), hk_status_name(st));
@@ -84,5 +87,5 @@ int cli_check_mem_limit(const cli_args *a, const hk_model *m, int64_t batch, int
     return cli_runtime_error(a,
                              "refusing to run: the estimated memory, %s, exceeds --mem-limit "
                              "%s (%zu bytes) for batch %lld x ctx %lld",
-                             line, lim, limit, (long long)batch, (long long)ctx);
+                             line, lim, limit, (long long)run->batch, (long long)run->ctx);
 }

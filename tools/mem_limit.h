@@ -1,5 +1,5 @@
-/* --mem-limit for the subcommands that run a model (estimate, run, generate, cache): parse the
- * budget, estimate the run with hk_estimate_run before anything is allocated, and refuse with
+/* --mem-limit for the subcommands that run a model (estimate, run, generate): parse the
+ * budget, estimate the run with hk_estimate_memory before anything is allocated, and refuse with
  * the estimate in the message when it is over. */
 #ifndef HK_TOOLS_MEM_LIMIT_H
 #define HK_TOOLS_MEM_LIMIT_H
@@ -30,8 +30,7 @@ void cli_format_estimate(const hk_estimate *e, char *buf, size_t cap);
  * "hookformer CMD: refusing to run: the estimated memory, total ... exceeds --mem-limit ..."
  * (or the estimate's error) and returns CLI_EXIT_RUNTIME. The estimate goes to *out when not
  * NULL. */
-int cli_check_mem_limit(const cli_args *a, const hk_model *m, int64_t batch, int64_t ctx,
-                        int64_t chunk, const char *const *hooks, size_t n_hooks,
-                        bool last_logits_only, size_t limit, hk_estimate *out);
+int cli_check_mem_limit(const cli_args *a, const hk_model *m, const hk_estimate_opts *run,
+                        size_t limit, hk_estimate *out);
 
 #endif

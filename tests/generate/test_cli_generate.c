@@ -23,6 +23,22 @@ static const char *g_exe; /* $HK_HOOKFORMER */
 
 #define RUN(...) cli_run(g_exe, __VA_ARGS__, NULL)
 
+/* Lines of text holding needle. */
+static int count_lines(const char *text, const char *needle) {
+    int n = 0;
+    for (const char *line = text; line && *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        for (size_t i = 0; i + strlen(needle) <= len; i++)
+            if (strncmp(line + i, needle, strlen(needle)) == 0) {
+                n++;
+                break;
+            }
+        line = end ? end + 1 : NULL;
+    }
+    return n;
+}
+
 static void expect(const cli_result *r, int status, const char *in_out, const char *in_err) {
     bool ok = r->status == status && (!in_out || strstr(r->out, in_out)) &&
               (!in_err || strstr(r->err, in_err));
@@ -155,18 +171,34 @@ static void test_context(void **state) {
     expect(&r, 1, NULL, "the prompt (60 tokens) + --max-new 10 = 70 positions exceed the 64 "
                         "learned positions");
     cli_result_free(&r);
-    /* rotary: past max_position_embeddings (mistral: 256) only with --ctx, and a warning */
+    /* rotary: past max_position_embeddings (mistral: 256) it generates, with one warning
+     * naming the limit; --ctx N is the strict form */
     char mistral[1024], rot_prompt[2048] = "1";
     snprintf(mistral, sizeof mistral, "%s/mistral", require_env("HK_FIXTURES"));
     for (int i = 1; i < 250; i++) strcat(rot_prompt, ",5");
     r = RUN("generate", "--model", mistral, "--tokens", rot_prompt, "--max-new", "10");
-    expect(&r, 1, NULL, "= 260 positions exceed the model's max_position_embeddings (256); "
-                        "pass --ctx 260");
+    expect(&r, 0, NULL, "hookformer generate: warning: the prompt (250 tokens) + --max-new 10 = "
+                        "260 positions go past the model's max_position_embeddings (256); "
+                        "positions beyond it were not trained");
+    assert_int_equal(count_lines(r.err, "warning"), 1);
+    assert_true(strlen(r.out) > 0);
     cli_result_free(&r);
     r = RUN("generate", "--model", mistral, "--tokens", rot_prompt, "--max-new", "10", "--ctx",
             "300");
     expect(&r, 0, NULL, "hookformer generate: warning: --ctx 300 is past the model's "
                         "max_position_embeddings (256)");
+    assert_int_equal(count_lines(r.err, "warning"), 1);
+    cli_result_free(&r);
+    r = RUN("generate", "--model", mistral, "--tokens", rot_prompt, "--max-new", "10", "--ctx",
+            "259");
+    expect(&r, 1, NULL, "--ctx 259: the prompt (250 tokens) + --max-new 10 = 260 positions do "
+                        "not fit in a context of 259");
+    assert_string_equal(r.out, "");
+    cli_result_free(&r);
+    /* within the limit: no warning */
+    r = RUN("generate", "--model", mistral, "--tokens", rot_prompt, "--max-new", "6");
+    expect(&r, 0, NULL, NULL);
+    assert_null(strstr(r.err, "warning"));
     cli_result_free(&r);
 }
 

@@ -288,8 +288,10 @@ static void test_run_fixture(void **state) {
         for (int64_t i = 1; i <= n_pos && strlen(many) + 8 < sizeof many; i++) strcat(many, ",0");
         r = cli_run(g_exe, "run", "--model", dir, "--tokens", many, NULL);
         cli_expect_status(&r, 1, "more tokens than n_positions");
-        cli_expect_contains(r.err, "hookformer run: forward failed",
-                            "more tokens than n_positions");
+        char want[160];
+        snprintf(want, sizeof want, "hookformer run: the prompt's %lld tokens exceed the %lld "
+                 "learned positions of model", (long long)n_pos + 1, (long long)n_pos);
+        cli_expect_contains(r.err, want, "more tokens than n_positions");
         assert_string_equal(r.out, "");
         cli_result_free(&r);
     }
@@ -385,6 +387,75 @@ static void test_run_chunked(void **state) {
     cli_result_free(&bad);
 }
 
+/* run computes the last position's logits only; --all-logits prints a table after every
+ * position, first to last, the last one the same as the default's. */
+static void test_run_all_logits(void **state) {
+    (void)state;
+    char dir[4096];
+    cJSON *cfg = fixture_config(dir, sizeof dir);
+    if (!cfg) skip();
+    cJSON_Delete(cfg);
+    const char *toks = "5,9,31,2";
+    cli_result last = cli_run(g_exe, "run", "--model", dir, "--tokens", toks, "--top-k", "3",
+                              NULL);
+    cli_expect_status(&last, 0, "run");
+    cli_result all = cli_run(g_exe, "run", "--model", dir, "--tokens", toks, "--top-k", "3",
+                             "--all-logits", NULL);
+    cli_expect_status(&all, 0, "run --all-logits");
+    /* one header in the default, four with --all-logits, in position order */
+    assert_null(strstr(last.out, "(position 0)"));
+    cli_expect_contains(last.out, "(position 3)", "run");
+    const char *at = all.out;
+    for (int p = 0; p < 4; p++) {
+        char want[32];
+        snprintf(want, sizeof want, "(position %d)", p);
+        at = cli_expect_contains(at, want, "run --all-logits");
+    }
+    /* the last table is the default's, byte for byte */
+    const char *tail = strstr(all.out, "# model=");
+    for (int p = 0; p < 3; p++) tail = strstr(tail + 1, "# model=");
+    assert_non_null(tail);
+    assert_string_equal(tail, last.out);
+    cli_result_free(&last);
+    cli_result_free(&all);
+}
+
+/* The context rule (as generate's): past max_position_embeddings a rotary model runs with one
+ * warning naming the limit; --ctx N refuses a longer prompt before any work. */
+static void test_run_past_max_positions(void **state) {
+    (void)state;
+    const char *fx = getenv("HK_FIXTURES");
+    if (!fx || !*fx) skip();
+    char mistral[4096], ids[2048] = "1";
+    snprintf(mistral, sizeof mistral, "%s/mistral", fx); /* max_position_embeddings 256 */
+    for (int i = 1; i < 300; i++) strcat(ids, ",5");
+    cli_result r = cli_run(g_exe, "run", "--model", mistral, "--tokens", ids, "--top-k", "2",
+                           NULL);
+    cli_expect_status(&r, 0, "300 tokens past 256");
+    const char *w = cli_expect_contains(r.err, "hookformer run: warning: the prompt's 300 tokens "
+                                        "go past the model's max_position_embeddings (256); "
+                                        "positions beyond it were not trained",
+                                        "300 tokens past 256");
+    assert_null(strstr(strchr(w, '\n'), "warning")); /* one warning */
+    cli_expect_contains(r.out, "(position 299)", "300 tokens past 256");
+    cli_result_free(&r);
+    r = cli_run(g_exe, "run", "--model", mistral, "--tokens", ids, "--ctx", "299", NULL);
+    cli_expect_status(&r, 1, "--ctx 299");
+    cli_expect_contains(r.err, "hookformer run: --ctx 299: the prompt's 300 tokens do not fit in "
+                        "a context of 299", "--ctx 299");
+    assert_string_equal(r.out, "");
+    cli_result_free(&r);
+    r = cli_run(g_exe, "run", "--model", mistral, "--tokens", ids, "--ctx", "512", NULL);
+    cli_expect_status(&r, 0, "--ctx 512");
+    cli_expect_contains(r.err, "warning: --ctx 512 is past the model's max_position_embeddings "
+                        "(256)", "--ctx 512");
+    cli_result_free(&r);
+    r = cli_run(g_exe, "run", "--model", mistral, "--tokens", "1,5,5", NULL);
+    cli_expect_status(&r, 0, "3 tokens");
+    assert_string_equal(r.err, "");
+    cli_result_free(&r);
+}
+
 static void test_info_fixture(void **state) {
     (void)state;
     char dir[4096];
@@ -436,6 +507,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_run_fixture),
         cmocka_unit_test(test_run_chunked),
         cmocka_unit_test(test_run_mem_limit),
+        cmocka_unit_test(test_run_all_logits),
+        cmocka_unit_test(test_run_past_max_positions),
         cmocka_unit_test(test_info_fixture),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
