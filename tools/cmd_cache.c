@@ -355,6 +355,8 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     hk_model *m = NULL;
     hk_store *store = NULL;
     hk_hooks *hooks = NULL; /* with --plugin: the plugins' hooks, then the store's */
+    struct sigaction sa, old_int, old_term;
+    bool handlers = false;
     seq_list seqs = {0};
     int32_t *tokens = NULL;
     int64_t *lengths = NULL;
@@ -435,7 +437,9 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
                                (long long)batch, (long long)ctx);
         goto done;
     }
-    struct sigaction sa, old_int, old_term;
+    /* the handler stays until the function returns: a signal during the final commit and
+     * close only marks the run, it never kills the process half-way through the close */
+    handlers = true;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_interrupt;
     sigemptyset(&sa.sa_mask);
@@ -462,8 +466,6 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
         done_seqs += nb;
         progress_show(&pg, done_seqs, done_tokens, hk_store_get_stats(store).bytes_written, false);
     }
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
     hk_store_stats stats = hk_store_get_stats(store);
     hk_status cst = hk_store_close(store);
     store = NULL;
@@ -476,7 +478,7 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     if (truncated)
         fprintf(stderr, "cache: %lld sequences were cut to --ctx %lld tokens\n",
                 (long long)truncated, (long long)ctx);
-    if (interrupted) {
+    if (interrupted && done_seqs < seqs.n) {
         /* as shells expect of a program a signal stopped: 128 + the signal */
         cli_runtime_error(&a, "interrupted: %s holds the %lld sequences stored before the signal; "
                               "the same command with --resume continues",
@@ -500,6 +502,10 @@ done:
     free(hooks_copy);
     free(fs.hooks);
     if (m) hk_model_free(m);
+    if (handlers) {
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+    }
     return rc;
 }
 
