@@ -347,7 +347,7 @@ static hk_status check_same(const hk_store *s, const hk_store *f) {
     if (f->dtype != s->dtype)
         return mismatch(s, "the dtype", hk_dtype_name(f->dtype), hk_dtype_name(s->dtype));
     if (strcmp(f->positions, s->positions) != 0)
-        return mismatch(s, "positions", f->positions, s->positions);
+        return mismatch(s, "the positions setting", f->positions, s->positions);
     if (f->ctx != s->ctx) {
         char a[32], b[32];
         snprintf(a, sizeof a, "%lld", (long long)f->ctx);
@@ -363,7 +363,7 @@ static hk_status check_same(const hk_store *s, const hk_store *f) {
                  f->n_hooks ? f->hooks[0].name : "");
         snprintf(b, sizeof b, "%zu hooks starting '%s'", s->n_hooks,
                  s->n_hooks ? s->hooks[0].name : "");
-        return mismatch(s, "the hooks", a, b);
+        return mismatch(s, "the hook list", a, b);
     }
     for (size_t i = 0; i < s->n_hooks; i++) {
         const hk_store_hook *h = &s->hooks[i], *fh = &f->hooks[i];

@@ -380,11 +380,11 @@ static void test_append_and_refusals(void **state) {
                  HK_ERR_INVALID_ARG, "the dtype differs", NULL, NULL);
     const char *h2[] = {"blocks.1.hook_resid_post"};
     expect_error(hk_store_append(path, f.m, h2, 1, &o, &s),
-                 HK_ERR_INVALID_ARG, "the hooks differ", NULL, NULL);
+                 HK_ERR_INVALID_ARG, "the hook list differs", NULL, NULL);
     hk_store_opts olast = o;
     olast.positions = "last";
     expect_error(hk_store_append(path, f.m, h1, 1, &olast, &s), HK_ERR_INVALID_ARG,
-                 "positions differ", NULL, NULL);
+                 "the positions setting differs", NULL, NULL);
     hk_model *other = fixture_model("neox");
     expect_error(hk_store_append(path, other, h1, 1, &o, &s),
                  HK_ERR_INVALID_ARG, "the model differs", NULL, NULL);
@@ -675,9 +675,9 @@ static void test_refusals_leave_file(void **state) {
     struct {
         const char *what, *a1, *a2, *a3, *a4, *model, *needle;
     } cases[] = {
-        {"other hooks", "--hooks", "blocks.0.hook_resid_post", NULL, NULL, model, "hooks differ"},
+        {"other hooks", "--hooks", "blocks.0.hook_resid_post", NULL, NULL, model, "hook list differs"},
         {"other dtype", "--hooks", hooks, "--dtype", "f16", model, "dtype differs"},
-        {"other positions", "--hooks", hooks, "--positions", "last", model, "positions differ"},
+        {"other positions", "--hooks", hooks, "--positions", "last", model, "positions setting differs"},
         {"other ctx", "--hooks", hooks, "--ctx", "3", model, "ctx differs"},
         {"other model", "--hooks", "blocks.0.hook_resid_post", NULL, NULL, other, "differs"},
     };
