@@ -63,6 +63,8 @@ int main(int argc, char **argv) {
         tokens[i] = (int32_t)(x % (uint64_t)vocab);
     }
     const double n_tok = (double)prompts * (double)len;
+    hk_run_opts all = hk_run_default_opts();
+    all.stop_at_layer = hk_model_n_layers(m); /* every block, as the store of every layer runs */
 
     /* phases: forward, store, store with an fsync at every batch's commit (the write path
      * bound by the disk, not by the page cache), forward */
@@ -87,8 +89,9 @@ int main(int argc, char **argv) {
         }
         for (long p = 0; p < prompts; p += batch) {
             long nb = prompts - p < batch ? prompts - p : batch;
+            /* the forward alone: every block (no logits would stop it after the embeddings) */
             st = storing ? hk_store_run(s, m, tokens + p * len, NULL, nb, len)
-                         : hk_model_run(m, NULL, tokens + p * len, NULL, nb, len, NULL);
+                         : hk_model_run_opts(m, NULL, tokens + p * len, NULL, nb, len, &all, NULL);
             if (st != HK_OK) return fail("run", st);
         }
         if (storing) {

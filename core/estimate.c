@@ -163,11 +163,7 @@ hk_status hk_estimate_memory(const hk_model *m, const hk_estimate_opts *o, hk_es
         bool hit = false;
         for (size_t p = 0; p < pts->n && !hit; p++)
             hit = hk_glob_match(hook_patterns[i], pts->points[p].name);
-        if (!hit)
-            return hk_errorf(HK_ERR_NOT_FOUND,
-                             "hk_estimate_memory: hook '%s' matches no hook point of this %s "
-                             "model (%lld layers); `hookformer hooks --model DIR` lists them",
-                             hook_patterns[i], c->family, (long long)c->n_layers);
+        if (!hit) return hk_hook_not_found(pts, c->family, hook_patterns[i], NULL);
     }
     /* A bidirectional model cannot keep a KV cache: the run is one forward over ctx. */
     const bool session = o->session && causal(m);

@@ -53,6 +53,8 @@ typedef struct {
     fwd_state *s;
     int64_t layer0;       /* first block run (hk_forward_from_layer; else 0) */
     const float *resid0;  /* [rows, d_model] its hook_resid_pre, or NULL: embed the tokens */
+    int64_t layer_end;    /* blocks [layer0, layer_end) run (n_layers unless stopped) */
+    bool head;            /* the final norm and head run after the blocks */
 } fwd_run;
 
 #if HK_HOOK_DISPATCH
@@ -803,7 +805,11 @@ static hk_status run_layers(fwd_run *r, const int32_t *ids, const int32_t *types
     else
         TRY(embed(r, ids, types));
     rope_prepare(c, s);
-    for (int64_t l = r->layer0; l < c->n_layers; l++) TRY(block(r, l));
+    for (int64_t l = r->layer0; l < r->layer_end; l++) TRY(block(r, l));
+    if (!r->head) { /* stopped: the residual entering block layer_end (stop_at_layer) */
+        if (out) write_rows(s, s->resid, d, last_only, out);
+        return HK_OK;
+    }
     if (c->head == HK_HEAD_LM) {
         TRY(norm(r, -1, HK_PT_LN_FINAL_SCALE, HK_PT_LN_FINAL_NORMALIZED, &w->ln_final, s->resid,
                  s->normed));
@@ -840,7 +846,7 @@ static hk_status forward_call(hk_model *m, hk_hooks *hooks, struct hk_session *s
                               const int32_t *tokens, const int32_t *types,
                               const int64_t *lengths, int64_t batch, int64_t seq, int64_t pos0,
                               int64_t rope_len, bool last_only, out_kind kind, float *out,
-                              int64_t layer0, const float *resid0) {
+                              int64_t layer0, const float *resid0, int64_t layer_end) {
     const hk_config *c = &m->cfg;
     int64_t *lens = malloc((size_t)batch * sizeof *lens);
     /* Padding tokens may hold any id; embed a valid one (0) in their rows, type 0 likewise. */
@@ -866,7 +872,9 @@ static hk_status forward_call(hk_model *m, hk_hooks *hooks, struct hk_session *s
     s.pos0 = pos0;
     s.rope_len = rope_len;
     s.sess = sess;
-    fwd_run r = {.m = m, .hooks = hooks, .s = &s, .layer0 = layer0, .resid0 = resid0};
+    fwd_run r = {.m = m, .hooks = hooks, .s = &s, .layer0 = layer0, .resid0 = resid0,
+                 .layer_end = layer_end < c->n_layers ? layer_end : c->n_layers,
+                 .head = layer_end > c->n_layers};
     st = run_layers(&r, ids, tys, last_only, kind, out);
     state_free(&s);
     free(tys);
@@ -875,10 +883,30 @@ static hk_status forward_call(hk_model *m, hk_hooks *hooks, struct hk_session *s
     return st;
 }
 
-/* A one-shot forward over a right-padded batch. */
+/* Where a one-shot forward may stop when nothing of its output is wanted (out NULL): after
+ * the last block any registered hook sits in (0: the embeddings only), or, when a hook sits
+ * after the blocks (ln_final, unembed), nowhere: HK_RUN_ALL_LAYERS. The hooks then fire
+ * exactly as in the full forward; nothing later can be observed. Sessions never stop early:
+ * the KV cache of every layer must be written for the next feed. */
+static int64_t hooked_layer_end(const hk_model *m, const hk_hooks *hooks) {
+    int64_t end = 0;
+    if (!hooks) return end;
+    for (size_t i = 0; i < m->points.n; i++) {
+        if (!hk_hooks_active(hooks, (int32_t)i)) continue;
+        hk_point_kind k = m->points.kinds[i];
+        if (k > HK_PT_BLOCK_LAST) return HK_RUN_ALL_LAYERS;
+        if (k >= HK_PT_BLOCK_FIRST && m->points.points[i].layer + 1 > end)
+            end = m->points.points[i].layer + 1;
+    }
+    return end;
+}
+
+/* A one-shot forward over a right-padded batch; blocks [0, layer_end) (HK_RUN_ALL_LAYERS:
+ * every block and the head). */
 static hk_status run_batch(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                            const int32_t *types, const int64_t *lengths, int64_t batch,
-                           int64_t seq, bool last_only, out_kind kind, float *out) {
+                           int64_t seq, bool last_only, out_kind kind, float *out,
+                           int64_t layer_end) {
     hk_status st = check_inputs(m, tokens, types, lengths, batch, seq, 0);
     if (st != HK_OK) return st;
     if (hooks && hooks->model != m)
@@ -889,8 +917,9 @@ static hk_status run_batch(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
         int64_t len = lengths ? lengths[b] : seq;
         if (len > longest) longest = len;
     }
+    if (!out && layer_end == HK_RUN_ALL_LAYERS) layer_end = hooked_layer_end(m, hooks);
     return forward_call(m, hooks, NULL, tokens, types, lengths, batch, seq, 0, longest,
-                        last_only, kind, out, 0, NULL);
+                        last_only, kind, out, 0, NULL, layer_end);
 }
 
 hk_status hk_forward_from_layer(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
@@ -905,30 +934,61 @@ hk_status hk_forward_from_layer(hk_model *m, hk_hooks *hooks, const int32_t *tok
     if (hooks && hooks->model != m)
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_forward_from_layer: the hooks were made for "
                                              "another model");
+    int64_t end = logits ? HK_RUN_ALL_LAYERS : hooked_layer_end(m, hooks);
+    if (end < layer0) end = layer0; /* nothing hooked from layer0 on: no block need run */
     return forward_call(m, hooks, NULL, tokens, NULL, NULL, batch, seq, 0, seq, false, OUT_HEAD,
-                        logits, layer0, resid0);
+                        logits, layer0, resid0, end);
 }
 
 hk_status hk_model_run(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                        const int64_t *lengths, int64_t batch, int64_t seq, float *logits) {
-    return run_batch(m, hooks, tokens, NULL, lengths, batch, seq, false, OUT_HEAD, logits);
+    return run_batch(m, hooks, tokens, NULL, lengths, batch, seq, false, OUT_HEAD, logits,
+                     HK_RUN_ALL_LAYERS);
+}
+
+hk_run_opts hk_run_default_opts(void) {
+    return (hk_run_opts){.stop_at_layer = HK_RUN_ALL_LAYERS};
+}
+
+hk_status hk_model_run_opts(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                            const int64_t *lengths, int64_t batch, int64_t seq,
+                            const hk_run_opts *o, float *out) {
+    hk_run_opts d = hk_run_default_opts();
+    if (!o) o = &d;
+    if (!m) return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_run_opts: NULL model");
+    const int64_t L = m->cfg.n_layers;
+    int64_t end = o->stop_at_layer;
+    if (end != HK_RUN_ALL_LAYERS) {
+        if (end < -L || end > L)
+            return hk_errorf(HK_ERR_INVALID_ARG,
+                             "hk_model_run_opts: stop_at_layer %lld: expected -%lld..%lld (this "
+                             "%s model has %lld blocks) or HK_RUN_ALL_LAYERS",
+                             (long long)end, (long long)L, (long long)L, m->cfg.family,
+                             (long long)L);
+        if (end < 0) end += L;
+    }
+    return run_batch(m, hooks, tokens, o->token_types, lengths, batch, seq, false, OUT_HEAD, out,
+                     end);
 }
 
 hk_status hk_model_run_last(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                             const int64_t *lengths, int64_t batch, int64_t seq, float *logits) {
-    return run_batch(m, hooks, tokens, NULL, lengths, batch, seq, true, OUT_HEAD, logits);
+    return run_batch(m, hooks, tokens, NULL, lengths, batch, seq, true, OUT_HEAD, logits,
+                     HK_RUN_ALL_LAYERS);
 }
 
 hk_status hk_model_run_typed(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                              const int32_t *token_types, const int64_t *lengths, int64_t batch,
                              int64_t seq, float *out) {
-    return run_batch(m, hooks, tokens, token_types, lengths, batch, seq, false, OUT_HEAD, out);
+    return run_batch(m, hooks, tokens, token_types, lengths, batch, seq, false, OUT_HEAD, out,
+                     HK_RUN_ALL_LAYERS);
 }
 
 hk_status hk_model_hidden(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                           const int32_t *token_types, const int64_t *lengths, int64_t batch,
                           int64_t seq, float *out) {
-    return run_batch(m, hooks, tokens, token_types, lengths, batch, seq, false, OUT_HIDDEN, out);
+    return run_batch(m, hooks, tokens, token_types, lengths, batch, seq, false, OUT_HIDDEN,
+                     out, HK_RUN_ALL_LAYERS);
 }
 
 hk_status hk_model_forward(hk_model *m, const int32_t *tokens, const int64_t *lengths,
@@ -951,7 +1011,7 @@ hk_status hk_session_feed(hk_session *sess, hk_hooks *hooks, const int32_t *toke
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_session_feed: the hooks were made for another "
                                              "model");
     st = forward_call(m, hooks, sess, tokens, NULL, NULL, sess->batch, n, sess->pos,
-                      sess->max_len, last_only, OUT_HEAD, logits, 0, NULL);
+                      sess->max_len, last_only, OUT_HEAD, logits, 0, NULL, HK_RUN_ALL_LAYERS);
     /* a stopped or failed chunk leaves the cache half-written: the session is not advanced */
     if (st == HK_OK) sess->pos += n;
     return st;

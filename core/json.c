@@ -20,10 +20,34 @@ static const char *P(const char *path) { return path ? path : "<json>"; }
 
 static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-/* "line L, column C (byte offset O), near 'xyz'" for byte offset off of text[0, len). */
+/* text[from, to) for a message, at most `max` characters (newlines as \n, tabs as \t, other
+ * control bytes as ?); cut at the side away from the error: cut_left keeps the end. */
+static void excerpt(const char *text, size_t from, size_t to, size_t max, bool cut_left,
+                    char *buf, size_t cap) {
+    if (to - from > max) {
+        if (cut_left) from = to - max;
+        else to = from + max;
+    }
+    size_t k = 0;
+    for (size_t i = from; i < to && k + 3 < cap; i++) {
+        const unsigned char ch = (unsigned char)text[i];
+        if (ch == '\n' || ch == '\t') {
+            buf[k++] = '\\';
+            buf[k++] = ch == '\n' ? 'n' : 't';
+        } else {
+            buf[k++] = ch >= 0x20 && ch != 0x7f ? (char)ch : '?';
+        }
+    }
+    buf[k] = '\0';
+}
+
+/* "line L, column C (byte offset O), after '...' at '...'" for byte offset off of
+ * text[0, len): the text before the error and from it on; "at the end of the input" when only
+ * whitespace is left (a file cut short). */
 static void describe_offset(const char *text, size_t len, size_t off, char *buf, size_t cap) {
     size_t line = 1, col = 1;
-    for (size_t i = 0; i < off && i < len; i++) {
+    if (off > len) off = len;
+    for (size_t i = 0; i < off; i++) {
         if (text[i] == '\n') {
             line++;
             col = 1;
@@ -31,20 +55,18 @@ static void describe_offset(const char *text, size_t len, size_t off, char *buf,
             col++;
         }
     }
-    char near[32];
-    size_t k = 0;
-    for (size_t i = off; i < len && k < 24; i++) {
-        const unsigned char ch = (unsigned char)text[i];
-        if (ch == '\n') break;
-        near[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
-    }
-    near[k] = '\0';
-    if (off >= len)
-        snprintf(buf, cap, "line %zu, column %zu (byte offset %zu), at the end of the input",
-                 line, col, off);
+    size_t rest = off;
+    while (rest < len && is_ws(text[rest])) rest++;
+    char before[96], at[64];
+    excerpt(text, 0, off, 24, true, before, sizeof before);
+    excerpt(text, off, len, 16, false, at, sizeof at);
+    if (rest >= len || text[rest] == '\0')
+        snprintf(buf, cap, "line %zu, column %zu (byte offset %zu), at the end of the input "
+                           "(after '%s'): the text is cut short",
+                 line, col, off, before);
     else
-        snprintf(buf, cap, "line %zu, column %zu (byte offset %zu), near '%s'", line, col, off,
-                 near);
+        snprintf(buf, cap, "line %zu, column %zu (byte offset %zu), after '%s' at '%s'", line,
+                 col, off, before, at);
 }
 
 hk_status hk_json_parse(const char *path, const char *text, size_t len, cJSON **out) {
@@ -57,7 +79,7 @@ hk_status hk_json_parse(const char *path, const char *text, size_t len, cJSON **
 
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    char where[128];
+    char where[256];
     if (!root) {
         size_t off = (end && end >= text && end <= text + len) ? (size_t)(end - text) : len;
         describe_offset(text, len, off, where, sizeof where);

@@ -8,6 +8,7 @@
 
 void hk_model_destroy(struct hk_model *m) {
     if (!m) return;
+    hk_weight_copies_free(m->weight_copies);
     free(m->w.blocks);
     hk_points_free(&m->points);
     hk_tokenizer_free(m->tok);

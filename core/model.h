@@ -22,9 +22,14 @@ struct hk_model {
     bool pool_normalize; /* the folder's modules.json has a Normalize module */
     hk_tokenizer *tok; /* tokenizer.json of the folder, or attached (NULL: none) */
     char *tok_note;    /* why there is none ("no tokenizer.json in X", a parse error) */
+    struct hk_weight_copy *weight_copies; /* hk_model_weight's gathered copies (weights_view.c) */
     size_t rss_before_load; /* the process's resident bytes when hk_model_load began */
     size_t load_growth;     /* and what loading added to them (0 when unknown) */
 };
+
+/* Free the list of gathered weight copies (core/weights_view.c). */
+struct hk_weight_copy;
+void hk_weight_copies_free(struct hk_weight_copy *c);
 
 /* Load <folder of src>/tokenizer.json when present. Never fails the model: a missing or
  * unreadable tokenizer is remembered in tok_note for commands that need text. */

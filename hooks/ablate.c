@@ -102,8 +102,9 @@ static hk_status mean_build(hk_model *m, const hk_ablate_opts *o, const hk_sweep
     int64_t *lens = malloc((size_t)o->n_ref * sizeof *lens);
     if (!lens) return hk_errorf(HK_ERR_NOMEM, "mean: out of memory");
     for (int64_t i = 0; i < o->n_ref; i++) lens[i] = o->ref_lengths ? o->ref_lengths[i] : o->ref_seq;
-    hk_hooks *h = NULL;
-    hk_status st = hk_hooks_new(m, &h);
+    hk_xp_hooks xh = {0};
+    hk_status st = hk_xp_hooks_open(m, o->hooks, &xh);
+    hk_hooks *h = xh.h;
     if (st == HK_OK) st = hk_hooks_add_filter(h, mean_filter, ms, mean_accumulate, ms, NULL);
     /* stream the reference set: a few prompts per forward, sums only are kept */
     const int64_t chunk = hk_xp_choose_batch(m, 0, o->max_bytes, 1, o->ref_seq, 16);
@@ -112,7 +113,7 @@ static hk_status mean_build(hk_model *m, const hk_ablate_opts *o, const hk_sweep
         ms->lengths = lens + i0;
         st = hk_model_run(m, h, o->ref + i0 * o->ref_seq, lens + i0, nb, o->ref_seq, NULL);
     }
-    hk_hooks_free(h);
+    hk_xp_hooks_close(&xh);
     free(lens);
     if (st != HK_OK) return st;
     if (ms->count == 0) return hk_errorf(HK_ERR_INVALID_ARG, "mean: no reference positions");
@@ -182,7 +183,7 @@ hk_status hk_ablate_sweep(hk_model *m, const hk_prompt_set *p, const hk_ablate_o
     hk_cache *cache = NULL;
     int64_t *idx = NULL;
     hk_act_source src;
-    if ((st = hk_prompt_metric(m, NULL, p, &out->baseline)) != HK_OK) goto done;
+    if ((st = hk_prompt_metric(m, o->hooks, p, &out->baseline)) != HK_OK) goto done;
     if (o->mode == HK_ABLATE_ZERO) {
         const hk_hook_point *pt = hk_xp_block_point(m, out->layer0, spec->point);
         zs.n = 1;
@@ -209,8 +210,8 @@ hk_status hk_ablate_sweep(hk_model *m, const hk_prompt_set *p, const hk_ablate_o
         char pattern[96];
         snprintf(pattern, sizeof pattern, "blocks.*.%s", spec->point);
         const char *pats[] = {pattern};
-        if ((st = hk_run_with_cache(m, o->ref, o->ref_lengths, o->n_ref, o->ref_seq, pats, 1,
-                                    "all", NULL, &cache)) != HK_OK)
+        if ((st = hk_xp_run_with_cache(m, o->hooks, o->ref, o->ref_lengths, o->n_ref,
+                                       o->ref_seq, pats, 1, "all", NULL, &cache)) != HK_OK)
             goto done;
         rs = (resample_src){hk_act_source_cache(cache), idx};
         src = (hk_act_source){resample_get, &rs};
@@ -224,7 +225,7 @@ hk_status hk_ablate_sweep(hk_model *m, const hk_prompt_set *p, const hk_ablate_o
         goto done;
     }
     out->batch = hk_xp_choose_batch(m, o->batch, o->max_bytes, p->n_prompts, p->seq, n_items);
-    hk_xp_engine e = {p, NULL, &src, out->batch, o->full_forward};
+    hk_xp_engine e = {p, NULL, &src, out->batch, o->full_forward, o->hooks};
     st = hk_xp_run_items(m, &e, items, n_items, out->values, &out->forwards);
     if (st == HK_OK) st = hk_xp_finish_result(out, false);
 done:

@@ -17,6 +17,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/model.h"
+#include "experiment.h"
 #include "positions.h"
 #include "registry.h"
 
@@ -160,11 +161,7 @@ hk_status hk_cache_attach(hk_cache *c, hk_hooks *hooks, const char *const *patte
         bool hit = false;
         for (size_t p = 0; p < pts->n && !hit; p++)
             hit = hk_glob_match(patterns[i], pts->points[p].name);
-        if (!hit)
-            return hk_errorf(HK_ERR_NOT_FOUND,
-                             "hk_cache_attach: hook '%s' matches no hook point of this %s model "
-                             "(%lld layers); `hookformer hooks --model DIR` lists them",
-                             patterns[i], c->model->cfg.family, (long long)pts->n_layers);
+        if (!hit) return hk_hook_not_found(pts, c->model->cfg.family, patterns[i], NULL);
     }
     pattern_set ps = {patterns, n};
     size_t added = 0;
@@ -425,20 +422,49 @@ size_t hk_cache_bytes(const hk_cache *c) {
 
 /* ---- one call ---- */
 
+hk_status hk_xp_hooks_open(hk_model *m, hk_hooks *base, hk_xp_hooks *out) {
+    memset(out, 0, sizeof *out);
+    if (base) {
+        if (base->model != m)
+            return hk_errorf(HK_ERR_INVALID_ARG, "experiment: the hooks given were made for "
+                                                 "another model");
+        out->h = base;
+        out->mark = hk_hooks_scope_begin(base);
+        return HK_OK;
+    }
+    hk_status st = hk_hooks_new(m, &out->own);
+    out->h = out->own;
+    return st;
+}
+
+void hk_xp_hooks_close(hk_xp_hooks *x) {
+    if (x->own) hk_hooks_free(x->own);
+    else if (x->h) hk_hooks_scope_end(x->h, x->mark);
+    memset(x, 0, sizeof *x);
+}
+
 hk_status hk_run_with_cache(hk_model *m, const int32_t *tokens, const int64_t *lengths,
                             int64_t batch, int64_t seq, const char *const *patterns, size_t n,
                             const char *positions, float *logits, hk_cache **out) {
+    return hk_xp_run_with_cache(m, NULL, tokens, lengths, batch, seq, patterns, n, positions,
+                                logits, out);
+}
+
+hk_status hk_xp_run_with_cache(hk_model *m, hk_hooks *base, const int32_t *tokens,
+                               const int64_t *lengths, int64_t batch, int64_t seq,
+                               const char *const *patterns, size_t n, const char *positions,
+                               float *logits, hk_cache **out) {
     if (!out) return hk_errorf(HK_ERR_INVALID_ARG, "hk_run_with_cache: out is NULL");
     *out = NULL;
     hk_cache *c = NULL;
-    hk_hooks *h = NULL;
+    hk_xp_hooks xh = {0};
     hk_status st = hk_cache_new(m, &c);
-    if (st == HK_OK) st = hk_hooks_new(m, &h);
-    if (st == HK_OK) st = hk_cache_attach(c, h, patterns, n, positions);
+    if (st == HK_OK) st = hk_xp_hooks_open(m, base, &xh);
+    if (st == HK_OK) st = hk_cache_attach(c, xh.h, patterns, n, positions);
     /* the run checks the lengths themselves, with its own message */
     if (st == HK_OK && lengths && batch > 0) st = store_lengths(c, lengths, batch);
-    if (st == HK_OK) st = hk_model_run(m, h, tokens, lengths, batch, seq, logits);
-    hk_hooks_free(h);
+    if (st == HK_OK) st = hk_model_run(m, xh.h, tokens, lengths, batch, seq, logits);
+    hk_xp_hooks_close(&xh);
     if (st != HK_OK) {
         hk_cache_free(c);
         return st;

@@ -35,6 +35,23 @@ hk_status hk_xp_metric_attach(hk_xp_metric *mt, hk_hooks *h);
 /* mean over prompts of the rows of item k (rows k*n_prompts .. +n_prompts-1) */
 float hk_xp_metric_item(const hk_xp_metric *mt, int64_t k);
 
+/* The hooks of one of an experiment's runs: the caller's (plugins: registered earlier, so
+ * they fire first at every point), with what the run adds removed again at close; or, when
+ * the caller gave none, a fresh set freed at close. */
+typedef struct {
+    hk_hooks *h;
+    hk_hooks *own;
+    size_t mark;
+} hk_xp_hooks;
+hk_status hk_xp_hooks_open(hk_model *m, hk_hooks *base, hk_xp_hooks *out);
+void hk_xp_hooks_close(hk_xp_hooks *x);
+
+/* hk_run_with_cache with `base` (may be NULL) firing before the cache's copies. */
+hk_status hk_xp_run_with_cache(hk_model *m, hk_hooks *base, const int32_t *tokens,
+                               const int64_t *lengths, int64_t batch, int64_t seq,
+                               const char *const *patterns, size_t n, const char *positions,
+                               float *logits, hk_cache **out);
+
 /* The model's point "blocks.<layer>.<suffix>" (NULL when it has none). */
 const hk_hook_point *hk_xp_block_point(const hk_model *m, int64_t layer, const char *suffix);
 
@@ -52,6 +69,7 @@ typedef struct {
     int64_t batch;                 /* items per forward */
     bool full_forward;             /* run every layer (else start at the batch's first patched
                                       layer from the unpatched run's cached resid_pre) */
+    hk_hooks *hooks;               /* the caller's hooks, firing first in every run, or NULL */
 } hk_xp_engine;
 
 /* Run every item, `batch` at a time, and write the metric of each into metric[n_items]. */

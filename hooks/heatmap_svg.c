@@ -49,14 +49,173 @@ static rgb colour(double t, bool diverging) {
     return t < 0 ? mix(WHITE, BLUE, -t) : mix(WHITE, RED, t);
 }
 
-static size_t label_chars(const char *const *l, int64_t n) {
-    size_t w = 0;
-    for (int64_t i = 0; l && i < n; i++)
-        if (l[i] && strlen(l[i]) > w) w = strlen(l[i]);
+/* Estimated width of s in px at font size `size`, generous for a sans-serif (DejaVu Sans is
+ * among the widest): em widths per character class; a multi-byte UTF-8 character counts a
+ * full em (CJK glyphs are square). The layout and the cell text fitting rely on it never
+ * being short of the real width. */
+static double char_em(unsigned char c) {
+    if (c >= 0x80) return 1.0;
+    if (strchr("iljI.,:;'|!`", c)) return 0.32;
+    if (strchr(" ftr()[]{}-/\\\"", c)) return 0.45;
+    if (strchr("mwMW@%", c)) return 1.0;
+    if (c >= 'A' && c <= 'Z') return 0.78;
+    if (c >= '0' && c <= '9') return 0.66;
+    if (c >= 'a' && c <= 'z') return 0.64;
+    return 0.86;
+}
+
+static double text_px(const char *s, size_t n, double size) {
+    double w = 0;
+    for (size_t i = 0; s && i < n && s[i]; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c & 0xC0) == 0x80) continue; /* continuation byte: counted with its lead */
+        w += char_em(c);
+    }
+    return w * size;
+}
+
+static double line_px(const char *s, double size) { return text_px(s, s ? strlen(s) : 0, size); }
+
+/* widest label of l[n] at font size `size` */
+static double labels_px(const char *const *l, int64_t n, double size) {
+    double w = 0;
+    for (int64_t i = 0; l && i < n; i++) w = fmax(w, line_px(l[i], size));
     return w;
 }
 
+/* Bytes of the longest prefix of s (whole UTF-8 characters) that, with an ellipsis after it
+ * when it is not all of s, is at most max_px wide; -1 when not even the ellipsis fits. */
+static long fit_prefix(const char *s, double max_px, double size, bool *elided) {
+    const size_t n = strlen(s);
+    *elided = false;
+    if (text_px(s, n, size) <= max_px) return (long)n;
+    *elided = true;
+    const double room = max_px - 1.0 * size; /* the ellipsis: one em */
+    if (room < 0) return -1;
+    size_t keep = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && ((unsigned char)s[j] & 0xC0) == 0x80) j++;
+        if (text_px(s, j, size) > room) break;
+        keep = i = j;
+    }
+    return (long)keep;
+}
+
 static double clampd(double x, double lo, double hi) { return x < lo ? lo : x > hi ? hi : x; }
+
+/* The title: lines split at '\n', the first bold. */
+#define TITLE_SIZE 15.0
+#define SUB_SIZE 12.0
+#define LINE_STEP 18.0
+
+static int title_lines(const char *t) {
+    int n = 1;
+    for (; t && *t; t++) n += *t == '\n';
+    return n;
+}
+
+static double title_px(const char *t) {
+    double w = 0;
+    for (int i = 0; t; i++) {
+        size_t len = strcspn(t, "\n");
+        w = fmax(w, text_px(t, len, i ? SUB_SIZE : TITLE_SIZE));
+        t = t[len] ? t + len + 1 : NULL;
+    }
+    return w;
+}
+
+static void xml_text_n(FILE *f, const char *s, size_t n) {
+    char buf[512];
+    while (n > 0) {
+        size_t k = n < sizeof buf - 1 ? n : sizeof buf - 1;
+        memcpy(buf, s, k);
+        buf[k] = '\0';
+        xml_text(f, buf);
+        s += k;
+        n -= k;
+    }
+}
+
+static void write_title(FILE *f, const char *t, double x) {
+    for (int i = 0; t; i++) {
+        size_t len = strcspn(t, "\n");
+        if (i == 0)
+            fprintf(f, "<text x=\"%.1f\" y=\"24\" font-size=\"%.0f\" font-weight=\"bold\">", x,
+                    TITLE_SIZE);
+        else
+            fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"%.0f\" fill=\"#333\">", x,
+                    24 + LINE_STEP * i, SUB_SIZE);
+        xml_text_n(f, t, len);
+        fputs("</text>\n", f);
+        t = t[len] ? t + len + 1 : NULL;
+    }
+}
+
+/* The layout, in px. Everything drawn lies inside [0, width] x [0, height]: rotated column
+ * labels, the legend (at least 120 px tall, so taller than a one-row grid) and its labels. */
+typedef struct {
+    double cw, ch, left, top, grid_w, grid_h, legend_x, legend_h, width, height;
+} layout;
+
+#define TICK_SIZE 12.0
+#define CELL_SIZE 10.0
+#define CELL_PAD 3.0 /* px kept clear of cell text on each side */
+#define COS50 0.6428
+#define SIN50 0.7660
+
+static layout lay_out(const hk_heatmap *h, const char *lo_tick, const char *mid_tick,
+                      const char *hi_tick) {
+    const int64_t R = h->rows, C = h->cols;
+    layout g;
+    /* cells: wide enough for the widest cell text (up to 96 px) when there are few columns */
+    double cmax = 48, cmin = 16;
+    if (h->cell_text) {
+        cmin = 44;
+        cmax = clampd(labels_px(h->cell_text, R * C, CELL_SIZE) + 2 * CELL_PAD, 48, 96);
+    }
+    g.cw = clampd(720.0 / (double)C, cmin, cmax);
+    g.ch = clampd(480.0 / (double)R, 16, 36);
+    g.grid_w = g.cw * (double)C;
+    g.grid_h = g.ch * (double)R;
+    /* column labels are rotated 50 degrees about their end, under the middle of their cell */
+    double col_w = 0, first_reach = 0;
+    for (int64_t c = 0; h->col_labels && c < C; c++) {
+        double w = line_px(h->col_labels[c], TICK_SIZE);
+        col_w = fmax(col_w, w);
+        first_reach = fmax(first_reach, w * COS50 - g.cw * ((double)c + 0.5));
+    }
+    if (!h->col_labels) col_w = line_px("000000", TICK_SIZE);
+    const double row_w = h->row_labels ? labels_px(h->row_labels, R, TICK_SIZE)
+                                       : line_px("000000", TICK_SIZE);
+    g.left = fmax(34 + 6 + row_w, first_reach + 8);
+    g.top = 24 + LINE_STEP * (title_lines(h->title) - 1) + 36;
+    const double ticks_h = 8 + col_w * SIN50 + TICK_SIZE * COS50;
+    const double grid_bottom = g.top + g.grid_h + ticks_h + 32; /* + the axis title */
+    g.legend_x = g.left + g.grid_w + 30;
+    g.legend_h = fmax(g.grid_h, 120);
+    const double legend_bottom = g.top + g.legend_h + TICK_SIZE; /* its lowest tick label */
+    double tick_w = fmax(line_px(lo_tick, TICK_SIZE),
+                         fmax(line_px(mid_tick, TICK_SIZE), line_px(hi_tick, TICK_SIZE)));
+    const double legend_right = g.legend_x + fmax(22 + tick_w, line_px(h->value_label, 11));
+    g.width = ceil(fmax(fmax(legend_right, g.left + g.grid_w) + 12,
+                        g.left + title_px(h->title) + 12));
+    g.height = ceil(fmax(grid_bottom, legend_bottom + 8));
+    return g;
+}
+
+static void write_cell_text(FILE *f, const char *s, double x, double y, double room, rgb k) {
+    bool elided;
+    long keep = fit_prefix(s, room, CELL_SIZE, &elided);
+    if (keep < 0 || (keep == 0 && !elided)) return;
+    /* dark text on light cells, white on dark ones */
+    bool dark = k.r * 299 + k.g * 587 + k.b * 114 < 128000;
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" dominant-baseline=\"middle\" "
+               "font-size=\"%.0f\" fill=\"%s\">", x, y, CELL_SIZE, dark ? "white" : "black");
+    xml_text_n(f, s, (size_t)keep);
+    if (elided) fputs("\xE2\x80\xA6", f); /* U+2026 HORIZONTAL ELLIPSIS */
+    fputs("</text>\n", f);
+}
 
 hk_status hk_heatmap_svg(const hk_heatmap *h, const char *path, bool force) {
     if (!h || !h->values || !path || h->rows < 1 || h->cols < 1)
@@ -65,27 +224,30 @@ hk_status hk_heatmap_svg(const hk_heatmap *h, const char *path, bool force) {
     if (!force && access(path, F_OK) == 0)
         return hk_errorf(HK_ERR_IO, "%s: file exists (pass force / --force to overwrite)", path);
     const int64_t R = h->rows, C = h->cols;
-    double lo = INFINITY, hi = -INFINITY;
-    for (int64_t i = 0; i < R * C; i++)
-        if (isfinite(h->values[i])) {
-            lo = fmin(lo, h->values[i]);
-            hi = fmax(hi, h->values[i]);
-        }
-    if (!isfinite(lo)) lo = hi = 0;
     const bool div = h->diverging;
-    double vmax = div ? fmax(fabs(lo), fabs(hi)) : hi, vmin = div ? -vmax : lo;
-    if (vmax == vmin) vmax = vmin + 1;
-    /* layout, in px: 7 px per label character at font-size 12 */
-    const double cw = clampd(720.0 / (double)C, h->cell_text ? 44 : 16, 48), ch = clampd(480.0 / (double)R, 16, 36);
-    const double left = 40 + 7.0 * (double)label_chars(h->row_labels, R);
-    const double top = 56;
-    const double grid_w = cw * (double)C, grid_h = ch * (double)R;
-    const double bottom = 50 + 5.2 * (double)label_chars(h->col_labels, C);
-    const double legend_x = left + grid_w + 30;
-    /* wide enough for the title too (bold 15 px: about 8.5 px a character) */
-    const double title_w = 8.5 * (double)strlen(h->title ? h->title : "");
-    const double width = fmax(legend_x + 110, left + title_w + 20);
-    const double height = top + grid_h + bottom;
+    double vmin, vmax;
+    if (h->range_max > h->range_min) {
+        vmin = h->range_min;
+        vmax = h->range_max;
+    } else {
+        double lo = INFINITY, hi = -INFINITY;
+        for (int64_t i = 0; i < R * C; i++)
+            if (isfinite(h->values[i])) {
+                lo = fmin(lo, h->values[i]);
+                hi = fmax(hi, h->values[i]);
+            }
+        if (!isfinite(lo)) lo = hi = 0;
+        vmax = div ? fmax(fabs(lo), fabs(hi)) : hi;
+        vmin = div ? -vmax : lo;
+        if (vmax == vmin) vmax = vmin + 1;
+    }
+    /* a diverging scale is symmetric around 0: t = v / vmax in [-1, 1] */
+    const double dmax = fmax(fabs(vmin), fabs(vmax));
+#define SCALE(v) (div ? (v) / dmax : ((v) - vmin) / (vmax - vmin))
+    const double ticks[3] = {vmax, div && vmin < 0 && vmax > 0 ? 0 : (vmin + vmax) / 2, vmin};
+    char tick_s[3][32];
+    for (int i = 0; i < 3; i++) snprintf(tick_s[i], sizeof tick_s[i], "%.3g", ticks[i]);
+    const layout g = lay_out(h, tick_s[2], tick_s[1], tick_s[0]);
     size_t n = strlen(path) + 5;
     char *tmp = malloc(n);
     if (!tmp) return hk_errorf(HK_ERR_NOMEM, "%s: out of memory", path);
@@ -100,45 +262,42 @@ hk_status hk_heatmap_svg(const hk_heatmap *h, const char *path, bool force) {
                "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%.0f\" "
                "height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" "
                "font-size=\"12\">\n",
-            width, height, width, height);
-    fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"white\"/>\n", width,
-            height);
-    fprintf(f, "<text x=\"%.1f\" y=\"24\" font-size=\"15\" font-weight=\"bold\">", left);
-    xml_text(f, h->title ? h->title : "");
-    fputs("</text>\n<g shape-rendering=\"crispEdges\">\n", f);
+            g.width, g.height, g.width, g.height);
+    fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"white\"/>\n", g.width,
+            g.height);
+    write_title(f, h->title ? h->title : "", g.left);
+    fputs("<g shape-rendering=\"crispEdges\">\n", f);
     for (int64_t r = 0; r < R; r++)
         for (int64_t c = 0; c < C; c++) {
             double v = h->values[r * C + c];
-            rgb k = colour(div ? v / vmax : (v - vmin) / (vmax - vmin), div);
+            rgb k = colour(SCALE(v), div);
             fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
                        "fill=\"rgb(%d,%d,%d)\"><title>",
-                    left + cw * (double)c, top + ch * (double)r, cw, ch, k.r, k.g, k.b);
+                    g.left + g.cw * (double)c, g.top + g.ch * (double)r, g.cw, g.ch, k.r, k.g,
+                    k.b);
             xml_text(f, h->row_labels ? h->row_labels[r] : "");
             fputs(" / ", f);
             xml_text(f, h->col_labels ? h->col_labels[c] : "");
-            fprintf(f, ": %.4g</title></rect>\n", v);
             if (h->cell_text && h->cell_text[r * C + c]) {
-                /* dark text on light cells, white on dark ones */
-                bool dark = k.r * 299 + k.g * 587 + k.b * 114 < 128000;
-                fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" "
-                           "dominant-baseline=\"middle\" font-size=\"10\" fill=\"%s\">",
-                        left + cw * ((double)c + 0.5), top + ch * ((double)r + 0.5),
-                        dark ? "white" : "black");
+                fputs(": ", f);
                 xml_text(f, h->cell_text[r * C + c]);
-                fputs("</text>\n", f);
             }
+            fprintf(f, ": %.4g</title></rect>\n", v);
+            if (h->cell_text && h->cell_text[r * C + c])
+                write_cell_text(f, h->cell_text[r * C + c], g.left + g.cw * ((double)c + 0.5),
+                                g.top + g.ch * ((double)r + 0.5), g.cw - 2 * CELL_PAD, k);
         }
     fprintf(f, "</g>\n<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
-               "stroke=\"#444\"/>\n", left, top, grid_w, grid_h);
+               "stroke=\"#444\"/>\n", g.left, g.top, g.grid_w, g.grid_h);
     for (int64_t r = 0; r < R; r++) { /* row ticks */
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" dominant-baseline=\"middle\">",
-                left - 6, top + ch * ((double)r + 0.5));
+                g.left - 6, g.top + g.ch * ((double)r + 0.5));
         if (h->row_labels) xml_text(f, h->row_labels[r]);
         else fprintf(f, "%lld", (long long)r);
         fputs("</text>\n", f);
     }
     for (int64_t c = 0; c < C; c++) { /* column ticks, rotated */
-        double x = left + cw * ((double)c + 0.5), y = top + grid_h + 8;
+        double x = g.left + g.cw * ((double)c + 0.5), y = g.top + g.grid_h + 8;
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" "
                    "transform=\"rotate(-50 %.1f %.1f)\">", x, y, x, y);
         if (h->col_labels) xml_text(f, h->col_labels[c]);
@@ -146,29 +305,32 @@ hk_status hk_heatmap_svg(const hk_heatmap *h, const char *path, bool force) {
         fputs("</text>\n", f);
     }
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\">",
-            left + grid_w / 2, height - 12);
+            g.left + g.grid_w / 2, g.height - 12);
     xml_text(f, h->col_axis ? h->col_axis : "");
     fprintf(f, "</text>\n<text x=\"14\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\" "
-               "transform=\"rotate(-90 14 %.1f)\">", top + grid_h / 2, top + grid_h / 2);
+               "transform=\"rotate(-90 14 %.1f)\">", g.top + g.grid_h / 2, g.top + g.grid_h / 2);
     xml_text(f, h->row_axis ? h->row_axis : "");
     fputs("</text>\n", f);
     /* legend: a vertical bar from vmax (top) to vmin (bottom) in 64 steps */
-    const double lh = fmax(grid_h, 120), step = lh / 64;
+    const double lh = g.legend_h, step = lh / 64;
     fprintf(f, "<g shape-rendering=\"crispEdges\">\n");
     for (int i = 0; i < 64; i++) {
         double v = vmax - (vmax - vmin) * ((double)i + 0.5) / 64;
-        rgb k = colour(div ? v / vmax : (v - vmin) / (vmax - vmin), div);
+        rgb k = colour(SCALE(v), div);
         fprintf(f, "<rect x=\"%.1f\" y=\"%.2f\" width=\"16\" height=\"%.2f\" "
-                   "fill=\"rgb(%d,%d,%d)\"/>\n", legend_x, top + step * i, step + 0.5, k.r, k.g,
-                k.b);
+                   "fill=\"rgb(%d,%d,%d)\"/>\n", g.legend_x, g.top + step * i,
+                step + (i < 63 ? 0.5 : 0), k.r, k.g, k.b);
     }
+#undef SCALE
     fprintf(f, "</g>\n<rect x=\"%.1f\" y=\"%.1f\" width=\"16\" height=\"%.1f\" fill=\"none\" "
-               "stroke=\"#444\"/>\n", legend_x, top, lh);
-    const double ticks[3] = {vmax, div ? 0 : (vmin + vmax) / 2, vmin};
-    for (int i = 0; i < 3; i++)
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" dominant-baseline=\"middle\">%.3g</text>\n",
-                legend_x + 22, top + lh * i / 2.0, ticks[i]);
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">", legend_x, top - 20);
+               "stroke=\"#444\"/>\n", g.legend_x, g.top, lh);
+    for (int i = 0; i < 3; i++) {
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" dominant-baseline=\"middle\">", g.legend_x + 22,
+                g.top + lh * i / 2.0);
+        xml_text(f, tick_s[i]);
+        fputs("</text>\n", f);
+    }
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">", g.legend_x, g.top - 14);
     xml_text(f, h->value_label ? h->value_label : "");
     fputs("</text>\n</svg>\n", f);
     bool bad = ferror(f) != 0;

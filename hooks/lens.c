@@ -19,8 +19,10 @@ void hk_lens_result_free(hk_lens_result *r) {
     if (!r) return;
     free(r->top_ids);
     free(r->top_logits);
+    free(r->top_probs);
     r->top_ids = NULL;
     r->top_logits = NULL;
+    r->top_probs = NULL;
 }
 
 /* top k of logits[V] by value (ties: lower id first), descending */
@@ -42,6 +44,11 @@ static void top_k(const float *logits, int64_t V, int64_t k, int32_t *ids, float
 
 hk_status hk_logit_lens(hk_model *m, const int32_t *tokens, int64_t seq, int64_t k,
                         hk_lens_result *out) {
+    return hk_logit_lens_hooked(m, NULL, tokens, seq, k, out);
+}
+
+hk_status hk_logit_lens_hooked(hk_model *m, hk_hooks *hooks, const int32_t *tokens, int64_t seq,
+                               int64_t k, hk_lens_result *out) {
     if (!m || !tokens || !out)
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_logit_lens: NULL model, tokens or out");
     memset(out, 0, sizeof *out);
@@ -55,14 +62,16 @@ hk_status hk_logit_lens(hk_model *m, const int32_t *tokens, int64_t seq, int64_t
     snprintf(last, sizeof last, "blocks.%lld.hook_resid_post", (long long)(L - 1));
     const char *pats[] = {"blocks.*.hook_resid_pre", last};
     hk_cache *cache = NULL;
-    hk_status st = hk_run_with_cache(m, tokens, NULL, 1, seq, pats, 2, "all", NULL, &cache);
+    hk_status st =
+        hk_xp_run_with_cache(m, hooks, tokens, NULL, 1, seq, pats, 2, "all", NULL, &cache);
     if (st != HK_OK) return st;
     const int64_t rows = (L + 1) * seq;
     float *x = malloc((size_t)(rows * d) * sizeof *x);       /* [L+1, seq, d_model] */
     float *logits = malloc((size_t)(seq * V) * sizeof *logits); /* [seq, V] one row of the lens */
     out->top_ids = malloc((size_t)(rows * k) * sizeof *out->top_ids);
     out->top_logits = malloc((size_t)(rows * k) * sizeof *out->top_logits);
-    if (!x || !logits || !out->top_ids || !out->top_logits) {
+    out->top_probs = malloc((size_t)(rows * k) * sizeof *out->top_probs);
+    if (!x || !logits || !out->top_ids || !out->top_logits || !out->top_probs) {
         st = hk_errorf(HK_ERR_NOMEM, "hk_logit_lens: out of memory");
         goto done;
     }
@@ -82,9 +91,16 @@ hk_status hk_logit_lens(hk_model *m, const int32_t *tokens, int64_t seq, int64_t
     const hk_linear *u = &m->w.unembed;
     for (int64_t l = 0; l <= L; l++) {
         hk_k_linear(x + l * seq * d, seq, d, u->w, u->ld, u->in_out, u->b, V, logits, V);
-        for (int64_t t = 0; t < seq; t++)
-            top_k(logits + t * V, V, k, out->top_ids + (l * seq + t) * k,
-                  out->top_logits + (l * seq + t) * k);
+        for (int64_t t = 0; t < seq; t++) {
+            const int64_t o = (l * seq + t) * k;
+            top_k(logits + t * V, V, k, out->top_ids + o, out->top_logits + o);
+            /* softmax over the whole vocabulary: log-sum-exp from the largest logit */
+            const double mx = out->top_logits[o];
+            double sum = 0;
+            for (int64_t v = 0; v < V; v++) sum += exp((double)logits[t * V + v] - mx);
+            for (int64_t j = 0; j < k; j++)
+                out->top_probs[o + j] = (float)(exp((double)out->top_logits[o + j] - mx) / sum);
+        }
     }
     out->n_rows = L + 1;
     out->seq = seq;
@@ -126,6 +142,11 @@ static float project(const float *x, int64_t d, bool centre, float scale, const 
 }
 
 hk_status hk_dla(hk_model *m, const hk_prompt_set *p, hk_dla_result *out) {
+    return hk_dla_hooked(m, NULL, p, out);
+}
+
+hk_status hk_dla_hooked(hk_model *m, hk_hooks *hooks, const hk_prompt_set *p,
+                        hk_dla_result *out) {
     if (!out) return hk_errorf(HK_ERR_INVALID_ARG, "hk_dla: out must not be NULL");
     memset(out, 0, sizeof *out);
     hk_status st = hk_xp_check_prompts(m, p, "hk_dla");
@@ -165,8 +186,8 @@ hk_status hk_dla(hk_model *m, const hk_prompt_set *p, hk_dla_result *out) {
     for (int64_t l = 0; l < L; l++) /* the attention output biases, summed over layers */
         if (m->w.blocks[l].o.b) hk_k_add(bias, m->w.blocks[l].o.b, d);
     /* positions "last": every prompt has seq tokens */
-    if ((st = hk_run_with_cache(m, p->tokens, NULL, np, p->seq, pats, learned ? 5 : 4, "last",
-                                NULL, &cache)) != HK_OK)
+    if ((st = hk_xp_run_with_cache(m, hooks, p->tokens, NULL, np, p->seq, pats, learned ? 5 : 4,
+                                   "last", NULL, &cache)) != HK_OK)
         goto done;
     if ((st = hk_xp_metric_init(&mt, m, p, np)) != HK_OK) goto done;
     const hk_tensor *scale = hk_cache_get(cache, "ln_final.hook_scale");   /* [np, 1, 1] */

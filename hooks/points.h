@@ -86,4 +86,10 @@ static inline int32_t hk_points_index(const hk_points *p, int64_t layer, hk_poin
  * TransformerLens's HookedEncoder does ("embed.hook_embed"). */
 const char *hk_point_suffix(const hk_config *c, hk_point_kind kind);
 
+/* HK_ERR_NOT_FOUND for a name or glob that matches no point of pts: "[who: ]hook 'X' matches
+ * no hook point of this <family> model (L layers): did you mean A or B? (...)", with the
+ * nearest names (or the layer range, for blocks.N past the last layer). hooks/hook_suggest.c */
+hk_status hk_hook_not_found(const hk_points *pts, const char *family, const char *pattern,
+                            const char *who);
+
 #endif

@@ -121,10 +121,7 @@ hk_status hk_hooks_add(hk_hooks *h, const char *pattern, hk_hook_fn fn, void *us
     size_t hits;
     hk_status st = add_matching(h, match_glob, pattern, NULL, fn, user, out, &hits);
     if (st == HK_ERR_NOT_FOUND)
-        return hk_errorf(HK_ERR_NOT_FOUND,
-                         "hook '%s' matches no hook point of this %s model (%lld layers); "
-                         "`hookformer hooks --model DIR` lists them",
-                         pattern, h->model->cfg.family, (long long)h->model->cfg.n_layers);
+        return hk_hook_not_found(&h->model->points, h->model->cfg.family, pattern, NULL);
     return st;
 }
 

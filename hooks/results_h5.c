@@ -107,6 +107,14 @@ hk_status hk_results_add_tokens(hk_results *f, const char *name, const int32_t *
     return HK_OK;
 }
 
+hk_status hk_results_add_ids(hk_results *f, const char *name, const int32_t *ids, int64_t n,
+                             const char *dims) {
+    if (!f || !name || !ids || n < 1 || !dims)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_results_add_ids: bad argument");
+    TRY_H5(f, hk_h5_i32(f->file, name, ids, 1, &n, dims));
+    return HK_OK;
+}
+
 hk_status hk_results_add_lens(hk_results *f, const char *name, const hk_lens_result *r) {
     if (!f || !name || !r || !r->top_ids)
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_results_add_lens: NULL argument");
@@ -115,6 +123,8 @@ hk_status hk_results_add_lens(hk_results *f, const char *name, const hk_lens_res
     int64_t shape[3] = {r->n_rows, r->seq, r->k};
     hk_status st = hk_h5_i32(g, "top_ids", r->top_ids, 3, shape, "layer pos rank");
     if (st == HK_OK) st = hk_h5_f32(g, "top_logits", r->top_logits, 3, shape, "layer pos rank");
+    if (st == HK_OK && r->top_probs)
+        st = hk_h5_f32(g, "top_probs", r->top_probs, 3, shape, "layer pos rank");
     if (st == HK_OK)
         st = hk_h5_attr_str(g, "rows", "blocks.l.hook_resid_pre for l < n_layers, then the last "
                                        "hook_resid_post; each through ln_final and the unembed");

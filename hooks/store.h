@@ -64,11 +64,13 @@ struct hk_store {
     int deflate;      /* 0 none, 1..9 */
     bool lz4;
     int64_t ctx;
+    int64_t index_chunk; /* rows per chunk of the 1-D index datasets (new files) */
     hk_store_hook *hooks;
     size_t n_hooks;
     hid_t d_seq, d_pos, d_tok;                     /* [n_rows] */
     hid_t d_slen, d_sfirst, d_sfpos, d_snrows;     /* [n_sequences] */
     char *model_id, *family, *config_json, *version; /* attributes */
+    char *model_path; /* attribute: where the model was loaded from (information only) */
 
     /* rows and sequences given (in memory) and committed (in the file) */
     int64_t n_rows, n_seqs;
@@ -88,6 +90,7 @@ struct hk_store {
     int64_t b_rows;
     bool in_batch;
     bool failed;      /* a write failed: nothing more is written or committed */
+    bool dirty;       /* the file changed since the last commit (rows, extents, layout) */
 
     /* commit */
     double commit_seconds, last_commit;
@@ -100,7 +103,7 @@ struct hk_store {
     hk_store_stats stats;
 
     /* reader: per-sequence tables of the committed sequences */
-    int64_t *r_first, *r_fpos, *r_nrows;
+    int64_t *r_first, *r_fpos, *r_nrows, *r_len;
 };
 
 /* ---- store_format.c ---- */
@@ -128,6 +131,13 @@ hk_status hk_store_commit_now(hk_store *s);
 /* Reserve `bytes` past the end of the HDF5 file (posix_fallocate), so that a full disk
  * stops the run before HDF5 writes anything. */
 hk_status hk_store_reserve(hk_store *s, uint64_t bytes);
+/* Bytes a commit may add beyond its index rows: a new chunk of each index dataset, metadata. */
+uint64_t hk_store_commit_slack(void);
+/* Before an existing file is opened for writing: can `bytes` more be written to it (free
+ * space, RLIMIT_FSIZE)? Checked without changing the file's bytes, size or times. */
+hk_status hk_store_check_space(const char *path, uint64_t bytes);
+/* After the last commit: cut the file to HDF5's allocated end (the reservation past it). */
+void hk_store_trim(hk_store *s);
 /* SIGXFSZ ignored while a writable store is open (restored at close). */
 void hk_store_ignore_xfsz(hk_store *s);
 void hk_store_restore_xfsz(hk_store *s);
@@ -136,6 +146,12 @@ hk_status hk_store_create_tmp(hk_store *s);
 /* Move the temporary file to path (never over an existing file unless force). */
 hk_status hk_store_publish(hk_store *s, bool force);
 double hk_store_now(void);
+
+/* ---- store_model_id.c ---- */
+/* The content identity of a model: "hk1:" and 16 hex digits of a hash of its canonical
+ * config, every checkpoint tensor's name, dtype and shape, and a sample of each tensor's
+ * bytes (docs/FORMAT.md). Equal for identical copies wherever they lie. */
+hk_status hk_store_model_id(const hk_model *m, const char *config_json, char **out);
 
 /* ---- vectors ---- */
 bool hk_i64_push(hk_i64_vec *v, int64_t x);

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -99,6 +101,37 @@ hk_status hk_store_reserve(hk_store *s, uint64_t bytes) {
     return HK_OK;
 }
 
+uint64_t hk_store_commit_slack(void) { return 7u * HK_STORE_INDEX_CHUNK * 8 + (1u << 20); }
+
+hk_status hk_store_check_space(const char *path, uint64_t bytes) {
+    /* a check, not a reservation: fallocate, even with FALLOC_FL_KEEP_SIZE, would change the
+     * file's mtime; the first batch reserves (hk_store_reserve) */
+    struct stat sb;
+    struct statvfs vs;
+    struct rlimit rl;
+    int e = 0;
+    if (stat(path, &sb) != 0 || statvfs(path, &vs) != 0) e = errno;
+    else if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+             (uint64_t)sb.st_size + bytes > (uint64_t)rl.rlim_cur)
+        e = EFBIG; /* what a write past the limit would get */
+    else if ((uint64_t)vs.f_bavail * vs.f_frsize < bytes)
+        e = ENOSPC;
+    if (e != 0)
+        return hk_errorf(HK_ERR_IO, "%s: cannot reserve %.1f MiB to append: %s (the file was not "
+                                    "changed)",
+                         path, (double)bytes / 1048576.0, strerror(e));
+    return HK_OK;
+}
+
+void hk_store_trim(hk_store *s) {
+    haddr_t eoa = 0;
+    struct stat sb;
+    if (fd_of(s) != HK_OK || H5Fget_eoa(s->file, &eoa) < 0 || eoa == 0 || fstat(s->fd, &sb) != 0)
+        return;
+    if ((uint64_t)sb.st_size > (uint64_t)eoa && ftruncate(s->fd, (off_t)eoa) == 0)
+        s->reserved_to = (uint64_t)eoa;
+}
+
 /* ---- commit ---- */
 
 static void child_flush(hk_store *s) {
@@ -134,6 +167,8 @@ static void commit_bounds(const hk_store *s, int64_t *rows, int64_t *seqs) {
     int64_t r = s->n_rows;
     for (size_t i = 0; i < s->n_hooks; i++)
         if (!s->hooks[i].per_seq && s->hooks[i].written < r) r = s->hooks[i].written;
+    /* a compressed dataset's partial chunk, staged again at an append, is committed already */
+    if (r < s->committed_rows) r = s->committed_rows;
     int64_t q = s->committed_seqs;
     for (int64_t k = 0; k < s->p_slen.n; k++) {
         if (s->p_sfirst.v[k] + s->p_snrows.v[k] > r) break;
@@ -146,7 +181,7 @@ static void commit_bounds(const hk_store *s, int64_t *rows, int64_t *seqs) {
 }
 
 hk_status hk_store_commit_now(hk_store *s) {
-    if (!s->writable) return HK_OK;
+    if (!s->writable || s->file < 0) return HK_OK; /* an append that has written nothing */
     if (s->failed)
         return hk_errorf(HK_ERR_IO, "%s: an earlier write failed; nothing more is committed",
                          s->path);
@@ -154,9 +189,11 @@ hk_status hk_store_commit_now(hk_store *s) {
     int64_t rows, seqs;
     commit_bounds(s, &rows, &seqs);
     const int64_t nr = rows - s->committed_rows, ns = seqs - s->committed_seqs;
+    /* nothing changed: the file stays as it is, bytes and times */
+    if (!s->dirty && nr == 0 && ns == 0) return HK_OK;
     /* the index rows, a new chunk of each index dataset, metadata */
     hk_status st = hk_store_reserve(s, (uint64_t)nr * 20 + (uint64_t)ns * 32 +
-                                           7u * HK_STORE_INDEX_CHUNK * 8 + (1u << 20));
+                                           hk_store_commit_slack());
     if (st != HK_OK) return st;
     /* data before metadata: the index rows (extended last), then the flush */
     const int64_t r0 = s->committed_rows, q0 = s->committed_seqs;
@@ -212,6 +249,7 @@ hk_status hk_store_commit_now(hk_store *s) {
     hk_i64_drop_front(&s->p_snrows, ns);
     s->committed_rows = rows;
     s->committed_seqs = seqs;
+    s->dirty = false;
     s->stats.commits++;
     s->stats.bytes_written += (uint64_t)nr * 20 + (uint64_t)ns * 32;
     s->last_commit = hk_store_now();
@@ -236,11 +274,22 @@ hk_status hk_store_create_tmp(hk_store *s) {
     free(copy);
     free(copy2);
     if (!s->tmp_path) return hk_errorf(HK_ERR_NOMEM, "out of memory");
+    /* created here first, so that a folder that does not take it is named with the reason */
+    int fd = open(s->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        hk_status st = hk_errorf(HK_ERR_IO, "%s: cannot create the file (as %s): %s", s->path,
+                                 s->tmp_path, strerror(errno));
+        free(s->tmp_path);
+        s->tmp_path = NULL;
+        return st;
+    }
+    close(fd);
     hid_t fapl = hk_store_fapl();
     if (fapl < 0) return hk_store_h5_error(s, HK_ERR_INTERNAL, "cannot make the file access list");
     s->file = H5Fcreate(s->tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (s->file < 0) {
+        unlink(s->tmp_path);
         hk_status st = hk_store_h5_error(s, HK_ERR_IO, "cannot create the file");
         free(s->tmp_path);
         s->tmp_path = NULL;

@@ -196,7 +196,8 @@ static bool attr_i64(hid_t obj, const char *name, int64_t *out) {
 /* ---- datasets ---- */
 
 static hid_t create_1d(hk_store *s, const char *name, hid_t type) {
-    hsize_t dim = 0, maxdim = H5S_UNLIMITED, chunk = HK_STORE_INDEX_CHUNK;
+    hsize_t dim = 0, maxdim = H5S_UNLIMITED,
+            chunk = (hsize_t)(s->index_chunk > 0 ? s->index_chunk : HK_STORE_INDEX_CHUNK);
     hid_t sp = H5Screate_simple(1, &dim, &maxdim), dcpl = H5Pcreate(H5P_DATASET_CREATE),
           dapl = hk_store_dapl(), d = -1;
     if (sp >= 0 && dcpl >= 0 && dapl >= 0 && H5Pset_chunk(dcpl, 1, &chunk) >= 0 &&
@@ -270,6 +271,7 @@ hk_status hk_store_write_layout(hk_store *s) {
               set_attr_i64(root, "format_version", HK_STORE_FORMAT_VERSION) &&
               set_attr_str(root, "hookformer_version", s->version) &&
               set_attr_str(root, "model_id", s->model_id) &&
+              set_attr_str(root, "model_path", s->model_path) &&
               set_attr_str(root, "model_family", s->family) &&
               set_attr_str(root, "config_json", s->config_json) &&
               set_attr_str(root, "dtype", dtype_attr(s->dtype)) &&
@@ -338,6 +340,7 @@ hk_status hk_store_open_layout(hk_store *s) {
                                              "reads version %d",
                          s->path, (long long)version, HK_STORE_FORMAT_VERSION);
     s->model_id = hk_store_attr_str(s->file, "model_id");
+    s->model_path = hk_store_attr_str(s->file, "model_path"); /* NULL in older files */
     s->family = hk_store_attr_str(s->file, "model_family");
     s->config_json = hk_store_attr_str(s->file, "config_json");
     s->version = hk_store_attr_str(s->file, "hookformer_version");

@@ -53,6 +53,10 @@ hk_status hk_store_open(const char *path, hk_store **out) {
     if (st == HK_OK) st = read_i64(s, s->d_sfirst, s->committed_seqs, s->r_first);
     if (st == HK_OK) st = read_i64(s, s->d_sfpos, s->committed_seqs, s->r_fpos);
     if (st == HK_OK) st = read_i64(s, s->d_snrows, s->committed_seqs, s->r_nrows);
+    if (st == HK_OK && !(s->r_len = malloc((size_t)(s->committed_seqs ? s->committed_seqs : 1) *
+                                           sizeof *s->r_len)))
+        st = hk_errorf(HK_ERR_NOMEM, "out of memory");
+    if (st == HK_OK) st = read_i64(s, s->d_slen, s->committed_seqs, s->r_len);
     if (st != HK_OK) {
         hk_store_destroy(s);
         return st;
@@ -66,6 +70,7 @@ hk_status hk_store_get_info(const hk_store *s, hk_store_info *out) {
     memset(out, 0, sizeof *out);
     out->path = s->path;
     out->model_id = s->model_id;
+    out->model_path = s->model_path ? s->model_path : "";
     out->family = s->family;
     out->dtype = s->dtype == HK_DTYPE_F16 ? "float16" : s->dtype == HK_DTYPE_BF16 ? "bfloat16"
                                                                                  : "float32";
@@ -93,6 +98,8 @@ hk_status hk_store_hook_at(const hk_store *s, size_t i, hk_store_hook_info *out)
     for (int d = 0; d < h->row_ndim && d + 1 < HK_MAX_DIMS; d++) out->shape[1 + d] = h->row_shape[d];
     out->dims = h->dims;
     out->chunk_rows = h->chunk_rows;
+    out->data_bytes = (uint64_t)out->shape[0] * (uint64_t)h->row_elems *
+                      (s->dtype == HK_DTYPE_F32 ? 4u : 2u);
     out->stored_bytes = h->dset >= 0 ? (uint64_t)H5Dget_storage_size(h->dset) : 0;
     return HK_OK;
 }
@@ -195,4 +202,38 @@ hk_status hk_store_read(hk_store *s, const char *name, const int64_t *seq_ids,
         i += (size_t)run;
     }
     return HK_OK;
+}
+
+hk_status hk_store_sequence(const hk_store *s, int64_t q, int64_t *length, int64_t *first_row,
+                            int64_t *first_pos, int64_t *n_rows) {
+    if (!s || s->writable || !s->r_len)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_store_sequence: a store opened with "
+                                             "hk_store_open is required");
+    if (q < 0 || q >= s->committed_seqs)
+        return hk_errorf(HK_ERR_NOT_FOUND, "%s: sequence %lld is not stored (%lld sequences)",
+                         s->path, (long long)q, (long long)s->committed_seqs);
+    if (length) *length = s->r_len[q];
+    if (first_row) *first_row = s->r_first[q];
+    if (first_pos) *first_pos = s->r_fpos[q];
+    if (n_rows) *n_rows = s->r_nrows[q];
+    return HK_OK;
+}
+
+hk_status hk_store_read_token_ids(hk_store *s, int64_t row0, int64_t n, int32_t *out) {
+    if (!s || s->writable || (!out && n))
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_store_read_token_ids: a store opened with "
+                                             "hk_store_open and an output are required");
+    if (row0 < 0 || n < 0 || row0 + n > s->committed_rows)
+        return hk_errorf(HK_ERR_NOT_FOUND, "%s: rows %lld..%lld are not stored (%lld rows)",
+                         s->path, (long long)row0, (long long)(row0 + n),
+                         (long long)s->committed_rows);
+    if (n == 0) return HK_OK;
+    hsize_t start = (hsize_t)row0, cnt = (hsize_t)n;
+    hid_t fsp = H5Dget_space(s->d_tok), msp = H5Screate_simple(1, &cnt, NULL);
+    bool ok = fsp >= 0 && msp >= 0 &&
+              H5Sselect_hyperslab(fsp, H5S_SELECT_SET, &start, NULL, &cnt, NULL) >= 0 &&
+              H5Dread(s->d_tok, H5T_NATIVE_INT32, msp, fsp, H5P_DEFAULT, out) >= 0;
+    if (msp >= 0) H5Sclose(msp);
+    if (fsp >= 0) H5Sclose(fsp);
+    return ok ? HK_OK : hk_store_h5_error(s, HK_ERR_IO, "reading token_id");
 }

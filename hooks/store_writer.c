@@ -6,6 +6,7 @@
  * later write into a partly written chunk only fills bytes no committed row uses).
  * Compressed datasets get whole chunks only (a rewritten compressed chunk would move), and
  * their last partial chunk at close; commits then cover the rows every hook holds. */
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -72,7 +73,9 @@ void hk_store_destroy(hk_store *s) {
     free(s->r_first);
     free(s->r_fpos);
     free(s->r_nrows);
+    free(s->r_len);
     free(s->model_id);
+    free(s->model_path);
     free(s->family);
     free(s->config_json);
     free(s->version);
@@ -141,7 +144,7 @@ static void dim_roles(const hk_hook_point *pt, hk_store_hook *h) {
 
 /* The stored hooks: the model's points matching any pattern, in execution order. */
 static hk_status setup_hooks(hk_store *s, const hk_model *m, const char *const *patterns,
-                             size_t n) {
+                             size_t n, int64_t expected_rows) {
     if (!patterns || n == 0)
         return hk_errorf(HK_ERR_INVALID_ARG, "%s: no hook pattern given", s->path);
     const hk_points *pts = &m->points;
@@ -149,11 +152,9 @@ static hk_status setup_hooks(hk_store *s, const hk_model *m, const char *const *
         bool hit = false;
         for (size_t p = 0; p < pts->n && !hit && patterns[i]; p++)
             hit = hk_glob_match(patterns[i], pts->points[p].name);
-        if (!hit)
-            return hk_errorf(HK_ERR_NOT_FOUND,
-                             "%s: hook '%s' matches no hook point of this %s model; "
-                             "`hookformer hooks --model DIR` lists them",
-                             s->path, patterns[i] ? patterns[i] : "(null)", m->cfg.family);
+        if (!patterns[i])
+            return hk_errorf(HK_ERR_INVALID_ARG, "hook pattern %zu is NULL", i);
+        if (!hit) return hk_hook_not_found(pts, m->cfg.family, patterns[i], NULL);
     }
     s->hooks = calloc(pts->n ? pts->n : 1, sizeof *s->hooks);
     if (!s->hooks) return hk_errorf(HK_ERR_NOMEM, "out of memory");
@@ -219,22 +220,40 @@ static hk_status setup_hooks(hk_store *s, const hk_model *m, const char *const *
         } else {
             int64_t row_bytes = h->row_elems * (int64_t)esize_of(s);
             h->chunk_rows = (int64_t)HK_STORE_CHUNK_BYTES / row_bytes;
+            /* a small store: chunks of the rows it expects (a power of two, >= 16) */
+            int64_t small = 16;
+            while (expected_rows > 0 && small < expected_rows && small < h->chunk_rows) small *= 2;
+            if (expected_rows > 0 && small < h->chunk_rows) h->chunk_rows = small;
             if (h->chunk_rows < 1) h->chunk_rows = 1;
         }
     }
+    s->index_chunk = HK_STORE_INDEX_CHUNK;
+    while (expected_rows > 0 && s->index_chunk / 2 >= expected_rows && s->index_chunk > 16)
+        s->index_chunk /= 2;
     return HK_OK;
+}
+
+bool hk_store_needs_ctx(const hk_model *m, const char *const *patterns, size_t n) {
+    if (!m || !patterns) return false;
+    for (size_t p = 0; p < m->points.n; p++) {
+        const hk_point_kind k = m->points.kinds[p];
+        if (k != HK_PT_ATTN_SCORES && k != HK_PT_PATTERN) continue;
+        for (size_t i = 0; i < n; i++)
+            if (patterns[i] && hk_glob_match(patterns[i], m->points.points[p].name)) return true;
+    }
+    return false;
 }
 
 static hk_status model_strings(hk_store *s, const hk_model *m) {
     char resolved[PATH_MAX];
     const char *src = m->source ? m->source : "";
-    s->model_id = strdup(realpath(src, resolved) ? resolved : src);
+    s->model_path = strdup(realpath(src, resolved) ? resolved : src);
     s->family = strdup(m->cfg.family);
     s->version = strdup(hk_version());
     hk_status st = hk_model_config_json(m, &s->config_json);
     if (st != HK_OK) return st;
-    if (!s->model_id || !s->family || !s->version) return hk_errorf(HK_ERR_NOMEM, "out of memory");
-    return HK_OK;
+    if (!s->model_path || !s->family || !s->version) return hk_errorf(HK_ERR_NOMEM, "out of memory");
+    return hk_store_model_id(m, s->config_json, &s->model_id);
 }
 
 static hk_status new_writer(const char *path, const hk_model *m, const char *const *patterns,
@@ -250,7 +269,7 @@ static hk_status new_writer(const char *path, const hk_model *m, const char *con
     s->model = m;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hk_status st = parse_opts(s, o ? o : &def);
-    if (st == HK_OK) st = setup_hooks(s, m, patterns, n);
+    if (st == HK_OK) st = setup_hooks(s, m, patterns, n, o ? o->expected_rows : 0);
     if (st == HK_OK) st = model_strings(s, m);
     if (st == HK_OK && (s->ftype = hk_store_file_type(s->dtype)) < 0)
         st = hk_store_h5_error(s, HK_ERR_INTERNAL, "cannot make the file dtype");
@@ -273,6 +292,7 @@ hk_status hk_store_create(const char *path, const hk_model *m, const char *const
         st = hk_store_create_tmp(s);
     }
     if (st == HK_OK) st = hk_store_write_layout(s);
+    if (s) s->dirty = true;
     if (st == HK_OK) st = hk_store_commit_now(s);
     if (st == HK_OK) st = hk_store_publish(s, o && o->force);
     if (st != HK_OK) {
@@ -294,122 +314,187 @@ static hk_status mismatch(const hk_store *s, const char *what, const char *file_
                      s->path, what, file_v, given);
 }
 
-hk_status hk_store_append(const char *path, const hk_model *m, const char *const *patterns,
-                          size_t n, const hk_store_opts *o, hk_store **out) {
-    hk_store *s = NULL;
-    hk_status st = new_writer(path, m, patterns, n, o, out, &s);
-    hk_store *f = NULL; /* the file's own description */
-    if (st == HK_OK && !(f = store_alloc(path))) st = hk_errorf(HK_ERR_NOMEM, "out of memory");
-    if (st == HK_OK) {
-        hid_t fapl = hk_store_fapl();
-        f->file = H5Fopen(path, H5F_ACC_RDWR, fapl);
-        if (fapl >= 0) H5Pclose(fapl);
-        if (f->file < 0) st = hk_store_h5_error(f, HK_ERR_IO, "cannot open the store to append");
+/* The file's own description, opened read-only or for writing. */
+static hk_status open_file(const char *path, bool rdwr, hk_store **out) {
+    hk_store *f = store_alloc(path);
+    *out = f;
+    if (!f) return hk_errorf(HK_ERR_NOMEM, "out of memory");
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return hk_errorf(HK_ERR_NOT_FOUND, "%s: cannot append: %s", path, strerror(errno));
+    hid_t fapl = hk_store_fapl();
+    f->file = H5Fopen(path, rdwr ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl);
+    if (fapl >= 0) H5Pclose(fapl);
+    if (f->file < 0) return hk_store_h5_error(f, HK_ERR_IO, "cannot open the store to append");
+    return hk_store_open_layout(f);
+}
+
+/* The run s may add rows to the file f: same model, config, dtype, positions, ctx, hooks and
+ * rows. */
+static hk_status check_same(const hk_store *s, const hk_store *f) {
+    /* files of hookformer 0.x named the model by its path (no model_path attribute) */
+    const bool legacy = !f->model_path;
+    const char *mine = legacy ? s->model_path : s->model_id;
+    if (strcmp(f->model_id, mine) != 0) {
+        char a[PATH_MAX + 64], b[PATH_MAX + 64];
+        snprintf(a, sizeof a, "%s, loaded from %s", f->model_id,
+                 f->model_path ? f->model_path : "?");
+        snprintf(b, sizeof b, "%s, loaded from %s", mine, s->model_path);
+        return mismatch(s, "the model", a, b);
     }
-    if (st == HK_OK) st = hk_store_open_layout(f);
-    if (st == HK_OK && strcmp(f->model_id, s->model_id) != 0)
-        st = mismatch(s, "the model", f->model_id, s->model_id);
-    if (st == HK_OK && strcmp(f->config_json, s->config_json) != 0)
-        st = mismatch(s, "the model's canonical config", "config_json attribute", "this model");
-    if (st == HK_OK && f->dtype != s->dtype)
-        st = mismatch(s, "the dtype", hk_dtype_name(f->dtype), hk_dtype_name(s->dtype));
-    if (st == HK_OK && strcmp(f->positions, s->positions) != 0)
-        st = mismatch(s, "positions", f->positions, s->positions);
-    if (st == HK_OK && f->ctx != s->ctx) {
+    if (strcmp(f->config_json, s->config_json) != 0)
+        return mismatch(s, "the model's canonical config", "config_json attribute", "this model");
+    if (f->dtype != s->dtype)
+        return mismatch(s, "the dtype", hk_dtype_name(f->dtype), hk_dtype_name(s->dtype));
+    if (strcmp(f->positions, s->positions) != 0)
+        return mismatch(s, "positions", f->positions, s->positions);
+    if (f->ctx != s->ctx) {
         char a[32], b[32];
         snprintf(a, sizeof a, "%lld", (long long)f->ctx);
         snprintf(b, sizeof b, "%lld", (long long)s->ctx);
-        st = mismatch(s, "ctx", a, b);
+        return mismatch(s, "ctx", a, b);
     }
-    if (st == HK_OK) {
-        bool same = f->n_hooks == s->n_hooks;
-        for (size_t i = 0; same && i < s->n_hooks; i++)
-            same = strcmp(f->hooks[i].name, s->hooks[i].name) == 0;
-        if (!same) {
-            char a[64], b[64];
-            snprintf(a, sizeof a, "%zu hooks starting '%s'", f->n_hooks,
-                     f->n_hooks ? f->hooks[0].name : "");
-            snprintf(b, sizeof b, "%zu hooks starting '%s'", s->n_hooks,
-                     s->n_hooks ? s->hooks[0].name : "");
-            st = mismatch(s, "the hooks", a, b);
+    bool same = f->n_hooks == s->n_hooks;
+    for (size_t i = 0; same && i < s->n_hooks; i++)
+        same = strcmp(f->hooks[i].name, s->hooks[i].name) == 0;
+    if (!same) {
+        char a[64], b[64];
+        snprintf(a, sizeof a, "%zu hooks starting '%s'", f->n_hooks,
+                 f->n_hooks ? f->hooks[0].name : "");
+        snprintf(b, sizeof b, "%zu hooks starting '%s'", s->n_hooks,
+                 s->n_hooks ? s->hooks[0].name : "");
+        return mismatch(s, "the hooks", a, b);
+    }
+    for (size_t i = 0; i < s->n_hooks; i++) {
+        const hk_store_hook *h = &s->hooks[i], *fh = &f->hooks[i];
+        bool same_row = fh->row_ndim == h->row_ndim && fh->per_seq == h->per_seq;
+        for (int d = 0; same_row && d < h->row_ndim; d++)
+            same_row = fh->row_shape[d] == h->row_shape[d];
+        if (!same_row) return mismatch(s, "a hook's row shape", fh->name, h->name);
+    }
+    return HK_OK;
+}
+
+static bool grow_stage(hk_store *s, hk_store_hook *h, int64_t rows) {
+    if (rows <= h->stage_cap) return true;
+    int64_t cap = h->stage_cap ? h->stage_cap : 1;
+    while (cap < rows) cap *= 2;
+    unsigned char *p = realloc(h->stage, (size_t)(cap * h->row_elems) * esize_of(s));
+    if (!p) return false;
+    h->stage = p;
+    h->stage_cap = cap;
+    return true;
+}
+
+/* Take the datasets and counts of the file f (opened for writing) over; drop rows of an
+ * interrupted run past the committed ones; stage a compressed dataset's partial chunk. */
+static hk_status take_over(hk_store *s, hk_store *f) {
+    s->file = f->file;
+    f->file = -1;
+    s->d_seq = f->d_seq, s->d_pos = f->d_pos, s->d_tok = f->d_tok;
+    s->d_slen = f->d_slen, s->d_sfirst = f->d_sfirst, s->d_sfpos = f->d_sfpos;
+    s->d_snrows = f->d_snrows;
+    f->d_seq = f->d_pos = f->d_tok = f->d_slen = f->d_sfirst = f->d_sfpos = f->d_snrows = -1;
+    snprintf(s->compression, sizeof s->compression, "%s", f->compression);
+    s->deflate = strncmp(f->compression, "deflate", 7) == 0
+                     ? (f->compression[7] == ':' ? f->compression[8] - '0' : 4)
+                     : 0;
+    s->lz4 = strcmp(f->compression, "lz4") == 0;
+    s->n_rows = s->committed_rows = f->committed_rows;
+    s->n_seqs = s->committed_seqs = f->committed_seqs;
+    for (size_t i = 0; i < s->n_hooks; i++) {
+        hk_store_hook *h = &s->hooks[i], *fh = &f->hooks[i];
+        h->dset = fh->dset;
+        fh->dset = -1;
+        h->chunk_rows = fh->chunk_rows;
+        /* rows past the committed count are from an interrupted run: drop them */
+        int64_t want = h->per_seq ? s->n_seqs : s->n_rows;
+        h->written = fh->written;
+        if (h->written != want) {
+            hsize_t dims[HK_MAX_DIMS + 1];
+            dims[0] = (hsize_t)want;
+            for (int d = 0; d < h->row_ndim; d++) dims[1 + d] = (hsize_t)h->row_shape[d];
+            if (H5Dset_extent(h->dset, dims) < 0)
+                return hk_store_h5_error(s, HK_ERR_IO, "cannot drop uncommitted rows");
+            h->written = want;
+            s->dirty = true;
         }
     }
+    /* new rows start after the committed ones; a compressed dataset's partial last chunk is
+     * rewritten whole, so its k rows are staged again, before the batch's rows (which the
+     * first batch has put at the start of the stage) */
+    for (size_t i = 0; i < s->n_hooks; i++) {
+        hk_store_hook *h = &s->hooks[i];
+        h->stage_row0 = s->n_rows;
+        if (h->per_seq || !compressed(s)) continue;
+        h->stage_row0 = s->n_rows / h->chunk_rows * h->chunk_rows;
+        const int64_t k = s->n_rows - h->stage_row0, cur = h->staged + s->b_rows;
+        if (k == 0) continue;
+        const size_t rb = (size_t)h->row_elems * esize_of(s);
+        if (!grow_stage(s, h, k + cur)) return hk_errorf(HK_ERR_NOMEM, "out of memory");
+        memmove(h->stage + (size_t)k * rb, h->stage, (size_t)cur * rb);
+        hsize_t start[HK_MAX_DIMS + 1] = {(hsize_t)h->stage_row0}, cnt[HK_MAX_DIMS + 1];
+        cnt[0] = (hsize_t)k;
+        for (int d = 0; d < h->row_ndim; d++) cnt[1 + d] = (hsize_t)h->row_shape[d];
+        hid_t fsp = H5Dget_space(h->dset), msp = H5Screate_simple(h->row_ndim + 1, cnt, NULL);
+        bool ok = fsp >= 0 && msp >= 0 &&
+                  H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, cnt, NULL) >= 0 &&
+                  H5Dread(h->dset, s->ftype, msp, fsp, H5P_DEFAULT, h->stage) >= 0;
+        if (msp >= 0) H5Sclose(msp);
+        if (fsp >= 0) H5Sclose(fsp);
+        if (!ok) return hk_store_h5_error(s, HK_ERR_IO, "cannot read the last chunk back");
+        h->staged += k;
+        h->written = h->stage_row0;
+    }
+    return HK_OK;
+}
+
+/* Open the file for writing before the first rows go in (a lazy append). */
+static hk_status open_for_writing(hk_store *s) {
+    hk_store *f = NULL;
+    const int64_t rows = s->n_rows, seqs = s->n_seqs;
+    hk_status st = hk_store_check_space(s->path, hk_store_commit_slack());
+    if (st == HK_OK) st = open_file(s->path, true, &f);
+    if (st == HK_OK) st = check_same(s, f);
+    if (st == HK_OK && (f->committed_rows != rows || f->committed_seqs != seqs))
+        st = hk_errorf(HK_ERR_IO, "%s: cannot append: the file changed since it was opened "
+                                  "(%lld sequences, now %lld)",
+                       s->path, (long long)seqs, (long long)f->committed_seqs);
+    if (st == HK_OK) st = take_over(s, f);
+    if (st == HK_OK) hk_store_ignore_xfsz(s);
+    /* commit the dropped rows away before anything reuses their space */
+    if (st == HK_OK) st = hk_store_commit_now(s);
+    s->last_commit = hk_store_now();
+    hk_store_destroy(f);
+    if (st != HK_OK) s->failed = true;
+    return st;
+}
+
+/* Every check runs on a read-only open of the file, and the space for the first commit is
+ * checked without touching it: a refused append leaves the file byte-identical (mtime
+ * included). The file is opened for writing only when the first batch's rows are ready
+ * (open_for_writing, from hk_store_end_batch), so an append that stores nothing leaves it
+ * byte-identical too. */
+hk_status hk_store_append(const char *path, const hk_model *m, const char *const *patterns,
+                          size_t n, const hk_store_opts *o, hk_store **out) {
+    if (!path || !m || !out)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_store: path, model and out are required");
+    *out = NULL;
+    hk_store *s = NULL, *f = NULL;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hk_status st = open_file(path, false, &f);
+    hk_store_opts oo = o ? *o : hk_store_default_opts();
+    if (st == HK_OK && oo.ctx == 0) oo.ctx = f->ctx; /* ctx 0: the file's */
+    if (st == HK_OK) st = new_writer(path, m, patterns, n, &oo, out, &s);
+    if (st == HK_OK) st = check_same(s, f);
+    if (st == HK_OK) st = hk_store_check_space(path, hk_store_commit_slack());
     if (st == HK_OK) {
-        /* take the file's handles and state over */
-        s->file = f->file;
-        f->file = -1;
-        s->d_seq = f->d_seq, s->d_pos = f->d_pos, s->d_tok = f->d_tok;
-        s->d_slen = f->d_slen, s->d_sfirst = f->d_sfirst, s->d_sfpos = f->d_sfpos;
-        s->d_snrows = f->d_snrows;
-        f->d_seq = f->d_pos = f->d_tok = f->d_slen = f->d_sfirst = f->d_sfpos = f->d_snrows = -1;
         snprintf(s->compression, sizeof s->compression, "%s", f->compression);
-        s->deflate = strncmp(f->compression, "deflate", 7) == 0
-                         ? (f->compression[7] == ':' ? f->compression[8] - '0' : 4)
-                         : 0;
-        s->lz4 = strcmp(f->compression, "lz4") == 0;
         s->n_rows = s->committed_rows = f->committed_rows;
         s->n_seqs = s->committed_seqs = f->committed_seqs;
-        bool shrink = false;
-        for (size_t i = 0; i < s->n_hooks; i++) {
-            hk_store_hook *h = &s->hooks[i], *fh = &f->hooks[i];
-            h->dset = fh->dset;
-            fh->dset = -1;
-            h->chunk_rows = fh->chunk_rows;
-            bool same_row = fh->row_ndim == h->row_ndim && fh->per_seq == h->per_seq;
-            for (int d = 0; same_row && d < h->row_ndim; d++)
-                same_row = fh->row_shape[d] == h->row_shape[d];
-            if (!same_row) {
-                st = mismatch(s, "a hook's row shape", fh->name, h->name);
-                break;
-            }
-            /* rows past the committed count are from an interrupted run: drop them */
-            int64_t want = h->per_seq ? s->n_seqs : s->n_rows;
-            h->written = fh->written;
-            if (h->written != want) {
-                hsize_t dims[HK_MAX_DIMS + 1];
-                dims[0] = (hsize_t)want;
-                for (int d = 0; d < h->row_ndim; d++) dims[1 + d] = (hsize_t)h->row_shape[d];
-                if (H5Dset_extent(h->dset, dims) < 0) {
-                    st = hk_store_h5_error(s, HK_ERR_IO, "cannot drop uncommitted rows");
-                    break;
-                }
-                h->written = want;
-                shrink = true;
-            }
-        }
-        /* new rows start after the committed ones; a compressed dataset's partial last
-         * chunk is rewritten whole, so its rows are staged again */
-        for (size_t i = 0; st == HK_OK && i < s->n_hooks; i++) {
-            hk_store_hook *h = &s->hooks[i];
-            h->stage_row0 = s->n_rows;
-            if (h->per_seq || !compressed(s)) continue;
-            h->stage_row0 = s->n_rows / h->chunk_rows * h->chunk_rows;
-            h->staged = s->n_rows - h->stage_row0;
-            if (h->staged == 0) continue;
-            h->stage_cap = h->chunk_rows;
-            h->stage = malloc((size_t)(h->stage_cap * h->row_elems) * esize_of(s));
-            if (!h->stage) {
-                st = hk_errorf(HK_ERR_NOMEM, "out of memory");
-                break;
-            }
-            hsize_t start[HK_MAX_DIMS + 1] = {(hsize_t)h->stage_row0}, cnt[HK_MAX_DIMS + 1];
-            cnt[0] = (hsize_t)h->staged;
-            for (int d = 0; d < h->row_ndim; d++) cnt[1 + d] = (hsize_t)h->row_shape[d];
-            hid_t fsp = H5Dget_space(h->dset), msp = H5Screate_simple(h->row_ndim + 1, cnt, NULL);
-            bool ok = fsp >= 0 && msp >= 0 &&
-                      H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, cnt, NULL) >= 0 &&
-                      H5Dread(h->dset, s->ftype, msp, fsp, H5P_DEFAULT, h->stage) >= 0;
-            if (msp >= 0) H5Sclose(msp);
-            if (fsp >= 0) H5Sclose(fsp);
-            if (!ok) st = hk_store_h5_error(s, HK_ERR_IO, "cannot read the last chunk back");
-            h->written = h->stage_row0;
-        }
-        if (st == HK_OK) hk_store_ignore_xfsz(s);
-        /* commit the dropped rows away before anything reuses their space */
-        if (st == HK_OK && shrink) st = hk_store_commit_now(s);
         s->last_commit = hk_store_now();
     }
-    hk_store_destroy(f);
+    hk_store_destroy(f); /* read-only: closing writes nothing */
     if (st != HK_OK) {
         if (s) {
             s->writable = false;
@@ -599,17 +684,6 @@ hk_status hk_store_attach(hk_store *s, hk_hooks *hooks) {
 
 /* ---- batches ---- */
 
-static bool grow_stage(hk_store *s, hk_store_hook *h, int64_t rows) {
-    if (rows <= h->stage_cap) return true;
-    int64_t cap = h->stage_cap ? h->stage_cap : 1;
-    while (cap < rows) cap *= 2;
-    unsigned char *p = realloc(h->stage, (size_t)(cap * h->row_elems) * esize_of(s));
-    if (!p) return false;
-    h->stage = p;
-    h->stage_cap = cap;
-    return true;
-}
-
 static void fill_rows(const hk_store *s, const hk_store_hook *h, int64_t rows) {
     size_t n = (size_t)(rows * h->row_elems);
     if (!h->is_scores) {
@@ -687,6 +761,7 @@ static hk_status write_rows(hk_store *s, hk_store_hook *h, int64_t row0, int64_t
     start[0] = (hsize_t)row0;
     cnt[0] = (hsize_t)count;
     for (int d = 0; d < h->row_ndim; d++) dims[1 + d] = cnt[1 + d] = (hsize_t)h->row_shape[d];
+    s->dirty = true;
     if (end != h->written && H5Dset_extent(h->dset, dims) < 0)
         return hk_store_h5_error(s, HK_ERR_IO, "extending a hook dataset");
     h->written = end;
@@ -747,8 +822,11 @@ hk_status hk_store_end_batch(hk_store *s) {
                              (long long)(h->per_seq ? s->b_batch : s->b_rows));
     }
     double t0 = hk_store_now();
+    /* an append opens its file for writing now, with the first rows */
+    hk_status st = s->file < 0 ? open_for_writing(s) : HK_OK;
+    if (st != HK_OK) return st;
     /* a full disk stops here, before anything of the batch is written */
-    hk_status st = hk_store_reserve(s, batch_bytes(s));
+    st = hk_store_reserve(s, batch_bytes(s));
     if (st != HK_OK) return st;
     for (int64_t b = 0; b < s->b_batch; b++) {
         bool ok = hk_i64_push(&s->p_slen, s->b_lengths ? s->b_lengths[b] : s->b_seq) &&
@@ -785,8 +863,16 @@ hk_status hk_store_end_batch(hk_store *s) {
 
 hk_status hk_store_run(hk_store *s, hk_model *m, const int32_t *tokens, const int64_t *lengths,
                        int64_t batch, int64_t seq) {
+    return hk_store_run_hooks(s, m, NULL, tokens, lengths, batch, seq);
+}
+
+hk_status hk_store_run_hooks(hk_store *s, hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                             const int64_t *lengths, int64_t batch, int64_t seq) {
     if (!s || !m || m != s->model)
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_store_run: the store's own model is required");
+    if (hooks && hooks->model != m)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_store_run_hooks: the hooks were made for "
+                                             "another model");
     hk_status st = hk_store_begin_batch(s, tokens, lengths, batch, seq);
     if (st != HK_OK) return st;
     /* logits only when unembed.hook_out is stored (the forward skips the unembedding
@@ -800,7 +886,7 @@ hk_status hk_store_run(hk_store *s, hk_model *m, const int32_t *tokens, const in
                 return hk_errorf(HK_ERR_NOMEM, "%s: out of memory for the logits", s->path);
             }
         }
-    st = hk_model_run(m, s->own_hooks, tokens, lengths, batch, seq, logits);
+    st = hk_model_run(m, hooks ? hooks : s->own_hooks, tokens, lengths, batch, seq, logits);
     free(logits);
     if (st != HK_OK) {
         s->in_batch = false;
@@ -846,6 +932,7 @@ hk_status hk_store_close(hk_store *s) {
         for (size_t i = 0; st == HK_OK && !s->failed && i < s->n_hooks; i++)
             if (!s->hooks[i].per_seq) st = flush_stage(s, &s->hooks[i], true);
         if (st == HK_OK && !s->failed) st = hk_store_commit_now(s);
+        if (st == HK_OK && !s->failed) hk_store_trim(s); /* the unused reservation */
         else if (st == HK_OK) st = hk_errorf(HK_ERR_IO, "%s: an earlier write failed", s->path);
         if (st != HK_OK) {
             /* keep the message: the roll-back's HDF5 calls may set their own */

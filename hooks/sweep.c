@@ -179,14 +179,26 @@ hk_status hk_xp_run_items(hk_model *m, const hk_xp_engine *e, const hk_xp_item *
     hk_hooks *h = NULL;
     if (!tokens) st = hk_errorf(HK_ERR_NOMEM, "patch: out of memory for a batch of %lld rows",
                                 (long long)(bs * np));
-    if (st == HK_OK && !e->full_forward) {
-        /* the unpatched run's residual before every block: a batch starts at its first layer */
-        const char *pats[] = {"blocks.*.hook_resid_pre"};
-        st = hk_run_with_cache(m, p->tokens, NULL, np, T, pats, 1, "all", NULL, &pre);
+    int64_t lo = INT64_MAX, hi = -1; /* the layers patched */
+    for (int64_t k = 0; k < n_items; k++) {
+        if (items[k].layer < lo) lo = items[k].layer;
+        if (items[k].layer > hi) hi = items[k].layer;
+    }
+    if (st == HK_OK && !e->full_forward && hi > 0) {
+        /* the unpatched run's residual before the patched blocks: a batch starts at its first
+         * layer. Cached without logits, that run stops at the last block cached (one layer:
+         * only that one's resid_pre). */
+        char one[64];
+        snprintf(one, sizeof one, "blocks.%lld.hook_resid_pre", (long long)lo);
+        const char *pats[] = {lo == hi ? one : "blocks.*.hook_resid_pre"};
+        st = hk_xp_run_with_cache(m, e->hooks, p->tokens, NULL, np, T, pats, 1, "all", NULL,
+                                  &pre);
         resid0 = st == HK_OK ? malloc((size_t)(bs * np * T * d) * sizeof *resid0) : NULL;
         if (st == HK_OK && !resid0) st = hk_errorf(HK_ERR_NOMEM, "patch: out of memory");
     }
-    if (st == HK_OK) st = hk_hooks_new(m, &h);
+    hk_xp_hooks xh = {0};
+    if (st == HK_OK) st = hk_xp_hooks_open(m, e->hooks, &xh);
+    h = xh.h;
     if (st == HK_OK) st = hk_xp_metric_attach(&mt, h);
     for (int64_t k = 0; k < bs && st == HK_OK; k++)
         memcpy(tokens + k * np * T, p->tokens, (size_t)(np * T) * sizeof *tokens);
@@ -212,7 +224,7 @@ hk_status hk_xp_run_items(hk_model *m, const hk_xp_engine *e, const hk_xp_item *
         for (int64_t k = 0; k < ps.n && st == HK_OK; k++) metric[k0 + k] = hk_xp_metric_item(&mt, k);
     }
     if (forwards) *forwards = n_fw;
-    hk_hooks_free(h);
+    hk_xp_hooks_close(&xh);
     hk_cache_free(pre);
     free(resid0);
     free(tokens);
@@ -295,26 +307,26 @@ hk_status hk_patch_sweep(hk_model *m, const hk_prompt_set *corrupted, const hk_p
     hk_cache *cache = NULL;
     hk_act_source cache_src;
     const hk_act_source *src = o->source;
-    if ((st = hk_prompt_metric(m, NULL, corrupted, &out->baseline)) != HK_OK) goto done;
+    if ((st = hk_prompt_metric(m, o->hooks, corrupted, &out->baseline)) != HK_OK) goto done;
     if (!src) {
         char pattern[96];
         snprintf(pattern, sizeof pattern, "blocks.*.%s", spec->point);
         const char *pats[] = {pattern};
         if ((st = hk_cache_new(m, &cache)) != HK_OK) goto done;
-        hk_hooks *h = NULL;
+        hk_xp_hooks xh = {0};
         hk_xp_metric mt;
         if ((st = hk_xp_metric_init(&mt, m, &clean, np)) != HK_OK) goto done;
-        st = hk_hooks_new(m, &h);
-        if (st == HK_OK) st = hk_cache_attach(cache, h, pats, 1, "all");
-        if (st == HK_OK) st = hk_xp_metric_attach(&mt, h);
-        if (st == HK_OK) st = hk_model_run(m, h, o->clean, NULL, np, o->clean_seq, NULL);
+        st = hk_xp_hooks_open(m, o->hooks, &xh);
+        if (st == HK_OK) st = hk_cache_attach(cache, xh.h, pats, 1, "all");
+        if (st == HK_OK) st = hk_xp_metric_attach(&mt, xh.h);
+        if (st == HK_OK) st = hk_model_run(m, xh.h, o->clean, NULL, np, o->clean_seq, NULL);
         if (st == HK_OK) out->reference = hk_xp_metric_item(&mt, 0);
-        hk_hooks_free(h);
+        hk_xp_hooks_close(&xh);
         hk_xp_metric_free(&mt);
         if (st != HK_OK) goto done;
         cache_src = hk_act_source_cache(cache);
         src = &cache_src;
-    } else if ((st = hk_prompt_metric(m, NULL, &clean, &out->reference)) != HK_OK) {
+    } else if ((st = hk_prompt_metric(m, o->hooks, &clean, &out->reference)) != HK_OK) {
         goto done;
     }
     out->values = malloc((size_t)n_items * sizeof *out->values);
@@ -323,7 +335,7 @@ hk_status hk_patch_sweep(hk_model *m, const hk_prompt_set *corrupted, const hk_p
         goto done;
     }
     out->batch = hk_xp_choose_batch(m, o->batch, o->max_bytes, np, T, n_items);
-    hk_xp_engine e = {corrupted, o->pos_map, src, out->batch, o->full_forward};
+    hk_xp_engine e = {corrupted, o->pos_map, src, out->batch, o->full_forward, o->hooks};
     st = hk_xp_run_items(m, &e, items, n_items, out->values, &out->forwards);
     if (st == HK_OK) st = hk_xp_finish_result(out, true);
 done:

@@ -113,6 +113,36 @@ typedef struct {
     int64_t stride[HK_MAX_DIMS];
 } hk_tensor;
 
+/* ---- weights (read-only, TransformerLens names and shapes) ----------------- */
+
+/* The weight `name` of the model as TransformerLens's HookedTransformer names and shapes it
+ * (state_dict names with fold_ln, centering and folded biases all off), f32 on the host:
+ *   embed.W_E [d_vocab, d_model]     pos_embed.W_pos [n_ctx, d_model] (learned positions)
+ *   unembed.W_U [d_model, d_vocab]   unembed.b_U [d_vocab]
+ *   ln_final.w, ln_final.b [d_model] (b: LayerNorm only)
+ *   blocks.L.ln1.w, .ln1.b, .ln2.w, .ln2.b [d_model]
+ *   blocks.L.attn.W_Q, W_K, W_V [n_heads, d_model, d_head]   attn.b_Q, b_K, b_V [n_heads, d_head]
+ *   blocks.L.attn.W_O [n_heads, d_head, d_model]             attn.b_O [d_model]
+ *   blocks.L.attn._W_K, _W_V [n_kv_heads, d_model, d_head], _b_K, _b_V [n_kv_heads, d_head]:
+ *       grouped-query attention only: the stored heads; W_K/W_V repeat each of them
+ *       n_heads / n_kv_heads times (repeat_interleave), as TransformerLens's W_K property
+ *   blocks.L.mlp.W_in [d_model, d_mlp]  mlp.b_in [d_mlp]  mlp.W_gate [d_model, d_mlp] (gated
+ *       MLPs: act(x W_gate) * (x W_in + b_in))  mlp.W_out [d_mlp, d_model]  mlp.b_out [d_model]
+ * Absent biases are zeros, as in TransformerLens. Quantized GGUF tensors are the dequantized
+ * values the forward computes with. *out is contiguous (row-major strides) and read-only:
+ * either the loaded weight itself (zero-copy, possibly the mmapped file: never write to it)
+ * or a copy gathered on first use (transposed, split per head) that the model owns and
+ * frees; it stays valid while the model lives. Not thread-safe with itself on one model.
+ * An unknown name, a layer out of range, or a weight this model has not (W_pos of a rotary
+ * model, ln1.b under RMSNorm, W_gate of a plain MLP, _W_K without GQA) is HK_ERR_NOT_FOUND
+ * saying which. Encoders: the same block names; BERT's embedding norm, token-type
+ * embedding and masked-LM head are not offered. */
+hk_status hk_model_weight(hk_model *m, const char *name, hk_tensor *out);
+/* The weights this model has, for listing: names i in [0, hk_model_weight_count) in order
+ * (globals, then each block's), written to buf; HK_ERR_NOT_FOUND past the end. */
+size_t hk_model_weight_count(const hk_model *m);
+hk_status hk_model_weight_name(const hk_model *m, size_t i, char *buf, size_t cap);
+
 /* ---- hook points ----------------------------------------------------------- */
 
 /* Hook points of a model, in execution order, named as TransformerLens names them
@@ -185,9 +215,40 @@ void hk_hooks_scope_end(hk_hooks *h, size_t mark);
 /* Number of live registrations. */
 size_t hk_hooks_count(const hk_hooks *h);
 
-/* The forward with hooks (hooks may be NULL: same as hk_model_forward). */
+/* The forward with hooks (hooks may be NULL: same as hk_model_forward). logits may be NULL
+ * when only the hooks are wanted: the forward then stops after the last block any registered
+ * hook sits in (TransformerLens's stop_at_layer, chosen for you; the embeddings only when
+ * nothing is hooked in the blocks), and runs every block and the head only when a hook sits
+ * after the blocks (ln_final.*, unembed.*). The hooks fire exactly as in a full forward.
+ * The same holds for hk_model_run_typed and hk_model_hidden with out NULL; a session feed
+ * (hk_session_feed) always runs every block, since its KV cache must be complete. */
 hk_status hk_model_run(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                        const int64_t *lengths, int64_t batch, int64_t seq, float *logits);
+
+/* Run every block and the head (hk_run_opts.stop_at_layer's default). */
+#define HK_RUN_ALL_LAYERS INT64_MAX
+
+/* Options of hk_model_run_opts; start from hk_run_default_opts(). */
+typedef struct {
+    /* TransformerLens's stop_at_layer: run blocks [0, stop_at_layer) only, then write the
+     * residual stream entering block stop_at_layer (blocks.N.hook_resid_pre; hook_embed +
+     * hook_pos_embed for 0; after the last block for n_layers) to out [batch, seq, d_model]
+     * (padded rows zero; out may be NULL). Negative values count from the end (-1: every
+     * block but the last). Hooks past the stop (later blocks, ln_final, unembed) never fire
+     * and nothing past it is computed. HK_RUN_ALL_LAYERS: every block and the head, as
+     * hk_model_run (with its automatic stop when out is NULL). */
+    int64_t stop_at_layer;
+    const int32_t *token_types; /* [batch, seq] as hk_model_run_typed, or NULL */
+} hk_run_opts;
+
+/* {stop_at_layer HK_RUN_ALL_LAYERS, token_types NULL}. */
+hk_run_opts hk_run_default_opts(void);
+/* hk_model_run with options (o NULL: the defaults). out: the logits [batch, seq,
+ * hk_model_output_dim] for HK_RUN_ALL_LAYERS, else the residual [batch, seq, d_model]. A
+ * stop_at_layer outside -n_layers..n_layers is HK_ERR_INVALID_ARG. */
+hk_status hk_model_run_opts(hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                            const int64_t *lengths, int64_t batch, int64_t seq,
+                            const hk_run_opts *o, float *out);
 /* hk_model_run that computes the head only at the last valid position of each sequence:
  * logits [batch, vocab] (d_model for an encoder without a head), as hk_session_feed's
  * last_only. Every hook fires as in hk_model_run except unembed.hook_out, which sees
@@ -639,6 +700,9 @@ typedef struct {
                                (checked after each batch); 0: after every batch */
     bool force;             /* replace an existing file */
     bool fsync;             /* fsync the rows before each commit and the file after it */
+    int64_t expected_rows;  /* token rows the caller expects to store (0: unknown): a new
+                               file's chunks hold about that many rows when it is fewer than
+                               ~2 MiB of them, so a small store stays small */
 } hk_store_opts;
 
 /* {F32, "all", no compression, ctx 0, commit every 1 s, no force, no fsync}. */
@@ -648,9 +712,12 @@ hk_store_opts hk_store_default_opts(void);
  * point). HK_ERR_IO when path exists and !o->force. o NULL: defaults. */
 hk_status hk_store_create(const char *path, const hk_model *m, const char *const *patterns,
                           size_t n, const hk_store_opts *o, hk_store **out);
-/* Open an existing store to add rows: its model (id and canonical config), hooks, dtype,
- * positions and ctx must be those given (HK_ERR_INVALID_ARG naming the difference). New
- * sequences get ids after the stored ones. */
+/* Open an existing store to add rows: its model (content id and canonical config), hooks,
+ * dtype, positions and ctx (o->ctx 0: the file's) must be those given (HK_ERR_INVALID_ARG
+ * naming the difference). New sequences get ids after the stored ones. Every check, and a
+ * check of the space the first commit needs, runs before the file is opened for writing: a
+ * refused append leaves the file byte-identical, and so does one that stores no rows. The
+ * model is identified by its content (hk_store_info.model_id), not by where it lies. */
 hk_status hk_store_append(const char *path, const hk_model *m, const char *const *patterns,
                           size_t n, const hk_store_opts *o, hk_store **out);
 
@@ -665,9 +732,15 @@ hk_status hk_store_begin_batch(hk_store *s, const int32_t *tokens, const int64_t
 /* After the run: check that every stored hook delivered every selected row, write the rows,
  * commit when commit_seconds have passed. */
 hk_status hk_store_end_batch(hk_store *s);
-/* One batch: begin, hk_model_run with the store's own hooks (no logits), end. */
+/* One batch: begin, hk_model_run with the store's own hooks (no logits, so the forward stops
+ * after the last stored layer; logits only when unembed.hook_out is stored), end. */
 hk_status hk_store_run(hk_store *s, hk_model *m, const int32_t *tokens, const int64_t *lengths,
                        int64_t batch, int64_t seq);
+/* hk_store_run on the caller's hooks instead of the store's own: hooks on which
+ * hk_store_attach registered the store (after anything that should fire first, such as
+ * plugins: the store then records their modified values). NULL: hk_store_run. */
+hk_status hk_store_run_hooks(hk_store *s, hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                             const int64_t *lengths, int64_t batch, int64_t seq);
 /* Commit now: afterwards every row given so far is in the file as h5py sees it. */
 hk_status hk_store_commit(hk_store *s);
 /* Commit (writable stores) and close. Frees s even on error; NULL: HK_OK. */
@@ -678,6 +751,8 @@ hk_status hk_store_open(const char *path, hk_store **out);
 
 typedef struct {
     const char *path, *model_id, *family, *dtype, *positions, *compression, *version;
+    const char *model_path; /* where the writer loaded the model from ("" in older files);
+                               model_id is "hk1:" + a hash of its content */
     int64_t n_rows;      /* committed token rows (length of seq_id) */
     int64_t n_sequences; /* committed sequences (length of seq_length) */
     int64_t ctx;         /* pattern positions (0 when none is stored) */
@@ -692,7 +767,8 @@ typedef struct {
     int64_t shape[HK_MAX_DIMS];
     const char *dims;   /* "row d_model", "sequence head_index query_pos key_pos" */
     int64_t chunk_rows;
-    uint64_t stored_bytes;
+    uint64_t data_bytes;   /* the committed rows: shape x the dtype's size */
+    uint64_t stored_bytes; /* the file space of the dataset (allocated chunks, compressed) */
 } hk_store_hook_info;
 
 /* Strings stay valid while s is open. */
@@ -707,6 +783,15 @@ hk_status hk_store_hook_at(const hk_store *s, size_t i, hk_store_hook_info *out)
 hk_status hk_store_read(hk_store *s, const char *name, const int64_t *seq_ids,
                         const int64_t *positions, size_t n, float *out);
 int64_t hk_store_row_elems(const hk_store *s, const char *name);
+/* Committed sequence q of a store opened with hk_store_open: its valid tokens (seq_length),
+ * first row, first stored position and rows (any output may be NULL). */
+hk_status hk_store_sequence(const hk_store *s, int64_t q, int64_t *length, int64_t *first_row,
+                            int64_t *first_pos, int64_t *n_rows);
+/* token_id of the committed rows [row0, row0 + n) into out [n]. */
+hk_status hk_store_read_token_ids(hk_store *s, int64_t row0, int64_t n, int32_t *out);
+/* Whether any of patterns[0..n) matches an attention scores/pattern point of m: those are
+ * stored per sequence, padded to hk_store_opts.ctx, which must then be given. */
+bool hk_store_needs_ctx(const hk_model *m, const char *const *patterns, size_t n);
 
 typedef struct {
     uint64_t bytes_written; /* activation and index bytes handed to HDF5 */
@@ -803,6 +888,11 @@ typedef struct {
                                patches all sit at layer >= L starts at block L from the
                                corrupted run's cached blocks.L.hook_resid_pre (the same numbers,
                                fewer layers) */
+    hk_hooks *hooks;        /* NULL, or registrations (plugins: an intervention) that run in
+                               every forward of the sweep (clean, corrupted, patched) before the
+                               sweep's own hooks at each point; the sweep adds and removes its
+                               own on it. A forward that starts at block L does not fire them
+                               before L: their effect is in the cached residual */
 } hk_patch_opts;
 
 /* Activation patching: run the corrupted prompts with, per patch, the clean activation at
@@ -830,6 +920,8 @@ typedef struct {
     int64_t batch;               /* as hk_patch_opts */
     size_t max_bytes;
     bool full_forward;
+    hk_hooks *hooks;             /* as hk_patch_opts: in every forward, the reference runs
+                                    included, before the sweep's own hooks */
 } hk_ablate_opts;
 
 /* Ablation sweep over the prompts themselves: per patch the activation is replaced as `mode`
@@ -840,16 +932,20 @@ const char *hk_ablate_mode_name(hk_ablate_mode mode); /* "zero", "mean", "resamp
 
 /* Logit lens: blocks.l.hook_resid_pre for l < n_layers, then the last hook_resid_post, each
  * through ln_final (its statistics recomputed per vector) and the unembedding; the top k
- * tokens at every position. */
+ * tokens at every position, with their logits and probabilities. */
 typedef struct {
     int64_t n_rows; /* n_layers + 1 */
     int64_t seq, k;
     int32_t *top_ids;   /* [n_rows, seq, k] (owned) */
     float *top_logits;  /* [n_rows, seq, k] (owned) */
+    float *top_probs;   /* [n_rows, seq, k] softmax over the vocabulary (owned) */
 } hk_lens_result;
 
 hk_status hk_logit_lens(hk_model *m, const int32_t *tokens, int64_t seq, int64_t k,
                         hk_lens_result *out);
+/* hk_logit_lens with `hooks` (may be NULL; plugins) firing in its run before its own. */
+hk_status hk_logit_lens_hooked(hk_model *m, hk_hooks *hooks, const int32_t *tokens, int64_t seq,
+                               int64_t k, hk_lens_result *out);
 void hk_lens_result_free(hk_lens_result *r);
 
 /* Direct logit attribution of the logit difference at the last position: the final residual
@@ -869,6 +965,9 @@ typedef struct {
 } hk_dla_result;
 
 hk_status hk_dla(hk_model *m, const hk_prompt_set *p, hk_dla_result *out);
+/* hk_dla with `hooks` (may be NULL; plugins) firing in its run before its own. */
+hk_status hk_dla_hooked(hk_model *m, hk_hooks *hooks, const hk_prompt_set *p,
+                        hk_dla_result *out);
 void hk_dla_result_free(hk_dla_result *r);
 
 /* Steering (ActAdd): a vector added to the residual stream at one layer. */
@@ -930,9 +1029,34 @@ hk_status hk_results_close(hk_results *f);
 /* Give up: close and remove the temporary file. Frees f. */
 void hk_results_discard(hk_results *f);
 
+/* A 1-D int32 dataset [n] (e.g. the answer tokens, one per prompt) with attribute dims. */
+hk_status hk_results_add_ids(hk_results *f, const char *name, const int32_t *ids, int64_t n,
+                             const char *dims);
+
+/* What a results file (or a steering vector, hk_steer_save) holds: `hookformer inspect`. */
+typedef struct {
+    char name[128];       /* path in the file: "resid_pre/values" */
+    char type[16];        /* "f32", "i32", "string", ... */
+    int ndim;
+    int64_t shape[HK_MAX_DIMS];
+    char dims[64];        /* its dims attribute ("layer pos"), "" when none */
+    uint64_t stored_bytes;
+} hk_results_item;
+typedef struct {
+    char kind[32];        /* "patch", "ablate", "lens", "steering_vector" */
+    char model[1024], family[64], version[32];
+    size_t n_items;
+    hk_results_item *items; /* every dataset, in name order */
+} hk_results_info;
+/* HK_ERR_FORMAT naming the file when it is not one; free with hk_results_info_free. */
+hk_status hk_results_info_read(const char *path, hk_results_info *out);
+void hk_results_info_free(hk_results_info *info);
+
 /* A heatmap as a standalone SVG 1.1 file: labelled axes, tick labels (XML-escaped), a colour
  * scale with its legend (diverging blue-white-red around 0 for signed values, else white to
- * red). NaN cells are grey. */
+ * red). NaN cells are grey. The title may hold several lines ('\n'; the first is bold). The
+ * canvas holds everything drawn (legend and rotated labels included, whatever the row count);
+ * cell text wider than its cell is cut with an ellipsis (or left out). */
 typedef struct {
     const float *values;           /* [rows, cols] */
     int64_t rows, cols;
@@ -942,6 +1066,8 @@ typedef struct {
     const char *row_axis, *col_axis, *value_label;
     bool diverging;
     const char *const *cell_text;  /* [rows, cols] text drawn in each cell, or NULL */
+    double range_min, range_max;   /* the colour scale's ends when range_max > range_min
+                                      (e.g. 0 and 1 for probabilities), else from the data */
 } hk_heatmap;
 
 hk_status hk_heatmap_svg(const hk_heatmap *h, const char *path, bool force);

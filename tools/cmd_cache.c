@@ -15,6 +15,8 @@
 
 #include "cli_opts.h"
 #include "hookformer.h"
+#include "out_path.h"
+#include "plugins.h"
 #include "prompt.h"
 
 static const cli_opt cache_opts[] = {
@@ -25,14 +27,17 @@ static const cli_opt cache_opts[] = {
     {"out", "FILE", "the HDF5 file to write; required"},
     {"dtype", "T", "stored dtype: f32 (default), f16 or bf16"},
     {"batch", "B", "sequences per forward (default 8)"},
-    {"ctx", "N", "keep the first N tokens of each sequence; padded length of stored attention"},
+    {"ctx", "N", "keep the first N tokens of each sequence; padded length of stored attention "
+                 "(default: no cut; patterns padded to the longest sequence)"},
     {"positions", "SEL", "all (default), last, or a Python slice A:B of each sequence's tokens"},
     {"append", NULL, "add rows to an existing store (model, hooks, dtype must match)"},
+    {"resume", NULL, "continue an interrupted run: skip the sequences the file holds"},
     {"force", NULL, "replace an existing file"},
     {"compress", "C", "none (default), deflate, deflate:N (1..9), lz4 (with the filter plugin)"},
     {"commit-secs", "S", "commit at most every S seconds (default 1; 0 after every batch)"},
     {"fsync", NULL, "fsync each commit (survives power loss; slower)"},
     {"threads", "N", "threads for GEMM and the kernels (default: the library's choice)"},
+    CLI_OPT_PLUGIN,
     {NULL, NULL, NULL},
 };
 
@@ -171,10 +176,86 @@ static void progress_show(progress *p, int64_t seqs, int64_t tokens, uint64_t by
     fflush(stderr);
 }
 
-static volatile sig_atomic_t interrupted;
-static void on_interrupt(int sig) {
-    (void)sig;
-    interrupted = 1;
+static volatile sig_atomic_t interrupted; /* the signal that stopped the run, or 0 */
+static void on_interrupt(int sig) { interrupted = sig; }
+
+/* ---- an existing store: settings for --append / --resume ---- */
+
+typedef struct {
+    bool exists;
+    int64_t n_sequences, ctx;
+    char dtype[16], positions[64];
+    char *hooks;  /* the stored hook names, comma-separated (malloc'ed) */
+} file_settings;
+
+static int read_file_settings(const cli_args *a, const char *path, hk_store **out,
+                              file_settings *fs) {
+    memset(fs, 0, sizeof *fs);
+    *out = NULL;
+    if (access(path, F_OK) != 0) return 0;
+    hk_status st = hk_store_open(path, out);
+    if (st != HK_OK)
+        return cli_runtime_error(a, "%s (%s)", hk_last_error(), hk_status_name(st));
+    hk_store_info info;
+    hk_store_get_info(*out, &info);
+    fs->exists = true;
+    fs->n_sequences = info.n_sequences;
+    fs->ctx = info.ctx;
+    snprintf(fs->dtype, sizeof fs->dtype, "%s", strcmp(info.dtype, "float16") == 0 ? "f16"
+                                               : strcmp(info.dtype, "bfloat16") == 0 ? "bf16"
+                                                                                    : "f32");
+    snprintf(fs->positions, sizeof fs->positions, "%s", info.positions);
+    size_t len = 1;
+    for (size_t i = 0; i < info.n_hooks; i++) {
+        hk_store_hook_info h;
+        hk_store_hook_at(*out, i, &h);
+        len += strlen(h.name) + 1;
+    }
+    fs->hooks = calloc(len, 1);
+    if (!fs->hooks) return cli_runtime_error(a, "out of memory");
+    for (size_t i = 0; i < info.n_hooks; i++) {
+        hk_store_hook_info h;
+        hk_store_hook_at(*out, i, &h);
+        if (i) strcat(fs->hooks, ",");
+        strcat(fs->hooks, h.name);
+    }
+    return 0;
+}
+
+/* --resume: the file's sequences must be the corpus's first ones (cut to ctx), token for
+ * token; then they are skipped. */
+static int check_resume(const cli_args *a, const char *path, const char *corpus, hk_store *rs,
+                        const seq_list *seqs, int64_t ctx, int64_t n_file) {
+    if (n_file > seqs->n)
+        return cli_runtime_error(a, "--resume: %s holds %lld sequences, %s has %lld: not the "
+                                    "same corpus",
+                                 path, (long long)n_file, corpus, (long long)seqs->n);
+    hk_store_info info;
+    hk_store_get_info(rs, &info);
+    int32_t *tok = malloc((size_t)(info.n_rows ? info.n_rows : 1) * sizeof *tok);
+    if (!tok) return cli_runtime_error(a, "out of memory");
+    hk_status st = hk_store_read_token_ids(rs, 0, info.n_rows, tok);
+    int rc = st == HK_OK ? 0 : cli_runtime_error(a, "%s (%s)", hk_last_error(), hk_status_name(st));
+    for (int64_t q = 0; rc == 0 && q < n_file; q++) {
+        int64_t len, row, pos, nr;
+        if ((st = hk_store_sequence(rs, q, &len, &row, &pos, &nr)) != HK_OK) {
+            rc = cli_runtime_error(a, "%s (%s)", hk_last_error(), hk_status_name(st));
+            break;
+        }
+        int64_t want = seqs->off[q + 1] - seqs->off[q];
+        if (ctx > 0 && want > ctx) want = ctx;
+        bool same = len == want;
+        for (int64_t k = 0; same && k < nr; k++)
+            same = tok[row + k] == seqs->ids[seqs->off[q] + pos + k];
+        if (!same)
+            rc = cli_runtime_error(a, "--resume: sequence %lld of %s (%lld tokens) is not "
+                                      "sequence %lld of %s (%lld tokens): not the same corpus "
+                                      "(--append adds sequences to a file)",
+                                   (long long)q, path, (long long)len, (long long)q, corpus,
+                                   (long long)want);
+    }
+    free(tok);
+    return rc;
 }
 
 /* ---- the command ---- */
@@ -195,10 +276,15 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     cli_args a;
     int rc;
     if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
-    const char *dir, *out_path, *hooks_arg;
+    const char *dir, *out_path, *hooks_arg = cli_str(&a, "hooks");
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
     if ((rc = cli_require_str(&a, "out", &out_path))) return rc;
-    if ((rc = cli_require_str(&a, "hooks", &hooks_arg))) return rc;
+    const bool resume = cli_has(&a, "resume");
+    bool append = cli_has(&a, "append");
+    if (resume && append)
+        return cli_usage_error(&a, "--resume continues the run that made the file, --append adds "
+                                   "other sequences to it: give one of them");
+    if (!hooks_arg && !resume && (rc = cli_require_str(&a, "hooks", &hooks_arg))) return rc;
     const char *tokens_file = cli_str(&a, "tokens-file");
     const bool by_prompt = cli_has(&a, "tokens") || cli_has(&a, "prompt") || cli_has(&a, "prompts");
     if (by_prompt == (tokens_file != NULL))
@@ -207,27 +293,21 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     if (tokens_file && (cli_has(&a, "prepend-bos") || cli_has(&a, "no-prepend-bos")))
         return cli_usage_error(&a, "--tokens-file holds ids as they are: --prepend-bos and "
                                    "--no-prepend-bos go with text prompts");
-    cli_prompts prompts = {0};
-    if (by_prompt && (rc = cli_prompts_read(&a, &prompts))) {
-        cli_prompts_free(&prompts);
-        return rc;
-    }
     int64_t batch, ctx, threads;
     if ((rc = cli_int(&a, "batch", 1, 1 << 20, 8, &batch))) return rc;
     if ((rc = cli_int(&a, "ctx", 1, INT32_MAX, 0, &ctx))) return rc;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
     hk_store_opts o = hk_store_default_opts();
-    const char *dt = cli_str(&a, "dtype");
-    if (!dt || strcmp(dt, "f32") == 0) o.dtype = HK_DTYPE_F32;
-    else if (strcmp(dt, "f16") == 0) o.dtype = HK_DTYPE_F16;
-    else if (strcmp(dt, "bf16") == 0) o.dtype = HK_DTYPE_BF16;
-    else return cli_usage_error(&a, "--dtype: expected f32, f16 or bf16, got '%s'", dt);
-    o.positions = cli_str(&a, "positions");
     o.compress = cli_str(&a, "compress");
     o.force = cli_has(&a, "force");
     o.fsync = cli_has(&a, "fsync");
-    const bool append = cli_has(&a, "append");
-    if (append && o.force) return cli_usage_error(&a, "--append and --force exclude each other");
+    if ((append || resume) && o.force)
+        return cli_usage_error(&a, "--%s and --force exclude each other",
+                               append ? "append" : "resume");
+    /* before any work: the file to add to opens for writing, a new one's folder takes it */
+    const bool adds = append || (resume && access(out_path, F_OK) == 0);
+    if ((rc = cli_check_output(&a, "out", adds ? CLI_OUT_EXISTING : CLI_OUT_NEW, o.force)))
+        return rc;
     const char *cs = cli_str(&a, "commit-secs");
     if (cs) {
         char *end;
@@ -236,14 +316,36 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
         if (end == cs || *end || errno || !(o.commit_seconds >= 0))
             return cli_usage_error(&a, "--commit-secs: expected seconds >= 0, got '%s'", cs);
     }
-    char *hooks_copy = strdup(hooks_arg);
+    /* the file to add to: --resume takes its settings, --append its ctx */
+    hk_store *rs = NULL;
+    file_settings fs = {0};
+    if ((append || resume) && (rc = read_file_settings(&a, out_path, &rs, &fs))) return rc;
+    const bool resuming = resume && fs.exists;
+    append = append || resuming;
+    const char *dt = cli_str(&a, "dtype");
+    if (!dt && resuming) dt = fs.dtype;
+    o.positions = cli_str(&a, "positions");
+    if (!o.positions && resuming) o.positions = fs.positions;
+    if (!hooks_arg) hooks_arg = fs.hooks;
+    if (!dt || strcmp(dt, "f32") == 0) o.dtype = HK_DTYPE_F32;
+    else if (strcmp(dt, "f16") == 0) o.dtype = HK_DTYPE_F16;
+    else if (strcmp(dt, "bf16") == 0) o.dtype = HK_DTYPE_BF16;
+    else rc = cli_usage_error(&a, "--dtype: expected f32, f16 or bf16, got '%s'", dt);
+    if (!rc && !hooks_arg)
+        rc = cli_usage_error(&a, "--hooks: required for a new file (%s does not exist yet)",
+                             out_path);
+    cli_plugins plugins = {0};
+    if (!rc) rc = cli_plugins_read(&a, &plugins);
+    cli_prompts prompts = {0};
+    if (!rc && by_prompt) rc = cli_prompts_read(&a, &prompts);
+    char *hooks_copy = rc ? NULL : strdup(hooks_arg);
     const char *patterns[64];
-    size_t n_patterns;
-    if (!hooks_copy) {
-        cli_prompts_free(&prompts);
-        return cli_runtime_error(&a, "out of memory");
-    }
-    if ((rc = split_hooks(&a, hooks_copy, patterns, 64, &n_patterns))) {
+    size_t n_patterns = 0;
+    if (!rc && !hooks_copy) rc = cli_runtime_error(&a, "out of memory");
+    if (!rc) rc = split_hooks(&a, hooks_copy, patterns, 64, &n_patterns);
+    if (rc) {
+        hk_store_close(rs);
+        free(fs.hooks);
         free(hooks_copy);
         cli_prompts_free(&prompts);
         return rc;
@@ -252,6 +354,9 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
 
     hk_model *m = NULL;
     hk_store *store = NULL;
+    hk_hooks *hooks = NULL; /* with --plugin: the plugins' hooks, then the store's */
+    struct sigaction sa, old_int, old_term;
+    bool handlers = false;
     seq_list seqs = {0};
     int32_t *tokens = NULL;
     int64_t *lengths = NULL;
@@ -268,22 +373,60 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
                (rc = prompts_to_sequences(&a, &prompts, &seqs))) {
         goto done;
     }
-    /* the context: --ctx, else the longest sequence (capped by learned positions) */
+    /* The stored ctx depends on the settings, never on the lines a run sees: --ctx; else the
+     * file's (--append, --resume); else, for attention patterns (padded to it), the longest
+     * sequence of the corpus; else 0, no cut. A run pads its batches to the stored ctx, or
+     * to its longest sequence (capped by learned positions). */
     bool hard = false;
     int64_t max_pos = hk_model_max_positions(m, &hard), longest = 0, truncated = 0;
     for (int64_t i = 0; i < seqs.n; i++)
         if (seqs.off[i + 1] - seqs.off[i] > longest) longest = seqs.off[i + 1] - seqs.off[i];
-    if (!ctx) ctx = hard && max_pos > 0 && longest > max_pos ? max_pos : longest;
+    const int64_t capped = hard && max_pos > 0 && longest > max_pos ? max_pos : longest;
+    int64_t store_ctx = ctx;
+    if (!store_ctx && fs.exists) store_ctx = fs.ctx;
+    if (!store_ctx && !fs.exists && hk_store_needs_ctx(m, patterns, n_patterns)) store_ctx = capped;
+    ctx = store_ctx ? store_ctx : capped;
     if (hard && max_pos > 0 && ctx > max_pos) {
         rc = cli_usage_error(&a, "--ctx %lld: this model has %lld learned positions", (long long)ctx,
                              (long long)max_pos);
         goto done;
     }
-    for (int64_t i = 0; i < seqs.n; i++) truncated += seqs.off[i + 1] - seqs.off[i] > ctx;
-    o.ctx = ctx;
+    const int64_t skip = resuming ? fs.n_sequences : 0;
+    if (resuming && (rc = check_resume(&a, out_path, tokens_file ? tokens_file : "the prompts", rs,
+                                       &seqs, ctx, skip)))
+        goto done;
+    hk_store_close(rs);
+    rs = NULL;
+    int64_t expected = 0;
+    for (int64_t i = skip; i < seqs.n; i++) {
+        const int64_t len = seqs.off[i + 1] - seqs.off[i];
+        truncated += len > ctx;
+        expected += o.positions && strcmp(o.positions, "last") == 0 ? 1 : (len < ctx ? len : ctx);
+    }
+    if (resuming && skip == seqs.n) {
+        fprintf(stderr, "cache: %s holds all %lld sequences already; nothing to do\n", out_path,
+                (long long)skip);
+        rc = CLI_EXIT_OK;
+        goto done;
+    }
+    o.ctx = store_ctx;
+    o.expected_rows = expected;
+    /* plugins load before the store is opened: one that fails leaves no file behind */
+    if (plugins.n_specs) {
+        if ((st = hk_hooks_new(m, &hooks)) != HK_OK) {
+            rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
+            goto done;
+        }
+        if ((rc = cli_plugins_load(&a, &plugins, m, hooks))) goto done;
+    }
     st = append ? hk_store_append(out_path, m, patterns, n_patterns, &o, &store)
                 : hk_store_create(out_path, m, patterns, n_patterns, &o, &store);
     if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
+        goto done;
+    }
+    /* the store's hooks go after the plugins' (so it records their modified values) */
+    if (hooks && (st = hk_store_attach(store, hooks)) != HK_OK) {
         rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
         goto done;
     }
@@ -294,7 +437,9 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
                                (long long)batch, (long long)ctx);
         goto done;
     }
-    struct sigaction sa, old_int, old_term;
+    /* the handler stays until the function returns: a signal during the final commit and
+     * close only marks the run, it never kills the process half-way through the close */
+    handlers = true;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_interrupt;
     sigemptyset(&sa.sa_mask);
@@ -302,8 +447,8 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     sigaction(SIGTERM, &sa, &old_term);
     progress pg = {isatty(STDERR_FILENO) == 1, now_s(), 0, seqs.n};
     pg.last = pg.t0;
-    int64_t done_seqs = 0, done_tokens = 0;
-    for (int64_t i = 0; i < seqs.n && !interrupted; i += batch) {
+    int64_t done_seqs = skip, done_tokens = 0;
+    for (int64_t i = skip; i < seqs.n && !interrupted; i += batch) {
         int64_t nb = seqs.n - i < batch ? seqs.n - i : batch, seq = 0;
         for (int64_t b = 0; b < nb; b++) {
             int64_t len = seqs.off[i + b + 1] - seqs.off[i + b];
@@ -315,16 +460,16 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
             for (int64_t p = lengths[b]; p < seq; p++) tokens[b * seq + p] = 0; /* padding */
             done_tokens += lengths[b];
         }
-        st = hk_store_run(store, m, tokens, lengths, nb, seq);
+        if ((rc = cli_plugins_begin_run(&a, &plugins, tokens, lengths, nb, seq))) break;
+        st = hk_store_run_hooks(store, m, hooks, tokens, lengths, nb, seq);
         if (st != HK_OK) break;
         done_seqs += nb;
         progress_show(&pg, done_seqs, done_tokens, hk_store_get_stats(store).bytes_written, false);
     }
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
     hk_store_stats stats = hk_store_get_stats(store);
     hk_status cst = hk_store_close(store);
     store = NULL;
+    if (rc) goto done; /* a plugin's begin_run failed (said so) */
     if (st != HK_OK || cst != HK_OK) {
         rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st != HK_OK ? st : cst));
         goto done;
@@ -333,23 +478,34 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     if (truncated)
         fprintf(stderr, "cache: %lld sequences were cut to --ctx %lld tokens\n",
                 (long long)truncated, (long long)ctx);
-    if (interrupted) {
-        rc = cli_runtime_error(&a, "interrupted: %s holds the %lld sequences stored before the "
-                                   "signal",
-                               out_path, (long long)done_seqs);
+    if (interrupted && done_seqs < seqs.n) {
+        /* as shells expect of a program a signal stopped: 128 + the signal */
+        cli_runtime_error(&a, "interrupted: %s holds the %lld sequences stored before the signal; "
+                              "the same command with --resume continues",
+                          out_path, (long long)done_seqs);
+        rc = 128 + interrupted;
         goto done;
     }
-    fprintf(stderr, "cache: wrote %lld sequences (%lld tokens) to %s\n", (long long)done_seqs,
-            (long long)done_tokens, out_path);
+    fprintf(stderr, "cache: wrote %lld sequences (%lld tokens) to %s%s\n",
+            (long long)(done_seqs - skip), (long long)done_tokens, out_path,
+            skip ? " after the sequences it held" : "");
     rc = CLI_EXIT_OK;
 done:
+    hk_store_close(rs);
     if (store) hk_store_close(store);
+    rc = cli_plugins_finish(&a, &plugins, rc);
+    hk_hooks_free(hooks);
     free(tokens);
     free(lengths);
     seq_list_free(&seqs);
     cli_prompts_free(&prompts);
     free(hooks_copy);
+    free(fs.hooks);
     if (m) hk_model_free(m);
+    if (handlers) {
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+    }
     return rc;
 }
 
@@ -359,16 +515,21 @@ const cli_command cmd_cache = {
     .usage = "--model DIR (--prompts FILE | --prompt TEXT | --tokens IDS | --tokens-file FILE)\n"
              "       --hooks GLOB[,GLOB...] --out "
              "FILE.h5 [--dtype f32|f16|bf16] [--batch B] [--ctx N] [--positions all|last|A:B] "
-             "[--append] [--force] [--compress C]",
+             "[--append | --resume] [--force] [--compress C] [--plugin SPEC]...",
     .description =
         "Runs the model over the sequences in batches of B and writes, for every hook that\n"
         "matches, one row per selected token to a dataset named after the hook, with aligned\n"
         "seq_id / position / token_id datasets (docs/FORMAT.md). Attention patterns are stored\n"
         "per sequence, padded to --ctx. Rows are committed every --commit-secs seconds: a run\n"
         "killed at any moment leaves a file that h5py opens, holding every committed row.\n"
-        "An existing file is replaced only with --force; --append adds rows when the model,\n"
-        "hooks, dtype, positions and ctx match. A full disk ends the run with an error and a\n"
-        "readable file. Progress goes to stderr.\n"
+        "An existing file is replaced only with --force; --append adds rows when the model\n"
+        "(by content), hooks, dtype, positions and ctx match. A refused --append leaves the\n"
+        "file byte-identical. Ctrl-C ends the run after a clean commit, exit status 130; the\n"
+        "same command with --resume (hooks, dtype, positions and ctx come from the file)\n"
+        "skips the sequences the file holds and stores the rest. A full disk ends the run\n"
+        "with an error and a readable file. Progress goes to stderr. The forward stops after\n"
+        "the last layer a stored hook needs. --plugin (repeatable) runs plugins' hooks first,\n"
+        "so the store holds the activations under their intervention (e.g. ablate_heads.so).\n"
         "\n"
         "Sequences: --prompts FILE (text, one prompt per line), --prompt TEXT, --tokens IDS\n"
         "(one sequence), or --tokens-file FILE (one sequence of ids per line, comma or space\n"

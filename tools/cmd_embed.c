@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_opts.h"
 #include "hookformer.h"
+#include "out_path.h"
+#include "plugins.h"
 
 static const cli_opt embed_opts[] = {
     {"model", "DIR", "Hugging Face checkpoint folder (config.json + *.safetensors); required"},
@@ -20,6 +23,7 @@ static const cli_opt embed_opts[] = {
     {"normalize", "WHEN", "model (default: as modules.json says), yes, no: L2-normalize"},
     {"out", "FILE", "write the embeddings as a float32 .npy [sequences, d_model] (not stdout)"},
     {"force", NULL, "overwrite --out if it exists"},
+    CLI_OPT_PLUGIN,
     {NULL, NULL, NULL},
 };
 
@@ -239,6 +243,7 @@ static int embed_main(const cli_command *cmd, int argc, char **argv) {
     cli_args a;
     int rc;
     if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
+    if ((rc = cli_check_outputs(&a))) return rc; /* before any work */
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
     hk_pooling pooling;
@@ -248,6 +253,8 @@ static int embed_main(const cli_command *cmd, int argc, char **argv) {
         !cli_has(&a, "prompts"))
         return cli_usage_error(&a, "give the sequences with --tokens IDS / --prompt TEXT "
                                    "(repeatable), --tokens-file FILE or --prompts FILE");
+    cli_plugins plugins;
+    if ((rc = cli_plugins_read(&a, &plugins))) return rc;
     seqs s = {0};
     texts tx = {0};
     const char *items[CLI_MAX_VALUES];
@@ -269,6 +276,7 @@ static int embed_main(const cli_command *cmd, int argc, char **argv) {
     }
 
     hk_model *m = NULL;
+    hk_hooks *hooks = NULL; /* --plugin: the plugins' hooks fire in the forward */
     int32_t *batch = NULL;
     float *out = NULL;
     hk_status st = hk_model_load(dir, &m);
@@ -290,7 +298,10 @@ static int embed_main(const cli_command *cmd, int argc, char **argv) {
     }
     for (size_t i = 0; i < s.n; i++)
         memcpy(batch + i * (size_t)T, s.ids[i], (size_t)s.len[i] * sizeof *batch);
-    st = hk_model_embed(m, NULL, batch, NULL, s.len, (int64_t)s.n, T, pooling, normalize, out);
+    if ((rc = cli_plugins_start(&a, &plugins, m, &hooks)) ||
+        (rc = cli_plugins_begin_run(&a, &plugins, batch, s.len, (int64_t)s.n, T)))
+        goto done;
+    st = hk_model_embed(m, hooks, batch, NULL, s.len, (int64_t)s.n, T, pooling, normalize, out);
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
         goto done;
@@ -316,6 +327,8 @@ static int embed_main(const cli_command *cmd, int argc, char **argv) {
         printf("\n");
     }
 done:
+    rc = cli_plugins_finish(&a, &plugins, rc);
+    hk_hooks_free(hooks);
     free(out);
     free(batch);
     hk_model_free(m);
@@ -328,7 +341,8 @@ const cli_command cmd_embed = {
     .name = "embed",
     .summary = "Sentence embeddings: a model's pooled final hidden states.",
     .usage = "--model DIR (--tokens IDS ... | --tokens-file FILE | --prompt TEXT ... | "
-             "--prompts FILE) [--pooling MODE] [--normalize WHEN] [--out FILE.npy]",
+             "--prompts FILE) [--pooling MODE] [--normalize WHEN] [--out FILE.npy]\n"
+             "       [--plugin SPEC]...",
     .description =
         "Runs every sequence in one right-padded batch and pools each one's final hidden\n"
         "states over its own tokens (padding never counts). For a sentence-transformers folder\n"
@@ -340,6 +354,8 @@ const cli_command cmd_embed = {
         "Works for decoders too (e.g. --pooling last). Prints one line per sequence: its\n"
         "index and d_model numbers;\n"
         "--out writes a float32 .npy [sequences, d_model] instead (numpy.load reads it).\n"
+        "--plugin (repeatable) loads a plugin whose hooks run in the forward (an intervention\n"
+        "the embeddings are then taken under).\n"
         "\n"
         "example:\n"
         "  hookformer embed --model ~/.cache/hookformer/minilm --prompt 'hello world' \\\n"

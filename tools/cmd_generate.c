@@ -15,6 +15,7 @@
 #include "hookformer.h"
 #include "context.h"
 #include "mem_limit.h"
+#include "plugins.h"
 #include "prompt.h"
 
 static const cli_opt generate_opts[] = {
@@ -137,11 +138,8 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
                                "--%s: sampling options need --temperature > 0 (temperature 0, "
                                "the default, is greedy)",
                                cli_has(&a, "top-k") ? "top-k" : "top-p");
-    const char *specs[CLI_MAX_VALUES];
-    size_t n_plugins = cli_strs(&a, "plugin", specs, CLI_MAX_VALUES);
-    for (size_t i = 0; i < n_plugins; i++)
-        if (!specs[i][0]) return cli_usage_error(&a, "--plugin: expected PATH[:key=value,...], "
-                                                     "got ''");
+    cli_plugins plugins;
+    if ((rc = cli_plugins_read(&a, &plugins))) return rc;
     cli_prompts prompts;
     if ((rc = cli_prompts_read(&a, &prompts))) {
         cli_prompts_free(&prompts);
@@ -157,8 +155,6 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
 
     hk_model *m = NULL;
     hk_hooks *hooks = NULL;
-    hk_plugin *plugins[CLI_MAX_VALUES] = {0};
-    size_t n_loaded = 0;
     int32_t *stop_ids = NULL, *out = NULL;
     hk_status st = hk_model_load(dir, &m);
     if (st != HK_OK) {
@@ -212,15 +208,7 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
         rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
         goto done;
     }
-    for (size_t i = 0; i < n_plugins; i++) {
-        st = hk_plugin_load(specs[i], m, hooks, &plugins[n_loaded]);
-        if (st != HK_OK) {
-            rc = cli_runtime_error(&a, "--plugin %s: %s (%s)", specs[i], hk_last_error(),
-                                   hk_status_name(st));
-            goto done;
-        }
-        n_loaded++;
-    }
+    if ((rc = cli_plugins_load(&a, &plugins, m, hooks))) goto done;
     timing tm = {0};
     /* Registered after the plugins, so their hooks on unembed.hook_out run first. */
     bool timed = stats && hk_hooks_add(hooks, "unembed.hook_out", time_feed, &tm, NULL) == HK_OK;
@@ -233,14 +221,8 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
     for (size_t p = 0; p < prompts.n; p++) {
         const cli_prompt *q = &prompts.v[p];
         /* The plugins see the prompt as the run's tokens; generated ids come later. */
-        for (size_t i = 0; i < n_loaded; i++) {
-            st = hk_plugin_begin_run(plugins[i], q->ids, NULL, 1, (int64_t)q->n);
-            if (st != HK_OK) {
-                rc = cli_runtime_error(&a, "--plugin %s: %s (%s)", specs[i], hk_last_error(),
-                                       hk_status_name(st));
-                goto done;
-            }
-        }
+        if ((rc = cli_plugins_begin_run(&a, &plugins, q->ids, NULL, 1, (int64_t)q->n)))
+            goto done;
         tm = (timing){.n_prompt = (int64_t)q->n};
         int64_t n_out = 0;
         const double t0 = now_s();
@@ -276,13 +258,7 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
 
 done:
     /* Finish in load order, after the output: each prints its summary and frees its state. */
-    fflush(stdout);
-    for (size_t i = 0; i < n_loaded; i++) {
-        st = hk_plugin_finish(plugins[i]);
-        if (st != HK_OK && rc == CLI_EXIT_OK)
-            rc = cli_runtime_error(&a, "--plugin %s: %s (%s)", specs[i], hk_last_error(),
-                                   hk_status_name(st));
-    }
+    rc = cli_plugins_finish(&a, &plugins, rc);
     hk_hooks_free(hooks);
     free(out);
     free(stop_ids);

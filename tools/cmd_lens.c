@@ -7,6 +7,9 @@
 #include <string.h>
 
 #include "hookformer.h"
+#include "cli_opts.h"
+#include "out_path.h"
+#include "plugins.h"
 #include "xp_common.h"
 
 static const cli_opt lens_opts[] = {
@@ -26,11 +29,12 @@ static const cli_opt lens_opts[] = {
     {"svg", "PREFIX", "write PREFIXlens.svg (and PREFIXdla.svg)"},
     {"force", NULL, "overwrite existing output files"},
     {"threads", "N", "threads for GEMM and the kernels"},
+    CLI_OPT_PLUGIN,
     {NULL, NULL, NULL},
 };
 
 static int lens_svg(const hk_model *m, const hk_lens_result *r, char **pos_labels,
-                    const char *path, bool force) {
+                    const char *title, const char *path, bool force) {
     const int64_t R = r->n_rows, C = r->seq, L = R - 1;
     float *v = malloc((size_t)(R * C) * sizeof *v);
     int32_t *top = malloc((size_t)(R * C) * sizeof *top);
@@ -39,7 +43,7 @@ static int lens_svg(const hk_model *m, const hk_lens_result *r, char **pos_label
     int rc = 1;
     if (!v || !top || !rl || !cl) goto done;
     for (int64_t i = 0; i < R * C; i++) {
-        v[i] = r->top_logits[i * r->k];
+        v[i] = r->top_probs[i * r->k]; /* colour: probability, comparable across layers */
         top[i] = r->top_ids[i * r->k];
     }
     text = xp_token_labels(m, top, R * C);
@@ -55,10 +59,10 @@ static int lens_svg(const hk_model *m, const hk_lens_result *r, char **pos_label
     }
     hk_heatmap hm = {.values = v, .rows = R, .cols = C, .row_labels = (const char *const *)rl,
                      .col_labels = (const char *const *)cl,
-                     .title = "logit lens: top-1 token after each layer",
-                     .row_axis = "residual stream", .col_axis = "position (token)",
-                     .value_label = "top-1 logit", .diverging = false,
-                     .cell_text = (const char *const *)text};
+                     .title = title, .row_axis = "residual stream",
+                     .col_axis = "position (token)", .value_label = "top-1 probability",
+                     .diverging = false, .cell_text = (const char *const *)text,
+                     .range_min = 0, .range_max = 1};
     rc = hk_heatmap_svg(&hm, path, force) == HK_OK ? 0 : 1;
 done:
     xp_free_labels(rl, R);
@@ -110,6 +114,7 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
     cli_args a;
     int rc;
     if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
+    if ((rc = cli_check_outputs(&a))) return rc; /* before any work */
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
     xp_prompts p = {0};
@@ -117,12 +122,15 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
     int64_t k, threads;
     hk_model *m = NULL;
     hk_results *res = NULL;
+    hk_hooks *hooks = NULL;
+    cli_plugins plugins = {0};
     hk_lens_result lens = {0};
     hk_dla_result dla = {0};
     char **labels = NULL, **top_labels = NULL;
     if ((rc = xp_prompts_read(&a, "tokens", "prompt", "prompts", true, &p))) goto done;
     if ((rc = cli_int(&a, "top-k", 1, 100, 5, &k))) goto done;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) goto done;
+    if ((rc = cli_plugins_read(&a, &plugins))) goto done;
     const bool want_dla = cli_has(&a, "answer") || cli_has(&a, "wrong") ||
                           cli_has(&a, "answer-text") || cli_has(&a, "wrong-text");
     if (want_dla) {
@@ -140,6 +148,10 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
         ((rc = xp_answers_encode(&a, m, &ans)) || (rc = xp_answers_encode(&a, m, &wro))))
         goto done;
     int32_t *answer = ans.ids, *wrong = wro.ids;
+    /* plugins fire first; the lens run is prompt 1, the attribution's run every prompt */
+    if ((rc = cli_plugins_start(&a, &plugins, m, &hooks)) ||
+        (rc = cli_plugins_begin_run(&a, &plugins, p.ids, NULL, 1, p.seq)))
+        goto done;
     labels = xp_token_labels(m, p.ids, p.seq);
     const bool force = cli_has(&a, "force");
     const char *out_path = cli_str(&a, "out"), *prefix = cli_str(&a, "svg");
@@ -147,7 +159,7 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
         rc = cli_runtime_error(&a, "--out: %s", hk_last_error());
         goto done;
     }
-    if ((st = hk_logit_lens(m, p.ids, p.seq, k, &lens)) != HK_OK) {
+    if ((st = hk_logit_lens_hooked(m, hooks, p.ids, p.seq, k, &lens)) != HK_OK) {
         rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
         goto done;
     }
@@ -169,16 +181,26 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
         for (int64_t t = 0; t < T; t++) printf(" %7.7s", top_labels[l * T + t]);
         putchar('\n');
     }
-    printf("top-%lld at the last position, final layer:", (long long)k);
-    for (int64_t j = 0; j < k; j++)
-        printf(" %d (%.3f)", lens.top_ids[((R - 1) * T + T - 1) * k + j],
-               lens.top_logits[((R - 1) * T + T - 1) * k + j]);
-    putchar('\n');
+    /* the last position's top-k after the final layer, as run prints its table */
+    printf("top-%lld at the last position, final layer:\n%5s %10s %12s %12s%s\n", (long long)k,
+           "rank", "token_id", "logit", "prob", hk_model_tokenizer(m) ? "  token" : "");
+    for (int64_t j = 0; j < k; j++) {
+        const int64_t o = ((R - 1) * T + T - 1) * k + j;
+        char disp[96];
+        printf("%5lld %10d %12.4f %12.6f%s%s\n", (long long)j + 1, lens.top_ids[o],
+               lens.top_logits[o], lens.top_probs[o], hk_model_tokenizer(m) ? "  " : "",
+               cli_token_display(m, lens.top_ids[o], disp, sizeof disp));
+    }
     if (res) st = hk_results_add_lens(res, "lens", &lens);
     if (st == HK_OK && prefix) {
         char path[1024];
         snprintf(path, sizeof path, "%slens.svg", prefix);
-        if (lens_svg(m, &lens, labels, path, force)) {
+        char title[512], ps[160];
+        xp_prompt_summary(m, p.ids, p.seq, ps, sizeof ps);
+        snprintf(title, sizeof title, "logit lens: top-1 token after each layer\nmodel: %s\n"
+                                      "prompt%s: %s\ncolour: the top-1 token's probability",
+                 dir, p.n > 1 ? " 1" : "", ps);
+        if (lens_svg(m, &lens, labels, title, path, force)) {
             rc = cli_runtime_error(&a, "--svg: %s", hk_last_error());
             goto done;
         }
@@ -186,7 +208,8 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
     }
     if (st == HK_OK && want_dla) {
         hk_prompt_set set = {p.n, p.seq, p.ids, answer, wrong};
-        if ((st = hk_dla(m, &set, &dla)) != HK_OK) {
+        if ((rc = cli_plugins_begin_run(&a, &plugins, p.ids, NULL, p.n, p.seq))) goto done;
+        if ((st = hk_dla_hooked(m, hooks, &set, &dla)) != HK_OK) {
             rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
             goto done;
         }
@@ -227,6 +250,8 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
     if (st != HK_OK) rc = cli_runtime_error(&a, "%s", hk_last_error());
 done:
     if (res) hk_results_discard(res);
+    rc = cli_plugins_finish(&a, &plugins, rc);
+    hk_hooks_free(hooks);
     xp_free_labels(labels, p.seq);
     xp_free_labels(top_labels, lens.n_rows * lens.seq);
     hk_lens_result_free(&lens);
@@ -242,7 +267,7 @@ const cli_command cmd_lens = {
     .summary = "Logit lens per layer, and direct logit attribution to heads and MLPs.",
     .usage = "--model DIR (--tokens IDS | --prompt TEXT | --prompts FILE) [--top-k K] "
              "[--answer ID --wrong ID | --answer-text TEXT --wrong-text TEXT] [--out FILE.h5] "
-             "[--svg PREFIX]",
+             "[--svg PREFIX] [--plugin SPEC]...",
     .description =
         "Logit lens: each layer's residual stream (blocks.l.hook_resid_pre, then the final\n"
         "hook_resid_post) through ln_final and the unembedding; prints the top-1 token at every\n"
@@ -251,7 +276,8 @@ const cli_command cmd_lens = {
         "head, every MLP, the embeddings and the attention biases, scaled by ln_final's scale\n"
         "as TransformerLens's apply_ln_to_stack does. Prompts and answers may be text\n"
         "(--prompt, --prompts, --answer-text, --wrong-text), encoded with the model's\n"
-        "tokenizer.json as for `hookformer patch`.\n"
+        "tokenizer.json as for `hookformer patch`. --plugin (repeatable) runs a plugin's hooks\n"
+        "first: the lens and the attribution under its intervention.\n"
         "\n"
         "example:\n"
         "  hookformer lens --model tests/fixtures/gpt2 --tokens 227,187,164,39 \\\n"

@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "hookformer.h"
+#include "cli_opts.h"
+#include "out_path.h"
+#include "plugins.h"
 #include "xp_common.h"
 
 static const cli_opt patch_opts[] = {
@@ -30,6 +33,7 @@ static const cli_opt patch_opts[] = {
     {"full-forward", NULL, "run every layer in every forward (default: start at the first "
                            "patched layer; the same numbers)"},
     {"threads", "N", "threads for GEMM and the kernels"},
+    CLI_OPT_PLUGIN,
     {NULL, NULL, NULL},
 };
 
@@ -87,6 +91,7 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     cli_args a;
     int rc;
     if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
+    if ((rc = cli_check_outputs(&a))) return rc; /* before any work */
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
     xp_prompts clean = {0}, bad = {0};
@@ -94,7 +99,9 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     int64_t *map = NULL, layer, batch, threads;
     hk_model *m = NULL;
     hk_results *res = NULL;
-    char **labels = NULL;
+    hk_hooks *hooks = NULL;
+    cli_plugins plugins = {0};
+    char **labels = NULL, **pairs = NULL;
     const char *sweeps = cli_str(&a, "sweep");
     if (!sweeps) sweeps = "resid_pre,attn_out,mlp_out,head_out,head_out_by_pos";
     char sweep_buf[512];
@@ -111,6 +118,7 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_int(&a, "layer", 0, INT32_MAX, -1, &layer))) goto done;
     if ((rc = cli_int(&a, "batch", 1, 4096, 0, &batch))) goto done;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) goto done;
+    if ((rc = cli_plugins_read(&a, &plugins))) goto done;
     /* ids are checked before the model loads; text once the tokenizer has encoded it */
     if (clean.ids && bad.ids && (rc = check_lengths(&a, &clean, &bad, &map))) goto done;
     for (char *s = strtok(sweep_buf, ","); s; s = strtok(NULL, ",")) {
@@ -135,7 +143,21 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = xp_answers_encode(&a, m, &ans)) || (rc = xp_answers_encode(&a, m, &wro)))
         goto done;
     int32_t *answer = ans.ids, *wrong = wro.ids;
+    /* plugins fire first in every forward; they see the corrupted prompts as the run */
+    if ((rc = cli_plugins_start(&a, &plugins, m, &hooks)) ||
+        (rc = cli_plugins_begin_run(&a, &plugins, bad.ids, NULL, bad.n, bad.seq)))
+        goto done;
     labels = xp_token_labels(m, bad.ids, bad.seq);
+    pairs = xp_pair_labels(m, clean.ids, bad.ids, bad.seq, map);
+    /* the heatmaps' title lines after the first: model, metric, prompts, what labels columns */
+    char about[1024], metric[256], cs[120], bs[120];
+    xp_metric_summary(m, answer, wrong, clean.n, metric, sizeof metric);
+    xp_prompt_summary(m, clean.ids, clean.seq, cs, sizeof cs);
+    xp_prompt_summary(m, bad.ids, bad.seq, bs, sizeof bs);
+    snprintf(about, sizeof about, "model: %s\nmetric: %s, normalized: 0 = corrupted, 1 = clean"
+                                  "\nclean: %s\ncorrupted: %s%s\ncolumns: position and "
+                                  "token, clean/corrupted where they differ",
+             dir, metric, cs, bs, clean.n > 1 ? " (prompt 1 of several)" : "");
     const char *out_path = cli_str(&a, "out");
     const bool force = cli_has(&a, "force");
     if (out_path && (st = hk_results_create(out_path, force, m, "patch", &res)) != HK_OK) {
@@ -144,7 +166,8 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     }
     hk_prompt_set set = {bad.n, bad.seq, bad.ids, answer, wrong};
     hk_patch_opts o = {.clean = clean.ids, .clean_seq = clean.seq, .pos_map = map,
-                       .batch = batch, .full_forward = cli_has(&a, "full-forward")};
+                       .batch = batch, .full_forward = cli_has(&a, "full-forward"),
+                       .hooks = hooks};
     bool first = true;
     for (char *s = strtok(sweep_buf, ","); s; s = strtok(NULL, ",")) {
         hk_sweep_spec spec;
@@ -162,10 +185,9 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
                    dir, (long long)set.n_prompts, (long long)set.seq, r.reference, r.baseline);
             first = false;
         }
-        char title[160];
-        snprintf(title, sizeof title, "activation patching: %s (%s), normalized logit diff", s,
-                 r.point);
-        st = xp_sweep_outputs(&a, s, &r, &r, labels, true, title, res, force);
+        char title[1400];
+        snprintf(title, sizeof title, "activation patching: %s (%s)\n%s", s, r.point, about);
+        st = xp_sweep_outputs(&a, s, &r, &r, labels, pairs, true, title, res, force);
         hk_sweep_result_free(&r);
         if (st != HK_OK) {
             rc = cli_runtime_error(&a, "%s", hk_last_error());
@@ -178,14 +200,17 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
             st = hk_results_add_tokens(res, "corrupted_tokens", bad.ids, bad.n, bad.seq,
                                        (const char *const *)labels);
         int64_t n = set.n_prompts;
-        if (st == HK_OK) st = hk_results_add_tokens(res, "answer", answer, 1, n, NULL);
-        if (st == HK_OK) st = hk_results_add_tokens(res, "wrong", wrong, 1, n, NULL);
+        if (st == HK_OK) st = hk_results_add_ids(res, "answer", answer, n, "prompt");
+        if (st == HK_OK) st = hk_results_add_ids(res, "wrong", wrong, n, "prompt");
         st = xp_results_finish(&res, st, out_path);
         if (st != HK_OK) rc = cli_runtime_error(&a, "--out: %s", hk_last_error());
     }
 done:
     if (res) hk_results_discard(res);
+    rc = cli_plugins_finish(&a, &plugins, rc);
+    hk_hooks_free(hooks);
     xp_free_labels(labels, bad.seq);
+    xp_free_labels(pairs, bad.seq);
     hk_model_free(m);
     xp_prompts_free(&clean), xp_prompts_free(&bad);
     free(ans.ids), free(wro.ids), free(map);
@@ -197,7 +222,7 @@ const cli_command cmd_patch = {
     .summary = "Activation patching: sweeps of clean activations into corrupted prompts.",
     .usage = "--model DIR (--clean IDS --corrupted IDS | --clean-text TEXT --corrupted-text "
              "TEXT) (--answer ID --wrong ID | --answer-text TEXT --wrong-text TEXT) "
-             "[--sweep LIST] [--out FILE.h5] [--svg PREFIX]",
+             "[--sweep LIST] [--out FILE.h5] [--svg PREFIX] [--plugin SPEC]...",
     .description =
         "Runs the corrupted prompts with one clean activation patched in per patch, several\n"
         "patches per forward along the batch, and reports the logit difference between the\n"
@@ -211,7 +236,8 @@ const cli_command cmd_patch = {
         "(--clean-text, --corrupted-text, --answer-text, --wrong-text), encoded with the\n"
         "model's tokenizer.json: prompts with the BOS rule of --prepend-bos/--no-prepend-bos\n"
         "(default: the family's, as TransformerLens), answers without BOS and each exactly\n"
-        "one token.\n"
+        "one token. --plugin (repeatable) runs a plugin's hooks first in every forward (clean,\n"
+        "corrupted, patched): the sweep under an intervention.\n"
         "\n"
         "example:\n"
         "  hookformer patch --model tests/fixtures/gpt2 --clean 227,187,164,39 \\\n"

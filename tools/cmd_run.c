@@ -12,6 +12,7 @@
 #include "hookformer.h"
 #include "context.h"
 #include "mem_limit.h"
+#include "plugins.h"
 #include "prompt.h"
 
 static const cli_opt run_opts[] = {
@@ -41,16 +42,6 @@ static int cmp_scored(const void *pa, const void *pb) {
     if (na != nb) return na - nb;
     if (!na && a->logit != b->logit) return a->logit > b->logit ? -1 : 1;
     return (a->id > b->id) - (a->id < b->id);
-}
-
-/* "hookformer run: --plugin SPEC: <what>": the loader's messages start with the plugin's path,
- * which SPEC already shows. */
-static int plugin_error(const cli_args *a, const char *spec, hk_status st) {
-    const char *msg = hk_last_error();
-    size_t path_len = strcspn(spec, ":");
-    if (strncmp(msg, spec, path_len) == 0 && strncmp(msg + path_len, ": ", 2) == 0)
-        msg += path_len + 2;
-    return cli_runtime_error(a, "--plugin %s: %s (%s)", spec, msg, hk_status_name(st));
 }
 
 /* The prompt in chunks through a session. logits: [1, vocab] for the last position, or
@@ -108,8 +99,7 @@ static void print_top_k(hk_model *m, const char *dir, const char *label, const i
  * exit status; *stopped is set when a hook stopped the forward (the remaining prompts are not
  * run). */
 static int run_one(const cli_args *a, hk_model *m, const char *dir, hk_hooks *hooks,
-                   hk_plugin **plugins, const char *const *specs, size_t n_loaded,
-                   const cli_prompt *q, size_t index, size_t n_prompts, int64_t top_k,
+                   cli_plugins *plugins, const cli_prompt *q, size_t index, size_t n_prompts, int64_t top_k,
                    int64_t chunk, bool all, bool *stopped) {
     const int64_t vocab = hk_model_vocab_size(m);
     const size_t n_tok = q->n, n_rows = all ? n_tok : 1;
@@ -129,13 +119,7 @@ static int run_one(const cli_args *a, hk_model *m, const char *dir, hk_hooks *ho
                                (long long)vocab);
         goto done;
     }
-    for (size_t i = 0; i < n_loaded; i++) {
-        st = hk_plugin_begin_run(plugins[i], tokens, NULL, 1, (int64_t)n_tok);
-        if (st != HK_OK) {
-            rc = plugin_error(a, specs[i], st);
-            goto done;
-        }
-    }
+    if ((rc = cli_plugins_begin_run(a, plugins, tokens, NULL, 1, (int64_t)n_tok))) goto done;
     if (chunk > 0)
         st = run_chunked(m, hooks, tokens, (int64_t)n_tok, chunk, all, logits);
     else if (all)
@@ -183,11 +167,8 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_mem_limit(&a, "mem-limit", &mem_limit))) return rc;
     const bool all = cli_has(&a, "all-logits");
 
-    const char *specs[CLI_MAX_VALUES];
-    size_t n_plugins = cli_strs(&a, "plugin", specs, CLI_MAX_VALUES);
-    for (size_t i = 0; i < n_plugins; i++)
-        if (!specs[i][0])
-            return cli_usage_error(&a, "--plugin: expected PATH[:key=value,...], got ''");
+    cli_plugins plugins;
+    if ((rc = cli_plugins_read(&a, &plugins))) return rc;
     cli_prompts prompts;
     if ((rc = cli_prompts_read(&a, &prompts))) {
         cli_prompts_free(&prompts);
@@ -198,8 +179,6 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
 
     hk_model *m = NULL;
     hk_hooks *hooks = NULL;
-    hk_plugin *plugins[CLI_MAX_VALUES] = {0};
-    size_t n_loaded = 0;
 
     hk_status st = hk_model_load(dir, &m);
     if (st != HK_OK) {
@@ -236,28 +215,16 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
         rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
         goto done;
     }
-    for (size_t i = 0; i < n_plugins; i++) {
-        st = hk_plugin_load(specs[i], m, hooks, &plugins[n_loaded]);
-        if (st != HK_OK) {
-            rc = plugin_error(&a, specs[i], st);
-            goto done;
-        }
-        n_loaded++;
-    }
+    if ((rc = cli_plugins_load(&a, &plugins, m, hooks))) goto done;
     bool stopped = false;
     for (size_t i = 0; i < prompts.n && !stopped && rc == CLI_EXIT_OK; i++)
-        rc = run_one(&a, m, dir, hooks, plugins, specs, n_loaded, &prompts.v[i], i, prompts.n,
+        rc = run_one(&a, m, dir, hooks, &plugins, &prompts.v[i], i, prompts.n,
                      top_k, chunk, all, &stopped);
 
 done:
     /* Finish in load order, after the table: each prints its summary and frees its state. A
      * plugin's finish failing makes the run fail; the others are finished all the same. */
-    fflush(stdout);
-    for (size_t i = 0; i < n_loaded; i++) {
-        st = hk_plugin_finish(plugins[i]);
-        if (st != HK_OK && rc == CLI_EXIT_OK)
-            rc = plugin_error(&a, specs[i], st);
-    }
+    rc = cli_plugins_finish(&a, &plugins, rc);
     hk_hooks_free(hooks);
     cli_prompts_free(&prompts);
     if (m) hk_model_free(m);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "hookformer.h"
+#include "out_path.h"
 #include "xp_common.h"
 
 static const cli_opt steer_opts[] = {
@@ -33,16 +34,19 @@ static const cli_opt steer_opts[] = {
     {NULL, NULL, NULL},
 };
 
-static void print_ids(const char *what, const int32_t *ids, int64_t n) {
+/* the ids line, then (with a tokenizer) the tokens' texts under it */
+static void print_ids(const hk_model *m, const char *what, const int32_t *ids, int64_t n) {
     printf("%-9s", what);
     for (int64_t i = 0; i < n; i++) printf("%s%d", i ? "," : "", ids[i]);
     putchar('\n');
+    xp_print_token_texts(stdout, "         ", m, ids, n);
 }
 
 static int steer_main(const cli_command *cmd, int argc, char **argv) {
     cli_args a;
     int rc;
     if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
+    if ((rc = cli_check_outputs(&a))) return rc; /* before any work */
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
     int32_t *plain = NULL, *steered = NULL;
@@ -146,8 +150,8 @@ static int steer_main(const cli_command *cmd, int argc, char **argv) {
         rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
         goto done;
     }
-    print_ids("plain", plain, n_plain);
-    print_ids("steered", steered, n_steered);
+    print_ids(m, "plain", plain, n_plain);
+    print_ids(m, "steered", steered, n_steered);
 done:
     hk_hooks_free(h);
     hk_steer_vector_free(&v);

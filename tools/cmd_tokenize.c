@@ -14,7 +14,7 @@ static const cli_opt tokenize_opts[] = {
     {"tokenizer", "FILE", "a tokenizer.json (instead of --model; post-processor as written)"},
     CLI_OPTS_PROMPT,
     {"no-special", NULL, "with --tokenizer: no post-processor tokens ([CLS], <s>, ...)"},
-    {"ids", NULL, "print only the ids line"},
+    {"ids", NULL, "print only the ids, one line per prompt (what --tokens-file reads)"},
     {NULL, NULL, NULL},
 };
 
@@ -80,7 +80,17 @@ static int tokenize_main(const cli_command *cmd, int argc, char **argv) {
     }
     for (size_t i = 0; i < prompts.n; i++) {
         const cli_prompt *q = &prompts.v[i];
-        if (prompts.n > 1) printf("# prompt=%zu tokens=%zu\n", i + 1, q->n);
+        /* --ids prints exactly what --tokens-file reads (cache, embed): one line of ids per
+         * prompt, nothing else; seq_id i in a store is line i + 1 */
+        const bool ids_only = cli_has(&a, "ids") && prompts.text;
+        if (prompts.n > 1 && !ids_only)
+            printf("# prompt=%zu seq_id=%zu tokens=%zu\n", i + 1, i, q->n);
+        if (ids_only && q->n == 0) {
+            rc = cli_usage_error(&a, "--%s: prompt %zu ('%s') encodes to no tokens: --ids would "
+                                     "print an empty line, which --tokens-file skips",
+                                 cli_has(&a, "prompt") ? "prompt" : "prompts", i + 1, q->text);
+            goto done;
+        }
         if (!prompts.text) {
             /* ids -> text */
             for (size_t j = 0; j < q->n; j++)
@@ -126,7 +136,9 @@ const cli_command cmd_tokenize = {
     .description =
         "Text (--prompt, --prompts) prints the ids on one line, comma-separated, then one line\n"
         "per token: position, id, and the token's text quoted and escaped (Python repr style;\n"
-        "bytes that are not whole characters as \\xNN). --ids prints the ids line only.\n"
+        "bytes that are not whole characters as \\xNN). --ids prints the ids lines only, one\n"
+        "per prompt and nothing else: what --tokens-file reads (cache, embed), line i + 1\n"
+        "becoming seq_id i.\n"
         "--tokens IDS prints the decoded text instead. With --model the prompt is encoded as\n"
         "run and generate encode it (tokenizer.json of the folder, the family's BOS rule);\n"
         "with --tokenizer FILE as Hugging Face's Tokenizer.encode does (post-processor on,\n"

@@ -103,15 +103,20 @@ int xp_parse_ids(const cli_args *a, const char *opt, int64_t n, int32_t **out) {
     return 0;
 }
 
-char **xp_token_labels(const hk_model *m, const int32_t *ids, int64_t n) {
+/* one token's label into buf */
+static void xp_token_labels_one(const hk_model *m, int32_t id, char *buf, size_t cap) {
     const hk_tokenizer *tok = m ? hk_model_tokenizer(m) : NULL;
+    if (tok) /* the token's text, quoted as Python's repr (' Mary') */
+        hk_tokenizer_token_display(tok, id, buf, cap);
+    else
+        snprintf(buf, cap, "%d", id);
+}
+
+char **xp_token_labels(const hk_model *m, const int32_t *ids, int64_t n) {
     char **out = calloc((size_t)n, sizeof *out);
     for (int64_t i = 0; out && i < n; i++) {
         char buf[64];
-        if (tok) /* the token's text, quoted as Python's repr (' Mary') */
-            hk_tokenizer_token_display(tok, ids[i], buf, sizeof buf);
-        else
-            snprintf(buf, sizeof buf, "%d", ids[i]);
+        xp_token_labels_one(m, ids[i], buf, sizeof buf);
         if (!(out[i] = strdup(buf))) {
             xp_free_labels(out, i);
             return NULL;
@@ -123,6 +128,100 @@ char **xp_token_labels(const hk_model *m, const int32_t *ids, int64_t n) {
 void xp_free_labels(char **labels, int64_t n) {
     for (int64_t i = 0; labels && i < n; i++) free(labels[i]);
     free(labels);
+}
+
+char **xp_pair_labels(const hk_model *m, const int32_t *clean, const int32_t *bad, int64_t seq,
+                      const int64_t *map) {
+    char **out = calloc((size_t)seq, sizeof *out);
+    for (int64_t t = 0; out && t < seq; t++) {
+        const int64_t c = map ? map[t] : t;
+        char cb[64], bb[64], buf[140];
+        xp_token_labels_one(m, bad[t], bb, sizeof bb);
+        if (c >= 0 && clean[c] == bad[t]) {
+            snprintf(buf, sizeof buf, "%s", bb);
+        } else {
+            if (c >= 0) xp_token_labels_one(m, clean[c], cb, sizeof cb);
+            snprintf(buf, sizeof buf, "%s/%s", c >= 0 ? cb : "-", bb);
+        }
+        if (!(out[t] = strdup(buf))) {
+            xp_free_labels(out, t);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+void xp_prompt_summary(const hk_model *m, const int32_t *ids, int64_t n, char *buf, size_t cap) {
+    const hk_tokenizer *tok = m ? hk_model_tokenizer(m) : NULL;
+    char *text = NULL;
+    size_t len = 0, used = 0;
+    if (cap == 0) return;
+    buf[0] = '\0';
+    if (!tok || hk_tokenizer_decode(tok, ids, (size_t)n, 0, &text, &len) != HK_OK) {
+        hk_free(text);
+        for (int64_t i = 0; i < n; i++) {
+            if (used + 16 >= cap) { /* no room for another id: an ellipsis */
+                if (used + 4 <= cap) snprintf(buf + used, cap - used, "\xE2\x80\xA6");
+                break;
+            }
+            used += (size_t)snprintf(buf + used, cap - used, "%s%d", i ? "," : "", ids[i]);
+        }
+        return;
+    }
+    /* room for the quotes, an ellipsis and the NUL */
+    const size_t room = cap > 8 ? cap - 6 : 0;
+    buf[used++] = '\'';
+    bool cut = false;
+    for (size_t i = 0; i < len && room;) {
+        unsigned char c = (unsigned char)text[i];
+        char esc[8];
+        size_t k = 1;
+        if (c == '\n') snprintf(esc, sizeof esc, "\\n");
+        else if (c == '\t') snprintf(esc, sizeof esc, "\\t");
+        else if (c == '\\' || c == '\'') snprintf(esc, sizeof esc, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f) snprintf(esc, sizeof esc, "\\x%02x", c);
+        else { /* one whole UTF-8 character */
+            while (i + k < len && ((unsigned char)text[i + k] & 0xC0) == 0x80 && k < 4) k++;
+            memcpy(esc, text + i, k);
+            esc[k] = '\0';
+        }
+        if (used + strlen(esc) > room) {
+            cut = true;
+            break;
+        }
+        memcpy(buf + used, esc, strlen(esc));
+        used += strlen(esc);
+        i += k;
+    }
+    hk_free(text);
+    snprintf(buf + used, cap - used, "%s'", cut ? "\xE2\x80\xA6" : "");
+}
+
+void xp_metric_summary(const hk_model *m, const int32_t *answer, const int32_t *wrong,
+                       int64_t n, char *buf, size_t cap) {
+    bool same = true;
+    for (int64_t i = 1; i < n; i++) same = same && answer[i] == answer[0] && wrong[i] == wrong[0];
+    char a[64], w[64];
+    xp_token_labels_one(m, answer[0], a, sizeof a);
+    xp_token_labels_one(m, wrong[0], w, sizeof w);
+    if (same)
+        snprintf(buf, cap, "logit[%s] - logit[%s] at the last position%s", a, w,
+                 n > 1 ? ", mean over prompts" : "");
+    else
+        snprintf(buf, cap, "logit[answer] - logit[wrong] at the last position, mean over %lld "
+                           "prompts (prompt 1: %s, %s)", (long long)n, a, w);
+}
+
+void xp_print_token_texts(FILE *f, const char *indent, const hk_model *m, const int32_t *ids,
+                          int64_t n) {
+    const hk_tokenizer *tok = m ? hk_model_tokenizer(m) : NULL;
+    if (!tok) return;
+    fputs(indent, f);
+    for (int64_t i = 0; i < n; i++) {
+        char buf[96];
+        fprintf(f, "%s%s", i ? " " : "", hk_tokenizer_token_display(tok, ids[i], buf, sizeof buf));
+    }
+    fputc('\n', f);
 }
 
 typedef struct {
@@ -373,16 +472,17 @@ int xp_answers_encode(const cli_args *a, const hk_model *m, xp_answers *ans) {
 }
 
 hk_status xp_sweep_outputs(const cli_args *a, const char *name, const hk_sweep_result *r,
-                           const hk_sweep_result *shown, char *const *labels, bool normalized,
-                           const char *title, hk_results *res, bool force) {
+                           const hk_sweep_result *shown, char *const *labels,
+                           char *const *svg_labels, bool normalized, const char *title,
+                           hk_results *res, bool force) {
     xp_print_sweep(stdout, name, r, labels);
     hk_status st = res ? hk_results_add_sweep(res, name, r) : HK_OK;
     const char *prefix = cli_str(a, "svg");
     if (st == HK_OK && prefix) {
         char path[1024];
         snprintf(path, sizeof path, "%s%s.svg", prefix, name);
-        st = hk_sweep_heatmap_svg(shown, (const char *const *)labels, normalized, title, path,
-                                  force);
+        st = hk_sweep_heatmap_svg(shown, (const char *const *)(svg_labels ? svg_labels : labels),
+                                  normalized, title, path, force);
         if (st == HK_OK) printf("wrote %s\n", path);
     }
     return st;

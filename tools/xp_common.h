@@ -54,6 +54,22 @@ int xp_parse_id_list(const cli_args *a, const char *opt, const char *s, int32_t 
  * strings: the token's text quoted (' Mary') when the model has a tokenizer, else the id. */
 char **xp_token_labels(const hk_model *m, const int32_t *ids, int64_t n);
 void xp_free_labels(char **labels, int64_t n);
+/* Column labels of a patching heatmap, one per corrupted position t: the corrupted token
+ * where clean and corrupted agree, else "clean/corrupted" (' John'/' Mary'); the clean token
+ * is clean[map[t]] with a --pos-map (none: "-/corrupted"), else clean[t]. */
+char **xp_pair_labels(const hk_model *m, const int32_t *clean, const int32_t *bad, int64_t seq,
+                      const int64_t *map);
+/* A prompt for titles: its decoded text, quoted and escaped ('When Mary and', \n for a newline),
+ * cut with an ellipsis to fit cap bytes; its ids when the model has no tokenizer. */
+void xp_prompt_summary(const hk_model *m, const int32_t *ids, int64_t n, char *buf, size_t cap);
+/* The logit-difference metric for titles: "logit[' Mary'] - logit[' John'] at the last
+ * position" (answer and wrong [n], one per prompt). */
+void xp_metric_summary(const hk_model *m, const int32_t *answer, const int32_t *wrong,
+                       int64_t n, char *buf, size_t cap);
+/* The tokens' texts (as run's token column shows them), space-separated, then a newline;
+ * nothing when the model has no tokenizer. */
+void xp_print_token_texts(FILE *f, const char *indent, const hk_model *m, const int32_t *ids,
+                          int64_t n);
 
 /* A named sweep: resid_pre, resid_mid, resid_post, attn_out, mlp_out ([layer, pos]),
  * head_out / head_q / head_k / head_v ([layer, head], every position at once),
@@ -67,12 +83,14 @@ extern const char *const XP_SWEEP_NAMES;
 void xp_print_sweep(FILE *f, const char *name, const hk_sweep_result *r,
                     char *const *pos_labels);
 
-/* One sweep's outputs: the table on stdout, the sweep in the results file when `res` is open,
- * and with --svg PREFIX the heatmap PREFIX<name>.svg of `shown` (r itself, or r with other
- * values to colour), titled `title`. */
+/* One sweep's outputs: the table on stdout (positions labelled `labels`), the sweep in the
+ * results file when `res` is open, and with --svg PREFIX the heatmap PREFIX<name>.svg of
+ * `shown` (r itself, or r with other values to colour), titled `title` (lines split at '\n'),
+ * its positions labelled svg_labels (NULL: labels). */
 hk_status xp_sweep_outputs(const cli_args *a, const char *name, const hk_sweep_result *r,
-                           const hk_sweep_result *shown, char *const *labels, bool normalized,
-                           const char *title, hk_results *res, bool force);
+                           const hk_sweep_result *shown, char *const *labels,
+                           char *const *svg_labels, bool normalized, const char *title,
+                           hk_results *res, bool force);
 /* Ends a results file: closes it (printing "wrote PATH") when st is HK_OK, else discards it.
  * *res is NULL afterwards; returns the status of the whole. */
 hk_status xp_results_finish(hk_results **res, hk_status st, const char *path);

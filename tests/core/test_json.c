@@ -22,6 +22,23 @@ static void test_parse_errors(void **state) {
                  "after the value", "byte offset 3");
     expect_error(hk_json_parse("cfg.json", "{\"a\": [1, 2", 11, &j), HK_ERR_FORMAT, "cfg.json",
                  "line 1", NULL);
+    /* the message shows the text before the error and from it on (newlines as \n) */
+    expect_error(hk_json_parse("cfg.json", bad, strlen(bad), &j), HK_ERR_FORMAT,
+                 "after '{\\n  \"a\": 1,\\n  \"b\": ' at '}\\n'", NULL, NULL);
+    const char *three = "{\"a\": 1, \"b\": [1 2]}";
+    expect_error(hk_json_parse("cfg.json", three, strlen(three), &j), HK_ERR_FORMAT,
+                 "line 1, column 18 (byte offset 17), after '{\"a\": 1, \"b\": [1 ' at '2]}'",
+                 NULL, NULL);
+    /* a file cut short (a newline after the last byte) is said to be, with what came last */
+    const char *cut = "{\"a\": 1,\n \"b\": [1, 2,\n";
+    expect_error(hk_json_parse("cfg.json", cut, strlen(cut), &j), HK_ERR_FORMAT,
+                 "at the end of the input (after '{\"a\": 1,\\n \"b\": [1, 2,'): the text is "
+                 "cut short", "line 2", NULL);
+    assert_null(strstr(hk_last_error(), "''"));
+    /* long text: 24 bytes before, 16 from the error on */
+    const char *lng = "{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\": 1 \"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\": 2}";
+    expect_error(hk_json_parse("cfg.json", lng, strlen(lng), &j), HK_ERR_FORMAT,
+                 "after 'aaaaaaaaaaaaaaaaaaa\": 1 ' at '\"bbbbbbbbbbbbbbb'", NULL, NULL);
     /* the length bounds the text even without a NUL */
     const char buf[4] = {'{', '}', '}', '}'};
     expect_error(hk_json_parse("cfg.json", buf, 3, &j), HK_ERR_FORMAT, "after the value", NULL,

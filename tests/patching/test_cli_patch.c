@@ -102,6 +102,54 @@ static int teardown(void **state) {
     return system(cmd);
 }
 
+static char *slurp_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("%s: cannot open", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = calloc((size_t)n + 1, 1);
+    assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    return s;
+}
+
+/* p_resid_pre.svg of test_patch: the title names the model, the metric and both prompts, and
+ * says what labels the columns; a position where the prompts differ is labelled with both
+ * tokens (clean/corrupted), one where they agree with the one token. */
+static void expect_patch_svg_labels(void) {
+    char p[160], want[1200];
+    snprintf(p, sizeof p, "%s/p_resid_pre.svg", tmpdir);
+    char *s = slurp_text(p);
+    snprintf(want, sizeof want, ">model: %s</text>", model);
+    cli_expect_contains(s, want, "the model in the title");
+    cli_expect_contains(s, ">metric: logit[answer] - logit[wrong] at the last position",
+                        "the metric in the title");
+    snprintf(want, sizeof want, ">clean: %s", clean0);
+    cli_expect_contains(s, want, "the clean prompt in the title");
+    snprintf(want, sizeof want, ">corrupted: %s", bad0);
+    cli_expect_contains(s, want, "the corrupted prompt in the title");
+    cli_expect_contains(s, "clean/corrupted where they differ", "what labels the columns");
+    /* the first position where clean0 and bad0 differ, and the first where they agree */
+    int c[64], b[64], n = 0;
+    for (const char *x = clean0, *y = bad0; n < 64 && *x && *y; n++) {
+        c[n] = atoi(x), b[n] = atoi(y);
+        x += strcspn(x, ","), y += strcspn(y, ",");
+        x += *x == ',', y += *y == ',';
+    }
+    int diff = -1, same = -1;
+    for (int t = 0; t < n; t++) {
+        if (c[t] != b[t] && diff < 0) diff = t;
+        if (c[t] == b[t] && same < 0) same = t;
+    }
+    assert_true(diff >= 0 && same >= 0);
+    snprintf(want, sizeof want, ">%d %d/%d</text>", diff, c[diff], b[diff]);
+    cli_expect_contains(s, want, "a clean/corrupted column label");
+    snprintf(want, sizeof want, ">%d %d</text>", same, b[same]);
+    cli_expect_contains(s, want, "a column label where the prompts agree");
+    free(s);
+}
+
 static void test_patch(void **state) {
     (void)state;
     char out[128], svg[128];
@@ -126,6 +174,7 @@ static void test_patch(void **state) {
     assert_true(fread(head, 1, 20, f) == 20);
     fclose(f);
     assert_non_null(strstr(head, "<?xml"));
+    expect_patch_svg_labels();
     /* again without --force: refused, the file stays as it was */
     r = cli_run(exe, "patch", "--model", model, "--clean", clean0, "--corrupted", bad0,
                 "--answer", answer0, "--wrong", wrong0, "--sweep", "attn_out", "--out", out, NULL);
@@ -230,9 +279,25 @@ static void test_lens(void **state) {
     expect_h5_ref(out, "dla/values", "dla");
     expect_h5_ref(out, "dla/total", "dla_total");
     expect_h5_ref(out, "lens/top_logits", "lens_top_logits");
+    int64_t n;
+    float *probs = h5_floats(out, "lens/top_probs", &n);
+    for (int64_t i = 0; i < n; i++) assert_true(probs[i] > 0 && probs[i] <= 1);
     char p[160];
     snprintf(p, sizeof p, "%s/l_lens.svg", tmpdir);
-    assert_int_equal(access(p, R_OK), 0);
+    /* coloured by probability on a fixed 0..1 scale: the first cell's fill is the top-1
+     * probability of layer 0, position 0 (white to red) */
+    char *s = slurp_text(p);
+    cli_expect_contains(s, ">top-1 probability</text>", "lens legend");
+    const char *cell = strstr(s, "fill=\"rgb(");
+    int rgb[3];
+    assert_true(cell && sscanf(cell, "fill=\"rgb(%d,%d,%d)", &rgb[0], &rgb[1], &rgb[2]) == 3);
+    const double t = probs[0];
+    assert_true(abs(rgb[1] - (int)lround(247 + (24 - 247) * t)) <= 1);
+    char want[1200];
+    snprintf(want, sizeof want, ">model: %s</text>", model);
+    cli_expect_contains(s, want, "lens title");
+    free(s);
+    free(probs);
     snprintf(p, sizeof p, "%s/l_dla.svg", tmpdir);
     assert_int_equal(access(p, R_OK), 0);
 }
@@ -285,14 +350,26 @@ static void test_text_forms(void **state) {
     tokenize(gguf, " Mary", false, ai, sizeof ai);
     tokenize(gguf, " John", false, wi, sizeof wi);
     assert_null(strchr(ai, ','));
+    char svg[128];
+    snprintf(svg, sizeof svg, "%s/t_", tmpdir);
     cli_result t = cli_run(exe, "patch", "--model", gguf, "--clean-text", c0, "--corrupted-text",
                            b0, "--answer-text", " Mary", "--wrong-text", " John", "--sweep",
-                           "attn_out", "--layer", "0", NULL);
+                           "attn_out", "--layer", "0", "--svg", svg, NULL);
     cli_result i = cli_run(exe, "patch", "--model", gguf, "--clean", ci, "--corrupted", bi,
                            "--answer", ai, "--wrong", wi, "--sweep", "attn_out", "--layer", "0",
-                           NULL);
+                           "--svg", svg, "--force", NULL);
     cli_expect_contains(t.out, "' Mary'", "patch text labels");
     expect_same_out(&t, &i, "patch");
+    /* the heatmap: token pairs where the prompts differ, the prompts' text and the answers */
+    snprintf(svg, sizeof svg, "%s/t_attn_out.svg", tmpdir);
+    char *s = slurp_text(svg);
+    cli_expect_contains(s, ">10 &apos; John&apos;/&apos; Mary&apos;</text>", "pair label");
+    cli_expect_contains(s, ">9 &apos;,&apos;</text>", "a shared token");
+    cli_expect_contains(s, "metric: logit[&apos; Mary&apos;] - logit[&apos; John&apos;]",
+                        "metric");
+    cli_expect_contains(s, "John went to the store, John gave a drink to&apos;</text>",
+                        "clean prompt");
+    free(s);
     /* lens: --prompts FILE (two lines) with DLA vs --tokens twice */
     char file[128];
     snprintf(file, sizeof file, "%s/prompts.txt", tmpdir);
@@ -305,7 +382,29 @@ static void test_text_forms(void **state) {
     i = cli_run(exe, "lens", "--model", gguf, "--tokens", ci, "--tokens", bi, "--answer", ai,
                 "--wrong", wi, "--top-k", "2", NULL);
     cli_expect_contains(t.out, "largest components", "lens text");
+    /* the last position's top-k as run's table: id, logit, probability, the token's text */
+    const char *tab = cli_expect_contains(t.out, "top-2 at the last position, final layer:\n"
+                                                 " rank   token_id        logit         prob"
+                                                 "  token\n", "lens top-k table");
+    int rank, id;
+    double logit, prob;
+    char tok[64];
+    tab = strchr(tab, '\n') + 1;
+    tab = strchr(tab, '\n') + 1;
+    assert_int_equal(sscanf(tab, "%d %d %lf %lf %63s", &rank, &id, &logit, &prob, tok), 5);
+    assert_true(rank == 1 && prob > 0 && prob <= 1 && tok[0] == '\'');
     expect_same_out(&t, &i, "lens");
+    /* steer prints the generated tokens' texts under their ids */
+    t = cli_run(exe, "steer", "--model", gguf, "--prompt", c0, "--pos-text", " Love",
+                "--neg-text", " Hate", "--layer", "6", "--max-new", "3", NULL);
+    cli_expect_status(&t, 0, "steer text");
+    const char *pl = cli_expect_contains(t.out, "\nplain    ", "steer plain");
+    pl = strchr(pl + 1, '\n');
+    assert_true(pl && strncmp(pl, "\n         '", 11) == 0);
+    pl = cli_expect_contains(t.out, "\nsteered  ", "steer steered");
+    pl = strchr(pl + 1, '\n');
+    assert_true(pl && strncmp(pl, "\n         '", 11) == 0);
+    cli_result_free(&t);
     /* an answer that is two tokens: the option, the text and its ids */
     t = cli_run(exe, "ablate", "--model", gguf, "--prompt", c0, "--answer-text", " Mary went",
                 "--wrong-text", " John", NULL);

@@ -408,6 +408,21 @@ static void test_lens(void **state) {
         }
     free(want);
     free(ids);
+    /* probabilities: softmax over the whole vocabulary, so with k = vocab each row sums to 1 */
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t k = i % 5;
+        assert_true(r.top_probs[i] > 0 && r.top_probs[i] <= 1);
+        if (k) assert_float_equal(r.top_probs[i] / r.top_probs[i - 1],
+                                  expf(r.top_logits[i] - r.top_logits[i - 1]), 1e-4);
+    }
+    hk_lens_result_free(&r);
+    const int64_t V = hk_model_vocab_size(f->m);
+    assert_int_equal(hk_logit_lens(f->m, f->clean, f->T, V, &r), HK_OK);
+    for (int64_t row = 0; row < r.n_rows * r.seq; row++) {
+        double sum = 0;
+        for (int64_t j = 0; j < V; j++) sum += r.top_probs[row * V + j];
+        assert_float_equal(sum, 1.0, 1e-4);
+    }
     hk_lens_result_free(&r);
 }
 

@@ -2,6 +2,7 @@
 """Kill `hookformer cache` with SIGKILL at random moments and check every time that the file
 opens with plain h5py (no h5clear) and that its committed rows are exactly those of a
 complete run; every few kills, finish the run with --append and compare the whole file.
+Then SIGINT: exit status 130, and `--resume` completes the file to an uninterrupted run's rows.
 
 Commits happen after every batch (--commit-secs 0) so that many kills land during commits.
 usage: store_kill.py HOOKFORMER  (env: HK_FIXTURES, HK_KILL_ROUNDS (default 24), TMPDIR)
@@ -31,10 +32,23 @@ INDEX = ["seq_id", "position", "token_id"]
 SEQ_TABLES = ["seq_length", "seq_first_row", "seq_first_pos", "seq_n_rows"]
 
 
-def cache(out, ids, extra, **kw):
+def cache(out, ids, extra, ctx=True, **kw):
     cmd = [EXE, "cache", "--model", MODEL, "--tokens-file", ids, "--hooks", HOOKS, "--out", out,
-           "--batch", "3", "--ctx", "12", "--commit-secs", "0"] + extra
+           "--batch", "3", "--commit-secs", "0"] + (["--ctx", "12"] if ctx else []) + extra
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+
+
+def resume(out, ids):
+    """`cache --resume` restating nothing but the model, the corpus and the file."""
+    cmd = [EXE, "cache", "--model", MODEL, "--tokens-file", ids, "--out", out, "--resume",
+           "--batch", "3", "--commit-secs", "0"]
+    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return p.returncode, p.stderr.decode()
+
+
+def snapshot(path):
+    with open(path, "rb") as fh:
+        return fh.read(), os.stat(path).st_mtime_ns
 
 
 def wait_unlocked(path, timeout=10.0):
@@ -131,6 +145,51 @@ def main():
             print(f"round {r}: --append completed the file ({q2} sequences)")
         os.unlink(out)
     assert opened >= ROUNDS // 2, f"only {opened} of {ROUNDS} kills left a file to check"
+
+    # Ctrl-C: exit status 130 after a clean commit; --resume (no --ctx, --hooks or --dtype:
+    # the file's, and the pattern's ctx is the corpus's longest line, not the run's) skips
+    # the stored sequences and ends with exactly the rows of an uninterrupted run.
+    interrupted = 0
+    for r in range(6):
+        k = r % len(kinds)
+        out = os.path.join(tmp, f"int{r}.h5")
+        p = cache(out, ids, kinds[k], ctx=False)
+        delay = durations[k] * (0.25 + 0.1 * r)
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate()
+        # finished first: exit 0, or the signal came as the process was exiting after its
+        # last message (the handler is gone by then; the file is complete and closed)
+        if p.returncode == 0 or (p.returncode == -signal.SIGINT and b"cache: wrote" in err):
+            print(f"sigint {r}: finished before the signal ({delay:.2f} s)")
+            os.unlink(out)
+            continue
+        assert p.returncode == 130, f"sigint {r}: exit status {p.returncode}, expected 130: {err.decode()}"
+        assert b"--resume" in err, f"sigint {r}: the message does not say how to go on: {err.decode()}"
+        interrupted += 1
+        n, q = check_prefix(out, refs[k], f"sigint {r} ({' '.join(kinds[k])})")
+        rc, err = resume(out, ids)
+        assert rc == 0, f"sigint {r}: --resume failed: {err}"
+        # rows of the same batches are bit-equal; a compressed run commits whole chunks, so
+        # its resumed batches may be cut elsewhere (GEMM rounding)
+        atol = 1e-4 if "--compress" in kinds[k] else 0.0
+        n2, q2 = check_prefix(out, refs[k], f"sigint {r} after --resume", atol)
+        assert q2 == len(refs[k]["seq_length"]) and n2 == len(refs[k]["seq_id"]), \
+            f"sigint {r}: --resume left {q2} sequences, {n2} rows"
+        print(f"sigint {r}: exit 130 after {delay:.2f} s with {q} sequences; --resume completed it")
+        # a complete file: --resume has nothing to do and leaves it byte-identical; another
+        # corpus is refused, the file unchanged
+        before = snapshot(out)
+        rc, err = resume(out, ids)
+        assert rc == 0 and "nothing to do" in err, f"sigint {r}: second --resume: {rc} {err}"
+        other = os.path.join(tmp, "other.txt")
+        with open(other, "w") as fh:
+            fh.write("5,6,7\n" * 400)
+        rc, err = resume(out, other)
+        assert rc == 1 and "not the same corpus" in err, f"sigint {r}: other corpus: {rc} {err}"
+        assert snapshot(out) == before, f"sigint {r}: a --resume that did nothing changed the file"
+        os.unlink(out)
+    assert interrupted >= 3, f"only {interrupted} of 6 SIGINTs landed during the run"
     for ref in refs:
         ref.close()
     shutil.rmtree(tmp, ignore_errors=True)  # kept when a check failed

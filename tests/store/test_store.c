@@ -529,7 +529,17 @@ static void test_cli(void **state) {
     cli_expect_contains(r.out, "bfloat16", "inspect");
     cli_expect_contains(r.out, "[4, 4, 4, 4]", "pattern [sequence, head, ctx, ctx]");
     cli_expect_contains(r.out, "[10, 64]", "resid rows");
+    /* the bytes of the 10 bf16 rows of 64, not the 2 MiB chunk they sit in */
+    const char *line = cli_expect_contains(r.out, "blocks.0.hook_resid_post", "inspect");
+    const char *eol = strchr(line, '\n');
+    if (!strstr(line, "1.25 KiB") || strstr(line, "1.25 KiB") > eol)
+        fail_msg("inspect: the stored bytes of [10, 64] bf16 are 1.25 KiB: %.*s",
+                 (int)(eol - line), line);
     cli_result_free(&r);
+    /* a 10-token store is small: chunks sized from the rows to come */
+    struct stat sb;
+    assert_int_equal(stat(out, &sb), 0);
+    if (sb.st_size > 256 * 1024) fail_msg("a 10-token store takes %lld bytes", (long long)sb.st_size);
     r = cli_run(g_exe, "cache", "--model", model, "--tokens-file", ids, "--hooks",
                 "blocks.*.hook_resid_post", "--out", out, NULL);
     cli_expect_status(&r, 1, "existing file without --force");
@@ -567,6 +577,201 @@ static void test_cli(void **state) {
     r = cli_run(g_exe, "inspect", ids, NULL);
     cli_expect_status(&r, 1, "inspect of a text file");
     cli_result_free(&r);
+    /* without patterns nothing is padded: the stored ctx does not depend on the lines a run
+     * sees, and a later run with longer lines appends without restating --ctx */
+    char grow[600];
+    tmp_file("grow.h5", grow, sizeof grow);
+    write_text(ids, "1,2\n3\n");
+    r = cli_run(g_exe, "cache", "--model", model, "--tokens-file", ids, "--hooks",
+                "blocks.0.hook_resid_post", "--out", grow, NULL);
+    cli_expect_status(&r, 0, "cache of short lines");
+    cli_result_free(&r);
+    write_text(ids, "1,2,3,4,5,6\n");
+    r = cli_run(g_exe, "cache", "--model", model, "--tokens-file", ids, "--hooks",
+                "blocks.0.hook_resid_post", "--out", grow, "--append", NULL);
+    cli_expect_status(&r, 0, "--append of a longer line");
+    cli_result_free(&r);
+    r = cli_run(g_exe, "inspect", grow, NULL);
+    cli_expect_contains(r.out, "rows:        9 (tokens)", "inspect after a longer line");
+    cli_result_free(&r);
+    /* a results file: inspect describes it; answer / wrong are [prompts] with dims "prompt" */
+    char res[600];
+    tmp_file("patch_results.h5", res, sizeof res);
+    r = cli_run(g_exe, "patch", "--model", model, "--clean", "1,2,3,4", "--clean", "5,6,7,8",
+                "--corrupted", "1,2,9,4", "--corrupted", "5,6,9,8", "--answer", "7,8",
+                "--wrong", "9", "--sweep", "resid_pre", "--out", res, NULL);
+    cli_expect_status(&r, 0, "patch --out");
+    cli_result_free(&r);
+    r = cli_run(g_exe, "inspect", res, NULL);
+    cli_expect_status(&r, 0, "inspect of a results file");
+    cli_expect_contains(r.out, "kind:        patch", "inspect of a results file");
+    cli_expect_contains(r.out, "resid_pre/values", "inspect of a results file");
+    const char *names[] = {"  answer ", "  wrong "};
+    for (int i = 0; i < 2; i++) {
+        line = cli_expect_contains(r.out, names[i], "inspect: answers");
+        eol = strchr(line, '\n');
+        const char *shape = strstr(line, "[2]"), *dims = strstr(line, "prompt");
+        if (!shape || shape > eol || !dims || dims > eol || (strstr(line, "pos") && strstr(line, "pos") < eol))
+            fail_msg("inspect: expected %s as [2] with dims \"prompt\": %.*s", names[i],
+                     (int)(eol - line), line);
+    }
+    cli_result_free(&r);
+}
+
+/* ---- refused commands leave the file as it was ---- */
+
+typedef struct {
+    unsigned char *bytes;
+    size_t n;
+    struct timespec mtime;
+} file_snap;
+
+static file_snap snap(const char *path) {
+    file_snap s;
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    s.n = (size_t)sb.st_size;
+    s.mtime = sb.st_mtim;
+    s.bytes = malloc(s.n ? s.n : 1);
+    assert_non_null(s.bytes);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(s.bytes, 1, s.n, f), s.n);
+    fclose(f);
+    return s;
+}
+
+/* The file has the bytes, the size and the mtime of the snapshot. */
+static void expect_unchanged(const char *path, const file_snap *before, const char *what) {
+    file_snap now = snap(path);
+    if (now.n != before->n)
+        fail_msg("%s: %s changed size: %zu -> %zu bytes", what, path, before->n, now.n);
+    if (memcmp(now.bytes, before->bytes, now.n) != 0)
+        fail_msg("%s: %s changed its bytes", what, path);
+    if (now.mtime.tv_sec != before->mtime.tv_sec || now.mtime.tv_nsec != before->mtime.tv_nsec)
+        fail_msg("%s: %s changed its mtime", what, path);
+    free(now.bytes);
+}
+
+/* Every refused `cache --append` (other hooks, dtype, positions, ctx, model; a disk that is
+ * full at the start) and an append that stores nothing leave the file byte-identical, mtime
+ * included. */
+static void test_refusals_leave_file(void **state) {
+    (void)state;
+    char ids[600], out[600], model[600], other[600];
+    tmp_file("refuse_ids.txt", ids, sizeof ids);
+    tmp_file("refuse.h5", out, sizeof out);
+    fixture_path("gpt2", model, sizeof model);
+    fixture_path("neox", other, sizeof other);
+    unlink(out);
+    write_text(ids, "1,2,3\n4 5 6 7\n8, 9\n10\n11 12 13 14 15\n");
+    const char *hooks = "blocks.*.hook_resid_post,blocks.0.attn.hook_pattern";
+    cli_result r = cli_run(g_exe, "cache", "--model", model, "--tokens-file", ids, "--hooks",
+                           hooks, "--out", out, "--batch", "2", NULL);
+    cli_expect_status(&r, 0, "cache");
+    cli_result_free(&r);
+    sleep(1); /* a rewrite within the same second would still show in the nanoseconds */
+    file_snap before = snap(out);
+    struct {
+        const char *what, *a1, *a2, *a3, *a4, *model, *needle;
+    } cases[] = {
+        {"other hooks", "--hooks", "blocks.0.hook_resid_post", NULL, NULL, model, "hooks differ"},
+        {"other dtype", "--hooks", hooks, "--dtype", "f16", model, "dtype differs"},
+        {"other positions", "--hooks", hooks, "--positions", "last", model, "positions differ"},
+        {"other ctx", "--hooks", hooks, "--ctx", "3", model, "ctx differs"},
+        {"other model", "--hooks", "blocks.0.hook_resid_post", NULL, NULL, other, "differs"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *argv[] = {"cache", "--model", cases[i].model, "--tokens-file", ids, "--out",
+                              out, "--append", cases[i].a1, cases[i].a2, cases[i].a3,
+                              cases[i].a4, NULL};
+        r = cli_run_argv(g_exe, argv);
+        cli_expect_status(&r, 1, cases[i].what);
+        cli_expect_contains(r.err, cases[i].needle, cases[i].what);
+        cli_result_free(&r);
+        expect_unchanged(out, &before, cases[i].what);
+    }
+    /* a disk full at the start (a file-size limit at the file's size): refused, unchanged */
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)before.n;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    r = cli_run(g_exe, "cache", "--model", model, "--tokens-file", ids, "--hooks", hooks, "--out",
+                out, "--append", NULL);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    cli_expect_status(&r, 1, "append on a full disk");
+    cli_expect_contains(r.err, "cannot reserve", "append on a full disk");
+    cli_expect_contains(r.err, "File too large", "append on a full disk: errno text");
+    cli_result_free(&r);
+    expect_unchanged(out, &before, "append on a full disk");
+    /* an append that stores nothing (open, close) */
+    fixture f;
+    fixture_load("gpt2", &f);
+    const char *h[] = {"blocks.*.hook_resid_post", "blocks.0.attn.hook_pattern"};
+    hk_store *s = NULL;
+    EXPECT_OK(hk_store_append(out, f.m, h, 2, NULL, &s));
+    EXPECT_OK(hk_store_close(s));
+    expect_unchanged(out, &before, "an append of nothing");
+    fixture_free(&f);
+    free(before.bytes);
+}
+
+/* Copy dir/name to dir2/name, flipping the last byte when `flip`. */
+static void copy_file(const char *dir, const char *dir2, const char *name, bool flip) {
+    char a[700], b[700];
+    snprintf(a, sizeof a, "%s/%s", dir, name);
+    snprintf(b, sizeof b, "%s/%s", dir2, name);
+    file_snap s = snap(a);
+    if (flip && s.n) s.bytes[s.n - 1] ^= 0x01;
+    write_bytes(b, s.bytes, s.n);
+    free(s.bytes);
+}
+
+/* The model is identified by its content: an identical copy in another folder may append
+ * (its path is kept as information), a copy with one byte of a weight changed may not. */
+static void test_model_identity(void **state) {
+    (void)state;
+    char model[600], same[600], changed[600], path[600];
+    fixture_path("gpt2", model, sizeof model);
+    tmp_file("gpt2_copy", same, sizeof same);
+    tmp_file("gpt2_changed", changed, sizeof changed);
+    assert_int_equal(mkdir(same, 0755), 0);
+    assert_int_equal(mkdir(changed, 0755), 0);
+    copy_file(model, same, "config.json", false);
+    copy_file(model, same, "model.safetensors", false);
+    copy_file(model, changed, "config.json", false);
+    copy_file(model, changed, "model.safetensors", true);
+    tmp_file("identity.h5", path, sizeof path);
+    fixture f;
+    fixture_load("gpt2", &f);
+    const char *h1[] = {"blocks.0.hook_resid_post"};
+    hk_store *s = NULL;
+    EXPECT_OK(hk_store_create(path, f.m, h1, 1, NULL, &s));
+    EXPECT_OK(hk_store_run(s, f.m, f.tokens, f.lengths, f.batch, f.seq));
+    EXPECT_OK(hk_store_close(s));
+    hk_model *copy = NULL, *other = NULL;
+    EXPECT_OK(hk_model_load(same, &copy));
+    EXPECT_OK(hk_model_load(changed, &other));
+    EXPECT_OK(hk_store_append(path, copy, h1, 1, NULL, &s));
+    EXPECT_OK(hk_store_run(s, copy, f.tokens, f.lengths, f.batch, f.seq));
+    EXPECT_OK(hk_store_close(s));
+    file_snap before = snap(path);
+    expect_error(hk_store_append(path, other, h1, 1, NULL, &s), HK_ERR_INVALID_ARG,
+                 "the model differs", "gpt2_changed", NULL);
+    assert_null(s);
+    expect_unchanged(path, &before, "append with a changed model");
+    free(before.bytes);
+    EXPECT_OK(hk_store_open(path, &s));
+    hk_store_info info;
+    EXPECT_OK(hk_store_get_info(s, &info));
+    assert_int_equal(info.n_sequences, 2 * f.batch);
+    assert_true(strncmp(info.model_id, "hk1:", 4) == 0);
+    assert_non_null(strstr(info.model_path, "tests/fixtures/gpt2")); /* the creator's path */
+    EXPECT_OK(hk_store_close(s));
+    hk_model_free(copy);
+    hk_model_free(other);
+    fixture_free(&f);
 }
 
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
@@ -591,6 +796,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_roundtrip_bf16),    cmocka_unit_test(test_positions),
         cmocka_unit_test(test_patterns),          cmocka_unit_test(test_append_and_refusals),
         cmocka_unit_test(test_file_size_limit),   cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_refusals_leave_file), cmocka_unit_test(test_model_identity),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     if (!failed) nftw(g_tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS); /* kept when a test failed */

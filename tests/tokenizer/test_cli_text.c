@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <hdf5.h>
+
 #include "cli_run.h"
 #include "fixtures.h"
 #include "tok_ref.h"
@@ -123,6 +125,70 @@ static void test_run_prompt(void **state) {
     cli_expect_contains(a.out, p2, "line 2 as raw text");
     free(p2);
     cli_result_free(&a);
+}
+
+/* dataset `name` of an HDF5 file as int32 [*n] */
+static int32_t *h5_ints(const char *path, const char *name, int64_t *n) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) fail_msg("%s: cannot open", path);
+    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+    if (ds < 0) fail_msg("%s: no dataset %s", path, name);
+    hid_t sp = H5Dget_space(ds);
+    *n = H5Sget_simple_extent_npoints(sp);
+    int32_t *v = malloc((size_t)*n * sizeof *v + 1);
+    assert_true(H5Dread(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+    H5Sclose(sp), H5Dclose(ds), H5Fclose(f);
+    return v;
+}
+
+static void expect_same_ints(const char *a, const char *b, const char *name) {
+    int64_t na, nb;
+    int32_t *x = h5_ints(a, name, &na), *y = h5_ints(b, name, &nb);
+    assert_int_equal(na, nb);
+    for (int64_t i = 0; i < na; i++)
+        if (x[i] != y[i]) fail_msg("%s: %s[%lld] is %d in %s, %d in %s", name, name,
+                                   (long long)i, x[i], a, y[i], b);
+    free(x), free(y);
+}
+
+/* `tokenize --ids --prompts` prints exactly what --tokens-file reads: one ids line per prompt,
+ * nothing else, and `cache --tokens-file` on it stores what `cache --prompts` stores. */
+static void test_tokenize_ids_round_trip(void **state) {
+    (void)state;
+    cli_result r = RUN("tokenize", "--model", g_gpt2, "--prompts", g_prompts, "--ids");
+    cli_expect_status(&r, 0, "tokenize --ids --prompts");
+    char *p1 = ids_of(g_gpt2, "Hello world", NULL), *p2 = ids_of(g_gpt2, "the cat \\n sat", NULL);
+    char want[512];
+    snprintf(want, sizeof want, "%s\n%s\n", p1, p2);
+    assert_string_equal(r.out, want);
+    free(p1), free(p2);
+    char ids[600], a[600], b[600];
+    snprintf(ids, sizeof ids, "%s/ids.txt", g_gpt2);
+    snprintf(a, sizeof a, "%s/from_ids.h5", g_gpt2);
+    snprintf(b, sizeof b, "%s/from_text.h5", g_gpt2);
+    FILE *f = fopen(ids, "wb");
+    assert_non_null(f);
+    fputs(r.out, f);
+    assert_int_equal(fclose(f), 0);
+    cli_result_free(&r);
+    r = RUN("cache", "--model", g_gpt2, "--tokens-file", ids, "--hooks",
+            "blocks.0.hook_resid_pre", "--out", a);
+    cli_expect_status(&r, 0, "cache --tokens-file (tokenize --ids output)");
+    cli_result_free(&r);
+    r = RUN("cache", "--model", g_gpt2, "--prompts", g_prompts, "--hooks",
+            "blocks.0.hook_resid_pre", "--out", b);
+    cli_expect_status(&r, 0, "cache --prompts");
+    cli_result_free(&r);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    expect_same_ints(a, b, "token_id");
+    expect_same_ints(a, b, "seq_id");
+    expect_same_ints(a, b, "position");
+    unlink(ids), unlink(a), unlink(b);
+    /* without --ids the per-prompt headers say both numberings */
+    r = RUN("tokenize", "--model", g_gpt2, "--prompts", g_prompts);
+    cli_expect_status(&r, 0, "tokenize --prompts");
+    cli_expect_contains(r.out, "# prompt=2 seq_id=1 tokens=", "header");
+    cli_result_free(&r);
 }
 
 static void test_generate_text(void **state) {
@@ -254,6 +320,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokenize),
         cmocka_unit_test(test_run_prompt),
+        cmocka_unit_test(test_tokenize_ids_round_trip),
         cmocka_unit_test(test_generate_text),
         cmocka_unit_test(test_estimate_and_info),
         cmocka_unit_test(test_cache_prompts),

@@ -16,6 +16,7 @@
 #include "cli_run.h"
 #include "fixtures.h"
 #include "hookformer.h"
+#include "test_util.h"
 
 static const char *g_exe;
 
@@ -209,6 +210,63 @@ static void test_gpt2_lines(void **state) {
     cli_result_free(&r);
 }
 
+/* A name or glob that matches no point: the message offers the nearest names, the layer
+ * range for a layer past the last, blocks.*.X for a bare block suffix; the CLI's message has
+ * no output-file prefix and the refused cache leaves no file. */
+static void test_unknown_hook_suggestions(void **state) {
+    (void)state;
+    char gpt2[1024];
+    fixture_path("gpt2", gpt2, sizeof gpt2);
+    hk_model *m;
+    EXPECT_OK(hk_model_load(gpt2, &m));
+    hk_hooks *h;
+    EXPECT_OK(hk_hooks_new(m, &h));
+    struct {
+        const char *pattern, *want;
+    } cases[] = {
+        {"blocks.1.hook_resid_pots", "did you mean blocks.1.hook_resid_post? ("},
+        {"blocks.*.attn.hook_patern", "did you mean blocks.*.attn.hook_pattern? ("},
+        {"hook_resid_post", "did you mean blocks.*.hook_resid_post? ("},
+        {"blocks.7.hook_resid_post", "(2 layers): its layers are 0..1"},
+        {"hook_embd", "did you mean hook_embed? ("},
+        {"blocks.0.attn.hook_x", "did you mean blocks.0.attn.hook_q, blocks.0.attn.hook_k or "
+                                 "blocks.0.attn.hook_v? ("},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        expect_error(hk_hooks_add(h, cases[i].pattern, NULL, NULL, NULL), HK_ERR_INVALID_ARG,
+                     NULL, NULL, NULL); /* no callback: refused first */
+        hk_status st = hk_hooks_add(h, cases[i].pattern, (hk_hook_fn)(void (*)(void))hk_free,
+                                    NULL, NULL);
+        expect_error(st, HK_ERR_NOT_FOUND, cases[i].pattern, cases[i].want, "hookformer hooks");
+    }
+    /* far from every name: no guess */
+    expect_error(hk_hooks_add(h, "zzz", (hk_hook_fn)(void (*)(void))hk_free, NULL, NULL),
+                 HK_ERR_NOT_FOUND, "'zzz' matches no hook point", NULL, NULL);
+    assert_null(strstr(hk_last_error(), "did you mean"));
+    hk_cache *c;
+    EXPECT_OK(hk_cache_new(m, &c));
+    const char *pats[] = {"blocks.0.ln1.hook_scal"};
+    expect_error(hk_cache_attach(c, h, pats, 1, "all"), HK_ERR_NOT_FOUND,
+                 "did you mean blocks.0.ln1.hook_scale?", NULL, NULL);
+    hk_cache_free(c);
+    hk_hooks_free(h);
+    hk_model_free(m);
+    /* the CLI: the message names the hook, not the output file */
+    char dir[256], out[300];
+    make_tmpdir(dir, sizeof dir);
+    snprintf(out, sizeof out, "%s/acts.h5", dir);
+    cli_result r = cli_run(g_exe, "cache", "--model", gpt2, "--tokens", "1,2,3", "--hooks",
+                           "blocks.0.hook_mlp_ot", "--out", out, NULL);
+    cli_expect_status(&r, 1, "cache with a misspelt hook");
+    cli_expect_contains(r.err, "hookformer cache: hook 'blocks.0.hook_mlp_ot' matches no hook "
+                               "point", "cache with a misspelt hook");
+    cli_expect_contains(r.err, "did you mean blocks.0.hook_mlp_out?", "the suggestion");
+    assert_null(strstr(r.err, out));
+    assert_int_not_equal(access(out, F_OK), 0);
+    cli_result_free(&r);
+    remove_tree(dir);
+}
+
 int main(int argc, char **argv) {
     g_exe = cli_exe_from_argv(argc, argv);
     if (!g_exe) return 2;
@@ -218,6 +276,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_bad_model),
         cmocka_unit_test(test_listings),
         cmocka_unit_test(test_gpt2_lines),
+        cmocka_unit_test(test_unknown_hook_suggestions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
