@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "hookformer.h"
+#include "mem_util.h" /* MEM_UNDER_ASAN */
 
 extern char **environ;
 
@@ -207,19 +208,19 @@ static void test_estimate_matches_run(void **state) {
     const char *models[] = {llama, gguf};
     const int lens[] = {2, 4096, 10000};
     const char *chunks[] = {NULL, "1024"};
-    char *ids = malloc(10000 * 8);
-    assert_non_null(ids);
+    static char ids[10000 * 8]; /* "id,id,...": 10000 ids of at most 2 digits */
     cli_result h = run_cli("help", "run", NULL);
     expect(&h, 0, NULL, NULL);
     const double floor = (double)h.max_rss_kib * 1024.0;
     done(&h);
     bool all_ok = true;
     for (size_t mi = 0; mi < 2; mi++)
-        for (size_t li = 0; li < 3; li++)
+        for (size_t li = 0; li < (MEM_UNDER_ASAN ? 1u : 3u); li++) /* ASan: runs, 2 tokens */
             for (size_t ci = 0; ci < 2; ci++) {
                 size_t k = 0;
                 for (int i = 0; i < lens[li]; i++)
-                    k += (size_t)sprintf(ids + k, "%s%d", i ? "," : "", (i * 37 + 5) % 90);
+                    k += (size_t)snprintf(ids + k, sizeof ids - k, "%s%d", i ? "," : "",
+                                          (i * 37 + 5) % 90);
                 const char *c = chunks[ci];
                 cli_result e = c ? run_cli("estimate", "--model", models[mi], "--tokens", ids,
                                            "--chunk", c, "--json", NULL)
@@ -245,7 +246,12 @@ static void test_estimate_matches_run(void **state) {
                 done(&e);
                 done(&r);
             }
-    free(ids);
+    if (MEM_UNDER_ASAN) {
+        print_message("skipped: resident sizes mean nothing under AddressSanitizer (shadow "
+                      "memory, quarantine); the RSS assertions run in the release build\n");
+        skip();
+        return;
+    }
     assert_true(all_ok);
 }
 
