@@ -29,6 +29,9 @@ typedef struct {
     hk_linear mlp_in;              /* up_proj / c_fc / dense_h_to_4h -> mlp.hook_pre(_linear) */
     hk_linear mlp_gate;            /* gate_proj (gated MLPs only) -> mlp.hook_pre */
     hk_linear mlp_out;             /* down_proj / c_proj / dense_4h_to_h */
+    hk_norm_weights ln1_post;      /* attn_post_norm: on the attention output [d_model] */
+    hk_norm_weights ln2_post;      /* mlp_post_norm: on the MLP output [d_model] */
+    hk_norm_weights q_norm, k_norm; /* qk_norm: [d_head] (HEAD) or [n_(kv_)heads * d_head] (FULL) */
 } hk_block_weights;
 
 typedef struct {

@@ -28,12 +28,18 @@ typedef enum {
     HK_PT_Q,
     HK_PT_K,
     HK_PT_V,
+    HK_PT_Q_NORM_SCALE,        /* qk_norm: attn.q_norm / attn.k_norm before RoPE */
+    HK_PT_Q_NORM_NORMALIZED,
+    HK_PT_K_NORM_SCALE,
+    HK_PT_K_NORM_NORMALIZED,
     HK_PT_ROT_Q,
     HK_PT_ROT_K,
     HK_PT_ATTN_SCORES,
     HK_PT_PATTERN,
     HK_PT_Z,
     HK_PT_RESULT,    /* optional: [batch, pos, head, d_model] */
+    HK_PT_LN1_POST_SCALE,      /* attn_post_norm: on the attention output (Gemma 2, OLMo 2) */
+    HK_PT_LN1_POST_NORMALIZED,
     HK_PT_ATTN_OUT,
     HK_PT_RESID_MID,
     HK_PT_MLP_IN,    /* optional */
@@ -44,6 +50,8 @@ typedef enum {
     HK_PT_MLP_PRE,
     HK_PT_MLP_PRE_LINEAR,
     HK_PT_MLP_POST,
+    HK_PT_LN2_POST_SCALE,      /* mlp_post_norm: on the MLP output */
+    HK_PT_LN2_POST_NORMALIZED,
     HK_PT_MLP_OUT,
     HK_PT_RESID_POST,
     HK_PT_POST_LN2_SCALE,      /* post_norm: ln2 after the MLP's residual add */

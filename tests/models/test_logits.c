@@ -98,6 +98,7 @@ static void test_qwen2(void **s) { (void)s; check_family("qwen2", "reference.saf
 static void test_phi3_long(void **s) { (void)s; check_family("phi3", "reference.safetensors"); }
 static void test_phi3_short(void **s) { (void)s; check_family("phi3", "reference_short.safetensors"); }
 static void test_neox(void **s) { (void)s; check_family("neox", "reference.safetensors"); }
+static void test_qwen3(void **s) { (void)s; check_family("qwen3", "reference.safetensors"); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -105,6 +106,7 @@ int main(void) {
         cmocka_unit_test(test_llama_bf16), cmocka_unit_test(test_mistral),
         cmocka_unit_test(test_qwen2),    cmocka_unit_test(test_qwen2_f16),    cmocka_unit_test(test_phi3_long),
         cmocka_unit_test(test_phi3_short), cmocka_unit_test(test_neox),
+        cmocka_unit_test(test_qwen3),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
