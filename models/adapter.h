@@ -23,6 +23,8 @@ extern const hk_adapter hk_adapter_llama; /* llama, mistral, qwen2 */
 extern const hk_adapter hk_adapter_phi3;
 extern const hk_adapter hk_adapter_neox;
 extern const hk_adapter hk_adapter_bert;
+extern const hk_adapter hk_adapter_olmo2; /* olmo2 */
+extern const hk_adapter hk_adapter_gemma; /* gemma2, gemma3_text, gemma3 (its text tower) */
 
 /* A GGUF adapter: general.architecture + "<arch>.*" metadata -> canonical config, and GGUF
  * tensor names (token_embd, blk.N.attn_q, ...) -> canonical weight views. */

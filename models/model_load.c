@@ -15,7 +15,8 @@
 
 static const hk_adapter *const adapters[] = {&hk_adapter_gpt2, &hk_adapter_llama,
                                              &hk_adapter_phi3, &hk_adapter_neox,
-                                             &hk_adapter_bert};
+                                             &hk_adapter_bert, &hk_adapter_olmo2,
+                                             &hk_adapter_gemma};
 
 const hk_adapter *hk_adapter_find(const char *model_type) {
     for (size_t a = 0; a < sizeof adapters / sizeof adapters[0]; a++)
@@ -25,7 +26,7 @@ const hk_adapter *hk_adapter_find(const char *model_type) {
 }
 
 const char *hk_adapter_known_types(void) {
-    static char buf[256];
+    static char buf[512];
     buf[0] = '\0';
     for (size_t a = 0; a < sizeof adapters / sizeof adapters[0]; a++)
         for (const char *const *t = adapters[a]->model_types; *t; t++) {

@@ -99,6 +99,9 @@ static void test_phi3_long(void **s) { (void)s; check_family("phi3", "reference.
 static void test_phi3_short(void **s) { (void)s; check_family("phi3", "reference_short.safetensors"); }
 static void test_neox(void **s) { (void)s; check_family("neox", "reference.safetensors"); }
 static void test_qwen3(void **s) { (void)s; check_family("qwen3", "reference.safetensors"); }
+static void test_olmo2(void **s) { (void)s; check_family("olmo2", "reference.safetensors"); }
+static void test_gemma2(void **s) { (void)s; check_family("gemma2", "reference.safetensors"); }
+static void test_gemma3(void **s) { (void)s; check_family("gemma3", "reference.safetensors"); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -106,7 +109,8 @@ int main(void) {
         cmocka_unit_test(test_llama_bf16), cmocka_unit_test(test_mistral),
         cmocka_unit_test(test_qwen2),    cmocka_unit_test(test_qwen2_f16),    cmocka_unit_test(test_phi3_long),
         cmocka_unit_test(test_phi3_short), cmocka_unit_test(test_neox),
-        cmocka_unit_test(test_qwen3),
+        cmocka_unit_test(test_qwen3),    cmocka_unit_test(test_olmo2),
+        cmocka_unit_test(test_gemma2),   cmocka_unit_test(test_gemma3),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

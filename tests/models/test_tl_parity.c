@@ -216,6 +216,9 @@ FAMILY_TESTS(neox, "")
         check_cache_ex(#f, "hf_hooks.safetensors", true);                                \
     }
 HF_HOOK_TEST(qwen3)
+HF_HOOK_TEST(olmo2)
+HF_HOOK_TEST(gemma2)
+HF_HOOK_TEST(gemma3)
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -225,7 +228,8 @@ int main(void) {
         cmocka_unit_test(test_cache_qwen2),   cmocka_unit_test(test_patch_qwen2),
         cmocka_unit_test(test_cache_phi3),    cmocka_unit_test(test_patch_phi3),
         cmocka_unit_test(test_cache_neox),    cmocka_unit_test(test_patch_neox),
-        cmocka_unit_test(test_hf_hooks_qwen3),
+        cmocka_unit_test(test_hf_hooks_qwen3),  cmocka_unit_test(test_hf_hooks_olmo2),
+        cmocka_unit_test(test_hf_hooks_gemma2), cmocka_unit_test(test_hf_hooks_gemma3),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
