@@ -122,6 +122,12 @@ hk_status hk_config_validate(const hk_config *c, const char *origin) {
         return bad(origin, "attn_softcap", "0 (off) or a positive number", c->attn_softcap);
     if (!(c->final_softcap >= 0) || !isfinite(c->final_softcap))
         return bad(origin, "final_softcap", "0 (off) or a positive number", c->final_softcap);
+    if (c->n_experts < 0 || c->n_experts > HK_MAX_EXPERTS)
+        return bad(origin, "n_experts", "0 (dense) .. " HK_STR(HK_MAX_EXPERTS), (double)c->n_experts);
+    if (c->n_experts > 0 && !(c->n_experts_used >= 1 && c->n_experts_used <= c->n_experts))
+        return bad(origin, "n_experts_used", "1 .. n_experts", (double)c->n_experts_used);
+    if (c->n_experts > 0 && !c->gated_mlp)
+        return bad(origin, "gated_mlp", "true for mixture-of-experts layers", 0);
     if (c->pos != HK_POS_ROTARY) return HK_OK;
     if ((st = check_rope(c, &c->rope, origin))) return st;
     if (c->has_rope_local) {
@@ -286,6 +292,11 @@ char *hk_config_to_json(const hk_config *c) {
     if (c->embed_scale > 0) add_num(root, "embed_scale", c->embed_scale, &ok);
     if (c->attn_softcap > 0) add_num(root, "attn_softcap", c->attn_softcap, &ok);
     if (c->final_softcap > 0) add_num(root, "final_softcap", c->final_softcap, &ok);
+    if (c->n_experts > 0) {
+        add_num(root, "n_experts", (double)c->n_experts, &ok);
+        add_num(root, "n_experts_used", (double)c->n_experts_used, &ok);
+        add_bool(root, "moe_norm_topk", c->moe_norm_topk, &ok);
+    }
     char *s = ok ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     return s;

@@ -36,6 +36,9 @@ typedef enum {
 
 #define HK_MAX_ROPE_FACTORS 512 /* rot_dim/2 entries at most */
 #define HK_MAX_LAYERS 1024
+#define HK_MAX_EXPERTS 1024
+#define HK_STR_(x) #x
+#define HK_STR(x) HK_STR_(x)
 
 typedef struct {
     hk_rope_kind kind;
@@ -100,6 +103,10 @@ typedef struct {
                             to f32); 0 = none */
     double attn_softcap; /* scores -> cap * tanh(scores / cap) before the mask; 0 = off */
     double final_softcap; /* logits -> cap * tanh(logits / cap) after unembed.hook_out */
+    int64_t n_experts;      /* mixture of experts: experts per layer (0 = a dense MLP); each
+                               expert is a gated MLP of d_mlp (moe_intermediate_size) */
+    int64_t n_experts_used; /* experts per token (top-k of the router's softmax) */
+    bool moe_norm_topk;     /* the chosen experts' weights renormalized to sum to 1 */
     bool has_rope_local; /* layers with layer_window set use rope_local (Gemma 3) */
     hk_rope_config rope_local;
 } hk_config;

@@ -704,12 +704,163 @@ static hk_status attention(fwd_run *r, int64_t layer) {
 }
 
 /* MLP sub-block: x [rows, d_model] (already normalized) -> mlp_out [rows, d_model] */
+/* ---- mixture of experts ----
+ * Per token: router logits -> softmax over the experts -> the top k (ties: the lower expert
+ * id first) -> optionally renormalized. Then per expert, only on the rows routed to it (a
+ * counting sort of the rows*k assignments by expert, gathered into contiguous blocks): the
+ * gated MLP, its output added to the token's row with the mixing weight, experts in
+ * increasing id order (transformers' index_add_ order). Every routing step is a hook point a
+ * callback may modify: logits (ban an expert with -inf), softmax weights, the chosen ids
+ * (force an expert), the mixing weights, the chosen experts' activations. */
+typedef struct {
+    float *logits;  /* [rows, E] */
+    float *probs;   /* [rows, E] */
+    float *ids;     /* [rows, k] chosen expert ids, as floats (the hook's view) */
+    float *mix;     /* [rows, k] */
+    float *act;     /* [rows * k, d_mlp] chosen experts' activations, slot a = row * k + j */
+    float *xg;      /* [rows * k, max(d_model, d_mlp)] gathered inputs of one expert */
+    float *g, *u;   /* [rows * k, d_mlp] */
+    float *o;       /* [rows * k, d_model] */
+    int64_t *order; /* [rows * k] slots sorted by expert */
+    int64_t *start; /* [E + 1] first entry of each expert in order */
+} moe_ws;
+
+static void moe_route(const hk_config *c, int64_t rows, moe_ws *w) {
+    const int64_t E = c->n_experts, k = c->n_experts_used;
+    for (int64_t i = 0; i < rows; i++) {
+        const float *p = w->probs + i * E;
+        float *ids = w->ids + i * k, *mix = w->mix + i * k;
+        bool taken[HK_MAX_EXPERTS];
+        memset(taken, 0, (size_t)E * sizeof *taken);
+        double sum = 0;
+        for (int64_t j = 0; j < k; j++) {
+            int64_t best = -1;
+            for (int64_t e = 0; e < E; e++)
+                if (!taken[e] && (best < 0 || p[e] > p[best])) best = e;
+            taken[best] = true;
+            ids[j] = (float)best;
+            mix[j] = p[best];
+            sum += p[best];
+        }
+        if (c->moe_norm_topk)
+            for (int64_t j = 0; j < k; j++) mix[j] = (float)((double)mix[j] / sum);
+    }
+}
+
+static void softmax_rows_f32(const float *x, int64_t rows, int64_t n, float *y) {
+    for (int64_t i = 0; i < rows; i++) {
+        const float *xi = x + i * n;
+        float *yi = y + i * n;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < n; j++) mx = xi[j] > mx ? xi[j] : mx;
+        double sum = 0;
+        for (int64_t j = 0; j < n; j++) sum += exp((double)xi[j] - mx);
+        for (int64_t j = 0; j < n; j++)
+            yi[j] = mx == -INFINITY ? 0.0f : (float)(exp((double)xi[j] - mx) / sum);
+    }
+}
+
+static hk_status moe_mlp(fwd_run *r, int64_t layer, const float *x, moe_ws *w) {
+    const hk_config *c = &r->m->cfg;
+    const hk_block_weights *bw = &r->m->w.blocks[layer];
+    fwd_state *s = r->s;
+    const int64_t E = c->n_experts, k = c->n_experts_used, d = c->d_model, dm = c->d_mlp;
+    const int64_t rows = s->rows, slots = rows * k;
+    linear(&bw->router, x, rows, w->logits); /* [rows, E] */
+    TRY(fire3(r, layer, HK_PT_ROUTER_LOGITS, w->logits, E));
+    softmax_rows_f32(w->logits, rows, E, w->probs);
+    TRY(fire3(r, layer, HK_PT_EXPERT_WEIGHTS, w->probs, E));
+    moe_route(c, rows, w);
+    TRY(fire3(r, layer, HK_PT_EXPERT_INDICES, w->ids, k));
+    TRY(fire3(r, layer, HK_PT_TOPK_WEIGHTS, w->mix, k));
+    /* counting sort of the slots by expert (ids may have been rewritten by a hook) */
+    memset(w->start, 0, (size_t)(E + 1) * sizeof *w->start);
+    for (int64_t a = 0; a < slots; a++) {
+        const float id = w->ids[a];
+        if (!(id >= 0 && id < (float)E && id == floorf(id)))
+            return hk_errorf(HK_ERR_INVALID_ARG,
+                             "blocks.%lld.mlp.hook_expert_indices: entry %lld is %g, expected "
+                             "an expert id 0..%lld",
+                             (long long)layer, (long long)a, (double)id, (long long)(E - 1));
+        w->start[(int64_t)id + 1]++;
+    }
+    for (int64_t e = 0; e < E; e++) w->start[e + 1] += w->start[e];
+    {
+        int64_t *fill = w->order + slots; /* [E] cursors, behind order's slots */
+        for (int64_t e = 0; e < E; e++) fill[e] = w->start[e];
+        for (int64_t a = 0; a < slots; a++) w->order[fill[(int64_t)w->ids[a]]++] = a;
+    }
+    /* the chosen experts' activations, expert by expert on their rows only */
+    for (int64_t e = 0; e < E; e++) {
+        const int64_t n = w->start[e + 1] - w->start[e];
+        if (n == 0) continue;
+        const int64_t *sl = w->order + w->start[e];
+        for (int64_t i = 0; i < n; i++)
+            memcpy(w->xg + i * d, x + (sl[i] / k) * d, (size_t)d * sizeof(float));
+        const hk_linear *ex = bw->experts + 3 * e;
+        linear(&ex[0], w->xg, n, w->g); /* [n, d_mlp] gate */
+        linear(&ex[1], w->xg, n, w->u); /* [n, d_mlp] up */
+        activation(c->act, w->g, n * dm);
+        hk_k_mul(w->g, w->u, n * dm);
+        for (int64_t i = 0; i < n; i++)
+            memcpy(w->act + sl[i] * dm, w->g + i * dm, (size_t)dm * sizeof(float));
+    }
+    TRY(fire4(r, layer, HK_PT_EXPERT_POST, w->act, k, dm));
+    memset(s->mlp_out, 0, (size_t)(rows * d) * sizeof(float));
+    for (int64_t e = 0; e < E; e++) {
+        const int64_t n = w->start[e + 1] - w->start[e];
+        if (n == 0) continue;
+        const int64_t *sl = w->order + w->start[e];
+        for (int64_t i = 0; i < n; i++)
+            memcpy(w->xg + i * dm, w->act + sl[i] * dm, (size_t)dm * sizeof(float));
+        linear(&bw->experts[3 * e + 2], w->xg, n, w->o); /* [n, d_model] down */
+        for (int64_t i = 0; i < n; i++) {
+            float *dst = s->mlp_out + (sl[i] / k) * d;
+            const float m = w->mix[sl[i]];
+            const float *src = w->o + i * d;
+            for (int64_t j = 0; j < d; j++) dst[j] += m * src[j];
+        }
+    }
+    return HK_OK;
+}
+
+/* Workspace of moe_mlp for this call, one allocation. */
+static hk_status moe(fwd_run *r, int64_t layer, const float *x) {
+    const hk_config *c = &r->m->cfg;
+    const int64_t E = c->n_experts, k = c->n_experts_used, d = c->d_model, dm = c->d_mlp;
+    const int64_t rows = r->s->rows, slots = rows * k, wide = d > dm ? d : dm;
+    const size_t floats = (size_t)(2 * rows * E + 2 * slots + slots * dm + slots * wide +
+                                   2 * slots * dm + slots * d);
+    const size_t ints = (size_t)(slots + E + E + 1);
+    float *buf = malloc(floats * sizeof(float) + ints * sizeof(int64_t));
+    if (!buf)
+        return hk_errorf(HK_ERR_NOMEM, "forward: no memory for the experts of %lld rows",
+                         (long long)rows);
+    moe_ws w;
+    w.logits = buf;
+    w.probs = w.logits + rows * E;
+    w.ids = w.probs + rows * E;
+    w.mix = w.ids + slots;
+    w.act = w.mix + slots;
+    w.xg = w.act + slots * dm;
+    w.g = w.xg + slots * wide;
+    w.u = w.g + slots * dm;
+    w.o = w.u + slots * dm;
+    w.order = (int64_t *)(void *)(w.o + slots * d);
+    w.start = w.order + slots + E;
+    hk_status st = moe_mlp(r, layer, x, &w);
+    free(buf);
+    return st;
+}
+
 static hk_status mlp(fwd_run *r, int64_t layer, const float *x) {
     const hk_config *c = &r->m->cfg;
     const hk_block_weights *bw = &r->m->w.blocks[layer];
     fwd_state *s = r->s;
     int64_t n = s->rows * c->d_mlp;
-    if (c->gated_mlp) {
+    if (c->n_experts > 0) {
+        TRY(moe(r, layer, x));
+    } else if (c->gated_mlp) {
         linear(&bw->mlp_gate, x, s->rows, s->mlp_pre); /* [rows, d_mlp] */
         TRY(fire3(r, layer, HK_PT_MLP_PRE, s->mlp_pre, c->d_mlp));
         linear(&bw->mlp_in, x, s->rows, s->mlp_lin); /* [rows, d_mlp] */
@@ -721,8 +872,10 @@ static hk_status mlp(fwd_run *r, int64_t layer, const float *x) {
         TRY(fire3(r, layer, HK_PT_MLP_PRE, s->mlp_pre, c->d_mlp));
         activation(c->act, s->mlp_pre, n);
     }
-    TRY(fire3(r, layer, HK_PT_MLP_POST, s->mlp_pre, c->d_mlp));
-    linear(&bw->mlp_out, s->mlp_pre, s->rows, s->mlp_out);
+    if (c->n_experts == 0) {
+        TRY(fire3(r, layer, HK_PT_MLP_POST, s->mlp_pre, c->d_mlp));
+        linear(&bw->mlp_out, s->mlp_pre, s->rows, s->mlp_out);
+    }
     if (c->mlp_post_norm) /* x (the MLP's input) may be `normed`: it is consumed by now */
         TRY(output_norm(r, layer, HK_PT_LN2_POST_SCALE, HK_PT_LN2_POST_NORMALIZED, &bw->ln2_post,
                         &s->mlp_out));

@@ -32,6 +32,9 @@ typedef struct {
     hk_norm_weights ln1_post;      /* attn_post_norm: on the attention output [d_model] */
     hk_norm_weights ln2_post;      /* mlp_post_norm: on the MLP output [d_model] */
     hk_norm_weights q_norm, k_norm; /* qk_norm: [d_head] (HEAD) or [n_(kv_)heads * d_head] (FULL) */
+    hk_linear router;              /* n_experts > 0: [n_experts] outputs of d_model */
+    hk_linear *experts;            /* n_experts > 0: [n_experts][3] = gate, up, down (each a
+                                      gated MLP of d_mlp); owned by the checkpoint */
 } hk_block_weights;
 
 typedef struct {

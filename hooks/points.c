@@ -55,6 +55,11 @@ static const kind_info kinds[HK_PT_COUNT] = {
     [HK_PT_POST_LN1_NORMALIZED] = {"ln1.hook_normalized", "batch pos d_model", false},
     [HK_PT_LN2_SCALE] = {"ln2.hook_scale", "batch pos 1", false},
     [HK_PT_LN2_NORMALIZED] = {"ln2.hook_normalized", "batch pos d_model", false},
+    [HK_PT_ROUTER_LOGITS] = {"mlp.hook_router_logits", "batch pos n_experts", false},
+    [HK_PT_EXPERT_WEIGHTS] = {"mlp.hook_expert_weights", "batch pos n_experts", false},
+    [HK_PT_EXPERT_INDICES] = {"mlp.hook_expert_indices", "batch pos experts_per_token", false},
+    [HK_PT_TOPK_WEIGHTS] = {"mlp.hook_topk_weights", "batch pos experts_per_token", false},
+    [HK_PT_EXPERT_POST] = {"mlp.hook_expert_post", "batch pos experts_per_token d_mlp", false},
     [HK_PT_MLP_PRE] = {"mlp.hook_pre", "batch pos d_mlp", false},
     [HK_PT_MLP_PRE_LINEAR] = {"mlp.hook_pre_linear", "batch pos d_mlp", false},
     [HK_PT_MLP_POST] = {"mlp.hook_post", "batch pos d_mlp", false},
@@ -116,7 +121,14 @@ static bool present(const hk_config *c, hk_point_kind k) {
     case HK_PT_RESID_MID: return !c->parallel_attn_mlp;
     /* one input for q, k and v only works when they have the same number of heads */
     case HK_PT_ATTN_IN: return c->n_kv_heads == c->n_heads && !c->post_norm && !c->no_input_norms;
-    case HK_PT_MLP_PRE_LINEAR: return c->gated_mlp;
+    case HK_PT_MLP_PRE_LINEAR: return c->gated_mlp && c->n_experts == 0;
+    case HK_PT_MLP_PRE:
+    case HK_PT_MLP_POST: return c->n_experts == 0;
+    case HK_PT_ROUTER_LOGITS:
+    case HK_PT_EXPERT_WEIGHTS:
+    case HK_PT_EXPERT_INDICES:
+    case HK_PT_TOPK_WEIGHTS:
+    case HK_PT_EXPERT_POST: return c->n_experts > 0;
     default: return true;
     }
 }
@@ -129,6 +141,8 @@ static int64_t dim_size(const hk_config *c, const char *dim, size_t len) {
     if (IS("d_vocab")) return c->d_vocab;
     if (IS("head_index")) return c->n_heads;
     if (IS("kv_head_index")) return c->n_kv_heads;
+    if (IS("n_experts")) return c->n_experts;
+    if (IS("experts_per_token")) return c->n_experts_used;
     if (IS("1")) return 1;
 #undef IS
     return -1; /* batch, pos, query_pos, key_pos: set by the run */

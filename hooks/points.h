@@ -47,6 +47,11 @@ typedef enum {
     HK_PT_POST_LN1_NORMALIZED,
     HK_PT_LN2_SCALE,
     HK_PT_LN2_NORMALIZED,
+    HK_PT_ROUTER_LOGITS,       /* mixture of experts: [batch, pos, n_experts] */
+    HK_PT_EXPERT_WEIGHTS,      /* softmax of the router logits [batch, pos, n_experts] */
+    HK_PT_EXPERT_INDICES,      /* chosen experts [batch, pos, experts_per_token] (as floats) */
+    HK_PT_TOPK_WEIGHTS,        /* their mixing weights [batch, pos, experts_per_token] */
+    HK_PT_EXPERT_POST,         /* chosen experts' activations [batch, pos, k, d_mlp] */
     HK_PT_MLP_PRE,
     HK_PT_MLP_PRE_LINEAR,
     HK_PT_MLP_POST,

@@ -25,6 +25,7 @@ extern const hk_adapter hk_adapter_neox;
 extern const hk_adapter hk_adapter_bert;
 extern const hk_adapter hk_adapter_olmo2; /* olmo2 */
 extern const hk_adapter hk_adapter_gemma; /* gemma2, gemma3_text, gemma3 (its text tower) */
+extern const hk_adapter hk_adapter_moe;   /* mixtral, qwen3_moe, olmoe */
 
 /* A GGUF adapter: general.architecture + "<arch>.*" metadata -> canonical config, and GGUF
  * tensor names (token_embd, blk.N.attn_q, ...) -> canonical weight views. */

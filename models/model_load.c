@@ -16,7 +16,7 @@
 static const hk_adapter *const adapters[] = {&hk_adapter_gpt2, &hk_adapter_llama,
                                              &hk_adapter_phi3, &hk_adapter_neox,
                                              &hk_adapter_bert, &hk_adapter_olmo2,
-                                             &hk_adapter_gemma};
+                                             &hk_adapter_gemma, &hk_adapter_moe};
 
 const hk_adapter *hk_adapter_find(const char *model_type) {
     for (size_t a = 0; a < sizeof adapters / sizeof adapters[0]; a++)

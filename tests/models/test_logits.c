@@ -102,6 +102,9 @@ static void test_qwen3(void **s) { (void)s; check_family("qwen3", "reference.saf
 static void test_olmo2(void **s) { (void)s; check_family("olmo2", "reference.safetensors"); }
 static void test_gemma2(void **s) { (void)s; check_family("gemma2", "reference.safetensors"); }
 static void test_gemma3(void **s) { (void)s; check_family("gemma3", "reference.safetensors"); }
+static void test_mixtral(void **s) { (void)s; check_family("mixtral", "reference.safetensors"); }
+static void test_qwen3_moe(void **s) { (void)s; check_family("qwen3_moe", "reference.safetensors"); }
+static void test_olmoe(void **s) { (void)s; check_family("olmoe", "reference.safetensors"); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -111,6 +114,8 @@ int main(void) {
         cmocka_unit_test(test_phi3_short), cmocka_unit_test(test_neox),
         cmocka_unit_test(test_qwen3),    cmocka_unit_test(test_olmo2),
         cmocka_unit_test(test_gemma2),   cmocka_unit_test(test_gemma3),
+        cmocka_unit_test(test_mixtral),  cmocka_unit_test(test_qwen3_moe),
+        cmocka_unit_test(test_olmoe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -219,6 +219,9 @@ HF_HOOK_TEST(qwen3)
 HF_HOOK_TEST(olmo2)
 HF_HOOK_TEST(gemma2)
 HF_HOOK_TEST(gemma3)
+HF_HOOK_TEST(mixtral)
+HF_HOOK_TEST(qwen3_moe)
+HF_HOOK_TEST(olmoe)
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -230,6 +233,8 @@ int main(void) {
         cmocka_unit_test(test_cache_neox),    cmocka_unit_test(test_patch_neox),
         cmocka_unit_test(test_hf_hooks_qwen3),  cmocka_unit_test(test_hf_hooks_olmo2),
         cmocka_unit_test(test_hf_hooks_gemma2), cmocka_unit_test(test_hf_hooks_gemma3),
+        cmocka_unit_test(test_hf_hooks_mixtral), cmocka_unit_test(test_hf_hooks_qwen3_moe),
+        cmocka_unit_test(test_hf_hooks_olmoe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
