@@ -38,6 +38,9 @@ typedef struct {
 
 extern const hk_gguf_adapter hk_gguf_adapter_llama;
 extern const hk_gguf_adapter hk_gguf_adapter_qwen2;
+extern const hk_gguf_adapter hk_gguf_adapter_qwen3;
+extern const hk_gguf_adapter hk_gguf_adapter_gemma2;
+extern const hk_gguf_adapter hk_gguf_adapter_gemma3;
 
 /* The adapter for an HF model_type (NULL if none). */
 const hk_adapter *hk_adapter_find(const char *model_type);

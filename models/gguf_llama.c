@@ -1,5 +1,11 @@
 /* GGUF adapters for Llama-style decoders: "llama" (Llama, SmolLM2, Mistral as llama.cpp
- * converts them) and "qwen2". Metadata keys are "<arch>.block_count", "<arch>.attention.*",
+ * converts them), "qwen2", "qwen3" (plus blk.N.attn_q_norm / attn_k_norm over d_head), and
+ * "gemma2" / "gemma3" (llama.cpp's conventions: norm weights stored as 1 + w already, norms
+ * attn_norm / post_attention_norm / ffn_norm / post_ffw_norm, gelu-tanh GeGLU, tied embeddings
+ * times sqrt(d_model); sliding layers every 2nd (gemma2: even layers) or all but every 6th
+ * (gemma3), `<arch>.attention.sliding_window`; the attention scale 1/sqrt(key_length), as
+ * llama.cpp uses for every size but the 27B; gemma2's `attn_logit_softcapping` /
+ * `final_logit_softcapping`; gemma3's local RoPE base 10000 on sliding layers). Metadata keys are "<arch>.block_count", "<arch>.attention.*",
  * "<arch>.rope.*"; tensors are token_embd, blk.N.{attn_norm, attn_q, attn_k, attn_v,
  * attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down}, output_norm and output (absent when the
  * embeddings are tied).
@@ -224,5 +230,86 @@ static hk_status qwen2_weights(hk_ckpt *ck, const hk_config *c, hk_weights *w) {
     return bind(ck, c, w, false);
 }
 
+/* ---- qwen3, gemma2, gemma3 ---- */
+
+static hk_status qwen3_config(const hk_ckpt *ck, hk_config *c) {
+    hk_status st = llama_like_config(ck, "qwen3", c);
+    c->qk_norm = HK_QK_NORM_HEAD;
+    return st;
+}
+
+static hk_status gemma_config(const hk_ckpt *ck, hk_config *c, const char *arch) {
+    const hk_gguf *g = hk_ckpt_gguf(ck);
+    hk_status st = llama_like_config(ck, arch, c);
+    if (st != HK_OK) return st;
+    const bool g3 = strcmp(arch, "gemma3") == 0;
+    c->act = HK_ACT_GELU_NEW;
+    c->attn_post_norm = c->mlp_post_norm = true;
+    c->embed_scale = (double)(float)sqrt((double)c->d_model);
+    c->qkv_bias = c->o_bias = c->mlp_bias = false;
+    if (!c->tied_embeddings)
+        return hk_errorf(HK_ERR_FORMAT, "%s: %s files tie the output to token_embd (found an "
+                                        "'output.weight' tensor)", g->path, arch);
+    if ((st = key_int(g, arch, "attention.sliding_window", true, &c->window))) return st;
+    if (c->window <= 0)
+        return hk_errorf(HK_ERR_FORMAT, "%s: %s.attention.sliding_window must be positive",
+                         g->path, arch);
+    for (int64_t l = 0; l < c->n_layers; l++)
+        c->layer_window[l] = g3 ? (l + 1) % 6 != 0 : l % 2 == 0;
+    c->final_softcap = 0;
+    if ((st = key_num(g, arch, "final_logit_softcapping", &c->final_softcap)) ||
+        (st = key_num(g, arch, "attn_logit_softcapping", &c->attn_softcap)))
+        return st;
+    if (g3) {
+        c->qk_norm = HK_QK_NORM_HEAD;
+        c->has_rope_local = true;
+        c->rope_local = (hk_rope_config){.kind = HK_ROPE_DEFAULT, .theta = 10000.0,
+                                         .rot_dim = c->rope.rot_dim, .attention_factor = 1.0,
+                                         .original_max_pos = c->rope.original_max_pos};
+    }
+    return HK_OK;
+}
+
+static hk_status gemma2_config(const hk_ckpt *ck, hk_config *c) {
+    return gemma_config(ck, c, "gemma2");
+}
+
+static hk_status gemma3_config(const hk_ckpt *ck, hk_config *c) {
+    return gemma_config(ck, c, "gemma3");
+}
+
+static hk_status qk_norms(hk_ckpt *ck, const hk_config *c, int64_t l, hk_block_weights *b) {
+    char name[128];
+    hk_status st;
+    snprintf(name, sizeof name, "blk.%lld.attn_q_norm", (long long)l);
+    if ((st = hk_bind_norm(ck, name, c->d_head, false, &b->q_norm))) return st;
+    snprintf(name, sizeof name, "blk.%lld.attn_k_norm", (long long)l);
+    return hk_bind_norm(ck, name, c->d_head, false, &b->k_norm);
+}
+
+static hk_status qwen3_weights(hk_ckpt *ck, const hk_config *c, hk_weights *w) {
+    hk_status st = bind(ck, c, w, false);
+    for (int64_t l = 0; l < c->n_layers && st == HK_OK; l++)
+        st = qk_norms(ck, c, l, &w->blocks[l]);
+    return st;
+}
+
+static hk_status gemma_weights(hk_ckpt *ck, const hk_config *c, hk_weights *w) {
+    hk_status st = bind(ck, c, w, false); /* attn_norm -> ln1, ffn_norm -> ln2 */
+    char name[128];
+    for (int64_t l = 0; l < c->n_layers && st == HK_OK; l++) {
+        hk_block_weights *b = &w->blocks[l];
+        snprintf(name, sizeof name, "blk.%lld.post_attention_norm", (long long)l);
+        if ((st = hk_bind_norm(ck, name, c->d_model, false, &b->ln1_post))) break;
+        snprintf(name, sizeof name, "blk.%lld.post_ffw_norm", (long long)l);
+        if ((st = hk_bind_norm(ck, name, c->d_model, false, &b->ln2_post))) break;
+        if (c->qk_norm == HK_QK_NORM_HEAD) st = qk_norms(ck, c, l, b);
+    }
+    return st;
+}
+
+const hk_gguf_adapter hk_gguf_adapter_qwen3 = {"qwen3", qwen3_config, qwen3_weights};
+const hk_gguf_adapter hk_gguf_adapter_gemma2 = {"gemma2", gemma2_config, gemma_weights};
+const hk_gguf_adapter hk_gguf_adapter_gemma3 = {"gemma3", gemma3_config, gemma_weights};
 const hk_gguf_adapter hk_gguf_adapter_llama = {"llama", llama_config, llama_weights};
 const hk_gguf_adapter hk_gguf_adapter_qwen2 = {"qwen2", qwen2_config, qwen2_weights};
