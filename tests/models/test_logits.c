@@ -14,6 +14,7 @@
 #include "fixtures.h"
 #include "float_compare.h"
 #include "hookformer.h"
+#include "test_util.h"
 
 #define ATOL 1e-4f
 
@@ -58,8 +59,7 @@ static float max_diff(const reference *r, const float *ours, int64_t b) {
     return max_abs_diff(ours + at, r->logits + at, (size_t)(r->lengths[b] * r->vocab));
 }
 
-static void check_family(const char *name, const char *ref_file) {
-    hk_model *m = fixture_model(name);
+static void check_model(hk_model *m, const char *name, const char *ref_file) {
     reference r;
     load_reference(name, ref_file, &r);
     assert_int_equal(hk_model_vocab_size(m), r.vocab);
@@ -89,6 +89,37 @@ static void check_family(const char *name, const char *ref_file) {
     hk_model_free(m);
 }
 
+static void check_family(const char *name, const char *ref_file) {
+    check_model(fixture_model(name), name, ref_file);
+}
+
+/* The fixture's weights under another form of its config.json (a temporary folder: the
+ * variant as config.json, model.safetensors linked): the same logits. */
+static void check_config_variant(const char *name, const char *variant) {
+    char dir[256], src[512], dst[512], weights[512];
+    make_tmpdir(dir, sizeof dir);
+    snprintf(src, sizeof src, "%s/%s/%s", fixtures_root(), name, variant);
+    FILE *f = fopen(src, "rb");
+    assert_non_null(f);
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_true(n > 0 && n < sizeof buf);
+    snprintf(dst, sizeof dst, "%s/config.json", dir);
+    write_bytes(dst, buf, n);
+    char *abs = realpath(fixtures_root(), NULL);
+    assert_non_null(abs);
+    snprintf(weights, sizeof weights, "%s/%s/model.safetensors", abs, name);
+    free(abs);
+    snprintf(dst, sizeof dst, "%s/model.safetensors", dir);
+    assert_int_equal(symlink(weights, dst), 0);
+    hk_model *m = NULL;
+    if (hk_model_load(dir, &m) != HK_OK) fail_msg("%s %s: %s", name, variant, hk_last_error());
+    print_message("%s with %s:\n", name, variant);
+    check_model(m, name, "reference.safetensors");
+    remove_tree(dir);
+}
+
 static void test_gpt2(void **s) { (void)s; check_family("gpt2", "reference.safetensors"); }
 static void test_llama(void **s) { (void)s; check_family("llama", "reference.safetensors"); }
 static void test_llama_bf16(void **s) { (void)s; check_family("llama_bf16", "reference.safetensors"); }
@@ -102,6 +133,11 @@ static void test_qwen3(void **s) { (void)s; check_family("qwen3", "reference.saf
 static void test_olmo2(void **s) { (void)s; check_family("olmo2", "reference.safetensors"); }
 static void test_gemma2(void **s) { (void)s; check_family("gemma2", "reference.safetensors"); }
 static void test_gemma3(void **s) { (void)s; check_family("gemma3", "reference.safetensors"); }
+/* transformers 5's config form (rope_parameters per layer type, layer_types) beside the Hub
+ * form on disk, and Gemma 3's multimodal wrapper (model_type gemma3, text_config) */
+static void test_gemma2_t5(void **s) { (void)s; check_config_variant("gemma2", "config.transformers5.json"); }
+static void test_gemma3_t5(void **s) { (void)s; check_config_variant("gemma3", "config.transformers5.json"); }
+static void test_gemma3_wrapper(void **s) { (void)s; check_config_variant("gemma3", "config.gemma3.json"); }
 static void test_mixtral(void **s) { (void)s; check_family("mixtral", "reference.safetensors"); }
 static void test_qwen3_moe(void **s) { (void)s; check_family("qwen3_moe", "reference.safetensors"); }
 static void test_olmoe(void **s) { (void)s; check_family("olmoe", "reference.safetensors"); }
@@ -116,6 +152,8 @@ int main(void) {
         cmocka_unit_test(test_gemma2),   cmocka_unit_test(test_gemma3),
         cmocka_unit_test(test_mixtral),  cmocka_unit_test(test_qwen3_moe),
         cmocka_unit_test(test_olmoe),
+        cmocka_unit_test(test_gemma2_t5), cmocka_unit_test(test_gemma3_t5),
+        cmocka_unit_test(test_gemma3_wrapper),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
