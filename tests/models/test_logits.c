@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <cjson/cJSON.h>
 
 #include "core/checkpoint.h"
 #include "fixtures.h"
@@ -138,6 +139,63 @@ static void test_gemma3(void **s) { (void)s; check_family("gemma3", "reference.s
 static void test_gemma2_t5(void **s) { (void)s; check_config_variant("gemma2", "config.transformers5.json"); }
 static void test_gemma3_t5(void **s) { (void)s; check_config_variant("gemma3", "config.transformers5.json"); }
 static void test_gemma3_wrapper(void **s) { (void)s; check_config_variant("gemma3", "config.gemma3.json"); }
+
+/* A gemma3 checkpoint as transformers 5 saves Gemma3ForConditionalGeneration: the text
+ * tower's tensors under model.language_model. (the fixture's file with its header's names
+ * rewritten; the data bytes are the same) beside the wrapper's config.json. */
+static void test_gemma3_wrapper_names(void **s) {
+    (void)s;
+    char src[512], dir[256], path[512];
+    snprintf(src, sizeof src, "%s/gemma3/model.safetensors", fixtures_root());
+    FILE *f = fopen(src, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    size_t size = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *file = malloc(size);
+    assert_int_equal(fread(file, 1, size, f), size);
+    fclose(f);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | file[i];
+    cJSON *h = cJSON_ParseWithLength((const char *)file + 8, (size_t)hlen);
+    assert_non_null(h);
+    cJSON *out = cJSON_CreateObject();
+    for (cJSON *e = h->child; e; e = e->next) {
+        char name[256];
+        if (strncmp(e->string, "model.", 6) == 0)
+            snprintf(name, sizeof name, "model.language_model.%s", e->string + 6);
+        else
+            snprintf(name, sizeof name, "%s", e->string);
+        cJSON_AddItemToObject(out, name, cJSON_Duplicate(e, true));
+    }
+    char *text = cJSON_PrintUnformatted(out);
+    size_t tl = strlen(text), padded = (tl + 7) / 8 * 8;
+    make_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    FILE *o = fopen(path, "wb");
+    assert_non_null(o);
+    for (int i = 0; i < 8; i++) fputc((int)((uint64_t)padded >> (8 * i) & 0xFF), o);
+    fwrite(text, 1, tl, o);
+    for (size_t i = tl; i < padded; i++) fputc(' ', o);
+    fwrite(file + 8 + hlen, 1, size - 8 - hlen, o);
+    fclose(o);
+    snprintf(src, sizeof src, "%s/gemma3/config.gemma3.json", fixtures_root());
+    f = fopen(src, "rb");
+    assert_non_null(f);
+    char cfg[65536];
+    size_t n = fread(cfg, 1, sizeof cfg, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    write_bytes(path, cfg, n);
+    hk_model *m = NULL;
+    if (hk_model_load(dir, &m) != HK_OK) fail_msg("gemma3 wrapper: %s", hk_last_error());
+    check_model(m, "gemma3", "reference.safetensors");
+    remove_tree(dir);
+    free(text);
+    cJSON_Delete(out);
+    cJSON_Delete(h);
+    free(file);
+}
 static void test_mixtral(void **s) { (void)s; check_family("mixtral", "reference.safetensors"); }
 static void test_qwen3_moe(void **s) { (void)s; check_family("qwen3_moe", "reference.safetensors"); }
 static void test_olmoe(void **s) { (void)s; check_family("olmoe", "reference.safetensors"); }
@@ -153,7 +211,7 @@ int main(void) {
         cmocka_unit_test(test_mixtral),  cmocka_unit_test(test_qwen3_moe),
         cmocka_unit_test(test_olmoe),
         cmocka_unit_test(test_gemma2_t5), cmocka_unit_test(test_gemma3_t5),
-        cmocka_unit_test(test_gemma3_wrapper),
+        cmocka_unit_test(test_gemma3_wrapper), cmocka_unit_test(test_gemma3_wrapper_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
