@@ -126,6 +126,9 @@ hk_status hk_config_validate(const hk_config *c, const char *origin) {
         return bad(origin, "n_experts", "0 (dense) .. " HK_STR(HK_MAX_EXPERTS), (double)c->n_experts);
     if (c->n_experts > 0 && !(c->n_experts_used >= 1 && c->n_experts_used <= c->n_experts))
         return bad(origin, "n_experts_used", "1 .. n_experts", (double)c->n_experts_used);
+    if (c->d_shared_expert < 0 || (c->d_shared_expert > 0 && c->n_experts == 0))
+        return bad(origin, "d_shared_expert", "0, or positive with n_experts > 0",
+                   (double)c->d_shared_expert);
     if (c->n_experts > 0 && !c->gated_mlp)
         return bad(origin, "gated_mlp", "true for mixture-of-experts layers", 0);
     if (c->pos != HK_POS_ROTARY) return HK_OK;
@@ -296,6 +299,7 @@ char *hk_config_to_json(const hk_config *c) {
         add_num(root, "n_experts", (double)c->n_experts, &ok);
         add_num(root, "n_experts_used", (double)c->n_experts_used, &ok);
         add_bool(root, "moe_norm_topk", c->moe_norm_topk, &ok);
+        if (c->d_shared_expert > 0) add_num(root, "d_shared_expert", (double)c->d_shared_expert, &ok);
     }
     char *s = ok ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);

@@ -107,6 +107,8 @@ typedef struct {
                                expert is a gated MLP of d_mlp (moe_intermediate_size) */
     int64_t n_experts_used; /* experts per token (top-k of the router's softmax) */
     bool moe_norm_topk;     /* the chosen experts' weights renormalized to sum to 1 */
+    int64_t d_shared_expert; /* > 0: a shared expert (gated MLP of this width) on every token,
+                                scaled by sigmoid(x . w_gate) (Qwen2-MoE); 0 = none */
     bool has_rope_local; /* layers with layer_window set use rope_local (Gemma 3) */
     hk_rope_config rope_local;
 } hk_config;

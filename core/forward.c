@@ -824,6 +824,34 @@ static hk_status moe_mlp(fwd_run *r, int64_t layer, const float *x, moe_ws *w) {
     return HK_OK;
 }
 
+/* Qwen2-MoE's shared expert on every row, added to mlp_out after the routed experts:
+ * mlp_out += sigmoid(x . w_gate) * down(act(x W_gate) * (x W_up)). */
+static hk_status shared_expert(fwd_run *r, int64_t layer, const float *x) {
+    const hk_config *c = &r->m->cfg;
+    const hk_block_weights *bw = &r->m->w.blocks[layer];
+    fwd_state *s = r->s;
+    const int64_t rows = s->rows, d = c->d_model, ds = c->d_shared_expert;
+    float *buf = malloc((size_t)(rows * (2 * ds + d + 1)) * sizeof *buf);
+    if (!buf) return hk_errorf(HK_ERR_NOMEM, "forward: no memory for the shared expert");
+    float *g = buf, *u = g + rows * ds, *o = u + rows * ds, *gate = o + rows * d;
+    linear(&bw->shared[0], x, rows, g); /* [rows, d_shared] */
+    linear(&bw->shared[1], x, rows, u); /* [rows, d_shared] */
+    activation(c->act, g, rows * ds);
+    hk_k_mul(g, u, rows * ds);
+    hk_status st = fire3(r, layer, HK_PT_SHARED_POST, g, ds);
+    if (st == HK_OK) {
+        linear(&bw->shared[2], g, rows, o);       /* [rows, d_model] */
+        linear(&bw->shared_gate, x, rows, gate);  /* [rows, 1] */
+        for (int64_t i = 0; i < rows; i++) gate[i] = 1.0f / (1.0f + expf(-gate[i]));
+        st = fire3(r, layer, HK_PT_SHARED_GATE, gate, 1);
+    }
+    if (st == HK_OK)
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t j = 0; j < d; j++) s->mlp_out[i * d + j] += gate[i] * o[i * d + j];
+    free(buf);
+    return st;
+}
+
 /* Workspace of moe_mlp for this call, one allocation. */
 static hk_status moe(fwd_run *r, int64_t layer, const float *x) {
     const hk_config *c = &r->m->cfg;
@@ -850,6 +878,7 @@ static hk_status moe(fwd_run *r, int64_t layer, const float *x) {
     w.start = w.order + slots + E;
     hk_status st = moe_mlp(r, layer, x, &w);
     free(buf);
+    if (st == HK_OK && c->d_shared_expert > 0) st = shared_expert(r, layer, x);
     return st;
 }
 

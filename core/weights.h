@@ -35,6 +35,8 @@ typedef struct {
     hk_linear router;              /* n_experts > 0: [n_experts] outputs of d_model */
     hk_linear *experts;            /* n_experts > 0: [n_experts][3] = gate, up, down (each a
                                       gated MLP of d_mlp); owned by the checkpoint */
+    hk_linear shared[3];           /* d_shared_expert > 0: gate, up, down of the shared expert */
+    hk_linear shared_gate;         /* d_shared_expert > 0: [1] output of d_model */
 } hk_block_weights;
 
 typedef struct {

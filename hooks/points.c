@@ -60,6 +60,8 @@ static const kind_info kinds[HK_PT_COUNT] = {
     [HK_PT_EXPERT_INDICES] = {"mlp.hook_expert_indices", "batch pos experts_per_token", false},
     [HK_PT_TOPK_WEIGHTS] = {"mlp.hook_topk_weights", "batch pos experts_per_token", false},
     [HK_PT_EXPERT_POST] = {"mlp.hook_expert_post", "batch pos experts_per_token d_mlp", false},
+    [HK_PT_SHARED_POST] = {"mlp.shared_expert.hook_post", "batch pos d_shared", false},
+    [HK_PT_SHARED_GATE] = {"mlp.hook_shared_expert_gate", "batch pos 1", false},
     [HK_PT_MLP_PRE] = {"mlp.hook_pre", "batch pos d_mlp", false},
     [HK_PT_MLP_PRE_LINEAR] = {"mlp.hook_pre_linear", "batch pos d_mlp", false},
     [HK_PT_MLP_POST] = {"mlp.hook_post", "batch pos d_mlp", false},
@@ -129,6 +131,8 @@ static bool present(const hk_config *c, hk_point_kind k) {
     case HK_PT_EXPERT_INDICES:
     case HK_PT_TOPK_WEIGHTS:
     case HK_PT_EXPERT_POST: return c->n_experts > 0;
+    case HK_PT_SHARED_POST:
+    case HK_PT_SHARED_GATE: return c->d_shared_expert > 0;
     default: return true;
     }
 }
@@ -142,6 +146,7 @@ static int64_t dim_size(const hk_config *c, const char *dim, size_t len) {
     if (IS("head_index")) return c->n_heads;
     if (IS("kv_head_index")) return c->n_kv_heads;
     if (IS("n_experts")) return c->n_experts;
+    if (IS("d_shared")) return c->d_shared_expert;
     if (IS("experts_per_token")) return c->n_experts_used;
     if (IS("1")) return 1;
 #undef IS

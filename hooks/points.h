@@ -52,6 +52,8 @@ typedef enum {
     HK_PT_EXPERT_INDICES,      /* chosen experts [batch, pos, experts_per_token] (as floats) */
     HK_PT_TOPK_WEIGHTS,        /* their mixing weights [batch, pos, experts_per_token] */
     HK_PT_EXPERT_POST,         /* chosen experts' activations [batch, pos, k, d_mlp] */
+    HK_PT_SHARED_POST,         /* shared expert's activations [batch, pos, d_shared] */
+    HK_PT_SHARED_GATE,         /* its sigmoid gate [batch, pos, 1] */
     HK_PT_MLP_PRE,
     HK_PT_MLP_PRE_LINEAR,
     HK_PT_MLP_POST,

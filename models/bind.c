@@ -236,10 +236,11 @@ hk_status hk_hf_windows(const cJSON *json, const char *path, hk_config *cfg) {
     bool use_sliding;
     const cJSON *sw = cJSON_GetObjectItemCaseSensitive(json, "sliding_window");
     if ((st = hk_json_int_opt(json, "sliding_window", path, 0, &window))) return st;
-    if (sw && !cJSON_IsNull(sw) && window <= 0)
+    if ((st = hk_json_bool_opt(json, "use_sliding_window", path, true, &use_sliding))) return st;
+    /* use_sliding_window false: the value is not used (transformers writes 0 for Qwen2-MoE) */
+    if (use_sliding && sw && !cJSON_IsNull(sw) && window <= 0)
         return hk_errorf(HK_ERR_FORMAT, "%s: field 'sliding_window' must be positive or null",
                          path);
-    if ((st = hk_json_bool_opt(json, "use_sliding_window", path, true, &use_sliding))) return st;
     cfg->window = use_sliding ? window : 0;
     if (cfg->window == 0) return HK_OK;
 

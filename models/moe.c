@@ -4,7 +4,10 @@
  *   qwen3_moe: mlp.{gate, experts.E.gate_proj/up_proj/down_proj}, moe_intermediate_size,
  *              norm_topk_prob, q/k norm over d_head (every layer sparse: decoder_sparse_step 1,
  *              no mlp_only_layers)
- *   olmoe:     the same names, norm_topk_prob, q/k norm over the whole projection */
+ *   olmoe:     the same names, norm_topk_prob, q/k norm over the whole projection
+ *   qwen2_moe: qwen3_moe's names plus a shared expert (mlp.shared_expert.gate_proj/up_proj/
+ *              down_proj of shared_expert_intermediate_size, scaled per token by
+ *              sigmoid(mlp.shared_expert_gate)), q/k/v biases, no q/k norm */
 #include <stdio.h>
 #include <string.h>
 
@@ -44,7 +47,13 @@ static hk_status moe_config(const cJSON *j, const char *path, hk_config *c) {
         c->window = 0;
         return HK_OK;
     }
-    /* qwen3_moe */
+    /* qwen3_moe, qwen2_moe */
+    const bool qwen2 = strcmp(type, "qwen2_moe") == 0;
+    if (qwen2 && ((st = hk_json_bool_opt(j, "qkv_bias", path, true, &c->qkv_bias)) ||
+                  (st = hk_json_int_opt(j, "shared_expert_intermediate_size", path, 0,
+                                        &c->d_shared_expert))))
+        return st;
+    if (qwen2) c->o_bias = false;
     int64_t step;
     if ((st = hk_json_int(j, "moe_intermediate_size", path, &c->d_mlp)) ||
         (st = hk_json_int_opt(j, "decoder_sparse_step", path, 1, &step)))
@@ -55,7 +64,7 @@ static hk_status moe_config(const cJSON *j, const char *path, hk_config *c) {
                                              "(decoder_sparse_step %lld, mlp_only_layers) are "
                                              "not supported; expected every layer sparse",
                          path, (long long)step);
-    c->qk_norm = HK_QK_NORM_HEAD;
+    c->qk_norm = qwen2 ? HK_QK_NORM_NONE : HK_QK_NORM_HEAD;
     return HK_OK;
 }
 
@@ -104,11 +113,21 @@ static hk_status moe_weights(hk_ckpt *ck, const hk_config *c, hk_weights *w) {
                 if ((st = hk_bind_linear(ck, NAME(part), out, in, false, &b->experts[3 * e + p])))
                     return st;
             }
+        for (int p = 0; p < 3 && c->d_shared_expert > 0; p++) {
+            static const char *const sh[3] = {"gate_proj", "up_proj", "down_proj"};
+            snprintf(part, sizeof part, "mlp.shared_expert.%s", sh[p]);
+            const int64_t out = p == 2 ? d : c->d_shared_expert;
+            const int64_t in = p == 2 ? c->d_shared_expert : d;
+            if ((st = hk_bind_linear(ck, NAME(part), out, in, false, &b->shared[p]))) return st;
+        }
+        if (c->d_shared_expert > 0 &&
+            (st = hk_bind_linear(ck, NAME("mlp.shared_expert_gate"), 1, d, false, &b->shared_gate)))
+            return st;
 #undef NAME
     }
     if ((st = hk_bind_norm(ck, "model.norm", d, false, &w->ln_final))) return st;
     return hk_bind_unembed(ck, "lm_head.weight", c, w->tok_embed, &w->unembed);
 }
 
-static const char *const moe_types[] = {"mixtral", "qwen3_moe", "olmoe", NULL};
+static const char *const moe_types[] = {"mixtral", "qwen3_moe", "olmoe", "qwen2_moe", NULL};
 const hk_adapter hk_adapter_moe = {"moe", moe_types, moe_config, moe_weights};

@@ -199,6 +199,7 @@ static void test_gemma3_wrapper_names(void **s) {
 static void test_mixtral(void **s) { (void)s; check_family("mixtral", "reference.safetensors"); }
 static void test_qwen3_moe(void **s) { (void)s; check_family("qwen3_moe", "reference.safetensors"); }
 static void test_olmoe(void **s) { (void)s; check_family("olmoe", "reference.safetensors"); }
+static void test_qwen2_moe(void **s) { (void)s; check_family("qwen2_moe", "reference.safetensors"); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -209,7 +210,7 @@ int main(void) {
         cmocka_unit_test(test_qwen3),    cmocka_unit_test(test_olmo2),
         cmocka_unit_test(test_gemma2),   cmocka_unit_test(test_gemma3),
         cmocka_unit_test(test_mixtral),  cmocka_unit_test(test_qwen3_moe),
-        cmocka_unit_test(test_olmoe),
+        cmocka_unit_test(test_olmoe),    cmocka_unit_test(test_qwen2_moe),
         cmocka_unit_test(test_gemma2_t5), cmocka_unit_test(test_gemma3_t5),
         cmocka_unit_test(test_gemma3_wrapper), cmocka_unit_test(test_gemma3_wrapper_names),
     };

@@ -138,7 +138,7 @@ static void check_chunked(const char *family, int64_t T, int64_t chunk) {
 static void test_chunked_all_families(void **st) {
     (void)st;
     const char *fam[] = {"gpt2", "llama", "mistral", "qwen2", "phi3", "neox", "qwen3",
-                         "olmo2", "gemma2", "gemma3", "mixtral", "qwen3_moe",
+                         "olmo2", "gemma2", "gemma3", "mixtral", "qwen3_moe", "qwen2_moe",
                          "olmoe"};
     const int64_t chunks[] = {1, 3, 7, 20};
     for (size_t f = 0; f < sizeof fam / sizeof *fam; f++)

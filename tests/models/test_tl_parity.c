@@ -222,6 +222,7 @@ HF_HOOK_TEST(gemma3)
 HF_HOOK_TEST(mixtral)
 HF_HOOK_TEST(qwen3_moe)
 HF_HOOK_TEST(olmoe)
+HF_HOOK_TEST(qwen2_moe)
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -234,7 +235,7 @@ int main(void) {
         cmocka_unit_test(test_hf_hooks_qwen3),  cmocka_unit_test(test_hf_hooks_olmo2),
         cmocka_unit_test(test_hf_hooks_gemma2), cmocka_unit_test(test_hf_hooks_gemma3),
         cmocka_unit_test(test_hf_hooks_mixtral), cmocka_unit_test(test_hf_hooks_qwen3_moe),
-        cmocka_unit_test(test_hf_hooks_olmoe),
+        cmocka_unit_test(test_hf_hooks_olmoe), cmocka_unit_test(test_hf_hooks_qwen2_moe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
