@@ -39,6 +39,7 @@ typedef struct {
 extern const hk_gguf_adapter hk_gguf_adapter_llama;
 extern const hk_gguf_adapter hk_gguf_adapter_qwen2;
 extern const hk_gguf_adapter hk_gguf_adapter_qwen3;
+extern const hk_gguf_adapter hk_gguf_adapter_phi3;
 extern const hk_gguf_adapter hk_gguf_adapter_gemma2;
 extern const hk_gguf_adapter hk_gguf_adapter_gemma3;
 

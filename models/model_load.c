@@ -97,7 +97,8 @@ static const hk_gguf_adapter *const gguf_adapters[] = {&hk_gguf_adapter_llama,
                                                        &hk_gguf_adapter_qwen2,
                                                        &hk_gguf_adapter_qwen3,
                                                        &hk_gguf_adapter_gemma2,
-                                                       &hk_gguf_adapter_gemma3};
+                                                       &hk_gguf_adapter_gemma3,
+                                                       &hk_gguf_adapter_phi3};
 
 static bool is_gguf_path(const char *src) {
     const size_t n = strlen(src);

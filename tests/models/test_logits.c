@@ -140,6 +140,15 @@ static void test_gemma2_t5(void **s) { (void)s; check_config_variant("gemma2", "
 static void test_gemma3_t5(void **s) { (void)s; check_config_variant("gemma3", "config.transformers5.json"); }
 static void test_gemma3_wrapper(void **s) { (void)s; check_config_variant("gemma3", "config.gemma3.json"); }
 
+/* The phi3 fixture written as a GGUF file with llama.cpp's converter's layout (fused attn_qkv
+ * and ffn_up, rope_factors_short/long tensors, make_gguf_fixtures.py): transformers' logits
+ * of the safetensors twin, long and short factor references alike. */
+static void test_phi3_gguf(void **s) {
+    (void)s;
+    check_model(fixture_model("gguf/phi3_f32.gguf"), "phi3", "reference.safetensors");
+    check_model(fixture_model("gguf/phi3_f32.gguf"), "phi3", "reference_short.safetensors");
+}
+
 /* A gemma3 checkpoint as transformers 5 saves Gemma3ForConditionalGeneration: the text
  * tower's tensors under model.language_model. (the fixture's file with its header's names
  * rewritten; the data bytes are the same) beside the wrapper's config.json. */
@@ -213,6 +222,7 @@ int main(void) {
         cmocka_unit_test(test_olmoe),    cmocka_unit_test(test_qwen2_moe),
         cmocka_unit_test(test_gemma2_t5), cmocka_unit_test(test_gemma3_t5),
         cmocka_unit_test(test_gemma3_wrapper), cmocka_unit_test(test_gemma3_wrapper_names),
+        cmocka_unit_test(test_phi3_gguf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
