@@ -742,7 +742,7 @@ static void moe_route(const hk_config *c, int64_t rows, moe_ws *w) {
             mix[j] = p[best];
             sum += p[best];
         }
-        if (c->moe_norm_topk)
+        if (c->moe_norm_topk && sum > 0) /* every expert banned (all weights 0): no mixing */
             for (int64_t j = 0; j < k; j++) mix[j] = (float)((double)mix[j] / sum);
     }
 }

@@ -98,6 +98,38 @@ static void test_ban_expert(void **s) {
     hk_model_free(m);
 }
 
+static hk_hook_result ban_all(hk_tensor *t, const hk_hook_ctx *c, void *u) {
+    (void)c, (void)u;
+    float *x = t->data;
+    for (int64_t i = 0; i < t->shape[1] * t->shape[2]; i++) x[i] = -INFINITY;
+    return HK_HOOK_CONTINUE;
+}
+
+static hk_hook_result expect_zero(hk_tensor *t, const hk_hook_ctx *c, void *u) {
+    (void)c, (void)u;
+    const float *x = t->data; /* hook_mlp_out [1, T, d_model] */
+    for (int64_t i = 0; i < t->shape[1] * t->shape[2]; i++) assert_true(x[i] == 0.0f);
+    return HK_HOOK_CONTINUE;
+}
+
+/* Banning every expert leaves the MLP's output 0 (weights all 0, no 0/0 renormalization). */
+static void test_ban_all_experts(void **s) {
+    (void)s;
+    hk_model *m = fixture_model("mixtral");
+    const int64_t V = hk_model_vocab_size(m);
+    float *logits = calloc((size_t)(T * V), sizeof *logits);
+    hk_hooks *h;
+    assert_int_equal(hk_hooks_new(m, &h), HK_OK);
+    assert_int_equal(hk_hooks_add(h, "blocks.*.mlp.hook_router_logits", ban_all, NULL, NULL),
+                     HK_OK);
+    assert_int_equal(hk_hooks_add(h, "blocks.*.hook_mlp_out", expect_zero, NULL, NULL), HK_OK);
+    assert_int_equal(hk_model_run(m, h, tokens(), NULL, 1, T, logits), HK_OK);
+    for (int64_t i = 0; i < T * V; i++) assert_true(isfinite(logits[i]));
+    hk_hooks_free(h);
+    free(logits);
+    hk_model_free(m);
+}
+
 /* Every token through expert `forced` alone: hook_mlp_out is that expert's output, so forcing
  * it through the ids and through the router logits (a huge logit) must agree. */
 typedef struct {
@@ -167,6 +199,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ban_expert),
         cmocka_unit_test(test_force_expert),
+        cmocka_unit_test(test_ban_all_experts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
