@@ -130,6 +130,50 @@ static void test_ban_all_experts(void **s) {
     hk_model_free(m);
 }
 
+/* Ties: router logits made equal for experts 5 and 2 (above the rest) pick both, the lower id
+ * first, with equal weights. */
+static hk_hook_result tie(hk_tensor *t, const hk_hook_ctx *c, void *u) {
+    (void)c, (void)u;
+    float *x = t->data;
+    for (int64_t i = 0; i < t->shape[1]; i++)
+        for (int64_t e = 0; e < t->shape[2]; e++)
+            x[i * t->shape[2] + e] = e == 2 || e == 5 ? 3.0f : -1.0f;
+    return HK_HOOK_CONTINUE;
+}
+
+static hk_hook_result expect_tie(hk_tensor *t, const hk_hook_ctx *c, void *u) {
+    (void)u;
+    const float *x = t->data; /* [1, T, 2] */
+    const bool ids = strstr(c->name, "indices") != NULL;
+    for (int64_t i = 0; i < t->shape[1]; i++) {
+        if (ids) {
+            assert_true(x[2 * i] == 2.0f);
+            assert_true(x[2 * i + 1] == 5.0f);
+        } else {
+            assert_true(x[2 * i] == x[2 * i + 1]);
+            assert_true(fabsf(x[2 * i] - 0.5f) < 1e-6f);
+        }
+    }
+    return HK_HOOK_CONTINUE;
+}
+
+static void test_routing_ties(void **s) {
+    (void)s;
+    hk_model *m = fixture_model("mixtral");
+    float *logits = calloc((size_t)(T * hk_model_vocab_size(m)), sizeof *logits);
+    hk_hooks *h;
+    assert_int_equal(hk_hooks_new(m, &h), HK_OK);
+    assert_int_equal(hk_hooks_add(h, "blocks.*.mlp.hook_router_logits", tie, NULL, NULL), HK_OK);
+    assert_int_equal(hk_hooks_add(h, "blocks.*.mlp.hook_expert_indices", expect_tie, NULL, NULL),
+                     HK_OK);
+    assert_int_equal(hk_hooks_add(h, "blocks.*.mlp.hook_topk_weights", expect_tie, NULL, NULL),
+                     HK_OK);
+    assert_int_equal(hk_model_run(m, h, tokens(), NULL, 1, T, logits), HK_OK);
+    hk_hooks_free(h);
+    free(logits);
+    hk_model_free(m);
+}
+
 /* Every token through expert `forced` alone: hook_mlp_out is that expert's output, so forcing
  * it through the ids and through the router logits (a huge logit) must agree. */
 typedef struct {
@@ -200,6 +244,7 @@ int main(void) {
         cmocka_unit_test(test_ban_expert),
         cmocka_unit_test(test_force_expert),
         cmocka_unit_test(test_ban_all_experts),
+        cmocka_unit_test(test_routing_ties),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
