@@ -66,6 +66,37 @@ def make_model(out_dir, window):
     print(f"peer: wrote {out_dir} ({n} parameters, sliding_window={cfg.sliding_window})")
 
 
+def make_family_model(out_dir, family):
+    """bench/run_families.sh's models, random fp32 weights (seed 0), vocab 1000:
+      gemma2:        Gemma-2-2B's layer shape (d_model 2304, 8/4 heads of 256, d_mlp 9216,
+                     window 4096 on even layers, soft-caps 50/30), 2 layers
+      mixtral:       a Mixtral-8x7B layer shape scaled by 1/4 (d_model 1024, 8/2 heads of 128,
+                     8 experts of 3584, top-2), 2 layers
+      mixtral_dense: the same weights with num_experts_per_tok = 8: every expert on every
+                     token, the dense-all-experts cost the routed forward is compared with"""
+    import torch
+    from transformers import Gemma2Config, Gemma2ForCausalLM, MixtralConfig, MixtralForCausalLM
+
+    torch.manual_seed(0)
+    if family == "gemma2":
+        cfg = Gemma2Config(vocab_size=VOCAB, hidden_size=2304, intermediate_size=9216,
+                           num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=4,
+                           head_dim=256, query_pre_attn_scalar=256, sliding_window=4096,
+                           max_position_embeddings=8192)
+        model = Gemma2ForCausalLM(cfg)
+    else:
+        cfg = MixtralConfig(vocab_size=VOCAB, hidden_size=1024, intermediate_size=3584,
+                            num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2,
+                            head_dim=128, num_local_experts=8,
+                            num_experts_per_tok=8 if family == "mixtral_dense" else 2,
+                            max_position_embeddings=32768, tie_word_embeddings=False)
+        model = MixtralForCausalLM(cfg)
+    model = model.to(torch.float32).eval()
+    model.save_pretrained(out_dir, safe_serialization=True)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"peer: wrote {out_dir} ({family}, {n} parameters)")
+
+
 def run_case(args):
     import torch
     from transformers import AutoModelForCausalLM
@@ -76,7 +107,7 @@ def run_case(args):
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32,
                                                  attn_implementation=args.attn).eval()
     assert model.config._attn_implementation == args.attn
-    window = model.config.sliding_window or 0
+    window = getattr(model.config, "sliding_window", None) or 0
     ids = torch.tensor([[(7919 * i + 13) % VOCAB for i in range(args.tokens)]])
     warm = ids[:, :64]
 
@@ -118,6 +149,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--make-model", metavar="DIR")
     ap.add_argument("--window", type=int, default=0)
+    ap.add_argument("--family", choices=["gemma2", "mixtral", "mixtral_dense"],
+                    help="with --make-model: bench/run_families.sh's models instead")
     ap.add_argument("--model", metavar="DIR")
     ap.add_argument("--attn", choices=["eager", "sdpa"], default="sdpa")
     ap.add_argument("--tokens", type=int, default=4096)
@@ -126,6 +159,9 @@ def main():
     ap.add_argument("--mem-cap-gib", type=float, default=12.0,
                     help="address-space cap above the size after setup (0: none)")
     args = ap.parse_args()
+    if args.make_model and args.family:
+        make_family_model(args.make_model, args.family)
+        return 0
     if args.make_model:
         make_model(args.make_model, args.window)
         return 0

@@ -528,7 +528,8 @@ static hk_status view_f32(hk_ckpt *c, const hk_st_tensor *t, int ndim, const int
     if (t->quantized && !hk_ggml_can_dequantize(t->ggml_type))
         return hk_errorf(HK_ERR_UNSUPPORTED,
                          "%s: tensor '%s' is %s, which hookformer cannot dequantize (it reads "
-                         "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K and Q6_K)",
+                         "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K "
+                         "and Q6_K)",
                          t->path, t->name, hk_ggml_type_name(t->ggml_type));
     if (!t->quantized && t->dtype != HK_DTYPE_F32 && t->dtype != HK_DTYPE_F16 &&
         t->dtype != HK_DTYPE_BF16)

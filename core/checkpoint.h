@@ -57,7 +57,7 @@ const hk_gguf *hk_ckpt_gguf(const hk_ckpt *c);
 
 /* f32 view of tensor `name`, which must have exactly ndim dims of the given shape.
  * F32 data that is 4-byte aligned is returned zero-copy; F16/BF16 (or unaligned F32) and
- * GGUF quantized blocks (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K) are converted into a buffer owned by
+ * GGUF quantized blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K) are converted into a buffer owned by
  * the checkpoint. Errors name the file, the tensor and the
  * expected vs actual shape/dtype; a missing tensor is HK_ERR_NOT_FOUND. */
 hk_status hk_ckpt_f32(hk_ckpt *c, const char *name, int ndim, const int64_t *shape,

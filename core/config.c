@@ -65,8 +65,7 @@ static hk_status check_factors(const double *f, int64_t n, const char *origin,
     return HK_OK;
 }
 
-static hk_status check_rope(const hk_config *c, const char *origin) {
-    const hk_rope_config *r = &c->rope;
+static hk_status check_rope(const hk_config *c, const hk_rope_config *r, const char *origin) {
     if ((unsigned)r->kind > HK_ROPE_LONGROPE) return bad(origin, "rope.kind", "a hk_rope_kind", r->kind);
     if (!(r->rot_dim > 0 && r->rot_dim <= c->d_head))
         return hk_errorf(HK_ERR_FORMAT, "%s: canonical config field 'rope.rot_dim' is %lld, "
@@ -115,7 +114,30 @@ hk_status hk_config_validate(const hk_config *c, const char *origin) {
     if (c->post_norm && c->parallel_attn_mlp)
         return hk_errorf(HK_ERR_UNSUPPORTED, "%s: post-norm blocks with parallel attention and "
                                              "MLP are not supported", O(origin));
-    if (c->pos == HK_POS_ROTARY) return check_rope(c, origin);
+    if ((unsigned)c->qk_norm > HK_QK_NORM_FULL)
+        return bad(origin, "qk_norm", "a hk_qk_norm_kind", c->qk_norm);
+    if (!(c->embed_scale >= 0) || !isfinite(c->embed_scale))
+        return bad(origin, "embed_scale", "0 (none) or a positive number", c->embed_scale);
+    if (!(c->attn_softcap >= 0) || !isfinite(c->attn_softcap))
+        return bad(origin, "attn_softcap", "0 (off) or a positive number", c->attn_softcap);
+    if (!(c->final_softcap >= 0) || !isfinite(c->final_softcap))
+        return bad(origin, "final_softcap", "0 (off) or a positive number", c->final_softcap);
+    if (c->n_experts < 0 || c->n_experts > HK_MAX_EXPERTS)
+        return bad(origin, "n_experts", "0 (dense) .. " HK_STR(HK_MAX_EXPERTS), (double)c->n_experts);
+    if (c->n_experts > 0 && !(c->n_experts_used >= 1 && c->n_experts_used <= c->n_experts))
+        return bad(origin, "n_experts_used", "1 .. n_experts", (double)c->n_experts_used);
+    if (c->d_shared_expert < 0 || (c->d_shared_expert > 0 && c->n_experts == 0))
+        return bad(origin, "d_shared_expert", "0, or positive with n_experts > 0",
+                   (double)c->d_shared_expert);
+    if (c->n_experts > 0 && !c->gated_mlp)
+        return bad(origin, "gated_mlp", "true for mixture-of-experts layers", 0);
+    if (c->pos != HK_POS_ROTARY) return HK_OK;
+    if ((st = check_rope(c, &c->rope, origin))) return st;
+    if (c->has_rope_local) {
+        if (c->rope_local.rot_dim != c->rope.rot_dim)
+            return bad(origin, "rope_local.rot_dim", "rope.rot_dim", (double)c->rope_local.rot_dim);
+        return check_rope(c, &c->rope_local, origin);
+    }
     return HK_OK;
 }
 
@@ -187,8 +209,8 @@ static void add_factors(cJSON *o, const char *k, const double *f, int64_t n, boo
     }
 }
 
-static void add_rope(cJSON *root, const hk_rope_config *r, bool *ok) {
-    cJSON *o = cJSON_AddObjectToObject(root, "rope");
+static void add_rope(cJSON *root, const char *key, const hk_rope_config *r, bool *ok) {
+    cJSON *o = cJSON_AddObjectToObject(root, key);
     if (!o) {
         *ok = false;
         return;
@@ -245,7 +267,9 @@ char *hk_config_to_json(const hk_config *c) {
     add_str(root, "norm", norm_name(c->norm), &ok);
     add_num(root, "norm_eps", c->norm_eps, &ok);
     add_str(root, "pos", pos_name(c->pos), &ok);
-    if (c->pos == HK_POS_ROTARY) add_rope(root, &c->rope, &ok);
+    if (c->pos == HK_POS_ROTARY) add_rope(root, "rope", &c->rope, &ok);
+    if (c->pos == HK_POS_ROTARY && c->has_rope_local)
+        add_rope(root, "rope_local", &c->rope_local, &ok);
     add_str(root, "act", act_name(c->act), &ok);
     add_bool(root, "gated_mlp", c->gated_mlp, &ok);
     add_bool(root, "parallel_attn_mlp", c->parallel_attn_mlp, &ok);
@@ -263,6 +287,20 @@ char *hk_config_to_json(const hk_config *c) {
     add_bool(root, "embed_norm", c->embed_norm, &ok);
     add_num(root, "n_token_types", (double)c->n_token_types, &ok);
     add_str(root, "head", head_name(c->head), &ok);
+    /* family flags: written only when set, so older families' JSON is unchanged */
+    if (c->no_input_norms) add_bool(root, "no_input_norms", true, &ok);
+    if (c->attn_post_norm) add_bool(root, "attn_post_norm", true, &ok);
+    if (c->mlp_post_norm) add_bool(root, "mlp_post_norm", true, &ok);
+    if (c->qk_norm) add_str(root, "qk_norm", c->qk_norm == HK_QK_NORM_HEAD ? "head" : "full", &ok);
+    if (c->embed_scale > 0) add_num(root, "embed_scale", c->embed_scale, &ok);
+    if (c->attn_softcap > 0) add_num(root, "attn_softcap", c->attn_softcap, &ok);
+    if (c->final_softcap > 0) add_num(root, "final_softcap", c->final_softcap, &ok);
+    if (c->n_experts > 0) {
+        add_num(root, "n_experts", (double)c->n_experts, &ok);
+        add_num(root, "n_experts_used", (double)c->n_experts_used, &ok);
+        add_bool(root, "moe_norm_topk", c->moe_norm_topk, &ok);
+        if (c->d_shared_expert > 0) add_num(root, "d_shared_expert", (double)c->d_shared_expert, &ok);
+    }
     char *s = ok ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     return s;

@@ -24,6 +24,10 @@ typedef enum {
     HK_ROPE_LONGROPE     /* Phi-3: short/long per-frequency factors + attention factor */
 } hk_rope_kind;
 
+/* q/k RMSNorm before RoPE: none, over each head's d_head (Qwen3, Gemma 3), or over the whole
+ * projection n_heads * d_head (OLMo 2). */
+typedef enum { HK_QK_NORM_NONE = 0, HK_QK_NORM_HEAD, HK_QK_NORM_FULL } hk_qk_norm_kind;
+
 typedef enum {
     HK_HEAD_LM = 0, /* final norm + unembedding: next-token logits (decoders) */
     HK_HEAD_NONE,   /* no head (an encoder body): the output is the final hidden states */
@@ -32,6 +36,9 @@ typedef enum {
 
 #define HK_MAX_ROPE_FACTORS 512 /* rot_dim/2 entries at most */
 #define HK_MAX_LAYERS 1024
+#define HK_MAX_EXPERTS 1024
+#define HK_STR_(x) #x
+#define HK_STR(x) HK_STR_(x)
 
 typedef struct {
     hk_rope_kind kind;
@@ -85,6 +92,25 @@ typedef struct {
     int64_t window;      /* sliding window W (keys kept including the query itself), 0 = none */
     bool layer_window[HK_MAX_LAYERS]; /* per layer: does `window` apply (Qwen2/Gemma mix) */
     double attn_scale;   /* multiplier on q.k; usually 1/sqrt(d_head) */
+
+    /* Wave-2 family flags (all zero = the behaviour before them). */
+    bool no_input_norms; /* OLMo 2: no ln1/ln2 before attention and MLP */
+    bool attn_post_norm; /* ln1_post on the attention output before its residual add
+                            (Gemma 2/3, OLMo 2) */
+    bool mlp_post_norm;  /* ln2_post on the MLP output before its residual add */
+    hk_qk_norm_kind qk_norm; /* attn.q_norm / attn.k_norm after hook_q/hook_k, before RoPE */
+    double embed_scale;  /* token embeddings multiplied by this (Gemma: sqrt(d_model) rounded
+                            to f32); 0 = none */
+    double attn_softcap; /* scores -> cap * tanh(scores / cap) before the mask; 0 = off */
+    double final_softcap; /* logits -> cap * tanh(logits / cap) after unembed.hook_out */
+    int64_t n_experts;      /* mixture of experts: experts per layer (0 = a dense MLP); each
+                               expert is a gated MLP of d_mlp (moe_intermediate_size) */
+    int64_t n_experts_used; /* experts per token (top-k of the router's softmax) */
+    bool moe_norm_topk;     /* the chosen experts' weights renormalized to sum to 1 */
+    int64_t d_shared_expert; /* > 0: a shared expert (gated MLP of this width) on every token,
+                                scaled by sigmoid(x . w_gate) (Qwen2-MoE); 0 = none */
+    bool has_rope_local; /* layers with layer_window set use rope_local (Gemma 3) */
+    hk_rope_config rope_local;
 } hk_config;
 
 /* Checks internal consistency (positive sizes, heads divide, rot_dim <= d_head, ...).

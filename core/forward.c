@@ -41,6 +41,8 @@ typedef struct {
     float *mean;     /* [rows, n_heads] row means (hooked LayerNorms only) */
     float *rope_cos; /* [seq, rot_dim/2] */
     float *rope_sin; /* [seq, rot_dim/2] */
+    float *rope_cos_local; /* [seq, rot_dim/2] has_rope_local: sliding layers' tables */
+    float *rope_sin_local; /* [seq, rot_dim/2] */
     int64_t *pos;    /* [seq] absolute positions of the rows of one sequence */
     void *block;     /* one allocation behind all of the above */
     size_t block_bytes;
@@ -126,7 +128,7 @@ static float *carve(char **p, size_t n_floats) {
     return out;
 }
 
-#define STATE_BUFFERS 15
+#define STATE_BUFFERS 17
 #define HK_STATE_MMAP_MIN ((size_t)1 << 20) /* blocks from this size on are mapped */
 
 /* Floats of each buffer of fwd_state, in carve order. */
@@ -140,7 +142,9 @@ static void state_sizes(const hk_config *c, int64_t batch, int64_t seq,
                                r * dm, c->gated_mlp ? r * dm : 0, r * d, r * (size_t)c->n_heads,
                                (size_t)seq * half,
                                (size_t)seq * half, (size_t)seq * 2 /* int64 positions */,
-                               r * (size_t)c->n_heads};
+                               r * (size_t)c->n_heads,
+                               c->has_rope_local ? (size_t)seq * half : 0,
+                               c->has_rope_local ? (size_t)seq * half : 0};
     memcpy(sizes, s, sizeof s);
 }
 
@@ -193,6 +197,8 @@ static hk_status state_alloc(const hk_config *c, int64_t batch, int64_t seq, fwd
     s->rope_sin = carve(&p, sizes[12]);
     s->pos = (int64_t *)carve(&p, sizes[13]);
     s->mean = carve(&p, sizes[14]);
+    s->rope_cos_local = carve(&p, sizes[15]);
+    s->rope_sin_local = carve(&p, sizes[16]);
     return HK_OK;
 }
 
@@ -222,12 +228,14 @@ static void activation(hk_act_kind a, float *x, int64_t n) {
 /* A norm whose hook_scale or hook_normalized is hooked: the pieces one at a time, so that a
  * modified scale or normalized value flows on (TransformerLens order: scale, x/scale, then
  * weight and bias). heads > 0: x is [batch, pos, heads, d_model] (split attention inputs). */
-static hk_status norm_hooked(fwd_run *r, int64_t layer, hk_point_kind k_scale,
+/* The pieces of a norm over n rows of d (n <= rows * n_heads), firing hook_scale with shape
+ * sshape and hook_normalized with nshape. y may alias x. */
+static hk_status norm_pieces(fwd_run *r, int64_t layer, hk_point_kind k_scale,
                              hk_point_kind k_norm, const hk_norm_weights *nw, const float *x,
-                             float *y, int64_t heads) {
+                             float *y, int64_t n, int64_t d, int sndim, const int64_t *sshape,
+                             int nndim, const int64_t *nshape) {
     const hk_config *c = &r->m->cfg;
     fwd_state *s = r->s;
-    const int64_t d = c->d_model, n = s->rows * (heads > 0 ? heads : 1);
     const bool center = c->norm == HK_NORM_LAYERNORM;
     /* row statistics in double, as the kernels compute them */
 #pragma omp parallel for schedule(static) if (n * d >= 32768)
@@ -242,19 +250,32 @@ static hk_status norm_hooked(fwd_run *r, int64_t layer, hk_point_kind k_scale,
         s->mean[i] = (float)mean;
         s->scale[i] = (float)sqrt(sq / (double)d + c->norm_eps);
     }
-    TRY(heads > 0 ? fire4(r, layer, k_scale, s->scale, heads, 1)
-                  : fire3(r, layer, k_scale, s->scale, 1));
+    TRY(fire(r, layer, k_scale, s->scale, sndim, sshape, 0, s->pos0, 0));
 #pragma omp parallel for schedule(static) if (n * d >= 32768)
     for (int64_t i = 0; i < n; i++) {
         const double inv = 1.0 / (double)s->scale[i], mean = (double)s->mean[i];
         for (int64_t j = 0; j < d; j++) y[i * d + j] = (float)(((double)x[i * d + j] - mean) * inv);
     }
-    TRY(heads > 0 ? fire4(r, layer, k_norm, y, heads, d) : fire3(r, layer, k_norm, y, d));
+    TRY(fire(r, layer, k_norm, y, nndim, nshape, 0, s->pos0, 0));
 #pragma omp parallel for schedule(static) if (n * d >= 32768)
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < d; j++)
             y[i * d + j] = y[i * d + j] * nw->w[j] + (nw->b ? nw->b[j] : 0.0f);
     return HK_OK;
+}
+
+static hk_status norm_hooked(fwd_run *r, int64_t layer, hk_point_kind k_scale,
+                             hk_point_kind k_norm, const hk_norm_weights *nw, const float *x,
+                             float *y, int64_t heads) {
+    const fwd_state *s = r->s;
+    const int64_t d = r->m->cfg.d_model;
+    if (heads > 0) {
+        int64_t ss[4] = {s->batch, s->seq, heads, 1}, ns[4] = {s->batch, s->seq, heads, d};
+        return norm_pieces(r, layer, k_scale, k_norm, nw, x, y, s->rows * heads, d, 4, ss, 4,
+                           ns);
+    }
+    int64_t ss[3] = {s->batch, s->seq, 1}, ns[3] = {s->batch, s->seq, d};
+    return norm_pieces(r, layer, k_scale, k_norm, nw, x, y, s->rows, d, 3, ss, 3, ns);
 }
 
 static hk_status norm(fwd_run *r, int64_t layer, hk_point_kind k_scale, hk_point_kind k_norm,
@@ -285,6 +306,10 @@ static hk_status embed(fwd_run *r, const int32_t *tokens, const int32_t *types) 
     fwd_state *s = r->s;
     int64_t d = c->d_model;
     hk_k_embed(m->w.tok_embed, d, tokens, s->rows, s->resid);
+    if (c->embed_scale > 0) { /* Gemma: W_E[t] * sqrt(d_model), the factor rounded to f32 */
+        const float f = (float)c->embed_scale;
+        for (int64_t i = 0; i < s->rows * d; i++) s->resid[i] *= f;
+    }
     TRY(fire3(r, -1, HK_PT_EMBED, s->resid, d));
     float *scratch = s->normed; /* [rows, d_model] scratch until the first norm */
     if (c->pos == HK_POS_LEARNED) {
@@ -319,6 +344,11 @@ static void rope_prepare(const hk_config *c, fwd_state *s) {
     hk_rope_inv_freq(&c->rope, s->rope_len, inv_freq, &attn_factor);
     for (int64_t t = 0; t < s->seq; t++) s->pos[t] = s->pos0 + t;
     hk_rope_table(inv_freq, half, attn_factor, s->pos, s->seq, s->rope_cos, s->rope_sin);
+    if (c->has_rope_local) { /* Gemma 3: sliding layers rotate with their own base */
+        hk_rope_inv_freq(&c->rope_local, s->rope_len, inv_freq, &attn_factor);
+        hk_rope_table(inv_freq, half, attn_factor, s->pos, s->seq, s->rope_cos_local,
+                      s->rope_sin_local);
+    }
 }
 
 /* The keys one sequence's queries attend to: this call's own rows, or the session's cache
@@ -356,6 +386,7 @@ static hk_k_mask layer_mask(const hk_model *m, int64_t layer, int64_t q_pos0,
         .q_pos0 = q_pos0,
         .k_pos0 = kv->k_pos0,
         .k_len = kv->k_len,
+        .softcap = (float)c->attn_softcap,
     };
     if (m->has_mask) {
         if (m->mask.causal >= 0) mask.causal = m->mask.causal == 1;
@@ -450,7 +481,7 @@ static hk_status split_projection(fwd_run *r, int64_t layer, hk_point_kind k_in,
     fwd_state *s = r->s;
     int64_t d = c->d_model, dh = c->d_head;
     if (k_in != HK_PT_COUNT) TRY(fire4(r, layer, k_in, in, heads, d));
-    if (!c->post_norm) /* post-norm blocks feed attention the residual stream itself */
+    if (!c->post_norm && !c->no_input_norms) /* else attention reads the residual stream */
         TRY(norm_hooked(r, layer, HK_PT_LN1_SCALE, HK_PT_LN1_NORMALIZED,
                         &r->m->w.blocks[layer].ln1, in, in, heads));
     for (int64_t h = 0; h < heads; h++) {
@@ -569,6 +600,37 @@ static void cache_store(fwd_run *r, int64_t layer, int64_t b) {
     }
 }
 
+/* q/k RMSNorm in place (qk_norm): x [rows, heads * d_head], over each head's d_head (HEAD) or
+ * the whole row (FULL); hook_scale [batch, pos, heads, 1] or [batch, pos, 1], hook_normalized
+ * [batch, pos, heads, d_head]. */
+static hk_status qk_norm(fwd_run *r, int64_t layer, hk_point_kind k_scale, hk_point_kind k_norm,
+                         const hk_norm_weights *nw, float *x, int64_t heads) {
+    const hk_config *c = &r->m->cfg;
+    const fwd_state *s = r->s;
+    const bool full = c->qk_norm == HK_QK_NORM_FULL;
+    const int64_t dh = c->d_head, n = full ? s->rows : s->rows * heads;
+    const int64_t d = full ? heads * dh : dh;
+    if (HOOKED(r, layer, k_scale) || HOOKED(r, layer, k_norm)) {
+        int64_t ss[4] = {s->batch, s->seq, full ? 1 : heads, 1};
+        int64_t ns[4] = {s->batch, s->seq, heads, dh};
+        return norm_pieces(r, layer, k_scale, k_norm, nw, x, x, n, d, full ? 3 : 4, ss, 4, ns);
+    }
+    hk_k_rmsnorm(x, n, d, nw->w, (float)c->norm_eps, x, NULL);
+    return HK_OK;
+}
+
+/* A post-norm on a sub-block's output (Gemma 2's ln1_post/ln2_post, OLMo 2): *out (rows x
+ * d_model) is normalized into `normed`, and the two buffers are swapped. */
+static hk_status output_norm(fwd_run *r, int64_t layer, hk_point_kind k_scale,
+                             hk_point_kind k_norm, const hk_norm_weights *nw, float **out) {
+    fwd_state *s = r->s;
+    TRY(norm(r, layer, k_scale, k_norm, nw, *out, s->normed));
+    float *t = *out;
+    *out = s->normed;
+    s->normed = t;
+    return HK_OK;
+}
+
 /* attention sub-block: resid [rows, d_model] -> attn_out [rows, d_model] */
 static hk_status attention(fwd_run *r, int64_t layer) {
     const hk_config *c = &r->m->cfg;
@@ -579,8 +641,8 @@ static hk_status attention(fwd_run *r, int64_t layer) {
     if (split_inputs_hooked(r, layer)) {
         TRY(qkv_split(r, layer));
     } else {
-        const float *in = s->resid; /* post-norm: attention reads the residual stream */
-        if (!c->post_norm) {
+        const float *in = s->resid; /* post-norm, OLMo 2: attention reads the residual stream */
+        if (!c->post_norm && !c->no_input_norms) {
             TRY(norm(r, layer, HK_PT_LN1_SCALE, HK_PT_LN1_NORMALIZED, &bw->ln1, s->resid,
                      s->normed));
             in = s->normed;
@@ -592,12 +654,18 @@ static hk_status attention(fwd_run *r, int64_t layer) {
     TRY(fire4(r, layer, HK_PT_Q, s->q, nh, dh));
     TRY(fire4(r, layer, HK_PT_K, s->k, nkv, dh));
     TRY(fire4(r, layer, HK_PT_V, s->v, nkv, dh));
+    if (c->qk_norm != HK_QK_NORM_NONE) {
+        TRY(qk_norm(r, layer, HK_PT_Q_NORM_SCALE, HK_PT_Q_NORM_NORMALIZED, &bw->q_norm, s->q, nh));
+        TRY(qk_norm(r, layer, HK_PT_K_NORM_SCALE, HK_PT_K_NORM_NORMALIZED, &bw->k_norm, s->k,
+                    nkv));
+    }
     if (c->pos == HK_POS_ROTARY) {
+        const bool local = c->has_rope_local && c->layer_window[layer];
+        const float *cs = local ? s->rope_cos_local : s->rope_cos;
+        const float *sn = local ? s->rope_sin_local : s->rope_sin;
         for (int64_t b = 0; b < s->batch; b++) {
-            hk_k_rope(s->q + b * s->seq * dq, s->seq, nh, dh, dq, c->rope.rot_dim, s->rope_cos,
-                      s->rope_sin);
-            hk_k_rope(s->k + b * s->seq * dkv, s->seq, nkv, dh, dkv, c->rope.rot_dim,
-                      s->rope_cos, s->rope_sin);
+            hk_k_rope(s->q + b * s->seq * dq, s->seq, nh, dh, dq, c->rope.rot_dim, cs, sn);
+            hk_k_rope(s->k + b * s->seq * dkv, s->seq, nkv, dh, dkv, c->rope.rot_dim, cs, sn);
         }
         TRY(fire4(r, layer, HK_PT_ROT_Q, s->q, nh, dh));
         TRY(fire4(r, layer, HK_PT_ROT_K, s->k, nkv, dh));
@@ -631,16 +699,199 @@ static hk_status attention(fwd_run *r, int64_t layer) {
         TRY(attn_out_per_head(r, layer));
     else
         linear(&bw->o, s->z, s->rows, s->attn_out); /* [rows, d_model] */
+    if (c->attn_post_norm)
+        TRY(output_norm(r, layer, HK_PT_LN1_POST_SCALE, HK_PT_LN1_POST_NORMALIZED, &bw->ln1_post,
+                        &s->attn_out));
     return fire3(r, layer, HK_PT_ATTN_OUT, s->attn_out, c->d_model);
 }
 
 /* MLP sub-block: x [rows, d_model] (already normalized) -> mlp_out [rows, d_model] */
+/* ---- mixture of experts ----
+ * Per token: router logits -> softmax over the experts -> the top k (ties: the lower expert
+ * id first) -> optionally renormalized. Then per expert, only on the rows routed to it (a
+ * counting sort of the rows*k assignments by expert, gathered into contiguous blocks): the
+ * gated MLP, its output added to the token's row with the mixing weight, experts in
+ * increasing id order (transformers' index_add_ order). Every routing step is a hook point a
+ * callback may modify: logits (ban an expert with -inf), softmax weights, the chosen ids
+ * (force an expert), the mixing weights, the chosen experts' activations. */
+typedef struct {
+    float *logits;  /* [rows, E] */
+    float *probs;   /* [rows, E] */
+    float *ids;     /* [rows, k] chosen expert ids, as floats (the hook's view) */
+    float *mix;     /* [rows, k] */
+    float *act;     /* [rows * k, d_mlp] chosen experts' activations, slot a = row * k + j */
+    float *xg;      /* [rows * k, max(d_model, d_mlp)] gathered inputs of one expert */
+    float *g, *u;   /* [rows * k, d_mlp] */
+    float *o;       /* [rows * k, d_model] */
+    int64_t *order; /* [rows * k] slots sorted by expert */
+    int64_t *start; /* [E + 1] first entry of each expert in order */
+} moe_ws;
+
+static void moe_route(const hk_config *c, int64_t rows, moe_ws *w) {
+    const int64_t E = c->n_experts, k = c->n_experts_used;
+    for (int64_t i = 0; i < rows; i++) {
+        const float *p = w->probs + i * E;
+        float *ids = w->ids + i * k, *mix = w->mix + i * k;
+        bool taken[HK_MAX_EXPERTS];
+        memset(taken, 0, (size_t)E * sizeof *taken);
+        double sum = 0;
+        for (int64_t j = 0; j < k; j++) {
+            int64_t best = -1;
+            for (int64_t e = 0; e < E; e++)
+                if (!taken[e] && (best < 0 || p[e] > p[best])) best = e;
+            taken[best] = true;
+            ids[j] = (float)best;
+            mix[j] = p[best];
+            sum += p[best];
+        }
+        if (c->moe_norm_topk && sum > 0) /* every expert banned (all weights 0): no mixing */
+            for (int64_t j = 0; j < k; j++) mix[j] = (float)((double)mix[j] / sum);
+    }
+}
+
+static void softmax_rows_f32(const float *x, int64_t rows, int64_t n, float *y) {
+    for (int64_t i = 0; i < rows; i++) {
+        const float *xi = x + i * n;
+        float *yi = y + i * n;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < n; j++) mx = xi[j] > mx ? xi[j] : mx;
+        double sum = 0;
+        for (int64_t j = 0; j < n; j++) sum += exp((double)xi[j] - mx);
+        for (int64_t j = 0; j < n; j++)
+            yi[j] = mx == -INFINITY ? 0.0f : (float)(exp((double)xi[j] - mx) / sum);
+    }
+}
+
+static hk_status moe_mlp(fwd_run *r, int64_t layer, const float *x, moe_ws *w) {
+    const hk_config *c = &r->m->cfg;
+    const hk_block_weights *bw = &r->m->w.blocks[layer];
+    fwd_state *s = r->s;
+    const int64_t E = c->n_experts, k = c->n_experts_used, d = c->d_model, dm = c->d_mlp;
+    const int64_t rows = s->rows, slots = rows * k;
+    linear(&bw->router, x, rows, w->logits); /* [rows, E] */
+    TRY(fire3(r, layer, HK_PT_ROUTER_LOGITS, w->logits, E));
+    softmax_rows_f32(w->logits, rows, E, w->probs);
+    TRY(fire3(r, layer, HK_PT_EXPERT_WEIGHTS, w->probs, E));
+    moe_route(c, rows, w);
+    TRY(fire3(r, layer, HK_PT_EXPERT_INDICES, w->ids, k));
+    TRY(fire3(r, layer, HK_PT_TOPK_WEIGHTS, w->mix, k));
+    /* counting sort of the slots by expert (ids may have been rewritten by a hook) */
+    memset(w->start, 0, (size_t)(E + 1) * sizeof *w->start);
+    for (int64_t a = 0; a < slots; a++) {
+        const float id = w->ids[a];
+        if (!(id >= 0 && id < (float)E && id == floorf(id)))
+            return hk_errorf(HK_ERR_INVALID_ARG,
+                             "blocks.%lld.mlp.hook_expert_indices: entry %lld is %g, expected "
+                             "an expert id 0..%lld",
+                             (long long)layer, (long long)a, (double)id, (long long)(E - 1));
+        w->start[(int64_t)id + 1]++;
+    }
+    for (int64_t e = 0; e < E; e++) w->start[e + 1] += w->start[e];
+    {
+        int64_t *fill = w->order + slots; /* [E] cursors, behind order's slots */
+        for (int64_t e = 0; e < E; e++) fill[e] = w->start[e];
+        for (int64_t a = 0; a < slots; a++) w->order[fill[(int64_t)w->ids[a]]++] = a;
+    }
+    /* the chosen experts' activations, expert by expert on their rows only */
+    for (int64_t e = 0; e < E; e++) {
+        const int64_t n = w->start[e + 1] - w->start[e];
+        if (n == 0) continue;
+        const int64_t *sl = w->order + w->start[e];
+        for (int64_t i = 0; i < n; i++)
+            memcpy(w->xg + i * d, x + (sl[i] / k) * d, (size_t)d * sizeof(float));
+        const hk_linear *ex = bw->experts + 3 * e;
+        linear(&ex[0], w->xg, n, w->g); /* [n, d_mlp] gate */
+        linear(&ex[1], w->xg, n, w->u); /* [n, d_mlp] up */
+        activation(c->act, w->g, n * dm);
+        hk_k_mul(w->g, w->u, n * dm);
+        for (int64_t i = 0; i < n; i++)
+            memcpy(w->act + sl[i] * dm, w->g + i * dm, (size_t)dm * sizeof(float));
+    }
+    TRY(fire4(r, layer, HK_PT_EXPERT_POST, w->act, k, dm));
+    memset(s->mlp_out, 0, (size_t)(rows * d) * sizeof(float));
+    for (int64_t e = 0; e < E; e++) {
+        const int64_t n = w->start[e + 1] - w->start[e];
+        if (n == 0) continue;
+        const int64_t *sl = w->order + w->start[e];
+        for (int64_t i = 0; i < n; i++)
+            memcpy(w->xg + i * dm, w->act + sl[i] * dm, (size_t)dm * sizeof(float));
+        linear(&bw->experts[3 * e + 2], w->xg, n, w->o); /* [n, d_model] down */
+        for (int64_t i = 0; i < n; i++) {
+            float *dst = s->mlp_out + (sl[i] / k) * d;
+            const float m = w->mix[sl[i]];
+            const float *src = w->o + i * d;
+            for (int64_t j = 0; j < d; j++) dst[j] += m * src[j];
+        }
+    }
+    return HK_OK;
+}
+
+/* Qwen2-MoE's shared expert on every row, added to mlp_out after the routed experts:
+ * mlp_out += sigmoid(x . w_gate) * down(act(x W_gate) * (x W_up)). */
+static hk_status shared_expert(fwd_run *r, int64_t layer, const float *x) {
+    const hk_config *c = &r->m->cfg;
+    const hk_block_weights *bw = &r->m->w.blocks[layer];
+    fwd_state *s = r->s;
+    const int64_t rows = s->rows, d = c->d_model, ds = c->d_shared_expert;
+    float *buf = malloc((size_t)(rows * (2 * ds + d + 1)) * sizeof *buf);
+    if (!buf) return hk_errorf(HK_ERR_NOMEM, "forward: no memory for the shared expert");
+    float *g = buf, *u = g + rows * ds, *o = u + rows * ds, *gate = o + rows * d;
+    linear(&bw->shared[0], x, rows, g); /* [rows, d_shared] */
+    linear(&bw->shared[1], x, rows, u); /* [rows, d_shared] */
+    activation(c->act, g, rows * ds);
+    hk_k_mul(g, u, rows * ds);
+    hk_status st = fire3(r, layer, HK_PT_SHARED_POST, g, ds);
+    if (st == HK_OK) {
+        linear(&bw->shared[2], g, rows, o);       /* [rows, d_model] */
+        linear(&bw->shared_gate, x, rows, gate);  /* [rows, 1] */
+        for (int64_t i = 0; i < rows; i++) gate[i] = 1.0f / (1.0f + expf(-gate[i]));
+        st = fire3(r, layer, HK_PT_SHARED_GATE, gate, 1);
+    }
+    if (st == HK_OK)
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t j = 0; j < d; j++) s->mlp_out[i * d + j] += gate[i] * o[i * d + j];
+    free(buf);
+    return st;
+}
+
+/* Workspace of moe_mlp for this call, one allocation. */
+static hk_status moe(fwd_run *r, int64_t layer, const float *x) {
+    const hk_config *c = &r->m->cfg;
+    const int64_t E = c->n_experts, k = c->n_experts_used, d = c->d_model, dm = c->d_mlp;
+    const int64_t rows = r->s->rows, slots = rows * k, wide = d > dm ? d : dm;
+    const size_t floats = (size_t)(2 * rows * E + 2 * slots + slots * dm + slots * wide +
+                                   2 * slots * dm + slots * d);
+    const size_t ints = (size_t)(slots + E + E + 1);
+    float *buf = malloc(floats * sizeof(float) + ints * sizeof(int64_t));
+    if (!buf)
+        return hk_errorf(HK_ERR_NOMEM, "forward: no memory for the experts of %lld rows",
+                         (long long)rows);
+    moe_ws w;
+    w.logits = buf;
+    w.probs = w.logits + rows * E;
+    w.ids = w.probs + rows * E;
+    w.mix = w.ids + slots;
+    w.act = w.mix + slots;
+    w.xg = w.act + slots * dm;
+    w.g = w.xg + slots * wide;
+    w.u = w.g + slots * dm;
+    w.o = w.u + slots * dm;
+    w.order = (int64_t *)(void *)(w.o + slots * d);
+    w.start = w.order + slots + E;
+    hk_status st = moe_mlp(r, layer, x, &w);
+    free(buf);
+    if (st == HK_OK && c->d_shared_expert > 0) st = shared_expert(r, layer, x);
+    return st;
+}
+
 static hk_status mlp(fwd_run *r, int64_t layer, const float *x) {
     const hk_config *c = &r->m->cfg;
     const hk_block_weights *bw = &r->m->w.blocks[layer];
     fwd_state *s = r->s;
     int64_t n = s->rows * c->d_mlp;
-    if (c->gated_mlp) {
+    if (c->n_experts > 0) {
+        TRY(moe(r, layer, x));
+    } else if (c->gated_mlp) {
         linear(&bw->mlp_gate, x, s->rows, s->mlp_pre); /* [rows, d_mlp] */
         TRY(fire3(r, layer, HK_PT_MLP_PRE, s->mlp_pre, c->d_mlp));
         linear(&bw->mlp_in, x, s->rows, s->mlp_lin); /* [rows, d_mlp] */
@@ -652,13 +903,19 @@ static hk_status mlp(fwd_run *r, int64_t layer, const float *x) {
         TRY(fire3(r, layer, HK_PT_MLP_PRE, s->mlp_pre, c->d_mlp));
         activation(c->act, s->mlp_pre, n);
     }
-    TRY(fire3(r, layer, HK_PT_MLP_POST, s->mlp_pre, c->d_mlp));
-    linear(&bw->mlp_out, s->mlp_pre, s->rows, s->mlp_out);
+    if (c->n_experts == 0) {
+        TRY(fire3(r, layer, HK_PT_MLP_POST, s->mlp_pre, c->d_mlp));
+        linear(&bw->mlp_out, s->mlp_pre, s->rows, s->mlp_out);
+    }
+    if (c->mlp_post_norm) /* x (the MLP's input) may be `normed`: it is consumed by now */
+        TRY(output_norm(r, layer, HK_PT_LN2_POST_SCALE, HK_PT_LN2_POST_NORMALIZED, &bw->ln2_post,
+                        &s->mlp_out));
     return fire3(r, layer, HK_PT_MLP_OUT, s->mlp_out, c->d_model);
 }
 
 /* Pre-norm MLP: ln2 of the input, then the MLP. */
 static hk_status mlp_prenorm(fwd_run *r, int64_t layer, const float *input) {
+    if (r->m->cfg.no_input_norms) return mlp(r, layer, input); /* OLMo 2 */
     TRY(norm(r, layer, HK_PT_LN2_SCALE, HK_PT_LN2_NORMALIZED, &r->m->w.blocks[layer].ln2, input,
              r->s->normed));
     return mlp(r, layer, r->s->normed);
@@ -791,6 +1048,13 @@ static void write_rows(const fwd_state *s, const float *x, int64_t dim, bool las
             memset(out + (b * s->seq + t) * dim, 0, (size_t)dim * sizeof(float));
 }
 
+/* Final-logit soft-capping (Gemma 2), after unembed.hook_out as in TransformerLens. */
+static void softcap_logits(const hk_config *c, float *logits, int64_t n) {
+    if (c->final_softcap <= 0) return;
+    const float cap = (float)c->final_softcap;
+    for (int64_t i = 0; i < n; i++) logits[i] = hk_softcap(logits[i], cap);
+}
+
 /* Embed, blocks, then the head: final norm + unembed (decoders), the masked-LM head, or none.
  * out: [rows, dim], or [batch, dim] for the last row of each sequence when last_only; dim is
  * d_vocab for a head's logits, d_model for hidden states. */
@@ -834,11 +1098,15 @@ static hk_status run_layers(fwd_run *r, const int32_t *ids, const int32_t *types
                    (size_t)d * sizeof(float));
         linear(&w->unembed, s->normed, s->batch, out); /* [batch, d_vocab] */
         int64_t shape[3] = {s->batch, 1, V};
-        return fire(r, -1, HK_PT_UNEMBED_OUT, out, 3, shape, 0, s->pos0 + s->seq - 1, 0);
+        TRY(fire(r, -1, HK_PT_UNEMBED_OUT, out, 3, shape, 0, s->pos0 + s->seq - 1, 0));
+        softcap_logits(c, out, s->batch * V);
+        return HK_OK;
     }
     linear(&w->unembed, s->resid, s->rows, out); /* [rows, d_vocab] */
     write_rows(s, out, V, false, out);
-    return fire3(r, -1, HK_PT_UNEMBED_OUT, out, V);
+    TRY(fire3(r, -1, HK_PT_UNEMBED_OUT, out, V));
+    softcap_logits(c, out, s->rows * V); /* padded rows stay 0 */
+    return HK_OK;
 }
 
 /* One call of the forward over tokens [batch, seq] at positions pos0.. with the given state. */

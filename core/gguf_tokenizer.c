@@ -8,7 +8,8 @@
  *                                   plain added token, both matched whole and not normalized
  *   bos/eos/unknown/padding_token_id -> the special ids
  *   add_bos_token                -> a TemplateProcessing post-processor that puts BOS first
- * SentencePiece vocabularies ("llama": scores, no merges) are not built yet. */
+ *   tokenizer.ggml.model "llama" -> SentencePiece: gguf_tokenizer_spm.c (merges recovered
+ *                                   from the scores), BOS added unless add_bos_token is false */
 #include "gguf_tokenizer.h"
 
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "gguf_tokenizer_spm.h"
 #include "tokenizer.h"
 
 /* Split patterns of the pre-tokenizer types llama.cpp names in tokenizer.ggml.pre. */
@@ -255,16 +257,71 @@ static void add_bos_post(cJSON *root, int32_t bos, const char *bos_text) {
     cJSON_AddItemToArray(toks, cJSON_CreateString(bos_text));
 }
 
+/* Special ids, then the tokenizer, from a finished tree (both paths). */
+static hk_status finish(const hk_gguf *g, cJSON *root, int32_t bos, int32_t eos, int32_t unk,
+                        int32_t pad, hk_tokenizer **out) {
+    char origin[1100];
+    snprintf(origin, sizeof origin, "%s: tokenizer metadata", g->path);
+    hk_status st = hk_tokenizer_from_json(root, origin, out);
+    if (st) return st;
+    const struct {
+        hk_special_token which;
+        int32_t id;
+    } specials[] = {{HK_TOK_BOS, bos}, {HK_TOK_EOS, eos}, {HK_TOK_UNK, unk}, {HK_TOK_PAD, pad}};
+    for (size_t i = 0; i < 4 && !st; i++)
+        st = hk_tokenizer_set_special_id(*out, specials[i].which, specials[i].id);
+    if (st) {
+        hk_tokenizer_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+static hk_status spm_tokenizer(const hk_gguf *g, hk_tokenizer **out) {
+    char arch[64] = "";
+    hk_status st = hk_gguf_get_str(g, "general.architecture", false, arch, sizeof arch);
+    if (st) return st;
+    const spm_shape shape = strncmp(arch, "gemma", 5) == 0 ? SPM_GEMMA
+                            : strcmp(arch, "phi3") == 0    ? SPM_PHI3
+                                                           : SPM_LLAMA;
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return nomem(g);
+    int64_t n = 0;
+    char **texts = NULL;
+    int32_t bos = -1, eos = -1, unk = -1, pad = -1;
+    bool add_bos = true; /* llama.cpp and transformers add BOS unless the file says not to */
+    if ((st = hk_gguf_spm_tree(g, shape, root, &n, &texts)) ||
+        (st = special_id(g, "tokenizer.ggml.bos_token_id", n, &bos)) ||
+        (st = special_id(g, "tokenizer.ggml.eos_token_id", n, &eos)) ||
+        (st = special_id(g, "tokenizer.ggml.unknown_token_id", n, &unk)) ||
+        (st = special_id(g, "tokenizer.ggml.padding_token_id", n, &pad)) ||
+        (st = hk_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", false, &add_bos)))
+        goto done;
+    if (shape == SPM_GEMMA && unk >= 0) /* GemmaTokenizer names its unknown token */
+        cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(root, "model"), "unk_token",
+                                texts[unk]);
+    if (add_bos && bos >= 0) add_bos_post(root, bos, texts[bos]);
+    st = finish(g, root, bos, eos, unk, pad, out);
+done:
+    for (int64_t i = 0; texts && i < n; i++) free(texts[i]);
+    free(texts);
+    cJSON_Delete(root);
+    return st;
+}
+
 hk_status hk_gguf_tokenizer(const hk_gguf *g, hk_tokenizer **out) {
     if (!g || !out) return hk_errorf(HK_ERR_INVALID_ARG, "hk_gguf_tokenizer: NULL argument");
     *out = NULL;
     char model[32] = "", pre[64] = "default";
     hk_status st = hk_gguf_get_str(g, "tokenizer.ggml.model", true, model, sizeof model);
     if (st || (st = hk_gguf_get_str(g, "tokenizer.ggml.pre", false, pre, sizeof pre))) return st;
-    if (strcmp(model, "gpt2") != 0)
+    const bool spm = strcmp(model, "llama") == 0;
+    if (strcmp(model, "gpt2") != 0 && !spm)
         return hk_errorf(HK_ERR_UNSUPPORTED,
                          "%s: tokenizer.ggml.model \"%s\" is not supported (hookformer builds "
-                         "\"gpt2\", byte-level BPE, tokenizers from GGUF metadata)", g->path, model);
+                         "\"gpt2\" (byte-level BPE) and \"llama\" (SentencePiece) tokenizers "
+                         "from GGUF metadata)", g->path, model);
+    if (spm) return spm_tokenizer(g, out);
     int kind = -1;
     for (size_t i = 0; i < sizeof pre_names / sizeof pre_names[0]; i++)
         if (strcmp(pre, pre_names[i].name) == 0) kind = (int)pre_names[i].kind;
@@ -299,19 +356,7 @@ hk_status hk_gguf_tokenizer(const hk_gguf *g, hk_tokenizer **out) {
         add_bos_post(root, bos, text);
         free(text);
     }
-    char origin[1100];
-    snprintf(origin, sizeof origin, "%s: tokenizer metadata", g->path);
-    if ((st = hk_tokenizer_from_json(root, origin, out))) goto done;
-    const struct {
-        hk_special_token which;
-        int32_t id;
-    } specials[] = {{HK_TOK_BOS, bos}, {HK_TOK_EOS, eos}, {HK_TOK_UNK, unk}, {HK_TOK_PAD, pad}};
-    for (size_t i = 0; i < 4 && !st; i++)
-        st = hk_tokenizer_set_special_id(*out, specials[i].which, specials[i].id);
-    if (st) {
-        hk_tokenizer_free(*out);
-        *out = NULL;
-    }
+    st = finish(g, root, bos, eos, unk, pad, out);
 done:
     cJSON_Delete(root);
     return st;

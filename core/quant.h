@@ -1,5 +1,6 @@
 /* ggml tensor types as stored in GGUF files: block sizes, and dequantization to f32 of the
- * block formats hookformer reads (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K). */
+ * block formats hookformer reads (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K,
+ * Q4_K, Q5_K, Q6_K). */
 #ifndef HK_CORE_QUANT_H
 #define HK_CORE_QUANT_H
 

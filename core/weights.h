@@ -29,6 +29,14 @@ typedef struct {
     hk_linear mlp_in;              /* up_proj / c_fc / dense_h_to_4h -> mlp.hook_pre(_linear) */
     hk_linear mlp_gate;            /* gate_proj (gated MLPs only) -> mlp.hook_pre */
     hk_linear mlp_out;             /* down_proj / c_proj / dense_4h_to_h */
+    hk_norm_weights ln1_post;      /* attn_post_norm: on the attention output [d_model] */
+    hk_norm_weights ln2_post;      /* mlp_post_norm: on the MLP output [d_model] */
+    hk_norm_weights q_norm, k_norm; /* qk_norm: [d_head] (HEAD) or [n_(kv_)heads * d_head] (FULL) */
+    hk_linear router;              /* n_experts > 0: [n_experts] outputs of d_model */
+    hk_linear *experts;            /* n_experts > 0: [n_experts][3] = gate, up, down (each a
+                                      gated MLP of d_mlp); owned by the checkpoint */
+    hk_linear shared[3];           /* d_shared_expert > 0: gate, up, down of the shared expert */
+    hk_linear shared_gate;         /* d_shared_expert > 0: [1] output of d_model */
 } hk_block_weights;
 
 typedef struct {

@@ -11,6 +11,7 @@ typedef struct {
     const char *dims; /* names of the dims, in order */
     bool optional;
     const char *encoder_suffix; /* the name in HookedEncoder (embed_norm models) when it differs */
+    const char *full_dims; /* dims under qk_norm == HK_QK_NORM_FULL when they differ */
 } kind_info;
 
 /* Dims spelled as TransformerLens's docstrings spell them. */
@@ -31,12 +32,22 @@ static const kind_info kinds[HK_PT_COUNT] = {
     [HK_PT_Q] = {"attn.hook_q", "batch pos head_index d_head", false},
     [HK_PT_K] = {"attn.hook_k", "batch pos kv_head_index d_head", false},
     [HK_PT_V] = {"attn.hook_v", "batch pos kv_head_index d_head", false},
+    [HK_PT_Q_NORM_SCALE] = {"attn.q_norm.hook_scale", "batch pos head_index 1", false, NULL,
+                            "batch pos 1"},
+    [HK_PT_Q_NORM_NORMALIZED] = {"attn.q_norm.hook_normalized", "batch pos head_index d_head",
+                                 false},
+    [HK_PT_K_NORM_SCALE] = {"attn.k_norm.hook_scale", "batch pos kv_head_index 1", false, NULL,
+                            "batch pos 1"},
+    [HK_PT_K_NORM_NORMALIZED] = {"attn.k_norm.hook_normalized",
+                                 "batch pos kv_head_index d_head", false},
     [HK_PT_ROT_Q] = {"attn.hook_rot_q", "batch pos head_index d_head", false},
     [HK_PT_ROT_K] = {"attn.hook_rot_k", "batch pos kv_head_index d_head", false},
     [HK_PT_ATTN_SCORES] = {"attn.hook_attn_scores", "batch head_index query_pos key_pos", false},
     [HK_PT_PATTERN] = {"attn.hook_pattern", "batch head_index query_pos key_pos", false},
     [HK_PT_Z] = {"attn.hook_z", "batch pos head_index d_head", false},
     [HK_PT_RESULT] = {"attn.hook_result", "batch pos head_index d_model", true},
+    [HK_PT_LN1_POST_SCALE] = {"ln1_post.hook_scale", "batch pos 1", false},
+    [HK_PT_LN1_POST_NORMALIZED] = {"ln1_post.hook_normalized", "batch pos d_model", false},
     [HK_PT_ATTN_OUT] = {"hook_attn_out", "batch pos d_model", false},
     [HK_PT_RESID_MID] = {"hook_resid_mid", "batch pos d_model", false},
     [HK_PT_MLP_IN] = {"hook_mlp_in", "batch pos d_model", true},
@@ -44,9 +55,18 @@ static const kind_info kinds[HK_PT_COUNT] = {
     [HK_PT_POST_LN1_NORMALIZED] = {"ln1.hook_normalized", "batch pos d_model", false},
     [HK_PT_LN2_SCALE] = {"ln2.hook_scale", "batch pos 1", false},
     [HK_PT_LN2_NORMALIZED] = {"ln2.hook_normalized", "batch pos d_model", false},
+    [HK_PT_ROUTER_LOGITS] = {"mlp.hook_router_logits", "batch pos n_experts", false},
+    [HK_PT_EXPERT_WEIGHTS] = {"mlp.hook_expert_weights", "batch pos n_experts", false},
+    [HK_PT_EXPERT_INDICES] = {"mlp.hook_expert_indices", "batch pos experts_per_token", false},
+    [HK_PT_TOPK_WEIGHTS] = {"mlp.hook_topk_weights", "batch pos experts_per_token", false},
+    [HK_PT_EXPERT_POST] = {"mlp.hook_expert_post", "batch pos experts_per_token d_mlp", false},
+    [HK_PT_SHARED_POST] = {"mlp.shared_expert.hook_post", "batch pos d_shared", false},
+    [HK_PT_SHARED_GATE] = {"mlp.hook_shared_expert_gate", "batch pos 1", false},
     [HK_PT_MLP_PRE] = {"mlp.hook_pre", "batch pos d_mlp", false},
     [HK_PT_MLP_PRE_LINEAR] = {"mlp.hook_pre_linear", "batch pos d_mlp", false},
     [HK_PT_MLP_POST] = {"mlp.hook_post", "batch pos d_mlp", false},
+    [HK_PT_LN2_POST_SCALE] = {"ln2_post.hook_scale", "batch pos 1", false},
+    [HK_PT_LN2_POST_NORMALIZED] = {"ln2_post.hook_normalized", "batch pos d_model", false},
     [HK_PT_MLP_OUT] = {"hook_mlp_out", "batch pos d_model", false},
     [HK_PT_RESID_POST] = {"hook_resid_post", "batch pos d_model", false},
     [HK_PT_POST_LN2_SCALE] = {"ln2.hook_scale", "batch pos 1", false},
@@ -78,7 +98,15 @@ static bool present(const hk_config *c, hk_point_kind k) {
     case HK_PT_LN1_SCALE:
     case HK_PT_LN1_NORMALIZED:
     case HK_PT_LN2_SCALE:
-    case HK_PT_LN2_NORMALIZED: return !c->post_norm;
+    case HK_PT_LN2_NORMALIZED: return !c->post_norm && !c->no_input_norms;
+    case HK_PT_Q_NORM_SCALE:
+    case HK_PT_Q_NORM_NORMALIZED:
+    case HK_PT_K_NORM_SCALE:
+    case HK_PT_K_NORM_NORMALIZED: return c->qk_norm != HK_QK_NORM_NONE;
+    case HK_PT_LN1_POST_SCALE:
+    case HK_PT_LN1_POST_NORMALIZED: return c->attn_post_norm;
+    case HK_PT_LN2_POST_SCALE:
+    case HK_PT_LN2_POST_NORMALIZED: return c->mlp_post_norm;
     case HK_PT_POST_LN1_SCALE:
     case HK_PT_POST_LN1_NORMALIZED:
     case HK_PT_POST_LN2_SCALE:
@@ -94,8 +122,17 @@ static bool present(const hk_config *c, hk_point_kind k) {
     case HK_PT_ROT_K: return c->pos == HK_POS_ROTARY;
     case HK_PT_RESID_MID: return !c->parallel_attn_mlp;
     /* one input for q, k and v only works when they have the same number of heads */
-    case HK_PT_ATTN_IN: return c->n_kv_heads == c->n_heads && !c->post_norm;
-    case HK_PT_MLP_PRE_LINEAR: return c->gated_mlp;
+    case HK_PT_ATTN_IN: return c->n_kv_heads == c->n_heads && !c->post_norm && !c->no_input_norms;
+    case HK_PT_MLP_PRE_LINEAR: return c->gated_mlp && c->n_experts == 0;
+    case HK_PT_MLP_PRE:
+    case HK_PT_MLP_POST: return c->n_experts == 0;
+    case HK_PT_ROUTER_LOGITS:
+    case HK_PT_EXPERT_WEIGHTS:
+    case HK_PT_EXPERT_INDICES:
+    case HK_PT_TOPK_WEIGHTS:
+    case HK_PT_EXPERT_POST: return c->n_experts > 0;
+    case HK_PT_SHARED_POST:
+    case HK_PT_SHARED_GATE: return c->d_shared_expert > 0;
     default: return true;
     }
 }
@@ -108,6 +145,9 @@ static int64_t dim_size(const hk_config *c, const char *dim, size_t len) {
     if (IS("d_vocab")) return c->d_vocab;
     if (IS("head_index")) return c->n_heads;
     if (IS("kv_head_index")) return c->n_kv_heads;
+    if (IS("n_experts")) return c->n_experts;
+    if (IS("d_shared")) return c->d_shared_expert;
+    if (IS("experts_per_token")) return c->n_experts_used;
     if (IS("1")) return 1;
 #undef IS
     return -1; /* batch, pos, query_pos, key_pos: set by the run */
@@ -157,9 +197,11 @@ hk_status hk_points_build(const hk_config *c, hk_points *out) {
                 pt->name = name;
                 name += strlen(name) + 1;
                 pt->layer = block ? l : -1;
-                pt->dims = kinds[k].dims;
+                pt->dims = c->qk_norm == HK_QK_NORM_FULL && kinds[k].full_dims
+                               ? kinds[k].full_dims
+                               : kinds[k].dims;
                 pt->optional = kinds[k].optional;
-                fill_shape(c, kinds[k].dims, pt);
+                fill_shape(c, pt->dims, pt);
                 out->kinds[out->n] = (hk_point_kind)k;
                 out->index[(block ? l : c->n_layers) * HK_PT_COUNT + k] = (int32_t)out->n;
                 out->n++;

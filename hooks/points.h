@@ -28,12 +28,18 @@ typedef enum {
     HK_PT_Q,
     HK_PT_K,
     HK_PT_V,
+    HK_PT_Q_NORM_SCALE,        /* qk_norm: attn.q_norm / attn.k_norm before RoPE */
+    HK_PT_Q_NORM_NORMALIZED,
+    HK_PT_K_NORM_SCALE,
+    HK_PT_K_NORM_NORMALIZED,
     HK_PT_ROT_Q,
     HK_PT_ROT_K,
     HK_PT_ATTN_SCORES,
     HK_PT_PATTERN,
     HK_PT_Z,
     HK_PT_RESULT,    /* optional: [batch, pos, head, d_model] */
+    HK_PT_LN1_POST_SCALE,      /* attn_post_norm: on the attention output (Gemma 2, OLMo 2) */
+    HK_PT_LN1_POST_NORMALIZED,
     HK_PT_ATTN_OUT,
     HK_PT_RESID_MID,
     HK_PT_MLP_IN,    /* optional */
@@ -41,9 +47,18 @@ typedef enum {
     HK_PT_POST_LN1_NORMALIZED,
     HK_PT_LN2_SCALE,
     HK_PT_LN2_NORMALIZED,
+    HK_PT_ROUTER_LOGITS,       /* mixture of experts: [batch, pos, n_experts] */
+    HK_PT_EXPERT_WEIGHTS,      /* softmax of the router logits [batch, pos, n_experts] */
+    HK_PT_EXPERT_INDICES,      /* chosen experts [batch, pos, experts_per_token] (as floats) */
+    HK_PT_TOPK_WEIGHTS,        /* their mixing weights [batch, pos, experts_per_token] */
+    HK_PT_EXPERT_POST,         /* chosen experts' activations [batch, pos, k, d_mlp] */
+    HK_PT_SHARED_POST,         /* shared expert's activations [batch, pos, d_shared] */
+    HK_PT_SHARED_GATE,         /* its sigmoid gate [batch, pos, 1] */
     HK_PT_MLP_PRE,
     HK_PT_MLP_PRE_LINEAR,
     HK_PT_MLP_POST,
+    HK_PT_LN2_POST_SCALE,      /* mlp_post_norm: on the MLP output */
+    HK_PT_LN2_POST_NORMALIZED,
     HK_PT_MLP_OUT,
     HK_PT_RESID_POST,
     HK_PT_POST_LN2_SCALE,      /* post_norm: ln2 after the MLP's residual add */

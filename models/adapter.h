@@ -23,6 +23,9 @@ extern const hk_adapter hk_adapter_llama; /* llama, mistral, qwen2 */
 extern const hk_adapter hk_adapter_phi3;
 extern const hk_adapter hk_adapter_neox;
 extern const hk_adapter hk_adapter_bert;
+extern const hk_adapter hk_adapter_olmo2; /* olmo2 */
+extern const hk_adapter hk_adapter_gemma; /* gemma2, gemma3_text, gemma3 (its text tower) */
+extern const hk_adapter hk_adapter_moe;   /* mixtral, qwen3_moe, olmoe */
 
 /* A GGUF adapter: general.architecture + "<arch>.*" metadata -> canonical config, and GGUF
  * tensor names (token_embd, blk.N.attn_q, ...) -> canonical weight views. */
@@ -35,6 +38,10 @@ typedef struct {
 
 extern const hk_gguf_adapter hk_gguf_adapter_llama;
 extern const hk_gguf_adapter hk_gguf_adapter_qwen2;
+extern const hk_gguf_adapter hk_gguf_adapter_qwen3;
+extern const hk_gguf_adapter hk_gguf_adapter_phi3;
+extern const hk_gguf_adapter hk_gguf_adapter_gemma2;
+extern const hk_gguf_adapter hk_gguf_adapter_gemma3;
 
 /* The adapter for an HF model_type (NULL if none). */
 const hk_adapter *hk_adapter_find(const char *model_type);

@@ -46,6 +46,19 @@ hk_status hk_bind_norm(hk_ckpt *ck, const char *prefix, int64_t d, bool bias,
     return st != HK_OK ? st : bind_bias(ck, prefix, d, bias, &out->b);
 }
 
+hk_status hk_bind_norm_plus1(hk_ckpt *ck, const char *prefix, int64_t d, hk_norm_weights *out) {
+    char name[512];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    const float *w;
+    hk_status st = hk_ckpt_f32(ck, name, 1, &d, &w);
+    if (st != HK_OK) return st;
+    float *plus1 = hk_ckpt_alloc_f32(ck, (size_t)d); /* [d] */
+    if (!plus1) return HK_ERR_NOMEM;
+    for (int64_t i = 0; i < d; i++) plus1[i] = 1.0f + w[i];
+    *out = (hk_norm_weights){.w = plus1, .b = NULL};
+    return HK_OK;
+}
+
 hk_linear hk_linear_slice(const hk_linear *fused, int64_t first, int64_t n) {
     hk_linear l = *fused;
     l.n_out = n;
@@ -138,6 +151,11 @@ hk_status hk_hf_rope(const cJSON *json, const char *path, const hk_config *cfg,
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(json, "rope_parameters");
     if (!cJSON_IsObject(params)) params = cJSON_GetObjectItemCaseSensitive(json, "rope_scaling");
     if (!cJSON_IsObject(params)) params = NULL;
+    return hk_hf_rope_from(json, params, path, cfg, rope);
+}
+
+hk_status hk_hf_rope_from(const cJSON *json, const cJSON *params, const char *path,
+                          const hk_config *cfg, hk_rope_config *rope) {
     hk_status st;
     double theta, partial;
     memset(rope, 0, sizeof *rope);
@@ -218,10 +236,11 @@ hk_status hk_hf_windows(const cJSON *json, const char *path, hk_config *cfg) {
     bool use_sliding;
     const cJSON *sw = cJSON_GetObjectItemCaseSensitive(json, "sliding_window");
     if ((st = hk_json_int_opt(json, "sliding_window", path, 0, &window))) return st;
-    if (sw && !cJSON_IsNull(sw) && window <= 0)
+    if ((st = hk_json_bool_opt(json, "use_sliding_window", path, true, &use_sliding))) return st;
+    /* use_sliding_window false: the value is not used (transformers writes 0 for Qwen2-MoE) */
+    if (use_sliding && sw && !cJSON_IsNull(sw) && window <= 0)
         return hk_errorf(HK_ERR_FORMAT, "%s: field 'sliding_window' must be positive or null",
                          path);
-    if ((st = hk_json_bool_opt(json, "use_sliding_window", path, true, &use_sliding))) return st;
     cfg->window = use_sliding ? window : 0;
     if (cfg->window == 0) return HK_OK;
 

@@ -18,6 +18,9 @@ hk_status hk_bind_conv1d(hk_ckpt *ck, const char *prefix, int64_t n_in, int64_t 
 /* "<prefix>.weight" [d] (+ "<prefix>.bias" [d] when bias). */
 hk_status hk_bind_norm(hk_ckpt *ck, const char *prefix, int64_t d, bool bias,
                        hk_norm_weights *out);
+/* "<prefix>.weight" [d] stored as Gemma stores RMSNorm weights (the norm multiplies by 1 + w,
+ * computed in f32): bound as 1 + w, in a buffer the checkpoint owns. */
+hk_status hk_bind_norm_plus1(hk_ckpt *ck, const char *prefix, int64_t d, hk_norm_weights *out);
 /* The output features [first, first + n) of a fused linear, as a linear of its own. */
 hk_linear hk_linear_slice(const hk_linear *fused, int64_t first, int64_t n);
 /* Unembedding: "<name>" [d_vocab, d_model] if present, else tied to tok_embed (error if the
@@ -42,6 +45,13 @@ hk_status hk_bind_llama_block_common(hk_ckpt *ck, const hk_config *c, const char
  * partial_rotary_factor / rotary_pct, old and new transformers spellings. */
 hk_status hk_hf_rope(const cJSON *json, const char *path, const hk_config *cfg,
                      hk_rope_config *rope);
+/* The same from an explicit parameter dict (NULL: top-level fields only), e.g. one entry of
+ * Gemma 3's per-layer-type rope_parameters; missing numbers fall back to the top level. */
+hk_status hk_hf_rope_from(const cJSON *json, const cJSON *params, const char *path,
+                          const hk_config *cfg, hk_rope_config *rope);
+/* Fields every Llama-like config spells the same way (models/llama.c): sizes, RMSNorm eps,
+ * activation, tied embeddings, head_dim, RoPE and sliding windows. */
+hk_status hk_llama_like_config(const cJSON *j, const char *path, hk_config *c);
 /* hidden_act / activation_function name -> kind. */
 hk_status hk_hf_act(const char *name, const char *path, const char *field, hk_act_kind *out);
 /* sliding_window, use_sliding_window, max_window_layers, layer_types -> cfg->window and

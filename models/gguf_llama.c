@@ -1,5 +1,11 @@
 /* GGUF adapters for Llama-style decoders: "llama" (Llama, SmolLM2, Mistral as llama.cpp
- * converts them) and "qwen2". Metadata keys are "<arch>.block_count", "<arch>.attention.*",
+ * converts them), "qwen2", "phi3" (below), "qwen3" (plus blk.N.attn_q_norm / attn_k_norm over d_head), and
+ * "gemma2" / "gemma3" (llama.cpp's conventions: norm weights stored as 1 + w already, norms
+ * attn_norm / post_attention_norm / ffn_norm / post_ffw_norm, gelu-tanh GeGLU, tied embeddings
+ * times sqrt(d_model); sliding layers every 2nd (gemma2: even layers) or all but every 6th
+ * (gemma3), `<arch>.attention.sliding_window`; the attention scale 1/sqrt(key_length), as
+ * llama.cpp uses for every size but the 27B; gemma2's `attn_logit_softcapping` /
+ * `final_logit_softcapping`; gemma3's local RoPE base 10000 on sliding layers). Metadata keys are "<arch>.block_count", "<arch>.attention.*",
  * "<arch>.rope.*"; tensors are token_embd, blk.N.{attn_norm, attn_q, attn_k, attn_v,
  * attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down}, output_norm and output (absent when the
  * embeddings are tied).
@@ -224,5 +230,169 @@ static hk_status qwen2_weights(hk_ckpt *ck, const hk_config *c, hk_weights *w) {
     return bind(ck, c, w, false);
 }
 
+/* ---- qwen3, gemma2, gemma3 ---- */
+
+static hk_status qwen3_config(const hk_ckpt *ck, hk_config *c) {
+    hk_status st = llama_like_config(ck, "qwen3", c);
+    c->qk_norm = HK_QK_NORM_HEAD;
+    return st;
+}
+
+static hk_status gemma_config(const hk_ckpt *ck, hk_config *c, const char *arch) {
+    const hk_gguf *g = hk_ckpt_gguf(ck);
+    hk_status st = llama_like_config(ck, arch, c);
+    if (st != HK_OK) return st;
+    const bool g3 = strcmp(arch, "gemma3") == 0;
+    c->act = HK_ACT_GELU_NEW;
+    c->attn_post_norm = c->mlp_post_norm = true;
+    c->embed_scale = (double)(float)sqrt((double)c->d_model);
+    c->qkv_bias = c->o_bias = c->mlp_bias = false;
+    if (!c->tied_embeddings)
+        return hk_errorf(HK_ERR_FORMAT, "%s: %s files tie the output to token_embd (found an "
+                                        "'output.weight' tensor)", g->path, arch);
+    if ((st = key_int(g, arch, "attention.sliding_window", true, &c->window))) return st;
+    if (c->window <= 0)
+        return hk_errorf(HK_ERR_FORMAT, "%s: %s.attention.sliding_window must be positive",
+                         g->path, arch);
+    for (int64_t l = 0; l < c->n_layers; l++)
+        c->layer_window[l] = g3 ? (l + 1) % 6 != 0 : l % 2 == 0;
+    c->final_softcap = 0;
+    if ((st = key_num(g, arch, "final_logit_softcapping", &c->final_softcap)) ||
+        (st = key_num(g, arch, "attn_logit_softcapping", &c->attn_softcap)))
+        return st;
+    if (g3) {
+        c->qk_norm = HK_QK_NORM_HEAD;
+        c->has_rope_local = true;
+        c->rope_local = (hk_rope_config){.kind = HK_ROPE_DEFAULT, .theta = 10000.0,
+                                         .rot_dim = c->rope.rot_dim, .attention_factor = 1.0,
+                                         .original_max_pos = c->rope.original_max_pos};
+    }
+    return HK_OK;
+}
+
+static hk_status gemma2_config(const hk_ckpt *ck, hk_config *c) {
+    return gemma_config(ck, c, "gemma2");
+}
+
+static hk_status gemma3_config(const hk_ckpt *ck, hk_config *c) {
+    return gemma_config(ck, c, "gemma3");
+}
+
+static hk_status qk_norms(hk_ckpt *ck, const hk_config *c, int64_t l, hk_block_weights *b) {
+    char name[128];
+    hk_status st;
+    snprintf(name, sizeof name, "blk.%lld.attn_q_norm", (long long)l);
+    if ((st = hk_bind_norm(ck, name, c->d_head, false, &b->q_norm))) return st;
+    snprintf(name, sizeof name, "blk.%lld.attn_k_norm", (long long)l);
+    return hk_bind_norm(ck, name, c->d_head, false, &b->k_norm);
+}
+
+static hk_status qwen3_weights(hk_ckpt *ck, const hk_config *c, hk_weights *w) {
+    hk_status st = bind(ck, c, w, false);
+    for (int64_t l = 0; l < c->n_layers && st == HK_OK; l++)
+        st = qk_norms(ck, c, l, &w->blocks[l]);
+    return st;
+}
+
+static hk_status gemma_weights(hk_ckpt *ck, const hk_config *c, hk_weights *w) {
+    hk_status st = bind(ck, c, w, false); /* attn_norm -> ln1, ffn_norm -> ln2 */
+    char name[128];
+    for (int64_t l = 0; l < c->n_layers && st == HK_OK; l++) {
+        hk_block_weights *b = &w->blocks[l];
+        snprintf(name, sizeof name, "blk.%lld.post_attention_norm", (long long)l);
+        if ((st = hk_bind_norm(ck, name, c->d_model, false, &b->ln1_post))) break;
+        snprintf(name, sizeof name, "blk.%lld.post_ffw_norm", (long long)l);
+        if ((st = hk_bind_norm(ck, name, c->d_model, false, &b->ln2_post))) break;
+        if (c->qk_norm == HK_QK_NORM_HEAD) st = qk_norms(ck, c, l, b);
+    }
+    return st;
+}
+
+/* ---- phi3: fused attn_qkv ([q | k | v] rows) and ffn_up ([gate | up] rows), LongRoPE from
+ * rope_factors_short / rope_factors_long [rot_dim/2] with rope.scaling.original_context_length
+ * and rope.scaling.attn_factor (the converter's keys; 4k models have neither). ---- */
+
+static hk_status rope_factor_tensor(const hk_ckpt *ck, const char *name, int64_t half,
+                                    double *out) {
+    const hk_st_tensor *t = hk_ckpt_find(ck, name);
+    const hk_gguf *g = hk_ckpt_gguf(ck);
+    if (!t || t->ndim != 1 || t->shape[0] != half || t->dtype != HK_DTYPE_F32)
+        return hk_errorf(HK_ERR_FORMAT, "%s: tensor '%s' must be F32 [%lld] (rotary dims / 2)",
+                         g->path, name, (long long)half);
+    for (int64_t i = 0; i < half; i++) {
+        float f;
+        memcpy(&f, (const uint8_t *)t->data + 4 * i, 4);
+        if (!(f > 0))
+            return hk_errorf(HK_ERR_FORMAT, "%s: %s[%lld] must be positive", g->path, name,
+                             (long long)i);
+        out[i] = f;
+    }
+    return HK_OK;
+}
+
+static hk_status phi3_config(const hk_ckpt *ck, hk_config *c) {
+    hk_status st = llama_like_config(ck, "phi3", c);
+    if (st != HK_OK) return st;
+    const hk_gguf *g = hk_ckpt_gguf(ck);
+    c->qkv_bias = c->o_bias = c->mlp_bias = false;
+    int64_t window = 0;
+    if ((st = key_int(g, "phi3", "attention.sliding_window", false, &window))) return st;
+    c->window = window > 0 && window < c->max_pos ? window : 0;
+    for (int64_t l = 0; l < c->n_layers; l++) c->layer_window[l] = c->window > 0;
+    if (!hk_ckpt_find(ck, "rope_factors_long.weight")) return HK_OK;
+    hk_rope_config *r = &c->rope;
+    const int64_t half = r->rot_dim / 2;
+    if (half > HK_MAX_ROPE_FACTORS)
+        return hk_errorf(HK_ERR_UNSUPPORTED, "%s: longrope with %lld rotary dims", g->path,
+                         (long long)r->rot_dim);
+    r->kind = HK_ROPE_LONGROPE;
+    r->n_factors = half;
+    if ((st = rope_factor_tensor(ck, "rope_factors_short.weight", half, r->short_factor)) ||
+        (st = rope_factor_tensor(ck, "rope_factors_long.weight", half, r->long_factor)))
+        return st;
+    double attn = NAN;
+    if ((st = key_num(g, "phi3", "rope.scaling.attn_factor", &attn))) return st;
+    if (!(r->original_max_pos > 0) || r->original_max_pos > c->max_pos)
+        return hk_errorf(HK_ERR_FORMAT, "%s: phi3.rope.scaling.original_context_length must be "
+                                        "in 1..context_length", g->path);
+    r->factor = (double)c->max_pos / (double)r->original_max_pos;
+    if (isnan(attn))
+        attn = r->factor <= 1.0 ? 1.0
+                                : sqrt(1.0 + log(r->factor) / log((double)r->original_max_pos));
+    r->attention_factor = attn;
+    return HK_OK;
+}
+
+static hk_status phi3_weights(hk_ckpt *ck, const hk_config *c, hk_weights *w) {
+    static const hk_llama_block_names names = {"attn_norm", "ffn_norm", "attn_output",
+                                               "ffn_down"};
+    char name[128];
+    const int64_t d = c->d_model, dq = c->n_heads * c->d_head, dkv = c->n_kv_heads * c->d_head;
+    int64_t emb_shape[2] = {c->d_vocab, d};
+    hk_status st;
+    if ((st = hk_ckpt_f32(ck, "token_embd.weight", 2, emb_shape, &w->tok_embed))) return st;
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        hk_block_weights *b = &w->blocks[l];
+        hk_linear qkv, gate_up;
+#define NAME(s) (snprintf(name, sizeof name, "blk.%lld.%s", (long long)l, s), name)
+        if ((st = hk_bind_llama_block_common(ck, c, "blk.%lld.", l, &names, b)) ||
+            (st = hk_bind_linear(ck, NAME("attn_qkv"), dq + 2 * dkv, d, false, &qkv)) ||
+            (st = hk_bind_linear(ck, NAME("ffn_up"), 2 * c->d_mlp, d, false, &gate_up)))
+            return st;
+#undef NAME
+        b->q = hk_linear_slice(&qkv, 0, dq);
+        b->k = hk_linear_slice(&qkv, dq, dkv);
+        b->v = hk_linear_slice(&qkv, dq + dkv, dkv);
+        b->mlp_gate = hk_linear_slice(&gate_up, 0, c->d_mlp);
+        b->mlp_in = hk_linear_slice(&gate_up, c->d_mlp, c->d_mlp);
+    }
+    if ((st = hk_bind_norm(ck, "output_norm", d, false, &w->ln_final))) return st;
+    return hk_bind_unembed(ck, "output.weight", c, w->tok_embed, &w->unembed);
+}
+
+const hk_gguf_adapter hk_gguf_adapter_phi3 = {"phi3", phi3_config, phi3_weights};
+const hk_gguf_adapter hk_gguf_adapter_qwen3 = {"qwen3", qwen3_config, qwen3_weights};
+const hk_gguf_adapter hk_gguf_adapter_gemma2 = {"gemma2", gemma2_config, gemma_weights};
+const hk_gguf_adapter hk_gguf_adapter_gemma3 = {"gemma3", gemma3_config, gemma_weights};
 const hk_gguf_adapter hk_gguf_adapter_llama = {"llama", llama_config, llama_weights};
 const hk_gguf_adapter hk_gguf_adapter_qwen2 = {"qwen2", qwen2_config, qwen2_weights};

@@ -1,5 +1,7 @@
 /* Llama-style decoders: RMSNorm, RoPE, SwiGLU, grouped-query attention.
- * Covers llama (and SmolLM2), mistral (sliding window) and qwen2 (q/k/v biases). */
+ * Covers llama (and SmolLM2), mistral (sliding window), qwen2 (q/k/v biases) and qwen3
+ * (q_norm/k_norm: RMSNorm over each head's d_head before RoPE; sliding layers from
+ * layer_types when use_sliding_window is set). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,7 +12,6 @@
 #include "core/json.h"
 
 /* Fields every Llama-like config spells the same way. */
-hk_status hk_llama_like_config(const cJSON *j, const char *path, hk_config *c);
 
 hk_status hk_llama_like_config(const cJSON *j, const char *path, hk_config *c) {
     hk_status st;
@@ -49,6 +50,11 @@ static hk_status llama_config(const cJSON *j, const char *path, hk_config *c) {
     if (st != HK_OK || (st = hk_llama_like_config(j, path, c))) return st;
     if (strcmp(type, "qwen2") == 0) {
         c->qkv_bias = true; /* Qwen2 always has q/k/v biases and no o/MLP biases */
+    } else if (strcmp(type, "qwen3") == 0) {
+        bool attn_bias; /* Qwen3: no MLP biases; q/k/v/o biases only with attention_bias */
+        if ((st = hk_json_bool_opt(j, "attention_bias", path, false, &attn_bias))) return st;
+        c->qkv_bias = c->o_bias = attn_bias;
+        c->qk_norm = HK_QK_NORM_HEAD;
     } else {
         bool attn_bias;
         if ((st = hk_json_bool_opt(j, "attention_bias", path, false, &attn_bias)) ||
@@ -81,11 +87,15 @@ static hk_status llama_weights(hk_ckpt *ck, const hk_config *c, hk_weights *w) {
             (st = hk_bind_linear(ck, NAME("mlp.up_proj"), c->d_mlp, d, c->mlp_bias,
                                  &b->mlp_in)))
             return st;
+        if (c->qk_norm == HK_QK_NORM_HEAD &&
+            ((st = hk_bind_norm(ck, NAME("self_attn.q_norm"), c->d_head, false, &b->q_norm)) ||
+             (st = hk_bind_norm(ck, NAME("self_attn.k_norm"), c->d_head, false, &b->k_norm))))
+            return st;
 #undef NAME
     }
     if ((st = hk_bind_norm(ck, "model.norm", d, false, &w->ln_final))) return st;
     return hk_bind_unembed(ck, "lm_head.weight", c, w->tok_embed, &w->unembed);
 }
 
-static const char *const llama_types[] = {"llama", "mistral", "qwen2", NULL};
+static const char *const llama_types[] = {"llama", "mistral", "qwen2", "qwen3", NULL};
 const hk_adapter hk_adapter_llama = {"llama", llama_types, llama_config, llama_weights};

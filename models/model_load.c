@@ -16,7 +16,8 @@
 
 static const hk_adapter *const adapters[] = {&hk_adapter_gpt2, &hk_adapter_llama,
                                              &hk_adapter_phi3, &hk_adapter_neox,
-                                             &hk_adapter_bert};
+                                             &hk_adapter_bert, &hk_adapter_olmo2,
+                                             &hk_adapter_gemma, &hk_adapter_moe};
 
 const hk_adapter *hk_adapter_find(const char *model_type) {
     for (size_t a = 0; a < sizeof adapters / sizeof adapters[0]; a++)
@@ -26,7 +27,7 @@ const hk_adapter *hk_adapter_find(const char *model_type) {
 }
 
 const char *hk_adapter_known_types(void) {
-    static char buf[256];
+    static char buf[512];
     buf[0] = '\0';
     for (size_t a = 0; a < sizeof adapters / sizeof adapters[0]; a++)
         for (const char *const *t = adapters[a]->model_types; *t; t++) {
@@ -94,7 +95,11 @@ static int64_t count_params(const hk_ckpt *ck) {
 }
 
 static const hk_gguf_adapter *const gguf_adapters[] = {&hk_gguf_adapter_llama,
-                                                       &hk_gguf_adapter_qwen2};
+                                                       &hk_gguf_adapter_qwen2,
+                                                       &hk_gguf_adapter_qwen3,
+                                                       &hk_gguf_adapter_gemma2,
+                                                       &hk_gguf_adapter_gemma3,
+                                                       &hk_gguf_adapter_phi3};
 
 static bool is_gguf_path(const char *src) {
     const size_t n = strlen(src);

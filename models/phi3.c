@@ -7,7 +7,6 @@
 #include "core/error.h"
 #include "core/json.h"
 
-hk_status hk_llama_like_config(const cJSON *j, const char *path, hk_config *c);
 
 static hk_status phi3_config(const cJSON *j, const char *path, hk_config *c) {
     hk_status st = hk_llama_like_config(j, path, c);

@@ -10,6 +10,7 @@
 #ifndef HK_KERNELS_COMMON_MASK_TILE_H
 #define HK_KERNELS_COMMON_MASK_TILE_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -18,6 +19,13 @@
 #else
 #define HK_HOSTDEV
 #endif
+
+/* Attention-logit soft-capping (Gemma 2): a scaled score s becomes cap * tanh(s / cap) before
+ * the mask; cap <= 0 leaves it alone. Applied per score tile by every attention kernel (the
+ * online softmax then sees capped scores, so the tile's row maxima are taken after it). */
+static inline HK_HOSTDEV float hk_softcap(float s, float cap) {
+    return cap > 0.0f ? cap * tanhf(s / cap) : s;
+}
 
 /* Tile classes (the values of hk_k_tile_class). */
 #define HK_MT_SKIP 0    /* no pair visible */
@@ -172,6 +180,7 @@ typedef struct {
     const int32_t *doc; /* [doc_len] document id per absolute position, or NULL */
     int64_t doc_len;
     hk_block_mask blocks; /* blocks.cls == NULL: none */
+    float softcap;        /* > 0: scores capped with hk_softcap before the mask */
 } hk_mask_desc;
 
 static inline HK_HOSTDEV bool hk_mask_desc_has_more(const hk_mask_desc *m) {

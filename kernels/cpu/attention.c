@@ -61,7 +61,7 @@ static void item_rowwise(const hk_attn_args *a, int64_t kvh, int64_t g0, int64_t
                 const float *vr = a->v + j * a->ldv + kvh * d;
                 float s = 0.0f;
                 for (int64_t c = 0; c < d; c++) s += qr[c] * kr[c];
-                s *= a->scale;
+                s = hk_softcap(s * a->scale, mask ? mask->softcap : 0.0f);
                 if (s > m) {
                     const float alpha = expf(m - s); /* 0 when m = -inf */
                     for (int64_t c = 0; c < d; c++) o[c] *= alpha;

@@ -26,7 +26,9 @@ void hk_k_attention_scores(const float *q, int64_t ldq, const float *k, int64_t 
             float *row = s + i * sk;
             int64_t lo, hi;
             hk_k_mask_row_range(mask, sk, i, &lo, &hi);
+            const float cap = mask ? mask->softcap : 0.0f;
             for (int64_t j = 0; j < sk; j++) {
+                row[j] = hk_softcap(row[j], cap);
                 if (j < lo || j >= hi)
                     row[j] = -INFINITY;
                 else if (mask && mask->allowed &&

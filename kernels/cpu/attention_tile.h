@@ -158,6 +158,7 @@ void HK_ATTN_ITEM(const hk_attn_args *a, const hk_attn_ws *w, int64_t kvh, int64
     const int64_t rows = gs * nq;
     const int64_t rows4 = (rows + 3) & ~(int64_t)3;
     const int64_t h0 = kvh * a->group + g0; /* first query head of the item */
+    const float cap = a->mask ? a->mask->softcap : 0.0f;
 
     /* Pack the scaled queries transposed (lanes past `rows` are zero). */
     memset(w->qt, 0, (size_t)(d * rp) * sizeof(float));
@@ -187,12 +188,14 @@ void HK_ATTN_ITEM(const hk_attn_args *a, const hk_attn_ws *w, int64_t kvh, int64
 
         /* the row maxima come out of the score kernel (w->al); partial tiles redo them */
         tile_scores(a->k + j0 * a->ldk + kvh * d, a->ldk, nk, w->qt, rp, d, w->st, w->al);
+        if (cap > 0.0f) /* soft-cap the tile before its mask; its maxima are redone below */
+            for (int64_t j = 0; j < nk * rp; j++) w->st[j] = hk_softcap(w->st[j], cap);
         if (cls == HK_K_TILE_PARTIAL) tile_mask(a, w, h0, i0, nq, j0, nk);
 
         /* Online softmax, VL rows at a time: St -> P, new max, rescale factors, sums. */
         for (int64_t rb = 0; rb < rp; rb += VL) {
             hk_vf mx = v_load(w->al + rb);
-            if (cls == HK_K_TILE_PARTIAL) {
+            if (cls == HK_K_TILE_PARTIAL || cap > 0.0f) {
                 mx = v_load(w->st + rb);
                 for (int64_t j = 1; j < nk; j++) mx = v_max(mx, v_load(w->st + j * rp + rb));
             }

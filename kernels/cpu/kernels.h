@@ -75,6 +75,8 @@ typedef struct {
     int64_t k_len;   /* keys [0, k_len) are valid */
     hk_k_allowed_fn allowed; /* may be NULL */
     void *user;
+    float softcap;   /* > 0: every scaled score s -> softcap * tanh(s / softcap) before the
+                        mask (Gemma 2's attention-logit capping); 0 = off */
 } hk_k_mask;
 
 /* One sequence. q: [sq, n_heads, d_head] (row stride ldq), k/v: [sk, n_kv_heads, d_head]

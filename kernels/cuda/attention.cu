@@ -153,7 +153,7 @@ __global__ static void __launch_bounds__(AT_THREADS)
                 bool vis = jl < nk;
                 if (vis && cls == HK_MT_PARTIAL)
                     vis = rv[u] && hk_mask_desc_visible(&mask, a.sk, rh[u], ri[u], j0 + jl);
-                if (!vis) s[u][jj] = -INFINITY;
+                s[u][jj] = vis ? hk_softcap(s[u][jj], mask.softcap) : -INFINITY;
             }
 
         // online softmax per row (16 lanes of a half-warp hold one row)

@@ -132,7 +132,7 @@ __global__ static void __launch_bounds__(TC_THREADS) attention_tc_kernel(const a
             bool vis = jl < nk;
             if (vis && cls == HK_MT_PARTIAL)
                 vis = rvalid && hk_mask_desc_visible(&mask, a.sk, rh, ri, j0 + jl);
-            const float s = vis ? srow[c] * a.scale : -INFINITY;
+            const float s = vis ? hk_softcap(srow[c] * a.scale, mask.softcap) : -INFINITY;
             srow[c] = s;
             mx = fmaxf(mx, s);
         }

@@ -101,7 +101,10 @@ __global__ static void mask_scores_kernel(float *scores, int64_t n_heads, int64_
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
          idx += (int64_t)blockDim.x * gridDim.x) {
         const int64_t j = idx % sk, i = (idx / sk) % sq, h = idx / (sq * sk);
-        if (!hk_mask_desc_visible(&m, sk, h, i, j)) scores[idx] = -INFINITY;
+        if (!hk_mask_desc_visible(&m, sk, h, i, j))
+            scores[idx] = -INFINITY;
+        else
+            scores[idx] = hk_softcap(scores[idx], m.softcap);
     }
 }
 

@@ -193,9 +193,10 @@ static void test_dequantize_vs_gguf_py(void **state) {
     snprintf(path, sizeof path, "%s/gguf/quant_blocks.gguf", root ? root : "tests/fixtures");
     hk_ckpt *ck = NULL;
     EXPECT_OK(hk_ckpt_open(path, &ck));
-    static const char *const types[] = {"q8_0", "q4_0", "q4_1", "q4_k", "q6_k"};
+    static const char *const types[] = {"q8_0", "q4_0", "q4_1", "q4_k", "q6_k",
+                                        "q5_0", "q5_1", "q5_k", "q3_k", "q2_k"};
     const int64_t shape[2] = {4, 512};
-    for (size_t i = 0; i < 5; i++) {
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
         char ref_name[32];
         snprintf(ref_name, sizeof ref_name, "%s.ref", types[i]);
         const hk_st_tensor *t = hk_ckpt_find(ck, types[i]);
@@ -248,19 +249,20 @@ static void test_model_load_errors(void **state) {
     expect_error(hk_model_load(path, &m), HK_ERR_NOT_FOUND, path, "general.architecture", NULL);
     free(img.p);
 
-    /* a Q5_K tensor parses (known layout) but is refused when a weight is bound */
+    /* a Q8_K tensor (llama.cpp's intermediate type, never in published files) parses (known
+     * layout) but is refused when a weight is bound */
     img = (gimg){0};
     gi_header(&img, 3, 1, 0);
     const uint64_t ne[1] = {256};
-    gi_tensor(&img, "t", 1, ne, 13, 0);
+    gi_tensor(&img, "t", 1, ne, 15, 0);
     gi_pad(&img, 32);
-    for (int i = 0; i < 176; i++) gi_u8(&img, 0);
+    for (int i = 0; i < 292; i++) gi_u8(&img, 0);
     write_bytes(path, img.p, img.n);
     hk_ckpt *ck = NULL;
     EXPECT_OK(hk_ckpt_open(path, &ck));
     const float *v;
     const int64_t shape[1] = {256};
-    expect_error(hk_ckpt_f32(ck, "t", 1, shape, &v), HK_ERR_UNSUPPORTED, "tensor 't'", "Q5_K",
+    expect_error(hk_ckpt_f32(ck, "t", 1, shape, &v), HK_ERR_UNSUPPORTED, "tensor 't'", "Q8_K",
                  "cannot dequantize");
     hk_ckpt_close(ck);
     free(img.p);

@@ -21,7 +21,9 @@
 
 #define MAX_NEW 12
 
-static const char *const families[] = {"gpt2", "llama", "mistral", "qwen2", "phi3", "neox"};
+static const char *const families[] = {"gpt2", "llama", "mistral", "qwen2", "phi3",
+                                       "neox", "qwen3", "olmo2", "gemma2", "gemma3",
+                                       "mixtral", "qwen3_moe", "olmoe", "qwen2_moe"};
 #define N_FAMILIES (sizeof families / sizeof families[0])
 
 /* An I64 tensor of generate.safetensors as int32; NULL (and *n = 0) when absent. */

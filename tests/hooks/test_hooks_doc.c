@@ -22,7 +22,8 @@
 static const char *g_doc_path;
 
 /* fixture folder and the family (model_type) it holds */
-static const char *const FIXTURES[] = {"gpt2", "llama", "mistral", "qwen2",
+static const char *const FIXTURES[] = {"gpt2", "llama", "mistral", "qwen2", "qwen3", "olmo2", "gemma2", "gemma3", "mixtral",
+                                       "qwen3_moe", "olmoe", "qwen2_moe",
                                        "phi3", "neox", "bert", "bert_body"};
 #define N_FIXTURES (sizeof FIXTURES / sizeof FIXTURES[0])
 

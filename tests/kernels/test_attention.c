@@ -78,6 +78,7 @@ static void naive_attention(const prob *p, float scale, const hk_k_mask *m, doub
                     dot += (double)p->q[i * p->ldq + h * p->d + c] *
                            (double)p->k[j * p->ldk + kh * p->d + c];
                 s[j] = dot * scale;
+                if (m && m->softcap > 0) s[j] = m->softcap * tanh(s[j] / m->softcap);
                 if (s[j] > mx) mx = s[j];
             }
             double *o = out + (i * p->nh + h) * p->d;
@@ -243,6 +244,11 @@ static int masks_for(int64_t sq, int64_t sk, named_mask *out) {
     ADD("checkerboard", sk, .causal = false, .allowed = pred_checker);
     ADD("head predicate window", sk, .causal = true, .window = 5, .q_pos0 = br,
         .allowed = pred_head);
+    /* Gemma 2's attention-logit soft-cap, small enough that the scores reach it */
+    ADD("softcap causal", sk, .causal = true, .q_pos0 = br, .softcap = 0.3f);
+    ADD("softcap window padded", sk - sk / 4, .causal = true, .window = 4, .q_pos0 = br,
+        .softcap = 0.5f);
+    ADD("softcap predicate", sk, .causal = false, .allowed = pred_checker, .softcap = 0.2f);
     ADD("dead rows predicate", sk, .causal = true, .q_pos0 = br, .allowed = pred_dead_rows);
 #undef ADD
     return n;
@@ -515,6 +521,26 @@ static void test_scores_softmax(void **state) {
                     dot += (double)p.q[i * p.ldq + h * d + c] * p.k[j * p.ldk + (h / 2) * d + c];
                 assert_true(fabs(got - 0.3 * dot) < 1e-5);
             }
+    /* with a soft-cap: cap * tanh(scaled / cap) on the visible pairs, -inf elsewhere */
+    m.softcap = 0.25f;
+    hk_k_attention_scores(p.q, p.ldq, p.k, p.ldk, sq, sk, nh, nkv, d, 0.3f, &m, s);
+    int capped = 0;
+    for (int64_t h = 0; h < nh; h++)
+        for (int64_t i = 0; i < sq; i++)
+            for (int64_t j = 0; j < sk; j++) {
+                const float got = s[(h * sq + i) * sk + j];
+                if (!naive_visible(&m, sk, h, i, j)) {
+                    assert_true(isinf(got) && got < 0);
+                    continue;
+                }
+                double dot = 0;
+                for (int64_t c = 0; c < d; c++)
+                    dot += (double)p.q[i * p.ldq + h * d + c] * p.k[j * p.ldk + (h / 2) * d + c];
+                assert_true(fabs(got - 0.25 * tanh(0.3 * dot / 0.25)) < 1e-5);
+                capped += fabs(0.3 * dot) > 0.25;
+            }
+    assert_true(capped > 0); /* some scores were past the cap */
+    m.softcap = 0.0f;
     /* softmax rows sum to one; an all -inf row becomes zeros */
     for (int64_t j = 0; j < sk; j++) s[j] = -INFINITY;
     hk_k_softmax_rows(s, nh * sq, sk, s);

@@ -451,6 +451,7 @@ typedef struct {
     int64_t ring;
     hk_cu_dtype dtype;   /* k, v */
     hk_cu_dtype q_type;  /* 0 (F32) unless set: f32 queries against f16/bf16 keys */
+    float softcap;       /* > 0: Gemma 2's attention-logit soft-cap */
 } attn_case;
 
 static void run_attention_case(const attn_case *tc, kt_rng *r) {
@@ -478,6 +479,7 @@ static void run_attention_case(const attn_case *tc, kt_rng *r) {
     m.b.q_pos0 = tc->q_pos0;
     m.b.k_pos0 = tc->k_pos0;
     m.b.k_len = tc->k_len;
+    m.softcap = tc->softcap;
     const int64_t npos = (tc->q_pos0 + sq > tc->k_pos0 + sk ? tc->q_pos0 + sq : tc->k_pos0 + sk);
     int32_t *doc = malloc((size_t)npos * sizeof *doc), *ddoc = NULL;
     int32_t id = 0;
@@ -503,7 +505,8 @@ static void run_attention_case(const attn_case *tc, kt_rng *r) {
                        .k_pos0 = tc->k_pos0};
     hk_k_mask cm = {.causal = tc->causal, .window = tc->window, .q_pos0 = tc->q_pos0,
                     .k_pos0 = tc->k_pos0, .k_len = tc->k_len,
-                    .allowed = (tc->docs || tc->blocks) ? ref_pred : NULL, .user = &rc};
+                    .allowed = (tc->docs || tc->blocks) ? ref_pred : NULL, .user = &rc,
+                    .softcap = tc->softcap};
     const float scale = 1.0f / sqrtf((float)d);
     kt_fill(r, oc, sq * ldo, 7, 8);
     memcpy(og, oc, (size_t)(sq * ldo) * 4);
@@ -599,6 +602,10 @@ static void test_attention(void **state) {
         /* f32 queries against a bf16 rolling KV cache (the forward's decode) */
         {1, 64, 32, 8, 128, 1, 64, 500, 437, 64, 0, 0, 64, HK_CU_BF16, HK_CU_F32},
         {100, 100, 8, 2, 64, 1, 0, 0, 0, 100, 1, 0, 0, HK_CU_F16, HK_CU_F32},
+        /* soft-capped scores (Gemma 2), per tile on both paths, with a window and splits */
+        {130, 130, 4, 2, 64, 1, 0, 0, 0, 130, 0, 0, 0, HK_CU_F32, HK_CU_F32, 0.3f},
+        {150, 150, 8, 4, 64, 1, 40, 0, 0, 150, 1, 0, 0, HK_CU_BF16, HK_CU_BF16, 0.5f},
+        {1, 4096, 32, 8, 128, 1, 0, 4095, 0, 4096, 0, 0, 0, HK_CU_F16, HK_CU_F32, 0.4f},
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) run_attention_case(&cases[c], &r);
     /* random shapes */
@@ -631,11 +638,12 @@ static void test_materialized(void **state) {
     kt_rng r = {110};
     hk_cu_blas *h = NULL;
     CU_OK(hk_cu_blas_new(NULL, &h));
-    static const int64_t cfg[][6] = {/* sq sk nh nkv d docs */
-                                     {1, 1, 1, 1, 8, 0},
-                                     {33, 70, 4, 2, 64, 0},
-                                     {64, 200, 8, 1, 128, 1},
-                                     {17, 17, 2, 2, 5, 1}};
+    static const int64_t cfg[][7] = {/* sq sk nh nkv d docs softcap*100 */
+                                     {1, 1, 1, 1, 8, 0, 0},
+                                     {33, 70, 4, 2, 64, 0, 0},
+                                     {64, 200, 8, 1, 128, 1, 0},
+                                     {17, 17, 2, 2, 5, 1, 0},
+                                     {33, 70, 4, 2, 64, 1, 30}};
     for (size_t c = 0; c < sizeof cfg / sizeof *cfg; c++) {
         const int64_t sq = cfg[c][0], sk = cfg[c][1], nh = cfg[c][2], nkv = cfg[c][3];
         const int64_t d = cfg[c][4], ld = nh * d, ldk = nkv * d;
@@ -652,6 +660,7 @@ static void test_materialized(void **state) {
         m.b.causal = true;
         m.b.q_pos0 = sk - sq;
         m.b.k_len = sk;
+        m.softcap = (float)cfg[c][6] / 100.0f;
         int32_t *ddoc = NULL;
         if (cfg[c][5]) {
             ddoc = to_dev(doc, sizeof doc);
@@ -660,7 +669,8 @@ static void test_materialized(void **state) {
         }
         ref_pred_ctx rc = {.doc = cfg[c][5] ? doc : NULL, .len = 256};
         hk_k_mask cm = {.causal = true, .q_pos0 = sk - sq, .k_len = sk,
-                        .allowed = cfg[c][5] ? ref_pred : NULL, .user = &rc};
+                        .allowed = cfg[c][5] ? ref_pred : NULL, .user = &rc,
+                        .softcap = m.softcap};
         hk_k_attention_scores(q, ld, k, ldk, sq, sk, nh, nkv, d, 0.125f, &cm, sc);
         float *dq = to_dev(q, (size_t)(sq * ld) * 4), *dk = to_dev(k, (size_t)(sk * ldk) * 4);
         float *dv = to_dev(v, (size_t)(sk * ldk) * 4);

@@ -67,6 +67,13 @@ static void test_q4_0(void **s) { (void)s; check_type("q4_0"); }
 static void test_q4_1(void **s) { (void)s; check_type("q4_1"); }
 /* Qwen2: q/k/v biases, no q/k row permutation */
 static void test_qwen2(void **s) { (void)s; check_file("qwen2", "f32"); }
+/* llama.cpp's conventions for the wave-2 architectures (make_gguf_fixtures.py), against the
+ * twin HF models: qwen3's q/k norms; gemma2's stored 1 + w norms, four norms, soft-caps (the
+ * final one reached), even sliding layers; gemma3 (Q8_0) with 7 layers: the 6th global with
+ * rope_theta and linear scaling, the rest sliding with base 10000 */
+static void test_qwen3(void **s) { (void)s; check_file("qwen3", "f32"); }
+static void test_gemma2(void **s) { (void)s; check_file("gemma2", "f32"); }
+static void test_gemma3(void **s) { (void)s; check_file("gemma3", "q8_0"); }
 
 /* The canonical config comes from the llama.* keys (eps 2e-3, 2 KV heads, head 16, untied). */
 static void test_config(void **s) {
@@ -88,6 +95,7 @@ int main(void) {
         cmocka_unit_test(test_f32),  cmocka_unit_test(test_f16),  cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_q8_0), cmocka_unit_test(test_q4_0), cmocka_unit_test(test_q4_1),
         cmocka_unit_test(test_qwen2), cmocka_unit_test(test_config),
+        cmocka_unit_test(test_qwen3), cmocka_unit_test(test_gemma2), cmocka_unit_test(test_gemma3),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

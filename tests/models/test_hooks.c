@@ -117,8 +117,10 @@ static void test_points_listed(void **s) {
 
 static void test_every_point_fires_in_order(void **s) {
     (void)s;
-    const char *families[] = {"gpt2", "llama", "mistral", "qwen2", "phi3", "neox"};
-    for (size_t f = 0; f < 6; f++) {
+    const char *families[] = {"gpt2", "llama", "mistral", "qwen2", "phi3", "neox", "qwen3",
+                              "olmo2", "gemma2", "gemma3", "mixtral", "qwen3_moe", "qwen2_moe",
+                              "olmoe"};
+    for (size_t f = 0; f < sizeof families / sizeof *families; f++) {
         hk_model *m = fixture_model(families[f]);
         hk_hooks *h;
         call_log log = {0};

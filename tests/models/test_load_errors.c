@@ -109,7 +109,43 @@ static void test_unknown_architecture(void **s) {
     copy_fixture("gpt2", dir, sizeof dir);
     edit_config(dir, unknown_arch);
     expect_failure(dir, HK_ERR_UNSUPPORTED,
-                   (const char *const[]){"config.json", "mamba9", "gpt2", NULL});
+                   (const char *const[]){"config.json", "mamba9", "gpt2", "qwen3", "olmo2",
+                                         "gemma3_text", "mixtral", "qwen3_moe", "olmoe", NULL});
+}
+
+static void dense_moe_layers(cJSON *c) {
+    cJSON *a = cJSON_CreateArray();
+    cJSON_AddItemToArray(a, cJSON_CreateNumber(0));
+    cJSON_DeleteItemFromObject(c, "mlp_only_layers");
+    cJSON_AddItemToObject(c, "mlp_only_layers", a);
+}
+static void clip_qkv(cJSON *c) {
+    cJSON_DeleteItemFromObject(c, "clip_qkv");
+    cJSON_AddItemToObject(c, "clip_qkv", cJSON_CreateNumber(8));
+}
+static void no_experts(cJSON *c) { cJSON_DeleteItemFromObject(c, "num_local_experts"); }
+static void too_many_used(cJSON *c) {
+    cJSON_ReplaceItemInObject(c, "num_experts_per_tok", cJSON_CreateNumber(9));
+}
+
+/* Mixture-of-experts configs the runtime does not take are refused by field. */
+static void test_moe_config_errors(void **s) {
+    (void)s;
+    char dir[512];
+    copy_fixture("qwen3_moe", dir, sizeof dir);
+    edit_config(dir, dense_moe_layers);
+    expect_failure(dir, HK_ERR_UNSUPPORTED,
+                   (const char *const[]){"config.json", "mlp_only_layers", NULL});
+    copy_fixture("olmoe", dir, sizeof dir);
+    edit_config(dir, clip_qkv);
+    expect_failure(dir, HK_ERR_UNSUPPORTED, (const char *const[]){"config.json", "clip_qkv", NULL});
+    copy_fixture("mixtral", dir, sizeof dir);
+    edit_config(dir, no_experts);
+    expect_failure(dir, HK_ERR_NOT_FOUND,
+                   (const char *const[]){"config.json", "num_local_experts", NULL});
+    copy_fixture("mixtral", dir, sizeof dir);
+    edit_config(dir, too_many_used);
+    expect_failure(dir, HK_ERR_FORMAT, (const char *const[]){"n_experts_used", "9", NULL});
 }
 
 static void test_missing_field(void **s) {
@@ -206,7 +242,7 @@ int main(void) {
         cmocka_unit_test(test_wrong_field_type),     cmocka_unit_test(test_untied_without_lm_head),
         cmocka_unit_test(test_unknown_activation),   cmocka_unit_test(test_heads_do_not_divide),
         cmocka_unit_test(test_malformed_json),       cmocka_unit_test(test_missing_folder_and_weights),
-        cmocka_unit_test(test_sharded_missing_shard),
+        cmocka_unit_test(test_sharded_missing_shard), cmocka_unit_test(test_moe_config_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

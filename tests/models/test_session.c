@@ -137,9 +137,11 @@ static void check_chunked(const char *family, int64_t T, int64_t chunk) {
 
 static void test_chunked_all_families(void **st) {
     (void)st;
-    const char *fam[] = {"gpt2", "llama", "mistral", "qwen2", "phi3", "neox"};
+    const char *fam[] = {"gpt2", "llama", "mistral", "qwen2", "phi3", "neox", "qwen3",
+                         "olmo2", "gemma2", "gemma3", "mixtral", "qwen3_moe", "qwen2_moe",
+                         "olmoe"};
     const int64_t chunks[] = {1, 3, 7, 20};
-    for (int f = 0; f < 6; f++)
+    for (size_t f = 0; f < sizeof fam / sizeof *fam; f++)
         for (int c = 0; c < 4; c++) check_chunked(fam[f], 20, chunks[c]);
 }
 
