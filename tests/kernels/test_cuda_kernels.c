@@ -451,7 +451,7 @@ typedef struct {
     int64_t ring;
     hk_cu_dtype dtype;   /* k, v */
     hk_cu_dtype q_type;  /* 0 (F32) unless set: f32 queries against f16/bf16 keys */
-    float softcap;       /* > 0: Gemma 2's attention-logit soft-cap */
+    float softcap;       /* > 0: Gemma 2's attention-logit soft-cap; 0: none */
 } attn_case;
 
 static void run_attention_case(const attn_case *tc, kt_rng *r) {
@@ -572,36 +572,36 @@ static void test_attention(void **state) {
     kt_rng r = {109};
     /* sq sk nh nkv d causal window q_pos0 k_pos0 k_len docs blocks ring kv_type q_type */
     static const attn_case cases[] = {
-        {1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, HK_CU_F32, HK_CU_F32},
-        {64, 64, 4, 4, 64, 1, 0, 0, 0, 64, 0, 0, 0, HK_CU_F32, HK_CU_F32},
-        {100, 100, 4, 4, 64, 0, 0, 0, 0, 100, 0, 0, 0, HK_CU_F32, HK_CU_F32},     /* no mask */
-        {77, 300, 8, 2, 128, 1, 0, 223, 0, 300, 0, 0, 0, HK_CU_F32, HK_CU_F32},  /* bottom-right, GQA */
-        {200, 200, 4, 1, 80, 1, 37, 0, 0, 200, 0, 0, 0, HK_CU_F32, HK_CU_F32},   /* window, MQA */
-        {130, 190, 2, 2, 96, 1, 0, 60, 0, 150, 0, 0, 0, HK_CU_F32, HK_CU_F32},   /* k_len < sk */
-        {50, 70, 2, 2, 32, 0, 0, 0, 0, 0, 0, 0, 0, HK_CU_F32, HK_CU_F32},        /* every key padded */
-        {90, 90, 2, 2, 16, 1, 5, 0, 40, 90, 0, 0, 0, HK_CU_F32, HK_CU_F32},      /* rows that see nothing */
-        {150, 150, 4, 2, 64, 1, 0, 0, 0, 150, 1, 0, 0, HK_CU_F32, HK_CU_F32},    /* packed documents */
-        {150, 150, 4, 2, 64, 0, 0, 0, 0, 150, 1, 0, 0, HK_CU_F32, HK_CU_F32},    /* bidirectional docs */
-        {140, 170, 4, 2, 40, 1, 0, 30, 0, 170, 0, 1, 0, HK_CU_F32, HK_CU_F32},   /* user mask, shared */
-        {140, 170, 4, 2, 40, 1, 0, 30, 0, 170, 1, 2, 0, HK_CU_F32, HK_CU_F32},   /* per head + docs */
-        {1, 500, 32, 8, 128, 1, 0, 499, 0, 500, 0, 0, 0, HK_CU_F32, HK_CU_F32},  /* decode */
-        {3, 257, 8, 2, 128, 1, 0, 254, 0, 257, 0, 2, 0, HK_CU_F32, HK_CU_F32},   /* decode, per head */
-        {1, 96, 8, 2, 64, 1, 96, 1000, 905, 96, 0, 0, 96, HK_CU_F32, HK_CU_F32}, /* rolling buffer */
-        {20, 100, 4, 2, 64, 1, 100, 300, 220, 100, 0, 0, 100, HK_CU_F32, HK_CU_F32},
-        {33, 70, 2, 1, 256, 1, 0, 37, 0, 70, 0, 0, 0, HK_CU_F32, HK_CU_F32},     /* largest head */
-        {129, 129, 4, 2, 128, 1, 0, 0, 0, 129, 0, 0, 0, HK_CU_BF16, HK_CU_BF16},
-        {129, 129, 4, 2, 128, 1, 64, 0, 0, 129, 1, 0, 0, HK_CU_F16, HK_CU_F16},
-        {1, 64, 8, 2, 128, 1, 64, 500, 437, 64, 0, 0, 64, HK_CU_BF16, HK_CU_BF16}, /* rolling bf16 */
-        {300, 300, 8, 2, 64, 1, 0, 0, 0, 300, 1, 2, 0, HK_CU_BF16, HK_CU_BF16},    /* docs + per head */
-        {5, 200, 32, 8, 128, 1, 0, 195, 0, 200, 0, 0, 0, HK_CU_F16, HK_CU_F16},    /* decode, group 4 */
-        {70, 90, 4, 4, 256, 0, 0, 0, 0, 90, 0, 0, 0, HK_CU_BF16, HK_CU_BF16},       /* d 256 */
-        {64, 64, 2, 2, 16, 1, 0, 0, 0, 64, 0, 0, 0, HK_CU_F16, HK_CU_F16},
+        {1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, HK_CU_F32, HK_CU_F32, 0.0f},
+        {64, 64, 4, 4, 64, 1, 0, 0, 0, 64, 0, 0, 0, HK_CU_F32, HK_CU_F32, 0.0f},
+        {100, 100, 4, 4, 64, 0, 0, 0, 0, 100, 0, 0, 0, HK_CU_F32, HK_CU_F32, 0.0f},     /* no mask */
+        {77, 300, 8, 2, 128, 1, 0, 223, 0, 300, 0, 0, 0, HK_CU_F32, HK_CU_F32, 0.0f},  /* bottom-right, GQA */
+        {200, 200, 4, 1, 80, 1, 37, 0, 0, 200, 0, 0, 0, HK_CU_F32, HK_CU_F32, 0.0f},   /* window, MQA */
+        {130, 190, 2, 2, 96, 1, 0, 60, 0, 150, 0, 0, 0, HK_CU_F32, HK_CU_F32, 0.0f},   /* k_len < sk */
+        {50, 70, 2, 2, 32, 0, 0, 0, 0, 0, 0, 0, 0, HK_CU_F32, HK_CU_F32, 0.0f},        /* every key padded */
+        {90, 90, 2, 2, 16, 1, 5, 0, 40, 90, 0, 0, 0, HK_CU_F32, HK_CU_F32, 0.0f},      /* rows that see nothing */
+        {150, 150, 4, 2, 64, 1, 0, 0, 0, 150, 1, 0, 0, HK_CU_F32, HK_CU_F32, 0.0f},    /* packed documents */
+        {150, 150, 4, 2, 64, 0, 0, 0, 0, 150, 1, 0, 0, HK_CU_F32, HK_CU_F32, 0.0f},    /* bidirectional docs */
+        {140, 170, 4, 2, 40, 1, 0, 30, 0, 170, 0, 1, 0, HK_CU_F32, HK_CU_F32, 0.0f},   /* user mask, shared */
+        {140, 170, 4, 2, 40, 1, 0, 30, 0, 170, 1, 2, 0, HK_CU_F32, HK_CU_F32, 0.0f},   /* per head + docs */
+        {1, 500, 32, 8, 128, 1, 0, 499, 0, 500, 0, 0, 0, HK_CU_F32, HK_CU_F32, 0.0f},  /* decode */
+        {3, 257, 8, 2, 128, 1, 0, 254, 0, 257, 0, 2, 0, HK_CU_F32, HK_CU_F32, 0.0f},   /* decode, per head */
+        {1, 96, 8, 2, 64, 1, 96, 1000, 905, 96, 0, 0, 96, HK_CU_F32, HK_CU_F32, 0.0f}, /* rolling buffer */
+        {20, 100, 4, 2, 64, 1, 100, 300, 220, 100, 0, 0, 100, HK_CU_F32, HK_CU_F32, 0.0f},
+        {33, 70, 2, 1, 256, 1, 0, 37, 0, 70, 0, 0, 0, HK_CU_F32, HK_CU_F32, 0.0f},     /* largest head */
+        {129, 129, 4, 2, 128, 1, 0, 0, 0, 129, 0, 0, 0, HK_CU_BF16, HK_CU_BF16, 0.0f},
+        {129, 129, 4, 2, 128, 1, 64, 0, 0, 129, 1, 0, 0, HK_CU_F16, HK_CU_F16, 0.0f},
+        {1, 64, 8, 2, 128, 1, 64, 500, 437, 64, 0, 0, 64, HK_CU_BF16, HK_CU_BF16, 0.0f}, /* rolling bf16 */
+        {300, 300, 8, 2, 64, 1, 0, 0, 0, 300, 1, 2, 0, HK_CU_BF16, HK_CU_BF16, 0.0f},    /* docs + per head */
+        {5, 200, 32, 8, 128, 1, 0, 195, 0, 200, 0, 0, 0, HK_CU_F16, HK_CU_F16, 0.0f},    /* decode, group 4 */
+        {70, 90, 4, 4, 256, 0, 0, 0, 0, 90, 0, 0, 0, HK_CU_BF16, HK_CU_BF16, 0.0f},       /* d 256 */
+        {64, 64, 2, 2, 16, 1, 0, 0, 0, 64, 0, 0, 0, HK_CU_F16, HK_CU_F16, 0.0f},
         /* decoding a long context: automatic key splits (flash-decoding) */
-        {1, 4096, 32, 8, 128, 1, 0, 4095, 0, 4096, 0, 0, 0, HK_CU_F32, HK_CU_F32},
-        {2, 4096, 32, 8, 128, 1, 0, 4094, 0, 4000, 1, 0, 0, HK_CU_BF16, HK_CU_F32},
+        {1, 4096, 32, 8, 128, 1, 0, 4095, 0, 4096, 0, 0, 0, HK_CU_F32, HK_CU_F32, 0.0f},
+        {2, 4096, 32, 8, 128, 1, 0, 4094, 0, 4000, 1, 0, 0, HK_CU_BF16, HK_CU_F32, 0.0f},
         /* f32 queries against a bf16 rolling KV cache (the forward's decode) */
-        {1, 64, 32, 8, 128, 1, 64, 500, 437, 64, 0, 0, 64, HK_CU_BF16, HK_CU_F32},
-        {100, 100, 8, 2, 64, 1, 0, 0, 0, 100, 1, 0, 0, HK_CU_F16, HK_CU_F32},
+        {1, 64, 32, 8, 128, 1, 64, 500, 437, 64, 0, 0, 64, HK_CU_BF16, HK_CU_F32, 0.0f},
+        {100, 100, 8, 2, 64, 1, 0, 0, 0, 100, 1, 0, 0, HK_CU_F16, HK_CU_F32, 0.0f},
         /* soft-capped scores (Gemma 2), per tile on both paths, with a window and splits */
         {130, 130, 4, 2, 64, 1, 0, 0, 0, 130, 0, 0, 0, HK_CU_F32, HK_CU_F32, 0.3f},
         {150, 150, 8, 4, 64, 1, 40, 0, 0, 150, 1, 0, 0, HK_CU_BF16, HK_CU_BF16, 0.5f},
