@@ -220,6 +220,8 @@ hk_status hk_estimate_memory(const hk_model *m, const hk_estimate_opts *o, hk_es
     size_t extra = 0;
     if (split) extra = add(mul3(2 * rows, nh * d, f), mul(rows, d * f));
     if (result) extra = zmax(extra, add(mul3(rows, nh * d, f), mul(rows, (size_t)c->d_head * f)));
+    /* a mixture-of-experts layer's workspace lives while that layer runs */
+    extra = add(extra, hk_forward_moe_bytes(c, (int64_t)rows));
     out->activations = add(add(hk_forward_state_bytes(c, batch, seq), mul(rows, sizeof(int32_t))),
                            add(B * sizeof(int64_t), extra));
     int64_t nth = hk_k_get_threads();

@@ -826,6 +826,31 @@ static hk_status moe_mlp(fwd_run *r, int64_t layer, const float *x, moe_ws *w) {
     return HK_OK;
 }
 
+/* Bytes of the routed experts' workspace for `rows` tokens: router logits and probabilities
+ * [rows, E], chosen ids and weights [rows * k], the experts' activations, gathered inputs,
+ * gate/up and outputs per slot, and the slot order and expert starts. */
+static size_t routed_ws_bytes(const hk_config *c, int64_t rows) {
+    const int64_t E = c->n_experts, k = c->n_experts_used, d = c->d_model, dm = c->d_mlp;
+    const int64_t slots = rows * k, wide = d > dm ? d : dm;
+    const size_t floats = (size_t)(2 * rows * E + 2 * slots + slots * dm + slots * wide +
+                                   2 * slots * dm + slots * d);
+    const size_t ints = (size_t)(slots + E + E + 1);
+    return floats * sizeof(float) + ints * sizeof(int64_t);
+}
+
+/* Bytes of the shared expert's workspace: gate and up [rows, d_shared], output [rows,
+ * d_model], its sigmoid gate [rows]. */
+static size_t shared_ws_bytes(const hk_config *c, int64_t rows) {
+    return (size_t)(rows * (2 * c->d_shared_expert + c->d_model + 1)) * sizeof(float);
+}
+
+size_t hk_forward_moe_bytes(const hk_config *c, int64_t rows) {
+    if (c->n_experts <= 0) return 0;
+    const size_t routed = routed_ws_bytes(c, rows);
+    const size_t shared = c->d_shared_expert > 0 ? shared_ws_bytes(c, rows) : 0;
+    return routed > shared ? routed : shared; /* one is freed before the other is taken */
+}
+
 /* Qwen2-MoE's shared expert on every row, added to mlp_out after the routed experts:
  * mlp_out += sigmoid(x . w_gate) * down(act(x W_gate) * (x W_up)). */
 static hk_status shared_expert(fwd_run *r, int64_t layer, const float *x) {
@@ -833,7 +858,7 @@ static hk_status shared_expert(fwd_run *r, int64_t layer, const float *x) {
     const hk_block_weights *bw = &r->m->w.blocks[layer];
     fwd_state *s = r->s;
     const int64_t rows = s->rows, d = c->d_model, ds = c->d_shared_expert;
-    float *buf = malloc((size_t)(rows * (2 * ds + d + 1)) * sizeof *buf);
+    float *buf = malloc(shared_ws_bytes(c, rows));
     if (!buf) return hk_errorf(HK_ERR_NOMEM, "forward: no memory for the shared expert");
     float *g = buf, *u = g + rows * ds, *o = u + rows * ds, *gate = o + rows * d;
     linear(&bw->shared[0], x, rows, g); /* [rows, d_shared] */
@@ -854,15 +879,12 @@ static hk_status shared_expert(fwd_run *r, int64_t layer, const float *x) {
     return st;
 }
 
-/* Workspace of moe_mlp for this call, one allocation. */
+/* Workspace of moe_mlp for this call, one allocation (routed_ws_bytes). */
 static hk_status moe(fwd_run *r, int64_t layer, const float *x) {
     const hk_config *c = &r->m->cfg;
     const int64_t E = c->n_experts, k = c->n_experts_used, d = c->d_model, dm = c->d_mlp;
     const int64_t rows = r->s->rows, slots = rows * k, wide = d > dm ? d : dm;
-    const size_t floats = (size_t)(2 * rows * E + 2 * slots + slots * dm + slots * wide +
-                                   2 * slots * dm + slots * d);
-    const size_t ints = (size_t)(slots + E + E + 1);
-    float *buf = malloc(floats * sizeof(float) + ints * sizeof(int64_t));
+    float *buf = malloc(routed_ws_bytes(c, rows));
     if (!buf)
         return hk_errorf(HK_ERR_NOMEM, "forward: no memory for the experts of %lld rows",
                          (long long)rows);

@@ -16,6 +16,9 @@
 /* Bytes of the activation block one forward call allocates for tokens [batch, seq]:
  * residual, norms, q/k/v/z, attention and MLP outputs, norm scales, RoPE rows, positions. */
 size_t hk_forward_state_bytes(const hk_config *c, int64_t batch, int64_t seq);
+/* Bytes a mixture-of-experts layer allocates for `rows` tokens while it runs (the routed
+ * experts' workspace, or the shared expert's, whichever is larger; 0 for a dense MLP). */
+size_t hk_forward_moe_bytes(const hk_config *c, int64_t rows);
 
 struct hk_model;
 struct hk_hooks;

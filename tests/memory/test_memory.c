@@ -192,7 +192,9 @@ static void write_long(const char *dir) {
     free(l.t);
 }
 
-typedef enum { MODEL_FULL, MODEL_SWA, MODEL_LONG } which_model;
+/* MODEL_MOE: the mixtral fixture (8 experts, top-2), whose routed experts' workspace is the
+ * largest buffer of a long forward */
+typedef enum { MODEL_FULL, MODEL_SWA, MODEL_LONG, MODEL_MOE } which_model;
 
 typedef struct {
     const char *what;
@@ -223,8 +225,11 @@ static void shape_child(const void *arg, void *out) {
     hk_cache *cache = NULL;
     int32_t *tokens = NULL;
     float *logits = NULL;
-    const char *dirs[] = {full_dir, swa_dir, long_dir};
+    char moe_dir[512];
+    fixture_path("mixtral", moe_dir, sizeof moe_dir);
+    const char *dirs[] = {full_dir, swa_dir, long_dir, moe_dir};
     hk_status st = hk_model_load(dirs[sh->model], &m);
+    const int64_t vocab = st ? M_VOCAB : hk_model_vocab_size(m); /* <= M_VOCAB */
     const char *pats[1] = {sh->hooks};
     const hk_estimate_opts o = {.batch = sh->batch, .ctx = sh->ctx, .session = sh->session,
                                 .chunk = sh->chunk, .hooks = pats,
@@ -250,7 +255,7 @@ static void shape_child(const void *arg, void *out) {
         if (!st) st = hk_cache_attach(cache, hooks, pats, 1, "all");
     }
     if (!st && !sh->session) { /* one forward over [batch, ctx] */
-        for (int64_t i = 0; i < B * sh->ctx; i++) tokens[i] = (int32_t)((i * 7 + 3) % M_VOCAB);
+        for (int64_t i = 0; i < B * sh->ctx; i++) tokens[i] = (int32_t)((i * 7 + 3) % vocab);
         st = sh->all_logits ? hk_model_run(m, hooks, tokens, NULL, B, sh->ctx, logits)
                             : hk_model_run_last(m, hooks, tokens, NULL, B, sh->ctx, logits);
     }
@@ -259,7 +264,7 @@ static void shape_child(const void *arg, void *out) {
         int64_t n = sh->ctx - p0 < chunk ? sh->ctx - p0 : chunk;
         for (int64_t b = 0; b < B; b++)
             for (int64_t t = 0; t < n; t++)
-                tokens[b * n + t] = (int32_t)((b * 1000 + p0 + t) % M_VOCAB);
+                tokens[b * n + t] = (int32_t)((b * 1000 + p0 + t) % vocab);
         float *dst = sh->all_logits ? logits + (size_t)(B * p0) * M_VOCAB : logits;
         st = hk_session_feed(s, hooks, tokens, n, !sh->all_logits, dst);
     }
@@ -297,6 +302,8 @@ static void test_estimate_matches_peak_rss(void **state) {
         {"10k, one forward", MODEL_LONG, false, 1, 10000, 0, NULL, false},
         {"10k, one forward, all logits", MODEL_LONG, false, 1, 10000, 0, NULL, true},
         {"10k, chunks of 2k", MODEL_LONG, true, 1, 10000, 2048, NULL, false},
+        {"mixture of experts, 6k, one forward", MODEL_MOE, false, 1, 6144, 0, NULL, false},
+        {"mixture of experts, 6k, chunks of 2k", MODEL_MOE, true, 1, 6144, 2048, NULL, false},
     };
     bool all_ok = true;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
