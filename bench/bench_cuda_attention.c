@@ -15,7 +15,10 @@
 #include <time.h>
 
 #include "kernels/common/mask_tile.h"
-#include "kernels/cuda/cuda_kernels.h"
+#include "core/cuda_module.h" /* the kernels come from the CUDA module (dlopen) */
+#include "hookformer.h"
+
+static const hk_cu_api *cu; /* the CUDA module's kernel table */
 
 static double now(void) {
     struct timespec ts;
@@ -27,7 +30,7 @@ static double now(void) {
     do {                                                                                    \
         const int e_ = (call);                                                              \
         if (e_) {                                                                           \
-            fprintf(stderr, "%s: %s\n", #call, hk_cu_error_string(e_));                     \
+            fprintf(stderr, "%s: %s\n", #call, cu->error_string(e_));                     \
             return 1;                                                                       \
         }                                                                                   \
     } while (0)
@@ -46,13 +49,17 @@ int main(int argc, char **argv) {
                         "[heads] [kv_heads] [d_head]\n");
         return 2;
     }
-    if (hk_cu_device_count() == 0) {
+    if (hk_cuda_module(&cu) != HK_OK) {
+        fprintf(stderr, "bench_cuda_attention: %s\n", hk_last_error());
+        return 1;
+    }
+    if (cu->device_count() == 0) {
         printf("bench_cuda_attention: no CUDA device; nothing measured\n");
         return 0;
     }
     if (getenv("HK_CUDA_ATTN_SIMT") && atoi(getenv("HK_CUDA_ATTN_SIMT")))
-        hk_cu_attention_force_simt(true);
-    const size_t es = hk_cu_dtype_size(dt);
+        cu->attention_force_simt(true);
+    const size_t es = cu->dtype_size(dt);
     const int64_t nq = n * nh * d, nk = n * nkv * d;
     float *h = malloc((size_t)(nq > nk ? nq : nk) * sizeof *h);
     if (!h) return 1;
@@ -63,18 +70,18 @@ int main(int argc, char **argv) {
     }
     void *q32, *k32, *q, *k, *v;
     float *o;
-    CU(hk_cu_malloc(&q32, (size_t)nq * 4));
-    CU(hk_cu_malloc(&k32, (size_t)nk * 4));
-    CU(hk_cu_malloc(&q, (size_t)nq * es));
-    CU(hk_cu_malloc(&k, (size_t)nk * es));
-    CU(hk_cu_malloc(&v, (size_t)nk * es));
-    CU(hk_cu_malloc((void **)&o, (size_t)nq * 4));
-    CU(hk_cu_upload(q32, h, (size_t)nq * 4));
-    CU(hk_cu_upload(k32, h, (size_t)nk * 4));
-    CU(hk_cu_convert(q, dt, q32, HK_CU_F32, nq, NULL));
-    CU(hk_cu_convert(k, dt, k32, HK_CU_F32, nk, NULL));
-    CU(hk_cu_convert(v, dt, k32, HK_CU_F32, nk, NULL));
-    CU(hk_cu_sync(NULL));
+    CU(cu->malloc(&q32, (size_t)nq * 4));
+    CU(cu->malloc(&k32, (size_t)nk * 4));
+    CU(cu->malloc(&q, (size_t)nq * es));
+    CU(cu->malloc(&k, (size_t)nk * es));
+    CU(cu->malloc(&v, (size_t)nk * es));
+    CU(cu->malloc((void **)&o, (size_t)nq * 4));
+    CU(cu->upload(q32, h, (size_t)nq * 4));
+    CU(cu->upload(k32, h, (size_t)nk * 4));
+    CU(cu->convert(q, dt, q32, HK_CU_F32, nq, NULL));
+    CU(cu->convert(k, dt, k32, HK_CU_F32, nk, NULL));
+    CU(cu->convert(v, dt, k32, HK_CU_F32, nk, NULL));
+    CU(cu->sync(NULL));
 
     hk_mask_desc m;
     memset(&m, 0, sizeof m);
@@ -89,15 +96,15 @@ int main(int argc, char **argv) {
     }
     const float scale = 1.0f / 11.313708498984761f; /* 1/sqrt(128) */
     for (int w = 0; w < 2; w++) /* warm-up */
-        CU(hk_cu_attention(dt, dt, q, nh * d, k, nkv * d, v, nkv * d, n, n, 0, nh, nkv, d, scale,
+        CU(cu->attention(dt, dt, q, nh * d, k, nkv * d, v, nkv * d, n, n, 0, nh, nkv, d, scale,
                            &m, o, nh * d, NULL));
-    CU(hk_cu_sync(NULL));
+    CU(cu->sync(NULL));
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
         const double t0 = now();
-        CU(hk_cu_attention(dt, dt, q, nh * d, k, nkv * d, v, nkv * d, n, n, 0, nh, nkv, d, scale,
+        CU(cu->attention(dt, dt, q, nh * d, k, nkv * d, v, nkv * d, n, n, 0, nh, nkv, d, scale,
                            &m, o, nh * d, NULL));
-        CU(hk_cu_sync(NULL));
+        CU(cu->sync(NULL));
         const double t = now() - t0;
         if (t < best) best = t;
     }
@@ -105,13 +112,13 @@ int main(int argc, char **argv) {
     printf("impl=hookformer n=%lld window=%lld dtype=%s heads=%lld/%lld d=%lld ms=%.3f "
            "tflops=%.2f path=%s\n",
            (long long)n, (long long)window, dts, (long long)nh, (long long)nkv, (long long)d,
-           best * 1e3, flops / best * 1e-12, hk_cu_attention_path(dt, d));
-    hk_cu_free(q32);
-    hk_cu_free(k32);
-    hk_cu_free(q);
-    hk_cu_free(k);
-    hk_cu_free(v);
-    hk_cu_free(o);
+           best * 1e3, flops / best * 1e-12, cu->attention_path(dt, d));
+    cu->free(q32);
+    cu->free(k32);
+    cu->free(q);
+    cu->free(k);
+    cu->free(v);
+    cu->free(o);
     free(h);
     return 0;
 }

@@ -15,8 +15,11 @@
 #include "hookformer.h"
 #include "kernels/common/mask_tile.h"
 #include "kernels/cpu/kernels.h"
-#include "kernels/cuda/cuda_kernels.h"
+#include "core/cuda_module.h" /* the kernels come from the CUDA module, loaded with dlopen */
 #include "kt_util.h"
+
+/* The CUDA module's kernel table (NULL when it did not load: every test skips). */
+static const hk_cu_api *cu;
 
 #define NMSE_MAX 1e-6
 #define NMSE_LOWP 1e-5
@@ -41,21 +44,21 @@ static double nmse(const float *a, const float *b, int64_t n) {
     do {                                                                                    \
         const int err_ = (call);                                                            \
         if (err_ != 0) {                                                                    \
-            print_error("%s: %s\n", #call, hk_cu_error_string(err_));                       \
+            print_error("%s: %s\n", #call, cu->error_string(err_));                       \
             fail();                                                                         \
         }                                                                                   \
     } while (0)
 
 static void *to_dev(const void *host, size_t bytes) {
     void *p = NULL;
-    CU_OK(hk_cu_malloc(&p, bytes ? bytes : 4));
-    if (bytes) CU_OK(hk_cu_upload(p, host, bytes));
+    CU_OK(cu->malloc(&p, bytes ? bytes : 4));
+    if (bytes) CU_OK(cu->upload(p, host, bytes));
     return p;
 }
 
 static void from_dev(void *host, const void *dev, size_t bytes) {
-    CU_OK(hk_cu_sync(NULL));
-    CU_OK(hk_cu_download(host, dev, bytes));
+    CU_OK(cu->sync(NULL));
+    CU_OK(cu->download(host, dev, bytes));
 }
 
 static void expect_within(const float *gpu, const float *cpu, int64_t n, double bound,
@@ -74,22 +77,29 @@ static void expect_close(const float *gpu, const float *cpu, int64_t n, const ch
 static void round_through(float *x, int64_t n, hk_cu_dtype t);
 static void *to_dev_as(const float *x, int64_t n, hk_cu_dtype t);
 
+/* The tests that never touch the device still need the module. */
+static void need_module(void) {
+    if (!cu) skip();
+}
+
 static int need_gpu(void **state) {
     (void)state;
-    if (hk_cu_device_count() == 0) skip();
+    need_module();
+    if (cu->device_count() == 0) skip();
     return 0;
 }
 
 static void test_device_count(void **state) {
     (void)state;
+    need_module();
     /* must not crash without a driver or a GPU */
     int n = -1;
-    const int err = hk_cu_device_probe(&n);
-    assert_int_equal(n, hk_cu_device_count());
+    const int err = cu->device_probe(&n);
+    assert_int_equal(n, cu->device_count());
     assert_true(n >= 0);
-    print_message("CUDA devices: %d (%s)\n", n, hk_cu_error_name(err));
+    print_message("CUDA devices: %d (%s)\n", n, cu->error_name(err));
     /* a GPU hidden by ASan's shadow gap must not pass as "no GPU" */
-    if (strcmp(hk_cu_error_name(err), "cudaErrorMemoryAllocation") == 0) {
+    if (strcmp(cu->error_name(err), "cudaErrorMemoryAllocation") == 0) {
         print_error("CUDA init ran out of memory: under ASan set "
                     "ASAN_OPTIONS=protect_shadow_gap=0\n");
         fail();
@@ -114,10 +124,10 @@ static void test_norms(void **state) {
             const char *what = kind == 0 ? "layernorm" : kind == 1 ? "layernorm no bias" : "rmsnorm";
             if (kind < 2) {
                 hk_k_layernorm(x, n, d, w, kind == 0 ? b : NULL, 1e-5f, yc, sc);
-                CU_OK(hk_cu_layernorm(dx, n, d, dw, kind == 0 ? db : NULL, 1e-5f, dy, ds, NULL));
+                CU_OK(cu->layernorm(dx, n, d, dw, kind == 0 ? db : NULL, 1e-5f, dy, ds, NULL));
             } else {
                 hk_k_rmsnorm(x, n, d, w, 1e-6f, yc, sc);
-                CU_OK(hk_cu_rmsnorm(dx, n, d, dw, 1e-6f, dy, ds, NULL));
+                CU_OK(cu->rmsnorm(dx, n, d, dw, 1e-6f, dy, ds, NULL));
             }
             from_dev(yg, dy, (size_t)(n * d) * 4);
             from_dev(sg, ds, (size_t)n * 4);
@@ -125,15 +135,15 @@ static void test_norms(void **state) {
             expect_close(sg, sc, n, what);
         }
         /* in place, no scale */
-        CU_OK(hk_cu_rmsnorm(dx, n, d, dw, 1e-6f, dx, NULL, NULL));
+        CU_OK(cu->rmsnorm(dx, n, d, dw, 1e-6f, dx, NULL, NULL));
         from_dev(yg, dx, (size_t)(n * d) * 4);
         hk_k_rmsnorm(x, n, d, w, 1e-6f, yc, NULL);
         expect_close(yg, yc, n * d, "rmsnorm in place");
-        CU_OK(hk_cu_free(dx));
-        CU_OK(hk_cu_free(dw));
-        CU_OK(hk_cu_free(db));
-        CU_OK(hk_cu_free(dy));
-        CU_OK(hk_cu_free(ds));
+        CU_OK(cu->free(dx));
+        CU_OK(cu->free(dw));
+        CU_OK(cu->free(db));
+        CU_OK(cu->free(dy));
+        CU_OK(cu->free(ds));
         free(x);
         free(w);
         free(b);
@@ -149,14 +159,14 @@ typedef void (*cpu_act)(float *, int64_t);
 
 static void test_activations(void **state) {
     need_gpu(state);
-    static const struct {
+    const struct {
         cu_act gpu;
         cpu_act cpu;
         const char *name;
-    } acts[] = {{hk_cu_gelu_new, hk_k_gelu_new, "gelu_new"},
-                {hk_cu_gelu, hk_k_gelu, "gelu"},
-                {hk_cu_silu, hk_k_silu, "silu"},
-                {hk_cu_relu, hk_k_relu, "relu"}};
+    } acts[] = {{cu->gelu_new, hk_k_gelu_new, "gelu_new"},
+                {cu->gelu, hk_k_gelu, "gelu"},
+                {cu->silu, hk_k_silu, "silu"},
+                {cu->relu, hk_k_relu, "relu"}};
     kt_rng r = {102};
     static const int64_t sizes[] = {1, 1000, 3 * 1024 * 1024 + 7};
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
@@ -167,12 +177,12 @@ static void test_activations(void **state) {
         for (size_t a = 0; a < sizeof acts / sizeof *acts; a++) {
             memcpy(yc, x, (size_t)n * 4);
             acts[a].cpu(yc, n);
-            CU_OK(hk_cu_upload(dx, x, (size_t)n * 4));
+            CU_OK(cu->upload(dx, x, (size_t)n * 4));
             CU_OK(acts[a].gpu(dx, n, NULL));
             from_dev(yg, dx, (size_t)n * 4);
             expect_close(yg, yc, n, acts[a].name);
         }
-        CU_OK(hk_cu_free(dx));
+        CU_OK(cu->free(dx));
         free(x);
         free(yc);
         free(yg);
@@ -189,15 +199,15 @@ static void test_add_mul(void **state) {
     float *da = to_dev(a, (size_t)n * 4), *db = to_dev(b, (size_t)n * 4);
     memcpy(c, a, (size_t)n * 4);
     hk_k_add(c, b, n);
-    CU_OK(hk_cu_add(da, db, n, NULL));
+    CU_OK(cu->add(da, db, n, NULL));
     from_dev(g, da, (size_t)n * 4);
     expect_close(g, c, n, "add");
     hk_k_mul(c, b, n);
-    CU_OK(hk_cu_mul(da, db, n, NULL));
+    CU_OK(cu->mul(da, db, n, NULL));
     from_dev(g, da, (size_t)n * 4);
     expect_close(g, c, n, "mul");
-    CU_OK(hk_cu_free(da));
-    CU_OK(hk_cu_free(db));
+    CU_OK(cu->free(da));
+    CU_OK(cu->free(db));
     free(a);
     free(b);
     free(c);
@@ -227,12 +237,12 @@ static void test_rope(void **state) {
         hk_k_rope(xc, n, heads, dh, ld, rot, cs, sn);
         float *dx = to_dev(x, (size_t)(n * ld) * 4);
         float *dc = to_dev(cs, (size_t)(n * half) * 4), *ds = to_dev(sn, (size_t)(n * half) * 4);
-        CU_OK(hk_cu_rope(dx, n, heads, dh, ld, rot, dc, ds, NULL));
+        CU_OK(cu->rope(dx, n, heads, dh, ld, rot, dc, ds, NULL));
         from_dev(xg, dx, (size_t)(n * ld) * 4);
         expect_close(xg, xc, n * ld, "rope");
-        CU_OK(hk_cu_free(dx));
-        CU_OK(hk_cu_free(dc));
-        CU_OK(hk_cu_free(ds));
+        CU_OK(cu->free(dx));
+        CU_OK(cu->free(dc));
+        CU_OK(cu->free(ds));
         free(x);
         free(xc);
         free(xg);
@@ -252,7 +262,7 @@ static void test_embed(void **state) {
     hk_k_embed(table, d, ids, n, oc);
     float *dt = to_dev(table, (size_t)(vocab * d) * 4), *dout = to_dev(NULL, (size_t)(n * d) * 4);
     int32_t *di = to_dev(ids, sizeof ids);
-    CU_OK(hk_cu_embed(dt, d, di, n, dout, NULL));
+    CU_OK(cu->embed(dt, d, di, n, dout, NULL));
     from_dev(og, dout, (size_t)(n * d) * 4);
     assert_memory_equal(og, oc, (size_t)(n * d) * 4);
     /* f16 / bf16 tables: the rows of the rounded table, exactly */
@@ -262,15 +272,15 @@ static void test_embed(void **state) {
         round_through(rt, vocab * d, (hk_cu_dtype)t);
         hk_k_embed(rt, d, ids, n, oc);
         void *lt = to_dev_as(rt, vocab * d, (hk_cu_dtype)t);
-        CU_OK(hk_cu_embed_typed(lt, (hk_cu_dtype)t, d, di, n, dout, NULL));
+        CU_OK(cu->embed_typed(lt, (hk_cu_dtype)t, d, di, n, dout, NULL));
         from_dev(og, dout, (size_t)(n * d) * 4);
         assert_memory_equal(og, oc, (size_t)(n * d) * 4);
-        CU_OK(hk_cu_free(lt));
+        CU_OK(cu->free(lt));
         free(rt);
     }
-    CU_OK(hk_cu_free(dt));
-    CU_OK(hk_cu_free(dout));
-    CU_OK(hk_cu_free(di));
+    CU_OK(cu->free(dt));
+    CU_OK(cu->free(dout));
+    CU_OK(cu->free(di));
     free(table);
     free(oc);
     free(og);
@@ -281,11 +291,11 @@ static void round_through(float *x, int64_t n, hk_cu_dtype t) {
     if (t == HK_CU_F32) return;
     float *d = to_dev(x, (size_t)n * 4);
     void *lp = to_dev(NULL, (size_t)n * 2);
-    CU_OK(hk_cu_convert(lp, t, d, HK_CU_F32, n, NULL));
-    CU_OK(hk_cu_convert(d, HK_CU_F32, lp, t, n, NULL));
+    CU_OK(cu->convert(lp, t, d, HK_CU_F32, n, NULL));
+    CU_OK(cu->convert(d, HK_CU_F32, lp, t, n, NULL));
     from_dev(x, d, (size_t)n * 4);
-    CU_OK(hk_cu_free(d));
-    CU_OK(hk_cu_free(lp));
+    CU_OK(cu->free(d));
+    CU_OK(cu->free(lp));
 }
 
 /* A device copy of x in type t (x already representable in t). */
@@ -293,9 +303,9 @@ static void *to_dev_as(const float *x, int64_t n, hk_cu_dtype t) {
     float *d = to_dev(x, (size_t)n * 4);
     if (t == HK_CU_F32) return d;
     void *lp = to_dev(NULL, (size_t)n * 2);
-    CU_OK(hk_cu_convert(lp, t, d, HK_CU_F32, n, NULL));
-    CU_OK(hk_cu_sync(NULL));
-    CU_OK(hk_cu_free(d));
+    CU_OK(cu->convert(lp, t, d, HK_CU_F32, n, NULL));
+    CU_OK(cu->sync(NULL));
+    CU_OK(cu->free(d));
     return lp;
 }
 
@@ -326,8 +336,8 @@ static void test_convert(void **state) {
     memcpy(y, x, (size_t)n * 4);
     round_through(y, n, HK_CU_F16);
     for (int64_t i = 0; i < n; i++) assert_true(fabsf(y[i] - x[i]) <= fabsf(x[i]) * 0x1p-11f);
-    assert_int_equal(hk_cu_dtype_size(HK_CU_F32), 4);
-    assert_int_equal(hk_cu_dtype_size(HK_CU_BF16), 2);
+    assert_int_equal(cu->dtype_size(HK_CU_F32), 4);
+    assert_int_equal(cu->dtype_size(HK_CU_BF16), 2);
     free(x);
     free(y);
     free(want);
@@ -347,14 +357,14 @@ static void test_gated(void **state) {
         memcpy(c, g, (size_t)n * 4);
         cpu[act](c, n);
         hk_k_mul(c, u, n);
-        CU_OK(hk_cu_upload(dg, g, (size_t)n * 4));
-        CU_OK(hk_cu_gated(act, dg, du, n, NULL));
+        CU_OK(cu->upload(dg, g, (size_t)n * 4));
+        CU_OK(cu->gated(act, dg, du, n, NULL));
         from_dev(o, dg, (size_t)n * 4);
         expect_close(o, c, n, "gated");
     }
-    assert_int_not_equal(hk_cu_gated(4, dg, du, n, NULL), 0);
-    CU_OK(hk_cu_free(dg));
-    CU_OK(hk_cu_free(du));
+    assert_int_not_equal(cu->gated(4, dg, du, n, NULL), 0);
+    CU_OK(cu->free(dg));
+    CU_OK(cu->free(du));
     free(g);
     free(u);
     free(c);
@@ -365,7 +375,7 @@ static void test_linear(void **state) {
     need_gpu(state);
     kt_rng r = {108};
     hk_cu_blas *h = NULL;
-    CU_OK(hk_cu_blas_new(NULL, &h));
+    CU_OK(cu->blas_new(NULL, &h));
     static const int64_t shapes[][3] = {{1, 64, 48}, {7, 33, 65}, {128, 256, 200}, {3, 0, 5}};
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
         for (int t = 0; t < 3; t++)
@@ -391,7 +401,7 @@ static void test_linear(void **state) {
                     void *dw = to_dev_as(w, wn, wt);
                     float *dy = to_dev(yg, (size_t)(n * ldy) * 4);
                     void *ws = wt == HK_CU_F32 ? NULL : to_dev(NULL, (size_t)(n * in) * 2 + 2);
-                    CU_OK(hk_cu_linear(h, dx, n, in, dw, wt, ldw, io, hb ? db : NULL, out, dy,
+                    CU_OK(cu->linear(h, dx, n, in, dw, wt, ldw, io, hb ? db : NULL, out, dy,
                                        ldy, ws));
                     from_dev(yg, dy, (size_t)(n * ldy) * 4);
                     char what[96];
@@ -400,11 +410,11 @@ static void test_linear(void **state) {
                     expect_within(yg, yc, n * ldy, wt == HK_CU_F32 ? NMSE_MAX : NMSE_LOWP, what);
                     for (int64_t i = 0; i < n; i++) /* untouched padding */
                         for (int64_t c = out; c < ldy; c++) assert_true(yg[i * ldy + c] >= 5.0f);
-                    CU_OK(hk_cu_free(dx));
-                    CU_OK(hk_cu_free(db));
-                    CU_OK(hk_cu_free(dw));
-                    CU_OK(hk_cu_free(dy));
-                    if (ws) CU_OK(hk_cu_free(ws));
+                    CU_OK(cu->free(dx));
+                    CU_OK(cu->free(db));
+                    CU_OK(cu->free(dw));
+                    CU_OK(cu->free(dy));
+                    if (ws) CU_OK(cu->free(ws));
                     free(x);
                     free(xr);
                     free(w);
@@ -412,7 +422,7 @@ static void test_linear(void **state) {
                     free(yc);
                     free(yg);
                 }
-    hk_cu_blas_free(h);
+    cu->blas_free(h);
 }
 
 /* ---- attention ---- */
@@ -492,7 +502,7 @@ static void run_attention_case(const attn_case *tc, kt_rng *r) {
                     .k_pos0 = tc->k_pos0, .k_len = tc->k_len, .allowed = user_pred};
     if (tc->blocks) {
         assert_true(hk_k_block_mask_build(&um, sq, sk, tc->blocks == 2 ? nh : 1, &hb));
-        CU_OK(hk_cu_block_mask_upload(&hb, &db));
+        CU_OK(cu->block_mask_upload(&hb, &db));
         m.blocks = db;
     }
     if (tc->docs) {
@@ -520,12 +530,12 @@ static void run_attention_case(const attn_case *tc, kt_rng *r) {
      * the automatic key splits and with 3 forced (partial results + combine kernel) */
     for (int run = 0; run < 4; run++) {
         const int path = run / 2;
-        hk_cu_attention_force_simt(path == 0);
-        hk_cu_attention_force_splits(run % 2 ? 3 : 0);
-        const char *name = hk_cu_attention_path(tc->dtype, d);
+        cu->attention_force_simt(path == 0);
+        cu->attention_force_splits(run % 2 ? 3 : 0);
+        const char *name = cu->attention_path(tc->dtype, d);
         if (path == 1 && strcmp(name, "tensor-core") != 0) break;
-        CU_OK(hk_cu_upload(dout, init, (size_t)(sq * ldo) * 4));
-        CU_OK(hk_cu_attention(tc->q_type, tc->dtype, dq, ldq, dk, ldk, dv, ldk, sq, sk, tc->ring,
+        CU_OK(cu->upload(dout, init, (size_t)(sq * ldo) * 4));
+        CU_OK(cu->attention(tc->q_type, tc->dtype, dq, ldq, dk, ldk, dv, ldk, sq, sk, tc->ring,
                               nh, nkv, d, scale, &m, dout, ldo, NULL));
         from_dev(og, dout, (size_t)(sq * ldo) * 4);
         char what[260];
@@ -540,8 +550,8 @@ static void run_attention_case(const attn_case *tc, kt_rng *r) {
         expect_within(og, oc, sq * ldo,
                       path == 0 ? NMSE_MAX : tc->q_type == tc->dtype ? NMSE_TC : NMSE_TC_Q, what);
     }
-    hk_cu_attention_force_simt(false);
-    hk_cu_attention_force_splits(0);
+    cu->attention_force_simt(false);
+    cu->attention_force_splits(0);
     free(init);
     /* fully masked rows are exactly zero on both */
     for (int64_t i = 0; i < sq; i++) {
@@ -550,12 +560,12 @@ static void run_attention_case(const attn_case *tc, kt_rng *r) {
         if (!any && nkv == nh)
             for (int64_t c = 0; c < d; c++) assert_true(og[i * ldo + c] == 0.0f);
     }
-    CU_OK(hk_cu_free(dq));
-    CU_OK(hk_cu_free(dk));
-    CU_OK(hk_cu_free(dv));
-    CU_OK(hk_cu_free(dout));
-    if (ddoc) CU_OK(hk_cu_free(ddoc));
-    hk_cu_block_mask_free(&db);
+    CU_OK(cu->free(dq));
+    CU_OK(cu->free(dk));
+    CU_OK(cu->free(dv));
+    CU_OK(cu->free(dout));
+    if (ddoc) CU_OK(cu->free(ddoc));
+    cu->block_mask_free(&db);
     hk_k_block_mask_free(&hb);
     free(doc);
     free(q);
@@ -637,7 +647,7 @@ static void test_materialized(void **state) {
     need_gpu(state);
     kt_rng r = {110};
     hk_cu_blas *h = NULL;
-    CU_OK(hk_cu_blas_new(NULL, &h));
+    CU_OK(cu->blas_new(NULL, &h));
     static const int64_t cfg[][7] = {/* sq sk nh nkv d docs softcap*100 */
                                      {1, 1, 1, 1, 8, 0, 0},
                                      {33, 70, 4, 2, 64, 0, 0},
@@ -675,7 +685,7 @@ static void test_materialized(void **state) {
         float *dq = to_dev(q, (size_t)(sq * ld) * 4), *dk = to_dev(k, (size_t)(sk * ldk) * 4);
         float *dv = to_dev(v, (size_t)(sk * ldk) * 4);
         float *ds = to_dev(NULL, (size_t)(nh * sq * sk) * 4), *dout = to_dev(NULL, (size_t)(sq * ld) * 4);
-        CU_OK(hk_cu_attention_scores(h, dq, ld, dk, ldk, sq, sk, nh, nkv, d, 0.125f, &m, ds));
+        CU_OK(cu->attention_scores(h, dq, ld, dk, ldk, sq, sk, nh, nkv, d, 0.125f, &m, ds));
         from_dev(sg, ds, (size_t)(nh * sq * sk) * 4);
         /* -inf exactly where the CPU has it; finite scores close */
         for (int64_t i = 0; i < nh * sq * sk; i++) {
@@ -685,19 +695,19 @@ static void test_materialized(void **state) {
         expect_close(sg, sc, nh * sq * sk, "attention scores");
         hk_k_attention_scores(q, ld, k, ldk, sq, sk, nh, nkv, d, 0.125f, &cm, sc);
         hk_k_softmax_rows(sc, nh * sq, sk, sc);
-        CU_OK(hk_cu_softmax_rows(ds, nh * sq, sk, ds, NULL));
+        CU_OK(cu->softmax_rows(ds, nh * sq, sk, ds, NULL));
         from_dev(sg, ds, (size_t)(nh * sq * sk) * 4);
         expect_close(sg, sc, nh * sq * sk, "softmax rows");
         hk_k_attention_apply(sc, v, ldk, sq, sk, nh, nkv, d, oc, ld);
-        CU_OK(hk_cu_attention_apply(h, ds, dv, ldk, sq, sk, nh, nkv, d, dout, ld));
+        CU_OK(cu->attention_apply(h, ds, dv, ldk, sq, sk, nh, nkv, d, dout, ld));
         from_dev(og, dout, (size_t)(sq * ld) * 4);
         expect_close(og, oc, sq * ld, "attention apply");
-        CU_OK(hk_cu_free(dq));
-        CU_OK(hk_cu_free(dk));
-        CU_OK(hk_cu_free(dv));
-        CU_OK(hk_cu_free(ds));
-        CU_OK(hk_cu_free(dout));
-        if (ddoc) CU_OK(hk_cu_free(ddoc));
+        CU_OK(cu->free(dq));
+        CU_OK(cu->free(dk));
+        CU_OK(cu->free(dv));
+        CU_OK(cu->free(ds));
+        CU_OK(cu->free(dout));
+        if (ddoc) CU_OK(cu->free(ddoc));
         free(q);
         free(k);
         free(v);
@@ -709,11 +719,11 @@ static void test_materialized(void **state) {
     /* a row with no finite score becomes zeros */
     float row[5] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY}, got[5];
     float *dr = to_dev(row, sizeof row);
-    CU_OK(hk_cu_softmax_rows(dr, 1, 5, dr, NULL));
+    CU_OK(cu->softmax_rows(dr, 1, 5, dr, NULL));
     from_dev(got, dr, sizeof got);
     for (int i = 0; i < 5; i++) assert_true(got[i] == 0.0f);
-    CU_OK(hk_cu_free(dr));
-    hk_cu_blas_free(h);
+    CU_OK(cu->free(dr));
+    cu->blas_free(h);
 }
 
 /* ---- sampling: the token hk_sample picks from the same draw ---- */
@@ -724,7 +734,7 @@ static void test_sampling(void **state) {
     const int64_t vocab = 5003;
     float *x = kt_alloc(vocab);
     float *dx = to_dev(NULL, (size_t)vocab * 4);
-    void *ws = to_dev(NULL, hk_cu_sample_ws_bytes(vocab));
+    void *ws = to_dev(NULL, cu->sample_ws_bytes(vocab));
     int32_t *dres = to_dev(NULL, 8);
     static const struct {
         float t;
@@ -741,7 +751,7 @@ static void test_sampling(void **state) {
         if (kind == 2) /* -inf entries and one dominant logit */
             for (int64_t i = 0; i < vocab; i += 3) x[i] = -INFINITY;
         if (kind == 3) x[kt_int(&r, vocab)] = 30.0f;
-        CU_OK(hk_cu_upload(dx, x, (size_t)vocab * 4));
+        CU_OK(cu->upload(dx, x, (size_t)vocab * 4));
         for (size_t o = 0; o < sizeof opts / sizeof *opts; o++) {
             hk_sampler_opts so = hk_sampler_default();
             so.temperature = opts[o].t;
@@ -752,7 +762,7 @@ static void test_sampling(void **state) {
             assert_int_equal(hk_sample(x, vocab, &so, &st, &want), HK_OK);
             kt_rng u = {copy};
             const double u01 = (double)(kt_next(&u) >> 11) * 0x1.0p-53;
-            CU_OK(hk_cu_sample(dx, vocab, so.temperature, so.top_k, so.top_p, u01, ws, dres,
+            CU_OK(cu->sample(dx, vocab, so.temperature, so.top_k, so.top_p, u01, ws, dres,
                                NULL));
             int32_t res[2];
             from_dev(res, dres, sizeof res);
@@ -768,23 +778,23 @@ static void test_sampling(void **state) {
     assert_int_equal(agree, total);
     /* NaN and all -inf are reported */
     x[7] = NAN;
-    CU_OK(hk_cu_upload(dx, x, (size_t)vocab * 4));
-    CU_OK(hk_cu_sample(dx, vocab, 1.0f, 0, 1.0f, 0.5, ws, dres, NULL));
+    CU_OK(cu->upload(dx, x, (size_t)vocab * 4));
+    CU_OK(cu->sample(dx, vocab, 1.0f, 0, 1.0f, 0.5, ws, dres, NULL));
     int32_t res[2];
     from_dev(res, dres, sizeof res);
     assert_int_equal(res[1], 1);
     for (int64_t i = 0; i < vocab; i++) x[i] = -INFINITY;
-    CU_OK(hk_cu_upload(dx, x, (size_t)vocab * 4));
-    CU_OK(hk_cu_sample(dx, vocab, 1.0f, 0, 1.0f, 0.5, ws, dres, NULL));
+    CU_OK(cu->upload(dx, x, (size_t)vocab * 4));
+    CU_OK(cu->sample(dx, vocab, 1.0f, 0, 1.0f, 0.5, ws, dres, NULL));
     from_dev(res, dres, sizeof res);
     assert_int_equal(res[1], 2);
-    CU_OK(hk_cu_sample(dx, vocab, 0.0f, 0, 1.0f, 0.5, ws, dres, NULL)); /* greedy: id 0 */
+    CU_OK(cu->sample(dx, vocab, 0.0f, 0, 1.0f, 0.5, ws, dres, NULL)); /* greedy: id 0 */
     from_dev(res, dres, sizeof res);
     assert_int_equal(res[0], 0);
     assert_int_equal(res[1], 0);
-    CU_OK(hk_cu_free(dx));
-    CU_OK(hk_cu_free(ws));
-    CU_OK(hk_cu_free(dres));
+    CU_OK(cu->free(dx));
+    CU_OK(cu->free(ws));
+    CU_OK(cu->free(dres));
     free(x);
 }
 
@@ -794,38 +804,38 @@ static void test_d2h_ring(void **state) {
     need_gpu(state);
     const int64_t n = 1 << 20, copies = 7;
     void *stream = NULL;
-    CU_OK(hk_cu_stream_create(&stream));
+    CU_OK(cu->stream_create(&stream));
     hk_cu_d2h_ring *ring = NULL;
-    CU_OK(hk_cu_d2h_ring_new((size_t)n * 4, &ring));
+    CU_OK(cu->d2h_ring_new((size_t)n * 4, &ring));
     float *h = kt_alloc(n), *d = to_dev(NULL, (size_t)n * 4);
     int prev = -1;
     for (int64_t c = 0; c < copies; c++) {
         /* the compute stream rewrites the tensor; the copy must see this version */
         for (int64_t i = 0; i < n; i++) h[i] = (float)(c * 1000 + i % 997);
-        CU_OK(hk_cu_upload_async(d, h, (size_t)n * 4, stream));
-        CU_OK(hk_cu_add(d, d, n, stream)); /* doubled on the device */
+        CU_OK(cu->upload_async(d, h, (size_t)n * 4, stream));
+        CU_OK(cu->add(d, d, n, stream)); /* doubled on the device */
         int slot;
-        CU_OK(hk_cu_d2h_begin(ring, d, (size_t)n * 4, stream, &slot));
+        CU_OK(cu->d2h_begin(ring, d, (size_t)n * 4, stream, &slot));
         assert_int_not_equal(slot, prev);
         /* the host reads the copy before last while this one runs */
         if (prev >= 0) {
             const void *got;
-            CU_OK(hk_cu_d2h_wait(ring, prev, &got));
+            CU_OK(cu->d2h_wait(ring, prev, &got));
             const float *g = got;
             for (int64_t i = 0; i < n; i += 4099)
                 assert_true(g[i] == 2.0f * (float)((c - 1) * 1000 + i % 997));
         }
-        CU_OK(hk_cu_sync(stream)); /* h is rewritten next: the upload must have read it */
+        CU_OK(cu->sync(stream)); /* h is rewritten next: the upload must have read it */
         prev = slot;
     }
     const void *got;
-    CU_OK(hk_cu_d2h_wait(ring, prev, &got));
+    CU_OK(cu->d2h_wait(ring, prev, &got));
     assert_true(((const float *)got)[5] == 2.0f * (float)((copies - 1) * 1000 + 5));
     int slot;
-    assert_int_not_equal(hk_cu_d2h_begin(ring, d, (size_t)n * 4 + 4, stream, &slot), 0);
-    hk_cu_d2h_ring_free(ring);
-    CU_OK(hk_cu_free(d));
-    CU_OK(hk_cu_stream_destroy(stream));
+    assert_int_not_equal(cu->d2h_begin(ring, d, (size_t)n * 4 + 4, stream, &slot), 0);
+    cu->d2h_ring_free(ring);
+    CU_OK(cu->free(d));
+    CU_OK(cu->stream_destroy(stream));
     free(h);
 }
 
@@ -836,35 +846,35 @@ static void test_kv_write(void **state) {
     const int64_t width = 40, ldd = 43, lds = 41, ring = 16;
     for (int t = 0; t < 3; t++) {
         const hk_cu_dtype dt = (hk_cu_dtype)t;
-        const size_t es = hk_cu_dtype_size(dt);
+        const size_t es = cu->dtype_size(dt);
         /* the ring after writing positions 0..36 in chunks of 5, 16 (a full lap) and 16 */
         float *src = kt_alloc(37 * lds), *want = kt_alloc(ring * ldd), *got = kt_alloc(ring * ldd);
         kt_fill(&r, src, 37 * lds, -3, 3);
         round_through(src, 37 * lds, dt);
         for (int64_t i = 0; i < ring * ldd; i++) want[i] = 0.0f;
         void *dst = to_dev(NULL, (size_t)(ring * ldd) * es);
-        CU_OK(hk_cu_memset_async(dst, 0, (size_t)(ring * ldd) * es, NULL));
+        CU_OK(cu->memset_async(dst, 0, (size_t)(ring * ldd) * es, NULL));
         float *dsrc = to_dev(src, (size_t)(37 * lds) * 4);
         static const int64_t chunks[][2] = {{0, 5}, {5, 16}, {21, 16}};
         for (int c = 0; c < 3; c++) {
             const int64_t p0 = chunks[c][0], n = chunks[c][1];
-            CU_OK(hk_cu_kv_write(dst, dt, ldd, ring, p0, dsrc + p0 * lds, lds, n, width, NULL));
+            CU_OK(cu->kv_write(dst, dt, ldd, ring, p0, dsrc + p0 * lds, lds, n, width, NULL));
             for (int64_t i = 0; i < n; i++)
                 memcpy(want + ((p0 + i) % ring) * ldd, src + (p0 + i) * lds, (size_t)width * 4);
         }
         float *wide = to_dev(NULL, (size_t)(ring * ldd) * 4);
-        CU_OK(hk_cu_convert(wide, HK_CU_F32, dst, dt, ring * ldd, NULL));
+        CU_OK(cu->convert(wide, HK_CU_F32, dst, dt, ring * ldd, NULL));
         from_dev(got, wide, (size_t)(ring * ldd) * 4);
         assert_memory_equal(got, want, (size_t)(ring * ldd) * 4);
         /* linear: position p at row p */
-        CU_OK(hk_cu_kv_write(dst, dt, ldd, 0, 3, dsrc, lds, 2, width, NULL));
-        CU_OK(hk_cu_convert(wide, HK_CU_F32, dst, dt, ring * ldd, NULL));
+        CU_OK(cu->kv_write(dst, dt, ldd, 0, 3, dsrc, lds, 2, width, NULL));
+        CU_OK(cu->convert(wide, HK_CU_F32, dst, dt, ring * ldd, NULL));
         from_dev(got, wide, (size_t)(ring * ldd) * 4);
         assert_memory_equal(got + 3 * ldd, src, (size_t)width * 4);
         assert_memory_equal(got + 4 * ldd, src + lds, (size_t)width * 4);
-        CU_OK(hk_cu_free(dst));
-        CU_OK(hk_cu_free(dsrc));
-        CU_OK(hk_cu_free(wide));
+        CU_OK(cu->free(dst));
+        CU_OK(cu->free(dsrc));
+        CU_OK(cu->free(wide));
         free(src);
         free(want);
         free(got);
@@ -874,48 +884,49 @@ static void test_kv_write(void **state) {
 /* Argument checks that never touch the device: these run everywhere. */
 static void test_argument_checks(void **state) {
     (void)state;
+    need_module();
     float dummy = 0.0f;
     /* d_head > 256, heads not a multiple of KV heads, a ring shorter than the keys */
     const hk_cu_dtype F = HK_CU_F32;
-    assert_int_not_equal(hk_cu_attention(F, F, &dummy, 1, &dummy, 1, &dummy, 1, 1, 1, 0, 1, 1,
+    assert_int_not_equal(cu->attention(F, F, &dummy, 1, &dummy, 1, &dummy, 1, 1, 1, 0, 1, 1,
                                          300, 1.0f, NULL, &dummy, 1, NULL),
                          0);
-    assert_int_not_equal(hk_cu_attention(F, F, &dummy, 1, &dummy, 1, &dummy, 1, 1, 1, 0, 3, 2,
+    assert_int_not_equal(cu->attention(F, F, &dummy, 1, &dummy, 1, &dummy, 1, 1, 1, 0, 3, 2,
                                          8, 1.0f, NULL, &dummy, 1, NULL),
                          0);
-    assert_int_not_equal(hk_cu_attention(F, F, &dummy, 1, &dummy, 1, &dummy, 1, 1, 9, 8, 1, 1,
+    assert_int_not_equal(cu->attention(F, F, &dummy, 1, &dummy, 1, &dummy, 1, 1, 9, 8, 1, 1,
                                          8, 1.0f, NULL, &dummy, 1, NULL),
                          0);
-    assert_int_not_equal(hk_cu_attention((hk_cu_dtype)4, F, &dummy, 1, &dummy, 1, &dummy, 1, 1,
+    assert_int_not_equal(cu->attention((hk_cu_dtype)4, F, &dummy, 1, &dummy, 1, &dummy, 1, 1,
                                          1, 0, 1, 1, 8, 1.0f, NULL, &dummy, 1, NULL),
                          0);
     /* nothing to do is success */
-    assert_int_equal(hk_cu_attention(F, F, NULL, 1, NULL, 1, NULL, 1, 0, 5, 0, 1, 1, 8, 1.0f,
+    assert_int_equal(cu->attention(F, F, NULL, 1, NULL, 1, NULL, 1, 0, 5, 0, 1, 1, 8, 1.0f,
                                      NULL, NULL, 1, NULL),
                      0);
     /* a KV write longer than its ring, a negative position */
-    assert_int_not_equal(hk_cu_kv_write(&dummy, F, 1, 4, 0, &dummy, 1, 5, 1, NULL), 0);
-    assert_int_not_equal(hk_cu_kv_write(&dummy, F, 1, 0, -1, &dummy, 1, 1, 1, NULL), 0);
+    assert_int_not_equal(cu->kv_write(&dummy, F, 1, 4, 0, &dummy, 1, 5, 1, NULL), 0);
+    assert_int_not_equal(cu->kv_write(&dummy, F, 1, 0, -1, &dummy, 1, 1, 1, NULL), 0);
     /* sampling options as hk_sample checks them */
     int32_t res[2];
-    assert_int_not_equal(hk_cu_sample(&dummy, 0, 1.0f, 0, 1.0f, 0.5, NULL, res, NULL), 0);
-    assert_int_not_equal(hk_cu_sample(&dummy, 1, -1.0f, 0, 1.0f, 0.5, NULL, res, NULL), 0);
-    assert_int_not_equal(hk_cu_sample(&dummy, 1, 1.0f, -1, 1.0f, 0.5, NULL, res, NULL), 0);
-    assert_int_not_equal(hk_cu_sample(&dummy, 1, 1.0f, 0, 0.0f, 0.5, NULL, res, NULL), 0);
-    assert_int_not_equal(hk_cu_sample(&dummy, 1, 1.0f, 0, 1.0f, 1.0, NULL, res, NULL), 0);
-    assert_int_not_equal(hk_cu_convert(&dummy, (hk_cu_dtype)7, &dummy, HK_CU_F32, 1, NULL), 0);
-    assert_int_not_equal(hk_cu_gated(9, &dummy, &dummy, 1, NULL), 0);
-    assert_int_not_equal(hk_cu_embed_typed(&dummy, (hk_cu_dtype)5, 1, NULL, 1, &dummy, NULL), 0);
-    assert_int_equal(hk_cu_sample_ws_bytes(1000), 8000);
+    assert_int_not_equal(cu->sample(&dummy, 0, 1.0f, 0, 1.0f, 0.5, NULL, res, NULL), 0);
+    assert_int_not_equal(cu->sample(&dummy, 1, -1.0f, 0, 1.0f, 0.5, NULL, res, NULL), 0);
+    assert_int_not_equal(cu->sample(&dummy, 1, 1.0f, -1, 1.0f, 0.5, NULL, res, NULL), 0);
+    assert_int_not_equal(cu->sample(&dummy, 1, 1.0f, 0, 0.0f, 0.5, NULL, res, NULL), 0);
+    assert_int_not_equal(cu->sample(&dummy, 1, 1.0f, 0, 1.0f, 1.0, NULL, res, NULL), 0);
+    assert_int_not_equal(cu->convert(&dummy, (hk_cu_dtype)7, &dummy, HK_CU_F32, 1, NULL), 0);
+    assert_int_not_equal(cu->gated(9, &dummy, &dummy, 1, NULL), 0);
+    assert_int_not_equal(cu->embed_typed(&dummy, (hk_cu_dtype)5, 1, NULL, 1, &dummy, NULL), 0);
+    assert_int_equal(cu->sample_ws_bytes(1000), 8000);
     /* which attention kernel a call gets (decided on the host) */
-    assert_string_equal(hk_cu_attention_path(HK_CU_BF16, 128), "tensor-core");
-    assert_string_equal(hk_cu_attention_path(HK_CU_F16, 64), "tensor-core");
-    assert_string_equal(hk_cu_attention_path(HK_CU_BF16, 80), "tensor-core");
-    assert_string_equal(hk_cu_attention_path(HK_CU_BF16, 72), "simt-f32");
-    assert_string_equal(hk_cu_attention_path(HK_CU_F32, 128), "simt-f32");
-    hk_cu_attention_force_simt(true);
-    assert_string_equal(hk_cu_attention_path(HK_CU_BF16, 128), "simt-f32");
-    hk_cu_attention_force_simt(false);
+    assert_string_equal(cu->attention_path(HK_CU_BF16, 128), "tensor-core");
+    assert_string_equal(cu->attention_path(HK_CU_F16, 64), "tensor-core");
+    assert_string_equal(cu->attention_path(HK_CU_BF16, 80), "tensor-core");
+    assert_string_equal(cu->attention_path(HK_CU_BF16, 72), "simt-f32");
+    assert_string_equal(cu->attention_path(HK_CU_F32, 128), "simt-f32");
+    cu->attention_force_simt(true);
+    assert_string_equal(cu->attention_path(HK_CU_BF16, 128), "simt-f32");
+    cu->attention_force_simt(false);
 }
 
 int main(void) {
@@ -929,5 +940,9 @@ int main(void) {
         cmocka_unit_test(test_sampling),     cmocka_unit_test(test_d2h_ring),
         cmocka_unit_test(test_kv_write),
     };
+    if (hk_cuda_module(&cu) != HK_OK)
+        print_message("CUDA module not loaded, every test skips: %s\n", hk_last_error());
+    else
+        print_message("CUDA module: %s\n", hk_cuda_module_path());
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
