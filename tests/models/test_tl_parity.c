@@ -1,7 +1,7 @@
 /* TransformerLens parity: every hook TransformerLens's run_with_cache produces for the fixture
  * models exists here with the same shape and values (atol 1e-4), and a run_with_hooks patch
  * of resid_pre gives TransformerLens's patched logits. References: make_tl_references.py.
- * Qwen3 has both. The MoE families and OLMo 2, Gemma 2/3 (TL references not generated yet; TL 3.9
+ * Qwen3 and Mixtral have both. The other MoE families and OLMo 2, Gemma 2/3 (TL references not generated yet; TL 3.9
  * has no Qwen2/Qwen3 MoE) are checked the same way against hf_hooks.safetensors (transformers' module outputs under TransformerLens's names,
  * make_fixtures.py), and there every non-optional point of the model must have a reference. */
 #include <math.h>
@@ -43,13 +43,51 @@ static float ref_at(const hk_st_tensor *t, int64_t i) {
     return v;
 }
 
+/* TransformerLens caches each expert's hidden activations as blocks.{i}.mlp.experts.{e}.hook_post
+ * [tokens routed to e, d_mlp]: those with e in slot 0 first, then slot 1, ... (token order in
+ * each, torch.where over [slot, token]); ours are hook_expert_post [1, pos, k, d_mlp], slot j
+ * holding expert hook_expert_indices[pos, j] (TransformerLens's indices, compared above). */
+static hk_hook_result compare_experts(hk_tensor *t, const hk_hook_ctx *ctx, void *user) {
+    parity *p = user;
+    char name[128];
+    int blk;
+    if (sscanf(ctx->name, "blocks.%d.", &blk) != 1 || t->ndim != 4)
+        fail_msg("%s: unexpected name or %d dims", ctx->name, t->ndim);
+    snprintf(name, sizeof name, "blocks.%d.mlp.hook_expert_indices", blk);
+    const hk_st_tensor *idx = hk_ckpt_find(p->ref, name);
+    if (!idx) fail_msg("no reference for %s", name);
+    int64_t T = t->shape[1], k = t->shape[2], d = t->shape[3];
+    int64_t rows[256] = {0}; /* next row of each expert's reference */
+    const float *ours = t->data;
+    for (int64_t j = 0; j < k; j++) /* TL: torch.where over [slot, token]: slot-major rows */
+        for (int64_t pos = 0; pos < T; pos++) {
+            int e = (int)ref_at(idx, pos * k + j);
+            if (e < 0 || e >= 256) fail_msg("%s: expert %d", name, e);
+            snprintf(name, sizeof name, "blocks.%d.mlp.experts.%d.hook_post", blk, e);
+            const hk_st_tensor *ref = hk_ckpt_find(p->ref, name);
+            if (!ref || ref->ndim != 2 || ref->shape[1] != d || rows[e] >= ref->shape[0])
+                fail_msg("%s: no row %lld of width %lld", name, (long long)rows[e], (long long)d);
+            p->seen[ref - hk_ckpt_at(p->ref, 0)] = true;
+            for (int64_t c = 0; c < d; c++)
+                note_worst(abs_diff_inf(ours[(pos * k + j) * d + c],
+                                        ref_at(ref, rows[e] * d + c)),
+                           name, &p->worst, p->worst_name, sizeof p->worst_name);
+            rows[e]++;
+            snprintf(name, sizeof name, "blocks.%d.mlp.hook_expert_indices", blk);
+        }
+    p->compared++;
+    return HK_HOOK_CONTINUE;
+}
+
 /* Compare a fired activation with the TransformerLens tensor of the same name. Attention
  * scores/patterns arrive per query chunk: [1, head, q_chunk, k] at ctx->pos_offset. */
 static hk_hook_result compare(hk_tensor *t, const hk_hook_ctx *ctx, void *user) {
     parity *p = user;
     const hk_st_tensor *ref = hk_ckpt_find(p->ref, ctx->name);
+    if (!ref && strstr(ctx->name, "mlp.hook_expert_post")) return compare_experts(t, ctx, p);
     if (!ref) { /* a point TransformerLens did not cache */
         if (!strstr(ctx->name, "hook_result") && !strstr(ctx->name, "hook_mlp_in") &&
+            !strstr(ctx->name, "hook_router_logits") && !strstr(ctx->name, "hook_topk_weights") &&
             !strstr(ctx->name, "_input") && !strstr(ctx->name, "hook_attn_in")) {
             print_message("no reference for %s\n", ctx->name);
             p->unmatched++;
@@ -66,6 +104,11 @@ static hk_hook_result compare(hk_tensor *t, const hk_hook_ctx *ctx, void *user) 
     bool flat_qk_norm = strstr(ctx->name, "_norm.hook_") && ref->ndim == 2 && t->ndim == 4 &&
                         ref->shape[0] * ref->shape[1] == n &&
                         ref->shape[1] == t->shape[3];
+    /* TransformerLens's MoE (Mixtral) routes on [batch*pos, d_model]: its hook_expert_{weights,
+     * indices} are [batch*pos, ...], ours [batch, pos, ...] with batch 1 — compared flat. */
+    flat_qk_norm |= strstr(ctx->name, "mlp.hook_expert_") && ref->ndim == 2 && t->ndim == 3 &&
+                    t->shape[0] == 1 && ref->shape[0] == t->shape[1] &&
+                    ref->shape[1] == t->shape[2];
     if (ref->ndim != t->ndim && !flat_qk_norm)
         fail_msg("%s: %d dims here, %d in TransformerLens", ctx->name, t->ndim, ref->ndim);
     for (int d = 0; d < t->ndim && !flat_qk_norm; d++) {
@@ -121,6 +164,10 @@ static void check_cache_ex(const char *family, const char *file, bool every_poin
     for (size_t i = 0; i < hk_ckpt_count(p.ref); i++) {
         const char *name = hk_ckpt_at(p.ref, i)->name;
         if (p.seen[i] || strcmp(name, "input_ids") == 0 || strcmp(name, "logits") == 0) continue;
+        /* an expert's x @ W_gate_e / x @ W_up_e: no point here (hook_expert_post is their
+         * product, compared above) */
+        if (strstr(name, ".mlp.experts.") &&
+            (strstr(name, ".hook_pre") || strstr(name, ".hook_gate"))) continue;
         print_message("%s: TransformerLens hook %s never fired here\n", family, name);
         missing++;
     }
@@ -218,6 +265,9 @@ FAMILY_TESTS(neox, "")
 /* Qwen3: TransformerLens's config misses the fixture's sliding window (layer 1); the script
  * overrides use_local_attn/window_size/attn_types and prints why. */
 FAMILY_TESTS(qwen3, "")
+/* Mixtral: TransformerLens derives the fixture's config right; its MoE hooks (router, expert
+ * weights/indices, each expert's pre/post) are compared like the rest. */
+FAMILY_TESTS(mixtral, "")
 
 #define HF_HOOK_TEST(f)                                                                  \
     static void test_hf_hooks_##f(void **s) {                                            \
@@ -242,6 +292,7 @@ int main(void) {
         cmocka_unit_test(test_cache_phi3),    cmocka_unit_test(test_patch_phi3),
         cmocka_unit_test(test_cache_neox),    cmocka_unit_test(test_patch_neox),
         cmocka_unit_test(test_cache_qwen3),   cmocka_unit_test(test_patch_qwen3),
+        cmocka_unit_test(test_cache_mixtral), cmocka_unit_test(test_patch_mixtral),
         cmocka_unit_test(test_hf_hooks_qwen3),  cmocka_unit_test(test_hf_hooks_olmo2),
         cmocka_unit_test(test_hf_hooks_gemma2), cmocka_unit_test(test_hf_hooks_gemma3),
         cmocka_unit_test(test_hf_hooks_mixtral), cmocka_unit_test(test_hf_hooks_qwen3_moe),
