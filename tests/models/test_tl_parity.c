@@ -268,6 +268,9 @@ FAMILY_TESTS(qwen3, "")
 /* Mixtral: TransformerLens derives the fixture's config right; its MoE hooks (router, expert
  * weights/indices, each expert's pre/post) are compared like the rest. */
 FAMILY_TESTS(mixtral, "")
+/* Gemma 2: TransformerLens knows it only by official name; the script builds its gemma-2-2b
+ * entry with the fixture's sizes and overrides eps, window, soft caps and attn_scale. */
+FAMILY_TESTS(gemma2, "")
 
 #define HF_HOOK_TEST(f)                                                                  \
     static void test_hf_hooks_##f(void **s) {                                            \
@@ -293,6 +296,7 @@ int main(void) {
         cmocka_unit_test(test_cache_neox),    cmocka_unit_test(test_patch_neox),
         cmocka_unit_test(test_cache_qwen3),   cmocka_unit_test(test_patch_qwen3),
         cmocka_unit_test(test_cache_mixtral), cmocka_unit_test(test_patch_mixtral),
+        cmocka_unit_test(test_cache_gemma2),  cmocka_unit_test(test_patch_gemma2),
         cmocka_unit_test(test_hf_hooks_qwen3),  cmocka_unit_test(test_hf_hooks_olmo2),
         cmocka_unit_test(test_hf_hooks_gemma2), cmocka_unit_test(test_hf_hooks_gemma3),
         cmocka_unit_test(test_hf_hooks_mixtral), cmocka_unit_test(test_hf_hooks_qwen3_moe),
