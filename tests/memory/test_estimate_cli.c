@@ -200,7 +200,9 @@ static void test_errors(void **state) {
  * A process of this executable that loads no model (`help run`) sets a floor.
  * Since the CUDA libraries are no longer mapped (12 MiB processes instead of 170 MiB), the
  * estimate's ~1-2 MiB over-count at these tiny sizes (OpenBLAS's per-thread pool pages, which
- * a 2-token product does not all touch) is over 10%: the bound is 10% or 2 MiB. */
+ * a 2-token product does not all touch; 1.0-2.2 MiB measured on 12-36 MiB runs) is over 10%:
+ * the bound is 10% or 3 MiB (tests/memory/test_memory.c holds the estimate to 10% on larger
+ * shapes, where that pool is touched). */
 static void test_estimate_matches_run(void **state) {
     (void)state;
     const char *fx = getenv("HK_FIXTURES");
@@ -244,7 +246,7 @@ static void test_estimate_matches_run(void **state) {
                               "peak %7.1f MiB  ratio %.3f\n",
                               models[mi], lens[li], c ? c : "-", est / (1 << 20),
                               floor / (1 << 20), peak / (1 << 20), est / peak);
-                if ((err < -0.10 || err > 0.10) && fabs(est - peak) > 2.0 * (1 << 20))
+                if ((err < -0.10 || err > 0.10) && fabs(est - peak) > 3.0 * (1 << 20))
                     all_ok = false;
                 done(&e);
                 done(&r);
