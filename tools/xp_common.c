@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text_cell.h"
+
 int xp_parse_id_list(const cli_args *a, const char *opt, const char *s, int32_t **out,
                      int64_t *n) {
     *out = NULL;
@@ -274,7 +276,7 @@ void xp_print_sweep(FILE *f, const char *name, const hk_sweep_result *r,
         fprintf(f, "%s; rows: layers, columns: %s\n", what, has_pos ? "positions" : "heads");
         fprintf(f, "%6s", has_pos ? "pos" : "head");
         for (int64_t c = 0; c < cols; c++) {
-            if (has_pos && pos_labels) fprintf(f, " %7.7s", pos_labels[c]);
+            if (has_pos && pos_labels) text_cell_print(f, pos_labels[c], 7);
             else fprintf(f, " %7lld", (long long)c);
         }
         fprintf(f, "\n%6s\n", "layer");
