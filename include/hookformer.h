@@ -851,6 +851,15 @@ typedef struct {
     int64_t layer; /* -1: every layer */
 } hk_sweep_spec;
 
+/* The named sweeps of `hookformer patch --sweep` (tools) and the Python package: "resid_pre",
+ * "resid_mid", "resid_post", "attn_out", "mlp_out" (per layer and position), "head_out"
+ * (attn.hook_z), "head_q", "head_k", "head_v" (per layer and head, every position at once) and
+ * "head_out_by_pos", "head_q_by_pos", "head_k_by_pos", "head_v_by_pos" (per layer, position and
+ * head); *out gets layer -1 (every layer) and a static point string. An unknown name is
+ * HK_ERR_NOT_FOUND listing the known ones (hk_sweep_names: comma-separated). */
+hk_status hk_sweep_by_name(const char *name, hk_sweep_spec *out);
+const char *hk_sweep_names(void);
+
 /* A sweep's metric per patch: values [shape] over dims ("layer", then "pos" and/or "head",
  * in that order: TransformerLens's [layer, pos], [layer, pos, head], [layer, head]). */
 typedef struct {
