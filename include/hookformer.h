@@ -158,6 +158,10 @@ typedef struct {
     bool optional;
 } hk_hook_point;
 
+/* Whether a hook name matches a pattern as hk_hooks_add, hk_cache_attach and the stores match
+ * them: '*' any run of characters (dots included), '?' one character, anything else itself. */
+bool hk_glob_match(const char *pattern, const char *name);
+
 size_t hk_model_hook_count(const hk_model *m);
 /* i in [0, hk_model_hook_count); NULL when out of range. Valid while the model lives. */
 const hk_hook_point *hk_model_hook_at(const hk_model *m, size_t i);

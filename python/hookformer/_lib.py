@@ -164,6 +164,7 @@ _SIGNATURES = {
     "hk_model_weight_count": (C.c_size_t, [P]),
     "hk_model_weight_name": (S, [P, C.c_size_t, C.c_char_p, C.c_size_t]),
     "hk_model_hook_count": (C.c_size_t, [P]),
+    "hk_glob_match": (C.c_bool, [C.c_char_p, C.c_char_p]),
     "hk_model_hook_at": (C.POINTER(HookPointInfo), [P, C.c_size_t]),
     "hk_hooks_new": (S, [P, PP]),
     "hk_hooks_free": (None, [P]),

@@ -424,19 +424,33 @@ class Model:
                     self._dispatch.truncate(dmark)
 
     def _filter_names(self, names_filter):
+        """Exact names as given; a glob (hk_glob_match) or a function picks among the points
+        that are not optional, or among all of them when it picks none of those (so
+        "blocks.*.attn.hook_result" works): the optional points change how a layer is
+        computed (split inputs give ln1.* a head dim), as TransformerLens's flags do."""
         if names_filter is None:
             return self.hook_names(optional=False)
         if isinstance(names_filter, str):
-            return [names_filter]
-        if callable(names_filter):
-            return [n for n in self.hook_names() if names_filter(n)]
-        try:
-            names = list(names_filter)
-        except TypeError:
-            raise TypeError("names_filter: expected None, a name or glob, a list of them, or a "
-                            "function of the name") from None
-        if not all(isinstance(n, str) for n in names):
-            raise TypeError("names_filter: a list of hook names or globs (strings)")
+            if not any(ch in names_filter for ch in "*?"):
+                return [names_filter]
+            pat = names_filter.encode()
+            pick = lambda n: lib.hk_glob_match(pat, n.encode())  # noqa: E731
+        elif callable(names_filter):
+            pick = names_filter
+        else:
+            try:
+                names = list(names_filter)
+            except TypeError:
+                raise TypeError("names_filter: expected None, a name or glob, a list of "
+                                "names, or a function of the name") from None
+            if not all(isinstance(n, str) for n in names):
+                raise TypeError("names_filter: a list of hook names (strings)")
+            return names
+        names = [n for n in self.hook_names(optional=False) if pick(n)]
+        if not names:
+            names = [n for n in self.hook_names() if pick(n)]
+        if not names and isinstance(names_filter, str):
+            return [names_filter]  # the C library says which names come close
         return names
 
     def run_with_cache(self, x, names_filter=None, stop_at_layer=None, pos_slice=None,
