@@ -26,7 +26,7 @@ class _CacheOwner:
         self.handle = handle
 
     def __del__(self):
-        if self.handle:
+        if self.handle and lib is not None:
             lib.hk_cache_free(self.handle)
             self.handle = None
 
@@ -119,7 +119,7 @@ class Model:
                 self._h = None
 
     def __del__(self):
-        if getattr(self, "_h", None):
+        if getattr(self, "_h", None) and lib is not None:
             lib.hk_hooks_free(self._hooks)
             lib.hk_model_free(self._h)
             self._h = None

@@ -45,7 +45,10 @@ class Store:
             h, self._h = self._h, None
             check(lib.hk_store_close(h))
 
-    __del__ = close
+    def __del__(self):
+        if getattr(self, "_h", None) and lib is not None:
+            lib.hk_store_close(self._h)
+            self._h = None
 
     def __enter__(self):
         return self
