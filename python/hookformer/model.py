@@ -331,16 +331,16 @@ class Model:
         check(st)
         return out
 
-    def _return(self, out, return_type, stop_at_layer):
+    @staticmethod
+    def _check_return_type(return_type):
         if return_type not in ("logits", None):
             raise ValueError(f"return_type={return_type!r}: expected 'logits' or None (no loss "
                              "here: compute it from the logits)")
-        return out
 
     def __call__(self, x, return_type="logits", prepend_bos=None, stop_at_layer=None):
         """Logits [batch, pos, d_vocab] (or, with stop_at_layer, the residual stream entering
         that block [batch, pos, d_model]); padded rows are zero."""
-        self._return(None, return_type, stop_at_layer)
+        self._check_return_type(return_type)
         tokens, lengths = self._input(x, prepend_bos)
         with self._busy("forward"):
             self.handle  # noqa: B018 - raises when closed
@@ -380,7 +380,7 @@ class Model:
             raise NotImplementedError("bwd_hooks: hookformer has no backward pass")
         if not reset_hooks_end:
             raise NotImplementedError("reset_hooks_end=False: use add_hook for hooks that stay")
-        self._return(None, return_type, stop_at_layer)
+        self._check_return_type(return_type)
         tokens, lengths = self._input(x, prepend_bos)
         with self._busy("run_with_hooks"):
             self.handle  # noqa: B018
@@ -462,7 +462,7 @@ class Model:
         stop)) keeps those positions (query positions of scores/patterns); an int drops the
         dim, as TransformerLens. stop_at_layer: blocks [0, L) only, and the first value is
         the residual entering block L. The arrays are views of the C cache (no copy)."""
-        self._return(None, return_type, stop_at_layer)
+        self._check_return_type(return_type)
         positions, drop = _positions(pos_slice)
         tokens, lengths = self._input(x, prepend_bos)
         names = self._filter_names(names_filter)

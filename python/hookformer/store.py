@@ -4,7 +4,7 @@ import ctypes as C
 
 import numpy as np
 
-from . import _arrays, _lib
+from . import _lib
 from ._lib import check, lib
 
 

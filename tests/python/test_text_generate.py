@@ -1,7 +1,7 @@
 """to_tokens / to_string / to_str_tokens, generate and embed: the C library's through the CLI."""
 import numpy as np
 import pytest
-from conftest import FIX, PROMPT, SMOLLM2, cli, ids_arg
+from conftest import FIX, PROMPT, cli, ids_arg
 
 import hookformer as hf
 
