@@ -5,7 +5,7 @@ from ._hooks import HookError, HookPoint, StopForward
 from ._lib import HookformerError, lib as _clib
 from .model import ActivationCache, Model, load
 from .patching import (SweepResult, ablate, act_patch, dla, logit_lens, metric,
-                       steering_vector, sweep_names)
+                       steering, steering_vector, sweep_names)
 from .store import Store
 
 __version__ = _clib.hk_version().decode()
@@ -18,4 +18,4 @@ def set_num_threads(n):
 
 __all__ = ["ActivationCache", "HookError", "HookPoint", "HookformerError", "Model", "Store",
            "StopForward", "SweepResult", "ablate", "act_patch", "dla", "load", "logit_lens",
-           "metric", "set_num_threads", "steering_vector", "sweep_names"]
+           "metric", "set_num_threads", "steering", "steering_vector", "sweep_names"]

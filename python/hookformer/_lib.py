@@ -171,6 +171,7 @@ _SIGNATURES = {
     "hk_hooks_add": (S, [P, C.c_char_p, HOOK_FN, vp, C.POINTER(C.c_uint64)]),
     "hk_hooks_add_filter": (S, [P, FILTER_FN, vp, HOOK_FN, vp, C.POINTER(C.c_uint64)]),
     "hk_hooks_count": (C.c_size_t, [P]),
+    "hk_hooks_remove": (S, [P, C.c_uint64]),
     "hk_model_run_opts": (S, [P, P, i32p, i64p, i64, i64, C.POINTER(RunOpts), f32p]),
     "hk_model_run_typed": (S, [P, P, i32p, i32p, i64p, i64, i64, f32p]),
     "hk_model_embed": (S, [P, P, i32p, i32p, i64p, i64, i64, C.c_int, C.c_int, f32p]),

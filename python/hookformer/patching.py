@@ -4,6 +4,7 @@ experiments. The metric is the mean logit difference at the last position,
 logit[answer] - logit[wrong] (TransformerLens's usual patching metric). The model's add_hook
 hooks fire in every forward of an experiment, before the experiment's own."""
 
+import contextlib
 import ctypes as C
 from dataclasses import dataclass
 
@@ -217,3 +218,25 @@ def steering_vector(model, point, layer, pos, neg, mode="last"):
         return np.ctypeslib.as_array(v.vec, (v.n_pos, v.d_model)).copy()
     finally:
         lib.hk_steer_vector_free(C.byref(v))
+
+
+@contextlib.contextmanager
+def steering(model, vector, layer, point="hook_resid_pre", coef=4.0, start=0):
+    """`with steering(m, v, layer):` every run, generate and experiment of m inside adds
+    coef * v at blocks.<layer>.<point> (hk_steer_add): v [d_model] or [1, d_model] at every
+    position >= start, or [n_pos, d_model] with row i at position start + i (absolute
+    positions: generation steps included)."""
+    vec = _arrays.carray(np.atleast_2d(vector), np.float32, "vector", 2)
+    sv = _lib.SteerVector(point.encode(), int(layer), vec.shape[0], vec.shape[1],
+                          _lib.ptr(vec, C.c_float))
+    apply = _lib.SteerApply(C.pointer(sv), float(coef), int(start))
+    handle = C.c_uint64()
+    with model._busy("steering"):
+        model.handle  # noqa: B018 - raises when closed
+        check(lib.hk_steer_add(model._hooks, C.byref(apply), C.byref(handle)))
+    try:
+        yield
+    finally:
+        with model._busy("steering"):
+            if model._h:
+                check(lib.hk_hooks_remove(model._hooks, handle.value))

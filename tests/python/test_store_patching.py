@@ -115,6 +115,21 @@ def test_steering_vector_equals_hookformer_steer(gpt2, tmp_path):
     assert v.shape == (1, 64)
 
 
+def test_steering_generates_what_hookformer_steer_generates(gpt2):
+    out = cli("steer", "--model", FIX / "gpt2", "--tokens", ids_arg(CLEAN), "--pos", "5,6,7",
+              "--neg", "8,9,10", "--layer", "1", "--max-new", "5", "--coef", "4")
+    lines = dict(line.split() for line in out.splitlines() if not line.startswith("#"))
+    v = hf.steering_vector(gpt2, "hook_resid_pre", 1, [5, 6, 7], [8, 9, 10])
+    with hf.steering(gpt2, v, layer=1, coef=4):
+        steered = gpt2.generate(CLEAN, max_new_tokens=5, do_sample=False)[0, 4:]
+    plain = gpt2.generate(CLEAN, max_new_tokens=5, do_sample=False)[0, 4:]
+    assert ids_arg(steered) == lines["steered"] and ids_arg(plain) == lines["plain"]
+    assert lines["steered"] != lines["plain"]
+    with pytest.raises(hf.HookformerError, match="hook_resid_pots"):
+        with hf.steering(gpt2, v, layer=1, point="hook_resid_pots"):
+            pass
+
+
 def test_experiments_run_under_the_models_hooks(gpt2):
     """add_hook hooks fire in the experiments' forwards (hk_patch_opts.hooks, ...): zeroing
     head 1 of layer 0 makes its ablation change nothing."""
