@@ -16,7 +16,8 @@ def test_store_reads_what_hookformer_cache_wrote(gpt2, tmp_path):
     cli("cache", "--model", FIX / "gpt2", "--tokens-file", tmp_path / "ids.txt", "--hooks",
         "blocks.*.hook_resid_post,blocks.0.attn.hook_pattern", "--out", tmp_path / "a.h5",
         "--ctx", "4")
-    with hf.Store(tmp_path / "a.h5") as s, h5py.File(tmp_path / "a.h5") as f:
+    before = ((tmp_path / "a.h5").read_bytes(), (tmp_path / "a.h5").stat().st_mtime_ns)
+    with hf.Store(tmp_path / "a.h5") as s, h5py.File(tmp_path / "a.h5", "r") as f:
         assert s.n_sequences == 3 and s.info["n_rows"] == 9
         assert s.info["family"] == "gpt2" and s.info["dtype"] == "float32"
         assert s.hooks["blocks.1.hook_resid_post"]["shape"] == (9, 64)
@@ -41,6 +42,8 @@ def test_store_reads_what_hookformer_cache_wrote(gpt2, tmp_path):
             s.read("blocks.0.hook_mlp_out", 0)
     with pytest.raises(ValueError, match="closed"):
         s.read("blocks.1.hook_resid_post", 0)
+    # reading, refused reads included, leaves the file byte-identical, mtime too
+    assert ((tmp_path / "a.h5").read_bytes(), (tmp_path / "a.h5").stat().st_mtime_ns) == before
     with pytest.raises(hf.HookformerError, match="nope.h5"):
         hf.Store(tmp_path / "nope.h5")
 
