@@ -495,11 +495,15 @@ class Model:
 
     def generate(self, input="", max_new_tokens=10, stop_at_eos=True, eos_token_id=None,
                  do_sample=True, top_k=None, top_p=None, temperature=1.0, freq_penalty=0.0,
-                 prepend_bos=None, return_type="input", seed=0, chunk=0):
+                 prepend_bos=None, return_type="input", seed=0, chunk=0,
+                 use_past_kv_cache=True, verbose=False):
         """Greedy (do_sample=False) or sampled continuation through the KV cache
         (hk_generate). input: a string or ids of one sequence. return_type "input" (the
         input's kind), "str" or "tokens" ([1, pos + new] int64); the prompt is included, as
-        TransformerLens returns it. The model's add_hook hooks fire at every feed."""
+        TransformerLens returns it. The model's add_hook hooks fire at every feed (the KV cache
+        is always used; verbose is accepted for TransformerLens's signature and prints nothing)."""
+        if not use_past_kv_cache:
+            raise NotImplementedError("use_past_kv_cache=False: hk_generate always keeps one")
         if freq_penalty:
             raise NotImplementedError("freq_penalty: not in hk_generate")
         if return_type not in ("input", "str", "tokens"):
