@@ -224,7 +224,8 @@ static void test_self(void **state) {
     assert_true(fn(self, &is_exe));
     assert_false(is_exe);
     assert_string_equal(self, lib);
-    dlclose(h);
+    /* h stays open: after a dlclose LeakSanitizer counts the library's process-lifetime
+     * allocations (8 bytes) as leaked */
 #endif
 }
 
