@@ -703,6 +703,11 @@ typedef struct {
     int64_t expected_rows;  /* token rows the caller expects to store (0: unknown): a new
                                file's chunks hold about that many rows when it is fewer than
                                ~2 MiB of them, so a small store stays small */
+    bool corpus_ids;        /* a new file records the corpus id of each sequence (dataset
+                               seq_corpus_id): the shards of a distributed run, where a rank
+                               stores sequences of a shared corpus out of order. Every batch
+                               then needs hk_store_set_corpus_ids. An append keeps the file's
+                               setting. */
 } hk_store_opts;
 
 /* {F32, "all", no compression, ctx 0, commit every 1 s, no force, no fsync}. */
@@ -741,6 +746,10 @@ hk_status hk_store_run(hk_store *s, hk_model *m, const int32_t *tokens, const in
  * plugins: the store then records their modified values). NULL: hk_store_run. */
 hk_status hk_store_run_hooks(hk_store *s, hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                              const int64_t *lengths, int64_t batch, int64_t seq);
+/* The corpus ids of the next batch's sequences (ids[0..n), n = the batch, each >= 0; copied),
+ * for a store made with hk_store_opts.corpus_ids; hk_store_end_batch refuses a batch without
+ * them. */
+hk_status hk_store_set_corpus_ids(hk_store *s, const int64_t *ids, int64_t n);
 /* Commit now: afterwards every row given so far is in the file as h5py sees it. */
 hk_status hk_store_commit(hk_store *s);
 /* Commit (writable stores) and close. Frees s even on error; NULL: HK_OK. */
@@ -787,6 +796,17 @@ int64_t hk_store_row_elems(const hk_store *s, const char *name);
  * first row, first stored position and rows (any output may be NULL). */
 hk_status hk_store_sequence(const hk_store *s, int64_t q, int64_t *length, int64_t *first_row,
                             int64_t *first_pos, int64_t *n_rows);
+/* Join shards (stores made with hk_store_opts.corpus_ids, of one model, hooks, dtype,
+ * positions and ctx) into the root file `root`: per hook a virtual dataset over the shards'
+ * committed rows, the sequences in corpus-id order; seq_id holds the corpus ids and the
+ * per-sequence tables the root's rows (docs/FORMAT.md, "Sharded stores"). The shards are
+ * named relative to root's folder when they lie in it. Written as root.tmp, renamed onto root
+ * (an existing root only with force). A corpus id in two shards is HK_ERR_FORMAT naming both. */
+hk_status hk_store_join(const char *root, const char *const *shards, size_t n_shards,
+                        bool force);
+/* The corpus ids of the committed sequences into out [n_sequences] (a store made with
+ * hk_store_opts.corpus_ids; HK_ERR_NOT_FOUND otherwise). */
+hk_status hk_store_corpus_ids(hk_store *s, int64_t *out);
 /* token_id of the committed rows [row0, row0 + n) into out [n]. */
 hk_status hk_store_read_token_ids(hk_store *s, int64_t row0, int64_t n, int32_t *out);
 /* Whether any of patterns[0..n) matches an attention scores/pattern point of m: those are
