@@ -893,6 +893,22 @@ typedef struct {
 
 void hk_sweep_result_free(hk_sweep_result *r);
 
+/* A share of a sweep's forwards, to split one sweep over processes (`mpirun hookformer
+ * patch`): the sweep runs forward f (patches f*batch .. f*batch + batch - 1, in the sweep's
+ * order) only when f % n_parts == part, and leaves the values of the others NaN. Every
+ * forward is the one a whole sweep runs, so hk_sweep_merge of the shares gives the whole
+ * sweep's numbers bit for bit. {0, 0} (or n_parts 1): every forward. */
+typedef struct {
+    int64_t part, n_parts;
+} hk_sweep_part;
+
+/* Join the shares: r is share 0's result (or any share's: every share has the same shape,
+ * batch, baseline and reference); values [n_parts, r->patches] holds every share's values and
+ * forwards [n_parts] their forwards. r's values, change, normalized and forwards become the
+ * whole sweep's. */
+hk_status hk_sweep_merge(hk_sweep_result *r, const float *values, const int64_t *forwards,
+                         int64_t n_parts);
+
 typedef struct {
     const int32_t *clean;   /* [n_prompts, clean_seq] the clean prompts */
     int64_t clean_seq;
@@ -913,6 +929,7 @@ typedef struct {
                                sweep's own hooks at each point; the sweep adds and removes its
                                own on it. A forward that starts at block L does not fire them
                                before L: their effect is in the cached residual */
+    hk_sweep_part share;    /* {0, 0}: the whole sweep; else the forwards of one share */
 } hk_patch_opts;
 
 /* Activation patching: run the corrupted prompts with, per patch, the clean activation at
@@ -942,6 +959,7 @@ typedef struct {
     bool full_forward;
     hk_hooks *hooks;             /* as hk_patch_opts: in every forward, the reference runs
                                     included, before the sweep's own hooks */
+    hk_sweep_part share;         /* as hk_patch_opts */
 } hk_ablate_opts;
 
 /* Ablation sweep over the prompts themselves: per patch the activation is replaced as `mode`
