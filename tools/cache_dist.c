@@ -98,6 +98,8 @@ int cache_plan_init(const cli_args *a, const char *out, bool resume, bool append
                                        strerror(errno));
     }
     free_list(shards);
+    /* every rank has looked before any creates its shard (a rank that failed ends the job) */
+    if (rc == 0 && cli_dist_barrier()) rc = CLI_EXIT_RUNTIME;
     return rc;
 }
 
@@ -212,8 +214,8 @@ int64_t cache_plan_batch(const cache_plan *p, int64_t k, const int64_t **ids) {
 
 int cache_plan_finish(cache_plan *p, const cli_args *a, int rc) {
     if (!p->dist || rc != 0) return rc;
-    if (!p->handing_out && cli_dist_handout_start(0)) return CLI_EXIT_RUNTIME;
-    if (cli_dist_handout_end()) return CLI_EXIT_RUNTIME;
+    /* (no hand-out when every rank found nothing to run: --resume of a complete run) */
+    if (p->handing_out && cli_dist_handout_end()) return CLI_EXIT_RUNTIME;
     p->handing_out = false;
     int status = 0;
     if (p->rank == 0) {
