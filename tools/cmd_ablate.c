@@ -201,6 +201,8 @@ const cli_command cmd_ablate = {
         "--answer-text, --wrong-text), encoded with the model's tokenizer.json as for\n"
         "`hookformer patch`. --plugin (repeatable) runs a plugin's hooks first in every\n"
         "forward, the reference runs included.\n"
+        "Under mpirun / srun the ranks split each sweep's forwards and rank 0 writes the\n"
+        "outputs, the same as one process's (give --batch so that a sweep has >= N forwards).\n"
         "\n"
         "example:\n"
         "  hookformer ablate --model tests/fixtures/gpt2 --tokens 227,187,164,39 \\\n"

@@ -246,6 +246,8 @@ const cli_command cmd_patch = {
         "(default: the family's, as TransformerLens), answers without BOS and each exactly\n"
         "one token. --plugin (repeatable) runs a plugin's hooks first in every forward (clean,\n"
         "corrupted, patched): the sweep under an intervention.\n"
+        "Under mpirun / srun the ranks split each sweep's forwards and rank 0 writes the\n"
+        "outputs, the same as one process's (give --batch so that a sweep has >= N forwards).\n"
         "\n"
         "example:\n"
         "  hookformer patch --model tests/fixtures/gpt2 --clean 227,187,164,39 \\\n"
