@@ -2,7 +2,8 @@
 # Distributed cache benchmark on one machine: the same `hookformer cache` run as one process
 # and under `mpirun -n 1, 2, 4` (--oversubscribe where ranks outnumber cores), side by side in
 # one run. The ranks split the corpus but share this machine's cores and disk: on a 2-core
-# machine 2 ranks of 1 thread replace 1 process of 2 threads (no speed-up to expect) and 4
+# machine 2 ranks of 1 thread replace 1 process of 2 threads (no speed-up to expect; `single1`
+# is the process with 1 thread, the per-rank baseline) and 4
 # ranks oversubscribe the cores (the figures show the overhead of MPI, shards and the root,
 # not scaling). docs/SCALE.md turns the per-token figures into a model for N nodes x G GPUs.
 #
@@ -62,10 +63,14 @@ run() { # NAME RANKS THREADS [mpirun...]
 }
 MPI=(mpirun --oversubscribe --allow-run-as-root --bind-to none)
 run single 1 "$CORES"
+run single1 1 1
 run mpi1 1 "$CORES" "${MPI[@]}" -n 1
 run mpi2 2 $(( CORES / 2 > 0 ? CORES / 2 : 1 )) "${MPI[@]}" -n 2
 run mpi4 4 $(( CORES / 4 > 0 ? CORES / 4 : 1 )) "${MPI[@]}" -n 4
 per_token=$(awk -v f="$(wc -c <"$OUT/acts-single.h5")" -v t="$tokens" 'BEGIN { printf "%.0f", f / t }')
 echo "# bytes per token (all hooks, single-process file): $per_token"
-echo "# sequences per shard (mpi4): $(for f in "$OUT"/acts-mpi4.h5.rank*; do python3 -c "import h5py,sys; print(len(h5py.File(sys.argv[1])['seq_length']), end=' ')" "$f" 2>/dev/null || echo -n '? '; done)"
+python3 - "$OUT"/acts-mpi4.h5.rank* <<'PY' || true
+import sys, h5py
+print("# sequences per shard (mpi4):", [len(h5py.File(p, "r")["seq_length"]) for p in sys.argv[1:]])
+PY
 rm -f "$OUT"/acts*.h5*

@@ -192,6 +192,10 @@ int cache_plan_todo(cache_plan *p, const cli_args *a, const int32_t *ids, const 
     return 0;
 }
 
+int64_t cache_plan_expected_rows(const cache_plan *p, int64_t rows) {
+    return p->dist ? (rows + p->size - 1) / p->size : rows;
+}
+
 int cache_plan_next(cache_plan *p, const cli_args *a, int64_t *k) {
     (void)a;
     const int64_t n_batches = (p->n_todo + p->batch - 1) / p->batch;

@@ -43,6 +43,10 @@ int cache_plan_init(const cli_args *a, const char *out, bool resume, bool append
  * cmd_cache.c reads it (sequence i: ids[off[i] .. off[i+1])). */
 int cache_plan_todo(cache_plan *p, const cli_args *a, const int32_t *ids, const int64_t *off,
                     int64_t n, int64_t ctx, int64_t skip);
+/* The rows this process expects to store (hk_store_opts.expected_rows, which sizes a small
+ * store's chunks): all of them, or (dist) an even share, so that a shard of a small run does
+ * not take one whole-corpus chunk per hook. */
+int64_t cache_plan_expected_rows(const cache_plan *p, int64_t rows);
 /* The next batch: *k >= 0 is todo[k * batch ...] (cache_plan_batch), -1 when none is left. */
 int cache_plan_next(cache_plan *p, const cli_args *a, int64_t *k);
 /* Sequences of batch k and their corpus ids. */

@@ -428,7 +428,7 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
         goto done;
     }
     o.ctx = store_ctx;
-    o.expected_rows = expected;
+    o.expected_rows = cache_plan_expected_rows(&plan, expected); /* a shard: its share */
     /* plugins load before the store is opened: one that fails leaves no file behind */
     if (plugins.n_specs) {
         if ((st = hk_hooks_new(m, &hooks)) != HK_OK) {
