@@ -69,15 +69,22 @@ def same_store(root, single, where):
         return len(b["seq_length"])
 
 
-def check_shards(root, n_seq, where):
-    """Each shard opens alone; together they hold every corpus sequence exactly once."""
+def check_shards(root, n_seq, where, chunks=True):
+    """Each shard opens alone; together they hold every corpus sequence exactly once. A small
+    run's shard has chunks for its share of the rows (a third), not for all of them."""
     ids, counts = [], []
+    with h5py.File(root, "r") as f:
+        share = -(-len(f["seq_id"]) // 3)
+    want_chunk = max(16, 1 << (share - 1).bit_length())
     for r in range(3):
         with h5py.File(f"{root}.rank{r:04d}", "r") as f:
             c = f["seq_corpus_id"][:]
             assert len(c) == len(f["seq_length"]), f"{where}: shard {r} seq_corpus_id"
             ids += list(c)
             counts.append(len(c))
+            chunk = f["blocks.0.hook_resid_post"].chunks[0]
+            assert not chunks or chunk == want_chunk, f"{where}: shard {r} has chunks of {chunk} rows, " \
+                                        f"expected {want_chunk} (a third of the rows)"
     assert sorted(ids) == list(range(n_seq)), f"{where}: shards hold {sorted(ids)}"
     print(f"{where}: sequences per shard {counts}")
 
@@ -161,7 +168,7 @@ def test_kill_resume(tmp, rng):
     rc, out, _ = run(MPI + cache_args(ids, root, ["--resume", "--batch", "1"]))
     assert rc == 0, out
     same_store(root, single, "kill + resume")
-    check_shards(root, 400, "kill + resume")
+    check_shards(root, 400, "kill + resume", chunks=False)  # made by two runs
     print(f"kill: {held} of 400 sequences in the shards after SIGKILL of rank 1; "
           f"--resume completed them, root == single")
     rc, out, _ = run(MPI + cache_args(ids, root, ["--resume", "--batch", "1"]))
