@@ -125,7 +125,9 @@ static hk_status write_virtual(hid_t f, const char *name, hk_store *const *sh,
         dims[0] = (hsize_t)n_total;
         vsp = H5Screate_simple(nd, dims, NULL);
         dcpl = H5Pcreate(H5P_DATASET_CREATE);
-        if (vsp < 0 || dcpl < 0) st = hk_errorf(HK_ERR_INTERNAL, "%s: HDF5 property lists", path);
+        /* virtual even without a mapping (no rows at all): readers see one layout */
+        if (vsp < 0 || dcpl < 0 || H5Pset_layout(dcpl, H5D_VIRTUAL) < 0)
+            st = hk_errorf(HK_ERR_INTERNAL, "%s: HDF5 property lists", path);
     }
     for (int64_t k = 0; st == HK_OK && k < n_maps; k++) {
         const join_map *mp = &maps[k];

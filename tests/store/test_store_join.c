@@ -231,6 +231,40 @@ static void test_refusals(void **state) {
     assert_int_equal(access(root, F_OK), -1);
 }
 
+/* Shards whose sequences store no rows (positions past their ends): the root still opens as
+ * a store, with its sequences and no rows. */
+static void test_no_rows(void **state) {
+    (void)state;
+    char p[600], root[600];
+    path_of("empty.h5.rank0000", p, sizeof p);
+    path_of("empty.h5", root, sizeof root);
+    hk_store_opts o = hk_store_default_opts();
+    o.positions = "9:";
+    o.corpus_ids = true;
+    const char *hooks[] = {"blocks.0.hook_resid_post"};
+    hk_store *s = NULL;
+    EXPECT_OK(hk_store_create(p, g_m, hooks, 1, &o, &s));
+    int32_t tokens[2 * CTX];
+    int64_t lengths[2];
+    const int64_t ids[2] = {3, 1};
+    batch_of(ids, 2, tokens, lengths);
+    EXPECT_OK(hk_store_set_corpus_ids(s, ids, 2));
+    EXPECT_OK(hk_store_run(s, g_m, tokens, lengths, 2, CTX));
+    EXPECT_OK(hk_store_close(s));
+    const char *shards[] = {p};
+    EXPECT_OK(hk_store_join(root, shards, 1, false));
+    hk_store *r = NULL;
+    EXPECT_OK(hk_store_open(root, &r));
+    hk_store_info info;
+    EXPECT_OK(hk_store_get_info(r, &info));
+    assert_int_equal(info.n_sequences, 2);
+    assert_int_equal(info.n_rows, 0);
+    int64_t len;
+    EXPECT_OK(hk_store_sequence(r, 0, &len, NULL, NULL, NULL));
+    assert_int_equal(len, LENS[1]); /* corpus order: sequence 1 first */
+    hk_store_close(r);
+}
+
 static int setup(void **state) {
     (void)state;
     make_tmpdir(g_tmp, sizeof g_tmp);
@@ -249,6 +283,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_join_equals_single),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_no_rows),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
