@@ -9,7 +9,8 @@
 3. one rank SIGKILLed mid-run: every shard left opens with h5py, and the same command with
    --resume runs only the missing sequences and writes the root, equal to the single run;
 4. a rank that fails at start (a bad model path on rank 0 only, then on rank 2 only) fails the
-   whole job with that rank's message, within seconds, leaving no root file.
+   whole job with that rank's message, within seconds, leaving no root file; so does a
+   launched run whose MPI module (HK_MPI_MODULE) is missing or not hookformer's.
 
 usage: mpi_cache.py HOOKFORMER MPIRUN  (env: HK_FIXTURES, TMPDIR)
 Exit 77 (meson's skip) when h5py or numpy is missing, unless HK_REQUIRE_H5PY=1."""
@@ -190,6 +191,18 @@ def test_start_failure(tmp, rng):
         assert f"rank {bad} of 3 failed" in out, out
         assert not os.path.exists(root), "a root file after a failed start"
         print(f"start failure on rank {bad}: the job failed in {secs:.1f} s with its message")
+    # launched, but no usable MPI module: fail with the reason, never run the job 3 times over
+    lib = os.path.join(os.path.dirname(os.path.abspath(EXE)), "..", "libhookformer.so")
+    for module, want in ((f"{tmp}/no-such-module.so", "cannot load the MPI module"),
+                         (lib, "not hookformer's MPI module")):
+        root = os.path.join(tmp, "nomodule.h5")
+        env = dict(os.environ, HK_MPI_MODULE=module)
+        p = subprocess.run(MPI + ["-x", "HK_MPI_MODULE"] + cache_args(ids, root, [
+            "--hooks", "blocks.0.hook_resid_post"]), capture_output=True, text=True, env=env,
+            timeout=60)
+        assert p.returncode != 0 and want in p.stderr, p.stderr
+        assert not os.path.exists(root) and not os.path.exists(root + ".rank0000")
+    print("a launched run without a usable MPI module fails with the reason")
 
 
 def main():
