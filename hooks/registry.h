@@ -36,7 +36,6 @@ hk_status hk_hooks_fire(hk_hooks *h, int32_t point, hk_tensor *t, const hk_hook_
  * hk_hook_error("%s", "")). The plugin loader reads it after a failed init. */
 const char *hk_hook_error_message(void);
 
-/* '*' any run of characters (dots included), '?' one character. */
-bool hk_glob_match(const char *pattern, const char *name);
+/* hk_glob_match is public (include/hookformer.h). */
 
 #endif

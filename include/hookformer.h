@@ -158,6 +158,10 @@ typedef struct {
     bool optional;
 } hk_hook_point;
 
+/* Whether a hook name matches a pattern as hk_hooks_add, hk_cache_attach and the stores match
+ * them: '*' any run of characters (dots included), '?' one character, anything else itself. */
+bool hk_glob_match(const char *pattern, const char *name);
+
 size_t hk_model_hook_count(const hk_model *m);
 /* i in [0, hk_model_hook_count); NULL when out of range. Valid while the model lives. */
 const hk_hook_point *hk_model_hook_at(const hk_model *m, size_t i);
@@ -870,6 +874,15 @@ typedef struct {
     bool per_head;
     int64_t layer; /* -1: every layer */
 } hk_sweep_spec;
+
+/* The named sweeps of `hookformer patch --sweep` (tools) and the Python package: "resid_pre",
+ * "resid_mid", "resid_post", "attn_out", "mlp_out" (per layer and position), "head_out"
+ * (attn.hook_z), "head_q", "head_k", "head_v" (per layer and head, every position at once) and
+ * "head_out_by_pos", "head_q_by_pos", "head_k_by_pos", "head_v_by_pos" (per layer, position and
+ * head); *out gets layer -1 (every layer) and a static point string. An unknown name is
+ * HK_ERR_NOT_FOUND listing the known ones (hk_sweep_names: comma-separated). */
+hk_status hk_sweep_by_name(const char *name, hk_sweep_spec *out);
+const char *hk_sweep_names(void);
 
 /* A sweep's metric per patch: values [shape] over dims ("layer", then "pos" and/or "head",
  * in that order: TransformerLens's [layer, pos], [layer, pos, head], [layer, head]). */
