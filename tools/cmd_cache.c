@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cache_dist.h"
 #include "cli_opts.h"
 #include "hookformer.h"
 #include "out_path.h"
@@ -304,22 +305,36 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     if ((append || resume) && o.force)
         return cli_usage_error(&a, "--%s and --force exclude each other",
                                append ? "append" : "resume");
+    /* under mpirun the store is this rank's shard of --out (cache_dist.h) */
+    cache_plan plan;
+    if ((rc = cache_plan_init(&a, out_path, resume, append, o.force, batch, &plan))) {
+        cache_plan_free(&plan);
+        return rc;
+    }
+    out_path = plan.store_path;
+    o.corpus_ids = plan.dist;
     /* before any work: the file to add to opens for writing, a new one's folder takes it */
     const bool adds = append || (resume && access(out_path, F_OK) == 0);
-    if ((rc = cli_check_output(&a, "out", adds ? CLI_OUT_EXISTING : CLI_OUT_NEW, o.force)))
+    if (!plan.dist &&
+        (rc = cli_check_output(&a, "out", adds ? CLI_OUT_EXISTING : CLI_OUT_NEW, o.force)))
         return rc;
     const char *cs = cli_str(&a, "commit-secs");
     if (cs) {
         char *end;
         errno = 0;
         o.commit_seconds = strtod(cs, &end);
-        if (end == cs || *end || errno || !(o.commit_seconds >= 0))
+        if (end == cs || *end || errno || !(o.commit_seconds >= 0)) {
+            cache_plan_free(&plan);
             return cli_usage_error(&a, "--commit-secs: expected seconds >= 0, got '%s'", cs);
+        }
     }
     /* the file to add to: --resume takes its settings, --append its ctx */
     hk_store *rs = NULL;
     file_settings fs = {0};
-    if ((append || resume) && (rc = read_file_settings(&a, out_path, &rs, &fs))) return rc;
+    if ((append || resume) && (rc = read_file_settings(&a, plan.settings_path, &rs, &fs))) {
+        cache_plan_free(&plan);
+        return rc;
+    }
     const bool resuming = resume && fs.exists;
     append = append || resuming;
     const char *dt = cli_str(&a, "dtype");
@@ -348,6 +363,7 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
         free(fs.hooks);
         free(hooks_copy);
         cli_prompts_free(&prompts);
+        cache_plan_free(&plan);
         return rc;
     }
     if (threads > 0) hk_set_num_threads((int)threads);
@@ -391,26 +407,28 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
                              (long long)max_pos);
         goto done;
     }
-    const int64_t skip = resuming ? fs.n_sequences : 0;
-    if (resuming && (rc = check_resume(&a, out_path, tokens_file ? tokens_file : "the prompts", rs,
-                                       &seqs, ctx, skip)))
+    const int64_t skip = resuming && !plan.dist ? fs.n_sequences : 0;
+    if (resuming && !plan.dist &&
+        (rc = check_resume(&a, out_path, tokens_file ? tokens_file : "the prompts", rs, &seqs,
+                           ctx, skip)))
         goto done;
     hk_store_close(rs);
     rs = NULL;
+    if ((rc = cache_plan_todo(&plan, &a, seqs.ids, seqs.off, seqs.n, ctx, skip))) goto done;
     int64_t expected = 0;
-    for (int64_t i = skip; i < seqs.n; i++) {
-        const int64_t len = seqs.off[i + 1] - seqs.off[i];
+    for (int64_t j = 0; j < plan.n_todo; j++) {
+        const int64_t i = plan.todo[j], len = seqs.off[i + 1] - seqs.off[i];
         truncated += len > ctx;
         expected += o.positions && strcmp(o.positions, "last") == 0 ? 1 : (len < ctx ? len : ctx);
     }
-    if (resuming && skip == seqs.n) {
-        fprintf(stderr, "cache: %s holds all %lld sequences already; nothing to do\n", out_path,
-                (long long)skip);
+    if (resuming && plan.n_todo == 0) {
+        fprintf(stderr, "cache: %s holds all %lld sequences already; nothing to do\n",
+                plan.dist ? "the shards" : out_path, (long long)seqs.n);
         rc = CLI_EXIT_OK;
         goto done;
     }
     o.ctx = store_ctx;
-    o.expected_rows = expected;
+    o.expected_rows = cache_plan_expected_rows(&plan, expected); /* a shard: its share */
     /* plugins load before the store is opened: one that fails leaves no file behind */
     if (plugins.n_specs) {
         if ((st = hk_hooks_new(m, &hooks)) != HK_OK) {
@@ -419,7 +437,8 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
         }
         if ((rc = cli_plugins_load(&a, &plugins, m, hooks))) goto done;
     }
-    st = append ? hk_store_append(out_path, m, patterns, n_patterns, &o, &store)
+    st = append && access(out_path, F_OK) == 0 /* dist: a rank may have no shard yet */
+             ? hk_store_append(out_path, m, patterns, n_patterns, &o, &store)
                 : hk_store_create(out_path, m, patterns, n_patterns, &o, &store);
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
@@ -447,20 +466,22 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     sigaction(SIGTERM, &sa, &old_term);
     progress pg = {isatty(STDERR_FILENO) == 1, now_s(), 0, seqs.n};
     pg.last = pg.t0;
-    int64_t done_seqs = skip, done_tokens = 0;
-    for (int64_t i = skip; i < seqs.n && !interrupted; i += batch) {
-        int64_t nb = seqs.n - i < batch ? seqs.n - i : batch, seq = 0;
+    int64_t done_seqs = seqs.n - plan.n_todo, done_tokens = 0, k;
+    while (!interrupted && (rc = cache_plan_next(&plan, &a, &k)) == 0 && k >= 0) {
+        const int64_t *ids; /* the batch's corpus sequences */
+        int64_t nb = cache_plan_batch(&plan, k, &ids), seq = 0;
         for (int64_t b = 0; b < nb; b++) {
-            int64_t len = seqs.off[i + b + 1] - seqs.off[i + b];
+            int64_t len = seqs.off[ids[b] + 1] - seqs.off[ids[b]];
             lengths[b] = len < ctx ? len : ctx;
             if (lengths[b] > seq) seq = lengths[b];
         }
         for (int64_t b = 0; b < nb; b++) {
-            memcpy(tokens + b * seq, seqs.ids + seqs.off[i + b], (size_t)lengths[b] * sizeof *tokens);
+            memcpy(tokens + b * seq, seqs.ids + seqs.off[ids[b]], (size_t)lengths[b] * sizeof *tokens);
             for (int64_t p = lengths[b]; p < seq; p++) tokens[b * seq + p] = 0; /* padding */
             done_tokens += lengths[b];
         }
         if ((rc = cli_plugins_begin_run(&a, &plugins, tokens, lengths, nb, seq))) break;
+        if (plan.dist && (st = hk_store_set_corpus_ids(store, ids, nb)) != HK_OK) break;
         st = hk_store_run_hooks(store, m, hooks, tokens, lengths, nb, seq);
         if (st != HK_OK) break;
         done_seqs += nb;
@@ -469,7 +490,7 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     hk_store_stats stats = hk_store_get_stats(store);
     hk_status cst = hk_store_close(store);
     store = NULL;
-    if (rc) goto done; /* a plugin's begin_run failed (said so) */
+    if (rc) goto done; /* a plugin's begin_run or the hand-out failed (said so) */
     if (st != HK_OK || cst != HK_OK) {
         rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st != HK_OK ? st : cst));
         goto done;
@@ -493,6 +514,8 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
 done:
     hk_store_close(rs);
     if (store) hk_store_close(store);
+    rc = cache_plan_finish(&plan, &a, rc); /* mpirun: the root file over the shards */
+    cache_plan_free(&plan);
     rc = cli_plugins_finish(&a, &plugins, rc);
     hk_hooks_free(hooks);
     free(tokens);
@@ -530,6 +553,9 @@ const cli_command cmd_cache = {
         "with an error and a readable file. Progress goes to stderr. The forward stops after\n"
         "the last layer a stored hook needs. --plugin (repeatable) runs plugins' hooks first,\n"
         "so the store holds the activations under their intervention (e.g. ablate_heads.so).\n"
+        "Under mpirun / srun, rank 0 hands out the batches, each rank writes its shard\n"
+        "FILE.h5.rankNNNN and rank 0 joins them into FILE.h5 (HDF5 virtual datasets, corpus\n"
+        "order); --resume runs the sequences no shard holds (docs/FORMAT.md).\n"
         "\n"
         "Sequences: --prompts FILE (text, one prompt per line), --prompt TEXT, --tokens IDS\n"
         "(one sequence), or --tokens-file FILE (one sequence of ids per line, comma or space\n"

@@ -91,17 +91,21 @@ class SweepResult(C.Structure):  # hk_sweep_result
                 ("patches", i64), ("forwards", i64), ("batch", i64)]
 
 
+class SweepPart(C.Structure):  # hk_sweep_part
+    _fields_ = [("part", i64), ("n_parts", i64)]
+
+
 class PatchOpts(C.Structure):  # hk_patch_opts
     _fields_ = [("clean", i32p), ("clean_seq", i64), ("pos_map", i64p), ("source", vp),
                 ("batch", i64), ("max_bytes", C.c_size_t), ("full_forward", C.c_bool),
-                ("hooks", vp)]
+                ("hooks", vp), ("share", SweepPart)]
 
 
 class AblateOpts(C.Structure):  # hk_ablate_opts
     _fields_ = [("mode", C.c_int), ("ref", i32p), ("n_ref", i64), ("ref_seq", i64),
                 ("ref_lengths", i64p), ("resample_idx", i64p), ("seed", C.c_uint64),
                 ("batch", i64), ("max_bytes", C.c_size_t), ("full_forward", C.c_bool),
-                ("hooks", vp)]
+                ("hooks", vp), ("share", SweepPart)]
 
 
 class LensResult(C.Structure):  # hk_lens_result
@@ -131,7 +135,8 @@ STRUCTS = {
     "hk_tensor": Tensor, "hk_hook_point": HookPointInfo, "hk_hook_ctx": HookCtx,
     "hk_run_opts": RunOpts, "hk_sampler_opts": SamplerOpts, "hk_store_info": StoreInfo,
     "hk_store_hook_info": StoreHookInfo, "hk_prompt_set": PromptSet,
-    "hk_sweep_spec": SweepSpec, "hk_sweep_result": SweepResult, "hk_patch_opts": PatchOpts,
+    "hk_sweep_spec": SweepSpec, "hk_sweep_result": SweepResult, "hk_sweep_part": SweepPart,
+    "hk_patch_opts": PatchOpts,
     "hk_ablate_opts": AblateOpts, "hk_lens_result": LensResult, "hk_dla_result": DlaResult,
     "hk_steer_vector": SteerVector, "hk_steer_apply": SteerApply,
 }

@@ -91,6 +91,9 @@ int main(void) {
     FIELD(hk_sweep_result, patches);
     FIELD(hk_sweep_result, forwards);
     FIELD(hk_sweep_result, batch);
+    STRUCT(hk_sweep_part);
+    FIELD(hk_sweep_part, part);
+    FIELD(hk_sweep_part, n_parts);
     STRUCT(hk_patch_opts);
     FIELD(hk_patch_opts, clean);
     FIELD(hk_patch_opts, clean_seq);
@@ -100,6 +103,7 @@ int main(void) {
     FIELD(hk_patch_opts, max_bytes);
     FIELD(hk_patch_opts, full_forward);
     FIELD(hk_patch_opts, hooks);
+    FIELD(hk_patch_opts, share);
     STRUCT(hk_ablate_opts);
     FIELD(hk_ablate_opts, mode);
     FIELD(hk_ablate_opts, ref);
@@ -112,6 +116,7 @@ int main(void) {
     FIELD(hk_ablate_opts, max_bytes);
     FIELD(hk_ablate_opts, full_forward);
     FIELD(hk_ablate_opts, hooks);
+    FIELD(hk_ablate_opts, share);
     STRUCT(hk_lens_result);
     FIELD(hk_lens_result, n_rows);
     FIELD(hk_lens_result, seq);
