@@ -1,0 +1,112 @@
+/* hookformer — sparse autoencoders (SAEs) and transcoders at hook points. Plain C11, on top of
+ * hookformer.h. docs/SAE.md describes the formats, the maths and the hook points. */
+#ifndef HOOKFORMER_SAE_H
+#define HOOKFORMER_SAE_H
+
+#include "hookformer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hk_sae hk_sae;
+
+typedef enum {
+    HK_SAE_STANDARD = 0, /* acts = relu(pre) */
+    HK_SAE_JUMPRELU,     /* acts = pre * (pre > threshold), relu'd */
+    HK_SAE_TOPK,         /* the k largest pre-activations, relu'd; the rest 0 */
+    HK_SAE_GATED         /* (x W_enc + b_gate > 0) * relu(x (W_enc * exp(r_mag)) + b_mag) */
+} hk_sae_arch;
+
+typedef enum {
+    HK_SAE_NORM_NONE = 0,
+    HK_SAE_NORM_CONSTANT_NORM_RESCALE, /* x * sqrt(d_in) / ||x||, undone on the output */
+    HK_SAE_NORM_LAYER_NORM             /* (x - mean) / std (eps 1e-5), undone on the output */
+} hk_sae_norm;
+
+/* Options of hk_sae_load (NULL: the defaults, all zero). */
+typedef struct {
+    const char *hook; /* the hook point the SAE reads (a params.npz has none; for a SAELens
+                         folder this overrides cfg.json's metadata.hook_name) */
+} hk_sae_load_opts;
+
+/* Load an SAE from
+ *  - a SAELens folder: cfg.json (d_in, d_sae, architecture "standard" | "jumprelu" | "topk" |
+ *    "gated" | "transcoder" | "jumprelu_transcoder", apply_b_dec_to_input,
+ *    normalize_activations, k for topk, d_out for transcoders, metadata.hook_name and
+ *    metadata.hook_name_out, or the older top-level hook_name / hook_name_out) and
+ *    sae_weights.safetensors (W_enc [d_in, d_sae], W_dec [d_sae, d_out], b_enc [d_sae],
+ *    b_dec [d_out], threshold [d_sae] for jumprelu, b_gate, b_mag, r_mag [d_sae] for gated);
+ *  - a Gemma Scope params.npz (a zip of .npy members, stored or deflated: W_enc, W_dec,
+ *    b_enc, b_dec, threshold; JumpReLU, no b_dec on the input), or a folder holding one;
+ *    its hook comes from opts->hook.
+ * F32, F16 and BF16 weights (npy: <f4, <f2) are converted to f32. Errors name the file and
+ * the field or tensor (HK_ERR_FORMAT, HK_ERR_NOT_FOUND, HK_ERR_SHAPE, HK_ERR_UNSUPPORTED). */
+hk_status hk_sae_load(const char *path, const hk_sae_load_opts *opts, hk_sae **out);
+void hk_sae_free(hk_sae *s);
+
+typedef struct {
+    hk_sae_arch arch;
+    bool transcoder;         /* output at hook_out, of width d_out */
+    int64_t d_in, d_sae, d_out; /* d_out == d_in for an SAE */
+    int64_t k;               /* topk only, else 0 */
+    bool apply_b_dec_to_input;
+    hk_sae_norm norm;
+    const char *hook;        /* the point it reads ("blocks.0.hook_resid_post") */
+    const char *hook_out;    /* where it writes: hook for an SAE, hook_name_out for a
+                                transcoder */
+    const char *path;        /* what was loaded */
+    const char *format;      /* "saelens" or "gemma-scope-npz" */
+} hk_sae_info;
+
+/* Valid while the SAE lives. */
+hk_status hk_sae_get_info(const hk_sae *s, hk_sae_info *out);
+const char *hk_sae_arch_name(hk_sae_arch a); /* "standard", "jumprelu", "topk", "gated" */
+
+/* Weights, f32 row-major: "W_enc" [d_in, d_sae], "W_dec" [d_sae, d_out], "b_enc" [d_sae],
+ * "b_dec" [d_out], "threshold" [d_sae] (jumprelu), "b_gate", "b_mag", "r_mag" [d_sae]
+ * (gated). *out is owned by the SAE and writable: editing a weight changes later encodes. */
+hk_status hk_sae_weight(hk_sae *s, const char *name, hk_tensor *out);
+
+/* Encode and decode rows outside any model (SAELens's sae.encode / sae.decode without hooks):
+ *   x     [n, d_in]   acts [n, d_sae]   recons [n, d_out] = acts W_dec + b_dec
+ * (decode cannot undo an input normalization: it has no input; the spliced SAE does). */
+hk_status hk_sae_encode(const hk_sae *s, const float *x, int64_t n, float *acts);
+hk_status hk_sae_decode(const hk_sae *s, const float *acts, int64_t n, float *recons);
+
+typedef enum {
+    HK_SAE_OBSERVE = 0,      /* run the SAE and fire its points; the model's activation is
+                                unchanged */
+    HK_SAE_REPLACE,          /* the activation := the SAE's output (hook_sae_output) */
+    HK_SAE_REPLACE_WITH_ERROR /* := output + (x - clean reconstruction) (use_error_term): the
+                                model's own activation until a hook edits a feature */
+} hk_sae_mode;
+
+const char *hk_sae_mode_name(hk_sae_mode m); /* "observe", "replace", "replace_error" */
+
+/* An SAE spliced into a model's hooks. */
+typedef struct hk_sae_attachment hk_sae_attachment;
+
+/* Attach s at its hook point on `hooks` (after what is already registered there) and add
+ * its points to `hooks`, named as SAELens's HookedSAETransformer names them:
+ *   <hook>.hook_sae_input     [batch, pos, d_in]   the input, before normalization
+ *   <hook>.hook_sae_acts_pre  [batch, pos, d_sae]  pre-activations
+ *   <hook>.hook_sae_acts_post [batch, pos, d_sae]  feature activations
+ *   <hook>.hook_sae_recons    [batch, pos, d_out]  the decoder output (before un-normalizing)
+ *   <hook>.hook_sae_error     [batch, pos, d_out]  x - clean output (HK_SAE_REPLACE_WITH_ERROR)
+ *   <hook>.hook_sae_output    [batch, pos, d_out]  what replaces the activation
+ * Register ordinary hooks on these names (hk_hooks_add, globs included) after the attach: a
+ * hook that edits acts_post patches, ablates or steers features. A transcoder reads at its
+ * hook and writes at hook_out (a later point). The SAE's d_in must equal the width of the
+ * hook (its inner dims, flattened: attn.hook_z is n_heads * d_head): HK_ERR_SHAPE otherwise.
+ * The SAE and the hooks must outlive the attachment: hk_sae_detach before freeing either. */
+hk_status hk_sae_attach(hk_hooks *hooks, const hk_sae *s, hk_sae_mode mode,
+                        hk_sae_attachment **out);
+/* Remove the SAE's registrations and free a; its points stay in `hooks` (never firing) so that a later
+ * attach of an SAE at the same hook reuses them. NULL: nothing. */
+void hk_sae_detach(hk_sae_attachment *a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HOOKFORMER_SAE_H */

@@ -1,0 +1,380 @@
+/* SAEs at hook points (hookformer_sae.h) against SAELens 6.54.12
+ * (tests/fixtures/make_sae_references.py): random SAEs of every architecture on the gpt2 and
+ * llama fixtures, observed (their points' values), spliced (logits), spliced with the error
+ * term, and with a feature zeroed by an ordinary hook on hook_sae_acts_post; the Gemma Scope
+ * layout (params.npz, stored and deflated); and the loader's errors. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "core/checkpoint.h"
+#include "core/npz.h"
+#include "fixtures.h"
+#include "float_compare.h"
+#include "hookformer.h"
+#include "hookformer_sae.h"
+#include "test_util.h"
+
+#define TOL 1e-4f
+
+static const char *const SAES[] = {"standard", "jumprelu", "topk", "gated", "hookz",
+                                   "transcoder", "jumprelu_transcoder"};
+#define N_SAES (sizeof SAES / sizeof SAES[0])
+
+/* A copy of one point's activation, [batch * pos * width]. */
+typedef struct {
+    float *v;
+    size_t n;
+} grab;
+
+static hk_hook_result grab_fire(hk_tensor *t, const hk_hook_ctx *ctx, void *user) {
+    (void)ctx;
+    grab *g = user;
+    assert_int_equal(t->ndim, 3);
+    g->n = (size_t)(t->shape[0] * t->shape[1] * t->shape[2]);
+    free(g->v);
+    g->v = malloc(g->n * sizeof *g->v);
+    memcpy(g->v, t->data, g->n * sizeof *g->v); /* the SAE's points are contiguous */
+    return HK_HOOK_CONTINUE;
+}
+
+static hk_hook_result zero_feature(hk_tensor *t, const hk_hook_ctx *ctx, void *user) {
+    (void)ctx;
+    const int64_t f = *(const int64_t *)user;
+    float *x = t->data;
+    for (int64_t r = 0; r < t->shape[0] * t->shape[1]; r++) x[r * t->stride[1] + f] = 0.0f;
+    return HK_HOOK_CONTINUE;
+}
+
+typedef struct {
+    hk_ckpt *ck;
+    int32_t *ids;
+    int64_t seq, vocab;
+} ref_file;
+
+static void ref_open(const char *dir, ref_file *r) {
+    r->ck = fixture_ckpt(dir, "reference.safetensors");
+    const hk_st_tensor *t = hk_ckpt_find(r->ck, "input_ids");
+    assert_non_null(t);
+    r->seq = t->shape[1];
+    r->ids = ids_from_i64(t->data, r->seq);
+    r->vocab = hk_ckpt_find(r->ck, "logits_clean")->shape[2];
+}
+
+static const float *ref_get(ref_file *r, const char *name, int64_t width) {
+    const float *v = NULL;
+    const int64_t shape[3] = {1, r->seq, width};
+    EXPECT_OK(hk_ckpt_f32(r->ck, name, 3, shape, &v));
+    return v;
+}
+
+static void expect_close(const char *what, const char *name, const float *got, const float *want,
+                         size_t n) {
+    float d = max_abs_diff(got, want, n);
+    if (!(d <= TOL)) print_error("%s: %s differs from SAELens by %g\n", what, name, d);
+    assert_true(d <= TOL);
+}
+
+static hk_sae *load_sae(const char *dir, const char *hook) {
+    char path[1024];
+    fixture_path(dir, path, sizeof path);
+    hk_sae_load_opts o = {.hook = hook};
+    hk_sae *s = NULL;
+    EXPECT_OK(hk_sae_load(path, &o, &s));
+    return s;
+}
+
+/* Observe, replace, replace + error, replace + error with a feature zeroed: against refs. */
+static void check_sae(const char *model_name, const char *dir, const char *hook) {
+    hk_model *m = fixture_model(model_name);
+    hk_sae *s = load_sae(dir, hook);
+    hk_sae_info info;
+    EXPECT_OK(hk_sae_get_info(s, &info));
+    ref_file r;
+    ref_open(dir, &r);
+    float *logits = malloc((size_t)(r.seq * r.vocab) * sizeof *logits);
+    const size_t nl = (size_t)(r.seq * r.vocab);
+    static const char *const pts[] = {"acts_pre", "acts_post", "recons", "output"};
+    const int64_t widths[] = {info.d_sae, info.d_sae, info.d_out, info.d_out};
+    for (int mode = 0; mode < 4; mode++) {
+        hk_hooks *h = NULL;
+        EXPECT_OK(hk_hooks_new(m, &h));
+        hk_sae_attachment *a = NULL;
+        EXPECT_OK(hk_sae_attach(h, s, mode == 0 ? HK_SAE_OBSERVE : mode == 1 ? HK_SAE_REPLACE
+                                                                              : HK_SAE_REPLACE_WITH_ERROR,
+                                &a));
+        grab g[4] = {{0}};
+        char name[256];
+        int64_t feature = 3;
+        if (mode == 0)
+            for (int i = 0; i < 4; i++) {
+                snprintf(name, sizeof name, "%s.hook_sae_%s", info.hook, pts[i]);
+                EXPECT_OK(hk_hooks_add(h, name, grab_fire, &g[i], NULL));
+            }
+        if (mode == 3) {
+            snprintf(name, sizeof name, "%s.hook_sae_acts_post", info.hook);
+            EXPECT_OK(hk_hooks_add(h, name, zero_feature, &feature, NULL));
+        }
+        EXPECT_OK(hk_model_run(m, h, r.ids, NULL, 1, r.seq, logits));
+        static const char *const want[] = {"logits_clean", "logits_replace",
+                                           "logits_replace_error", "logits_ablate_error"};
+        expect_close(dir, want[mode], logits, ref_get(&r, want[mode], r.vocab), nl);
+        for (int i = 0; mode == 0 && i < 4; i++) {
+            assert_int_equal(g[i].n, (size_t)(r.seq * widths[i]));
+            expect_close(dir, pts[i], g[i].v, ref_get(&r, pts[i], widths[i]), g[i].n);
+            free(g[i].v);
+        }
+        hk_sae_detach(a);
+        hk_hooks_free(h);
+    }
+    free(logits);
+    free(r.ids);
+    hk_ckpt_close(r.ck);
+    hk_sae_free(s);
+    hk_model_free(m);
+}
+
+static void test_saelens_gpt2(void **state) {
+    (void)state;
+    char dir[64];
+    for (size_t i = 0; i < N_SAES; i++) {
+        snprintf(dir, sizeof dir, "sae/gpt2_%s", SAES[i]);
+        check_sae("gpt2", dir, NULL);
+    }
+}
+
+static void test_saelens_llama(void **state) {
+    (void)state;
+    char dir[64];
+    for (size_t i = 0; i < N_SAES; i++) {
+        snprintf(dir, sizeof dir, "sae/llama_%s", SAES[i]);
+        check_sae("llama", dir, NULL);
+    }
+}
+
+static void test_gemma_scope_npz(void **state) {
+    (void)state;
+    static const char *const kinds[] = {"stored", "deflated"};
+    for (int k = 0; k < 2; k++) {
+        char dir[64], path[1024];
+        snprintf(dir, sizeof dir, "sae/gemma_scope_%s", kinds[k]);
+        /* the archive holds what its name says: zip method 0 or 8 for every member */
+        snprintf(path, sizeof path, "%s/%s/params.npz", fixtures_root(), dir);
+        hk_npz *z = NULL;
+        EXPECT_OK(hk_npz_open(path, &z));
+        assert_int_equal(hk_npz_count(z), 5);
+        for (size_t i = 0; i < hk_npz_count(z); i++) assert_int_equal(hk_npz_method(z, i), k ? 8 : 0);
+        hk_npz_close(z);
+        check_sae("gpt2", dir, "blocks.1.hook_resid_post");
+        hk_sae *s = load_sae(dir, "blocks.1.hook_resid_post");
+        hk_sae_info info;
+        EXPECT_OK(hk_sae_get_info(s, &info));
+        assert_int_equal(info.arch, HK_SAE_JUMPRELU);
+        assert_false(info.apply_b_dec_to_input);
+        assert_string_equal(info.format, "gemma-scope-npz");
+        hk_sae_free(s);
+    }
+}
+
+/* hk_sae_encode/decode outside a model equal the spliced SAE's points. */
+static void test_encode_decode(void **state) {
+    (void)state;
+    hk_sae *s = load_sae("sae/gpt2_standard", NULL);
+    hk_model *m = fixture_model("gpt2");
+    ref_file r;
+    ref_open("sae/gpt2_standard", &r);
+    hk_cache *c = NULL;
+    const char *pat = "blocks.0.hook_resid_post";
+    EXPECT_OK(hk_run_with_cache(m, r.ids, NULL, 1, r.seq, &pat, 1, "all", NULL, &c));
+    const hk_tensor *x = hk_cache_get(c, pat);
+    float *acts = malloc((size_t)(r.seq * 96) * sizeof *acts);
+    float *rec = malloc((size_t)(r.seq * 64) * sizeof *rec);
+    EXPECT_OK(hk_sae_encode(s, x->data, r.seq, acts));
+    expect_close("encode", "acts_post", acts, ref_get(&r, "acts_post", 96), (size_t)(r.seq * 96));
+    EXPECT_OK(hk_sae_decode(s, acts, r.seq, rec));
+    expect_close("decode", "recons", rec, ref_get(&r, "recons", 64), (size_t)(r.seq * 64));
+    /* weights are writable: zeroing W_dec makes the reconstruction b_dec */
+    hk_tensor w, b;
+    EXPECT_OK(hk_sae_weight(s, "W_dec", &w));
+    EXPECT_OK(hk_sae_weight(s, "b_dec", &b));
+    assert_int_equal(w.shape[0], 96);
+    assert_int_equal(w.shape[1], 64);
+    memset(w.data, 0, 96 * 64 * sizeof(float));
+    EXPECT_OK(hk_sae_decode(s, acts, 1, rec));
+    assert_memory_equal(rec, b.data, 64 * sizeof(float));
+    expect_error(hk_sae_weight(s, "threshold", &w), HK_ERR_NOT_FOUND, "standard", "threshold",
+                 NULL);
+    free(acts);
+    free(rec);
+    hk_cache_free(c);
+    free(r.ids);
+    hk_ckpt_close(r.ck);
+    hk_model_free(m);
+    hk_sae_free(s);
+}
+
+static void copy_file(const char *from, const char *to) {
+    FILE *f = fopen(from, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    write_bytes(to, buf, (size_t)n);
+    free(buf);
+}
+
+static char *read_all(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc(*n + 1);
+    assert_int_equal(fread(buf, 1, *n, f), *n);
+    buf[*n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* A SAELens folder in a scratch dir with cfg.json rewritten by replacing `from` with `to`. */
+static void edited_folder(const char *tmp, const char *from, const char *to) {
+    char src[1024], dst[1024];
+    snprintf(src, sizeof src, "%s/sae/gpt2_topk/sae_weights.safetensors", fixtures_root());
+    snprintf(dst, sizeof dst, "%s/sae_weights.safetensors", tmp);
+    copy_file(src, dst);
+    snprintf(src, sizeof src, "%s/sae/gpt2_topk/cfg.json", fixtures_root());
+    size_t n;
+    char *cfg = read_all(src, &n);
+    char *at = strstr(cfg, from);
+    assert_non_null(at);
+    char *out = malloc(n + strlen(to) + 1);
+    snprintf(out, n + strlen(to) + 1, "%.*s%s%s", (int)(at - cfg), cfg, to, at + strlen(from));
+    snprintf(dst, sizeof dst, "%s/cfg.json", tmp);
+    write_text(dst, out);
+    free(out);
+    free(cfg);
+}
+
+static void expect_load_error(const char *path, const char *hook, hk_status want, const char *n1,
+                              const char *n2, const char *n3) {
+    hk_sae_load_opts o = {.hook = hook};
+    hk_sae *s = (hk_sae *)&o; /* must come back NULL */
+    expect_error(hk_sae_load(path, &o, &s), want, n1, n2, n3);
+    assert_null(s);
+}
+
+static void test_load_errors(void **state) {
+    (void)state;
+    char tmp[256], path[1024];
+    make_tmpdir(tmp, sizeof tmp);
+    edited_folder(tmp, "\"d_sae\": 96", "\"d_sea\": 96");
+    expect_load_error(tmp, NULL, HK_ERR_NOT_FOUND, "cfg.json", "d_sae", NULL);
+    edited_folder(tmp, "\"d_sae\": 96", "\"d_sae\": 97");
+    expect_load_error(tmp, NULL, HK_ERR_SHAPE, "sae_weights.safetensors", "W_enc", "97");
+    edited_folder(tmp, "\"architecture\": \"topk\"", "\"architecture\": \"mystery\"");
+    expect_load_error(tmp, NULL, HK_ERR_UNSUPPORTED, "cfg.json", "architecture", "mystery");
+    edited_folder(tmp, "\"k\": 8", "\"k\": 0");
+    expect_load_error(tmp, NULL, HK_ERR_FORMAT, "cfg.json", "'k'", NULL);
+    edited_folder(tmp, "\"normalize_activations\": \"none\"",
+                  "\"normalize_activations\": \"covariance_whitening\"");
+    expect_load_error(tmp, NULL, HK_ERR_UNSUPPORTED, "cfg.json", "normalize_activations", NULL);
+    edited_folder(tmp, "\"hook_name\": \"blocks.0.hook_mlp_out\"", "\"hook\": 1");
+    expect_load_error(tmp, NULL, HK_ERR_NOT_FOUND, "cfg.json", "metadata.hook_name", NULL);
+    edited_folder(tmp, "\"d_in\": 64", "\"d_in\": \"64\"");
+    expect_load_error(tmp, NULL, HK_ERR_FORMAT, "cfg.json", "d_in", NULL);
+    snprintf(path, sizeof path, "%s/sae_weights.safetensors", tmp);
+    remove(path);
+    edited_folder(tmp, "\"k\": 8", "\"k\": 8");
+    remove(path);
+    expect_load_error(tmp, NULL, HK_ERR_NOT_FOUND, "sae_weights.safetensors", NULL, NULL);
+    snprintf(path, sizeof path, "%s/cfg.json", tmp);
+    remove(path);
+    expect_load_error(tmp, NULL, HK_ERR_NOT_FOUND, "cfg.json", "params.npz", NULL);
+    expect_load_error("/nonexistent/sae", NULL, HK_ERR_NOT_FOUND, "/nonexistent/sae", NULL, NULL);
+
+    /* npz: no hook; a flipped byte in a deflated member; a truncated file; a bad header */
+    char npz[1024];
+    snprintf(npz, sizeof npz, "%s/sae/gemma_scope_deflated/params.npz", fixtures_root());
+    expect_load_error(npz, NULL, HK_ERR_INVALID_ARG, "params.npz", "hook", NULL);
+    size_t n;
+    char *img = read_all(npz, &n);
+    snprintf(path, sizeof path, "%s/params.npz", tmp);
+    img[200] ^= 0x55; /* inside the first member's deflate stream */
+    write_bytes(path, img, n);
+    expect_load_error(path, "blocks.1.hook_resid_post", HK_ERR_FORMAT, "params.npz", "W_enc", NULL);
+    img[200] ^= 0x55;
+    write_bytes(path, img, n / 2);
+    expect_load_error(path, "blocks.1.hook_resid_post", HK_ERR_FORMAT, "params.npz", NULL, NULL);
+    write_bytes(path, "PK\5\6 not a zip", 15);
+    expect_load_error(path, "blocks.1.hook_resid_post", HK_ERR_FORMAT, "params.npz", NULL, NULL);
+    free(img);
+    snprintf(npz, sizeof npz, "%s/sae/gemma_scope_stored/params.npz", fixtures_root());
+    img = read_all(npz, &n);
+    char *hdr = memmem(img, n, "'descr': '<f4'", 14);
+    assert_non_null(hdr);
+    memcpy(hdr, "'descr': '<i4'", 14); /* the first member: W_enc */
+    write_bytes(path, img, n);
+    /* stored members are CRC-checked too */
+    expect_load_error(path, "blocks.1.hook_resid_post", HK_ERR_FORMAT, "W_enc", "CRC", NULL);
+    free(img);
+    remove_tree(tmp);
+}
+
+/* An SAE whose d_in is not the hook's width is refused, and so are unknown hooks. */
+static void test_attach_errors(void **state) {
+    (void)state;
+    hk_model *m = fixture_model("gpt2");
+    hk_hooks *h = NULL;
+    EXPECT_OK(hk_hooks_new(m, &h));
+    hk_sae_attachment *a = NULL;
+    hk_sae *s = load_sae("sae/gpt2_standard", "blocks.0.mlp.hook_post"); /* d_mlp 128 */
+    expect_error(hk_sae_attach(h, s, HK_SAE_REPLACE, &a), HK_ERR_SHAPE, "d_in is 64",
+                 "blocks.0.mlp.hook_post", "128");
+    assert_null(a);
+    hk_sae_free(s);
+    s = load_sae("sae/gpt2_standard", "blocks.7.hook_resid_post");
+    expect_error(hk_sae_attach(h, s, HK_SAE_REPLACE, &a), HK_ERR_NOT_FOUND,
+                 "blocks.7.hook_resid_post", NULL, NULL);
+    hk_sae_free(s);
+    s = load_sae("sae/gpt2_standard", "blocks.0.attn.hook_pattern");
+    expect_error(hk_sae_attach(h, s, HK_SAE_REPLACE, &a), HK_ERR_SHAPE, "hook_pattern", NULL, NULL);
+    hk_sae_free(s);
+    assert_int_equal(hk_hooks_count(h), 0);
+    /* the SAE's points exist only once it is attached */
+    expect_error(hk_hooks_add(h, "blocks.0.hook_resid_post.hook_sae_acts_post", zero_feature, NULL,
+                              NULL),
+                 HK_ERR_NOT_FOUND, "hook_sae_acts_post", NULL, NULL);
+    s = load_sae("sae/gpt2_standard", NULL);
+    EXPECT_OK(hk_sae_attach(h, s, HK_SAE_OBSERVE, &a));
+    /* a glob over the SAE's points */
+    EXPECT_OK(hk_hooks_add(h, "*.hook_sae_acts_*", zero_feature, NULL, NULL));
+    assert_int_equal(hk_hooks_count(h), 2);
+    hk_sae_detach(a);
+    /* detached: the points stay, the SAE's own hook is gone, a new attach reuses them */
+    assert_int_equal(hk_hooks_count(h), 1);
+    EXPECT_OK(hk_sae_attach(h, s, HK_SAE_OBSERVE, &a));
+    hk_sae_detach(a);
+    hk_hooks_free(h);
+    hk_sae_free(s);
+    hk_model_free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_saelens_gpt2),    cmocka_unit_test(test_saelens_llama),
+        cmocka_unit_test(test_gemma_scope_npz), cmocka_unit_test(test_encode_decode),
+        cmocka_unit_test(test_load_errors),     cmocka_unit_test(test_attach_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
