@@ -106,6 +106,62 @@ hk_status hk_sae_attach(hk_hooks *hooks, const hk_sae *s, hk_sae_mode mode,
  * attach of an SAE at the same hook reuses them. NULL: nothing. */
 void hk_sae_detach(hk_sae_attachment *a);
 
+/* ---- evaluation (hookformer sae eval), as SAELens's evals.py reports it ---- */
+
+typedef struct {
+    int64_t tokens;            /* valid tokens seen */
+    int64_t d_sae;
+    double mse;                /* mean over tokens of sum_d (y - y_hat)^2 */
+    double explained_variance; /* 1 - mse / (E||y||^2 - ||E y||^2) */
+    double l0;                 /* mean over tokens of the features != 0 */
+    double l1;                 /* mean over tokens of sum |acts| */
+    int64_t dead;              /* features that never fired */
+    double ce_without;         /* next-token cross-entropy of the model */
+    double ce_with;            /* with the SAE spliced (replace, no error term) */
+    double ce_ablation;        /* with the hook's output zeroed */
+    double ce_delta;           /* ce_with - ce_without */
+    double ce_score;           /* (ce_ablation - ce_with) / (ce_ablation - ce_without) */
+} hk_sae_metrics;
+/* y is the activation the SAE reconstructs: its hook's (hook_out's for a transcoder); y_hat
+ * the SAE's output. CE losses average over every position that has a next token. */
+
+typedef struct hk_sae_eval hk_sae_eval;
+hk_status hk_sae_eval_new(hk_model *m, const hk_sae *s, hk_sae_eval **out);
+/* Three forwards of a right-padded batch: observed (MSE, variance, L0, density, CE without),
+ * spliced (CE with), zero-ablated (CE ablation). */
+hk_status hk_sae_eval_add(hk_sae_eval *e, const int32_t *tokens, const int64_t *lengths,
+                          int64_t batch, int64_t seq);
+hk_status hk_sae_eval_metrics(const hk_sae_eval *e, hk_sae_metrics *out);
+void hk_sae_eval_free(hk_sae_eval *e);
+
+/* ---- sparse feature files (hookformer cache --sae; docs/FORMAT.md) ---- */
+
+/* An HDF5 file of SAE feature activations stored sparsely: rows are the valid tokens of the
+ * sequences run (seq_id, position, token_id [n_rows]); per SAE a group
+ * "<hook>.hook_sae_acts_post" holding CSR datasets indices (int32 [nnz]), values (f32 [nnz])
+ * and row_ptr (int64 [n_rows + 1]): row r's features are indices[row_ptr[r]:row_ptr[r+1]].
+ * Written to PATH.tmp and renamed onto PATH at hk_sae_store_close (a failed or interrupted
+ * run leaves no PATH and never clobbers one); an existing PATH is an error unless force.
+ * At most one SAE per hook. */
+typedef struct hk_sae_store hk_sae_store;
+
+hk_status hk_sae_store_create(const char *path, bool force, const hk_model *m,
+                              const hk_sae *const *saes, size_t n, hk_sae_store **out);
+/* Attach every SAE (observe mode) and the store's readers on `hooks` (the model's; after
+ * plugins, whose edits the SAEs then see). The hooks must outlive the store. */
+hk_status hk_sae_store_attach(hk_sae_store *s, hk_hooks *hooks);
+/* One forward over a right-padded batch (logits not computed: the forward stops after the
+ * last SAE's layer); stores the rows of the valid positions. */
+hk_status hk_sae_store_run(hk_sae_store *s, hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                           const int64_t *lengths, int64_t batch, int64_t seq);
+/* Entries stored so far for SAE i. */
+int64_t hk_sae_store_nnz(const hk_sae_store *s, size_t i);
+/* Finish (attributes n_rows, each group's shape [n_rows, d_sae] and nnz), close, rename into
+ * place; detaches the SAEs. Frees s. */
+hk_status hk_sae_store_close(hk_sae_store *s);
+/* Give up: remove the temporary file. Frees s. */
+void hk_sae_store_discard(hk_sae_store *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,5 +17,6 @@ extern const cli_command cmd_lens;
 extern const cli_command cmd_cache;
 extern const cli_command cmd_inspect;
 extern const cli_command cmd_tokenize;
+extern const cli_command cmd_sae;
 
 #endif

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "core/checkpoint.h"
+#include "core/json.h"
 #include "core/npz.h"
 #include "fixtures.h"
 #include "float_compare.h"
@@ -221,6 +222,58 @@ static void test_encode_decode(void **state) {
     hk_sae_free(s);
 }
 
+/* hk_sae_eval over the fixture's three reference sequences as one right-padded batch equals
+ * SAELens's evals over each sequence alone (eval.json). */
+static void check_eval(const char *model_name, const char *dir) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s/eval.json", fixtures_root(), dir);
+    cJSON *want = NULL;
+    EXPECT_OK(hk_json_load_file(path, &want));
+    hk_model *m = fixture_model(model_name);
+    hk_sae *s = load_sae(dir, NULL);
+    hk_ckpt *ck = fixture_ckpt(model_name, "reference.safetensors");
+    const hk_st_tensor *ids = hk_ckpt_find(ck, "input_ids"), *lens = hk_ckpt_find(ck, "lengths");
+    const int64_t batch = ids->shape[0], seq = ids->shape[1];
+    int32_t *tok = ids_from_i64(ids->data, batch * seq);
+    int64_t len[8];
+    memcpy(len, lens->data, (size_t)batch * sizeof *len);
+    hk_sae_eval *e = NULL;
+    EXPECT_OK(hk_sae_eval_new(m, s, &e));
+    EXPECT_OK(hk_sae_eval_add(e, tok, len, batch, seq));
+    hk_sae_metrics mt;
+    EXPECT_OK(hk_sae_eval_metrics(e, &mt));
+    struct { const char *k; double v; } got[] = {
+        {"mse", mt.mse}, {"explained_variance", mt.explained_variance}, {"l0", mt.l0},
+        {"l1", mt.l1}, {"ce_without", mt.ce_without}, {"ce_with", mt.ce_with},
+        {"ce_ablation", mt.ce_ablation}, {"ce_delta", mt.ce_delta}, {"ce_score", mt.ce_score},
+        {"dead", (double)mt.dead}, {"tokens", (double)mt.tokens}};
+    for (size_t i = 0; i < sizeof got / sizeof got[0]; i++) {
+        double w;
+        EXPECT_OK(hk_json_num(want, got[i].k, path, &w));
+        /* relative 1e-4: mse sums 64 squared dims */
+        if (!(fabs(got[i].v - w) <= 1e-4 * (1 + fabs(w))))
+            print_error("%s: %s is %.7g, SAELens says %.7g\n", dir, got[i].k, got[i].v, w);
+        assert_true(fabs(got[i].v - w) <= 1e-4 * (1 + fabs(w)));
+    }
+    hk_sae_eval_free(e);
+    free(tok);
+    hk_ckpt_close(ck);
+    hk_sae_free(s);
+    hk_model_free(m);
+    cJSON_Delete(want);
+}
+
+static void test_eval(void **state) {
+    (void)state;
+    static const char *const with_eval[] = {"standard", "jumprelu", "topk", "gated"};
+    char dir[64];
+    for (int mi = 0; mi < 2; mi++)
+        for (size_t i = 0; i < 4; i++) {
+            snprintf(dir, sizeof dir, "sae/%s_%s", mi ? "llama" : "gpt2", with_eval[i]);
+            check_eval(mi ? "llama" : "gpt2", dir);
+        }
+}
+
 static void copy_file(const char *from, const char *to) {
     FILE *f = fopen(from, "rb");
     assert_non_null(f);
@@ -375,6 +428,7 @@ int main(void) {
         cmocka_unit_test(test_saelens_gpt2),    cmocka_unit_test(test_saelens_llama),
         cmocka_unit_test(test_gemma_scope_npz), cmocka_unit_test(test_encode_decode),
         cmocka_unit_test(test_load_errors),     cmocka_unit_test(test_attach_errors),
+        cmocka_unit_test(test_eval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
