@@ -11,7 +11,7 @@
 #include "h5_util.h"
 #include "sae_impl.h"
 
-#define CHUNK_ELEMS (256 * 1024) /* 1 MiB of f32 / i32; 2 MiB of i64 */
+#define CHUNK_ELEMS (64 * 1024) /* 256 KiB of f32 / i32, 512 KiB of i64: small files stay small */
 
 typedef struct {
     hk_sae_store *owner;

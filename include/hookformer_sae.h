@@ -134,6 +134,40 @@ hk_status hk_sae_eval_add(hk_sae_eval *e, const int32_t *tokens, const int64_t *
 hk_status hk_sae_eval_metrics(const hk_sae_eval *e, hk_sae_metrics *out);
 void hk_sae_eval_free(hk_sae_eval *e);
 
+/* ---- top-activating contexts (hookformer features) ---- */
+
+/* Per feature, the `top` sequences where it fires most (one entry per sequence: its maximum
+ * over positions), and the token window around that maximum with the feature's activation at
+ * each window token. Entries past the ones found have value 0 and seq -1. */
+typedef struct {
+    int64_t d_sae, top, window; /* window: tokens on each side of the maximum */
+    int64_t tokens;             /* valid tokens seen */
+    int64_t *active;            /* [d_sae] tokens where the feature was != 0 */
+    float *max_act;             /* [d_sae] its largest activation */
+    float *top_values;          /* [d_sae, top] the maxima, descending */
+    int64_t *top_seq, *top_pos; /* [d_sae, top] where (sequence index, position) */
+    int32_t *win_tokens;        /* [d_sae, top, 2 window + 1] token ids, -1 outside the sequence */
+    float *win_values;          /* [d_sae, top, 2 window + 1] the feature's activation there */
+} hk_sae_top;
+
+/* Run the sequences (seqs[i] of lens[i] tokens) through the SAE (observing) in batches of
+ * `batch`, keep each feature's top contexts, then rerun the sequences that made a top list to
+ * fill the windows. */
+hk_status hk_sae_top_contexts(hk_model *m, const hk_sae *s, const int32_t *const *seqs,
+                              const int64_t *lens, int64_t n_seqs, int64_t top, int64_t window,
+                              int64_t batch, hk_sae_top *out);
+void hk_sae_top_free(hk_sae_top *t);
+/* HDF5 (docs/FORMAT.md, kind "sae_top_contexts"), written to PATH.tmp and renamed; an
+ * existing PATH is an error unless force. */
+hk_status hk_sae_top_save(const hk_sae_top *t, const hk_sae *s, const hk_model *m,
+                          const char *path, bool force);
+/* A static HTML page (no scripts, no external resources): for each of the n features, its
+ * top contexts with every token's background shaded by the feature's activation (relative
+ * to the feature's maximum) and the value in its title. Token texts come from the model's
+ * tokenizer (ids without one). Written to PATH.tmp and renamed; existing PATH unless force. */
+hk_status hk_sae_top_html(const hk_sae_top *t, const hk_sae *s, const hk_model *m,
+                          const int64_t *features, size_t n, const char *path, bool force);
+
 /* ---- sparse feature files (hookformer cache --sae; docs/FORMAT.md) ---- */
 
 /* An HDF5 file of SAE feature activations stored sparsely: rows are the valid tokens of the

@@ -274,6 +274,74 @@ static void test_eval(void **state) {
         }
 }
 
+/* Top contexts against brute force: each sequence alone through hk_sae_encode of its cached
+ * hook activation; per feature the sequences ranked by their maximum, the window read back. */
+static void test_top_contexts(void **state) {
+    (void)state;
+    hk_model *m = fixture_model("gpt2");
+    hk_sae *s = load_sae("sae/gpt2_standard", NULL);
+    hk_ckpt *ck = fixture_ckpt("gpt2", "reference.safetensors");
+    const hk_st_tensor *ids = hk_ckpt_find(ck, "input_ids"), *lt = hk_ckpt_find(ck, "lengths");
+    const int64_t B = ids->shape[0], T = ids->shape[1], D = 96, K = 2, WIN = 3, W = 2 * WIN + 1;
+    int32_t *tok = ids_from_i64(ids->data, B * T);
+    int64_t len[8];
+    memcpy(len, lt->data, (size_t)B * sizeof *len);
+    const int32_t *seqs[8];
+    for (int64_t b = 0; b < B; b++) seqs[b] = tok + b * T;
+    hk_sae_top t;
+    EXPECT_OK(hk_sae_top_contexts(m, s, seqs, len, B, K, WIN, 2, &t));
+    float *acts[8];
+    const char *pat = "blocks.0.hook_resid_post";
+    for (int64_t b = 0; b < B; b++) {
+        hk_cache *c = NULL;
+        EXPECT_OK(hk_run_with_cache(m, seqs[b], NULL, 1, len[b], &pat, 1, "all", NULL, &c));
+        acts[b] = malloc((size_t)(len[b] * D) * sizeof(float));
+        EXPECT_OK(hk_sae_encode(s, hk_cache_get(c, pat)->data, len[b], acts[b]));
+        hk_cache_free(c);
+    }
+    int64_t total = 0;
+    for (int64_t b = 0; b < B; b++) total += len[b];
+    assert_int_equal(t.tokens, total);
+    for (int64_t j = 0; j < D; j++) {
+        float best[8];
+        int64_t at[8], active = 0;
+        for (int64_t b = 0; b < B; b++) {
+            best[b] = 0, at[b] = -1;
+            for (int64_t p = 0; p < len[b]; p++) {
+                float v = acts[b][p * D + j];
+                active += v != 0;
+                if (v > best[b]) best[b] = v, at[b] = p;
+            }
+        }
+        assert_int_equal(t.active[j], active);
+        for (int64_t k = 0; k < K; k++) { /* the k-th best sequence by brute force */
+            int64_t pick = -1;
+            for (int64_t b = 0; b < B; b++) {
+                bool taken = false;
+                for (int64_t q = 0; q < k; q++) taken |= t.top_seq[j * K + q] == b;
+                if (!taken && at[b] >= 0 && (pick < 0 || best[b] > best[pick])) pick = b;
+            }
+            assert_int_equal(t.top_seq[j * K + k], pick);
+            if (pick < 0) continue;
+            assert_int_equal(t.top_pos[j * K + k], at[pick]);
+            assert_true(fabsf(t.top_values[j * K + k] - best[pick]) <= TOL);
+            for (int64_t o = 0; o < W; o++) {
+                const int64_t p = at[pick] - WIN + o;
+                const bool in = p >= 0 && p < len[pick];
+                assert_int_equal(t.win_tokens[(j * K + k) * W + o], in ? seqs[pick][p] : -1);
+                assert_true(fabsf(t.win_values[(j * K + k) * W + o] -
+                                  (in ? acts[pick][p * D + j] : 0.0f)) <= TOL);
+            }
+        }
+    }
+    for (int64_t b = 0; b < B; b++) free(acts[b]);
+    hk_sae_top_free(&t);
+    free(tok);
+    hk_ckpt_close(ck);
+    hk_sae_free(s);
+    hk_model_free(m);
+}
+
 static void copy_file(const char *from, const char *to) {
     FILE *f = fopen(from, "rb");
     assert_non_null(f);
@@ -428,7 +496,7 @@ int main(void) {
         cmocka_unit_test(test_saelens_gpt2),    cmocka_unit_test(test_saelens_llama),
         cmocka_unit_test(test_gemma_scope_npz), cmocka_unit_test(test_encode_decode),
         cmocka_unit_test(test_load_errors),     cmocka_unit_test(test_attach_errors),
-        cmocka_unit_test(test_eval),
+        cmocka_unit_test(test_eval),            cmocka_unit_test(test_top_contexts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,7 @@
 #include "fixtures.h"
 #include "float_compare.h"
 #include "hookformer.h"
+#include "render.h"
 #include "test_util.h"
 
 static const char *g_exe;
@@ -273,6 +274,79 @@ static void test_steer_sae(void **state) {
     cli_result_free(&r);
 }
 
+/* features: the HDF5 file's shapes, the HTML page rendered in headless Chromium (shaded
+ * tokens and text), and an existing page that is refused byte-identical before any work. */
+static void test_features(void **state) {
+    (void)state;
+    char out[700], html[700], png[700];
+    snprintf(out, sizeof out, "%s/top.h5", g_tmp);
+    snprintf(html, sizeof html, "%s/top.html", g_tmp);
+    snprintf(png, sizeof png, "%s/top.png", g_tmp);
+    remove(out);
+    remove(html);
+    cli_result r = cli_run(g_exe, "features", "--model", g_model, "--sae", g_sae, "--tokens",
+                           "227,187,164,39,18,5,44,71,90,12", "--top", "3", "--window", "4",
+                           "--out", out, "--html", html, "--features", "3,7,11", NULL);
+    cli_expect_status(&r, 0, "features");
+    cli_expect_contains(r.out, "features 3 7 11", "features");
+    cli_result_free(&r);
+    hid_t f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    hid_t d = H5Dopen2(f, "window_values", H5P_DEFAULT);
+    hid_t sp = H5Dget_space(d);
+    hsize_t dims[3];
+    assert_int_equal(H5Sget_simple_extent_ndims(sp), 3);
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    assert_true(dims[0] == 96 && dims[1] == 3 && dims[2] == 9);
+    H5Sclose(sp);
+    H5Dclose(d);
+    H5Fclose(f);
+    size_t n;
+    char *page = slurp(html, &n);
+    page[n - 1] = '\0';
+    assert_non_null(strstr(page, "id=\"feature-7\""));
+    assert_null(strstr(page, "<script"));
+    free(page);
+    const char *chromium = render_find_chromium();
+    if (chromium) {
+        render_png(chromium, g_tmp, html, png, 900, 500);
+        int w, h;
+        unsigned char *rgb = render_png_rgb(png, &w, &h);
+        assert_non_null(rgb);
+        long shaded = 0, dark = 0;
+        for (long i = 0; i < (long)w * h; i++) {
+            const unsigned char *p = rgb + 3 * i;
+            shaded += p[0] > 200 && p[1] < 200 && p[2] < 200 && p[0] - p[1] > 40;
+            dark += p[0] < 80 && p[1] < 80 && p[2] < 80;
+        }
+        print_message("features page %dx%d: shaded %ld px, text %ld px\n", w, h, shaded, dark);
+        assert_true(shaded > 500 && dark > 300);
+        free(rgb);
+    } else {
+        print_message("no chromium on PATH: render check skipped\n");
+    }
+    /* an existing page without --force: refused before any work, both files untouched */
+    struct stat before, after;
+    assert_int_equal(stat(html, &before), 0);
+    char *b0 = slurp(html, &n);
+    remove(out);
+    r = cli_run(g_exe, "features", "--model", g_model, "--sae", g_sae, "--tokens", "1,2,3",
+                "--out", out, "--html", html, NULL);
+    cli_expect_status(&r, 1, "features, existing --html");
+    cli_expect_contains(r.err, "--html", "features, existing --html");
+    cli_result_free(&r);
+    assert_int_equal(stat(html, &after), 0);
+    size_t n1;
+    char *b1 = slurp(html, &n1);
+    assert_int_equal(n1, n);
+    assert_memory_equal(b0, b1, n);
+    assert_true(after.st_mtim.tv_sec == before.st_mtim.tv_sec &&
+                after.st_mtim.tv_nsec == before.st_mtim.tv_nsec);
+    assert_int_not_equal(access(out, F_OK), 0);
+    free(b0);
+    free(b1);
+}
+
 int main(int argc, char **argv) {
     g_exe = cli_exe_from_argv(argc, argv);
     if (!g_exe) return 2;
@@ -283,7 +357,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cache_sae), cmocka_unit_test(test_cache_sae_refusals),
         cmocka_unit_test(test_sae_info),  cmocka_unit_test(test_ablate_sae),
-        cmocka_unit_test(test_steer_sae),
+        cmocka_unit_test(test_steer_sae), cmocka_unit_test(test_features),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     remove_tree(g_tmp);
