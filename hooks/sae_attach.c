@@ -211,6 +211,10 @@ static hk_hook_result in_fire(hk_tensor *act, const hk_hook_ctx *ctx, void *user
     TRY(fire(a, SP_PRE, a->pre, B, P, s->d_sae, ctx));
     hk_sae_act(s, &a->w, n, a->pre, a->acts);
     TRY(fire(a, SP_POST, a->acts, B, P, s->d_sae, ctx));
+    /* observing with nothing on the points after acts_post: the decoder has no reader */
+    if (a->mode == HK_SAE_OBSERVE && !hk_hooks_active(a->hooks, a->pt[SP_RECONS]) &&
+        !hk_hooks_active(a->hooks, a->pt[SP_OUTPUT]))
+        return HK_HOOK_CONTINUE;
     hk_sae_dec(s, a->acts, n, a->out);
     TRY(fire(a, SP_RECONS, a->out, B, P, s->d_out, ctx));
     hk_sae_norm_out(s, &a->w, n, a->out);

@@ -97,9 +97,26 @@ hk_status hk_sae_pre(const hk_sae *s, hk_sae_scratch *w, int64_t n, float *pre) 
     return HK_OK;
 }
 
-static int cmp_desc(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? 1 : x > y ? -1 : 0;
+/* The k-th largest of v[0..n) (1 <= k <= n), reordering v: quickselect, O(n) on average. */
+static float kth_largest(float *v, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1, want = k - 1;
+    while (lo < hi) {
+        const float pivot = v[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] > pivot) i++;
+            while (v[j] < pivot) j--;
+            if (i <= j) {
+                float t = v[i];
+                v[i++] = v[j];
+                v[j--] = t;
+            }
+        }
+        if (want <= j) hi = j;
+        else if (want >= i) lo = i;
+        else return v[want];
+    }
+    return v[want];
 }
 
 void hk_sae_act(const hk_sae *s, hk_sae_scratch *w, int64_t n, const float *pre, float *acts) {
@@ -123,8 +140,7 @@ void hk_sae_act(const hk_sae *s, hk_sae_scratch *w, int64_t n, const float *pre,
             /* the k-th largest value; entries above it are kept, then ties in index order */
             int64_t k = s->k < m ? s->k : m;
             memcpy(w->idx, p, (size_t)m * sizeof *w->idx);
-            qsort(w->idx, (size_t)m, sizeof *w->idx, cmp_desc);
-            const float kth = k > 0 ? w->idx[k - 1] : INFINITY;
+            const float kth = k > 0 ? kth_largest(w->idx, m, k) : INFINITY;
             int64_t above = 0;
             for (int64_t j = 0; j < m; j++) above += p[j] > kth;
             int64_t ties = k - above;
