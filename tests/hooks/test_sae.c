@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "core/checkpoint.h"
+#include "core/dtype.h"
 #include "core/json.h"
 #include "core/npz.h"
 #include "fixtures.h"
@@ -387,6 +388,72 @@ static void edited_folder(const char *tmp, const char *from, const char *to) {
     free(cfg);
 }
 
+/* F16 and BF16 weights are converted at load: each weight equals its rounded f32 value. */
+static void test_half_weights(void **state) {
+    (void)state;
+    static const char *const names[] = {"W_dec", "W_enc", "b_dec", "b_enc"}; /* sorted */
+    static const char *const dts[] = {"F16", "BF16"};
+    hk_ckpt *ck = fixture_ckpt("sae/gpt2_standard", "sae_weights.safetensors");
+    char tmp[256], path[1024], src[1024];
+    make_tmpdir(tmp, sizeof tmp);
+    snprintf(src, sizeof src, "%s/sae/gpt2_standard/cfg.json", fixtures_root());
+    snprintf(path, sizeof path, "%s/cfg.json", tmp);
+    copy_file(src, path);
+    for (int k = 0; k < 2; k++) {
+        char hdr[1024];
+        size_t off = 0, hn = (size_t)snprintf(hdr, sizeof hdr, "{");
+        const hk_st_tensor *t[4];
+        for (int i = 0; i < 4; i++) {
+            t[i] = hk_ckpt_find(ck, names[i]);
+            size_t n = t[i]->nbytes / 4 * 2;
+            char shape[64];
+            if (t[i]->ndim == 2)
+                snprintf(shape, sizeof shape, "%lld,%lld", (long long)t[i]->shape[0],
+                         (long long)t[i]->shape[1]);
+            else
+                snprintf(shape, sizeof shape, "%lld", (long long)t[i]->shape[0]);
+            hn += (size_t)snprintf(hdr + hn, sizeof hdr - hn,
+                                   "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[%s],"
+                                   "\"data_offsets\":[%zu,%zu]}", i ? "," : "", names[i], dts[k],
+                                   shape, off, off + n);
+            off += n;
+        }
+        hn += (size_t)snprintf(hdr + hn, sizeof hdr - hn, "}");
+        while (hn % 8) hdr[hn++] = ' ';
+        uint8_t *img = malloc(8 + hn + off);
+        uint64_t hl = hn;
+        memcpy(img, &hl, 8);
+        memcpy(img + 8, hdr, hn);
+        size_t at = 8 + hn;
+        for (int i = 0; i < 4; i++) {
+            const float *v = t[i]->data;
+            for (size_t j = 0; j < t[i]->nbytes / 4; j++, at += 2) {
+                uint16_t h = k ? hk_f32_to_bf16(v[j]) : hk_f32_to_f16(v[j]);
+                memcpy(img + at, &h, 2);
+            }
+        }
+        snprintf(path, sizeof path, "%s/sae_weights.safetensors", tmp);
+        write_bytes(path, img, at);
+        free(img);
+        hk_sae_load_opts o = {0};
+        hk_sae *s = NULL;
+        EXPECT_OK(hk_sae_load(tmp, &o, &s));
+        for (int i = 0; i < 4; i++) {
+            hk_tensor w;
+            EXPECT_OK(hk_sae_weight(s, names[i], &w));
+            const float *v = t[i]->data, *got = w.data;
+            for (size_t j = 0; j < t[i]->nbytes / 4; j++) {
+                float want = k ? hk_bf16_to_f32(hk_f32_to_bf16(v[j]))
+                               : hk_f16_to_f32(hk_f32_to_f16(v[j]));
+                assert_true(got[j] == want);
+            }
+        }
+        hk_sae_free(s);
+    }
+    hk_ckpt_close(ck);
+    remove_tree(tmp);
+}
+
 static void expect_load_error(const char *path, const char *hook, hk_status want, const char *n1,
                               const char *n2, const char *n3) {
     hk_sae_load_opts o = {.hook = hook};
@@ -497,6 +564,7 @@ int main(void) {
         cmocka_unit_test(test_gemma_scope_npz), cmocka_unit_test(test_encode_decode),
         cmocka_unit_test(test_load_errors),     cmocka_unit_test(test_attach_errors),
         cmocka_unit_test(test_eval),            cmocka_unit_test(test_top_contexts),
+        cmocka_unit_test(test_half_weights),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
