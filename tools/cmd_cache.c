@@ -19,6 +19,7 @@
 #include "out_path.h"
 #include "plugins.h"
 #include "prompt.h"
+#include "sae_opts.h"
 
 static const cli_opt cache_opts[] = {
     {"model", "DIR", "Hugging Face checkpoint folder; required"},
@@ -38,6 +39,9 @@ static const cli_opt cache_opts[] = {
     {"commit-secs", "S", "commit at most every S seconds (default 1; 0 after every batch)"},
     {"fsync", NULL, "fsync each commit (survives power loss; slower)"},
     {"threads", "N", "threads for GEMM and the kernels (default: the library's choice)"},
+    {"sae", "DIR", "store this SAE's feature activations sparsely (CSR) instead of --hooks; "
+                   "repeatable (one per hook)"},
+    CLI_OPT_SAE_HOOK,
     CLI_OPT_PLUGIN,
     {NULL, NULL, NULL},
 };
@@ -273,6 +277,71 @@ static int split_hooks(const cli_args *a, char *list, const char **out, size_t c
     return 0;
 }
 
+/* --sae: every sequence's valid tokens through the SAEs (observe mode), their feature
+ * activations stored sparsely (hk_sae_store_*, docs/FORMAT.md). */
+static int cache_sae(const cli_args *a, hk_model *m, hk_hooks *hooks, const seq_list *seqs,
+                     int64_t batch, int64_t ctx, const char *out_path, bool force,
+                     cli_plugins *plugins) {
+    const char *dirs[16];
+    const size_t n = cli_strs(a, "sae", dirs, 16);
+    hk_sae *saes[16] = {0};
+    hk_sae_store *store = NULL;
+    int32_t *tokens = NULL;
+    int64_t *lengths = NULL;
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) rc = cli_sae_load(a, dirs[i], &saes[i]);
+    hk_status st = HK_OK;
+    if (!rc) {
+        st = hk_sae_store_create(out_path, force, m, (const hk_sae *const *)saes, n, &store);
+        if (!st) st = hk_sae_store_attach(store, hooks);
+        if (st) rc = cli_runtime_error(a, "%s (%s)", hk_last_error(), hk_status_name(st));
+    }
+    tokens = rc ? NULL : malloc((size_t)(batch * ctx) * sizeof *tokens); /* [batch, seq] */
+    lengths = rc ? NULL : malloc((size_t)batch * sizeof *lengths);
+    if (!rc && (!tokens || !lengths)) rc = cli_runtime_error(a, "out of memory");
+    progress pg = {isatty(STDERR_FILENO) == 1, now_s(), 0, seqs->n};
+    pg.last = pg.t0;
+    int64_t done_tokens = 0;
+    for (int64_t i = 0; !rc && i < seqs->n && !interrupted; i += batch) {
+        int64_t nb = seqs->n - i < batch ? seqs->n - i : batch, seq = 0;
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t len = seqs->off[i + b + 1] - seqs->off[i + b];
+            lengths[b] = len < ctx ? len : ctx;
+            if (lengths[b] > seq) seq = lengths[b];
+        }
+        for (int64_t b = 0; b < nb; b++) {
+            memcpy(tokens + b * seq, seqs->ids + seqs->off[i + b], (size_t)lengths[b] * sizeof *tokens);
+            for (int64_t p = lengths[b]; p < seq; p++) tokens[b * seq + p] = 0; /* padding */
+            done_tokens += lengths[b];
+        }
+        if ((rc = cli_plugins_begin_run(a, plugins, tokens, lengths, nb, seq))) break;
+        if ((st = hk_sae_store_run(store, m, hooks, tokens, lengths, nb, seq)) != HK_OK)
+            rc = cli_runtime_error(a, "%s (%s)", hk_last_error(), hk_status_name(st));
+        else
+            progress_show(&pg, i + nb, done_tokens, 0, false);
+    }
+    if (!rc && interrupted) {
+        rc = cli_runtime_error(a, "interrupted: %s was not written (a --sae file is complete or "
+                                  "absent)", out_path);
+        rc = 128 + interrupted;
+    }
+    int64_t nnz = store ? hk_sae_store_nnz(store, 0) : 0;
+    if (store && rc) hk_sae_store_discard(store);
+    else if (store && (st = hk_sae_store_close(store)) != HK_OK)
+        rc = cli_runtime_error(a, "%s (%s)", hk_last_error(), hk_status_name(st));
+    if (!rc) {
+        progress_show(&pg, seqs->n, done_tokens, 0, true);
+        fprintf(stderr, "cache: wrote the features of %zu SAE%s over %lld sequences (%lld tokens; "
+                        "%.1f active features per token in the first) to %s\n",
+                n, n == 1 ? "" : "s", (long long)seqs->n, (long long)done_tokens,
+                done_tokens ? (double)nnz / (double)done_tokens : 0.0, out_path);
+    }
+    for (size_t i = 0; i < n; i++) hk_sae_free(saes[i]);
+    free(tokens);
+    free(lengths);
+    return rc;
+}
+
 static int cache_main(const cli_command *cmd, int argc, char **argv) {
     cli_args a;
     int rc;
@@ -285,7 +354,15 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     if (resume && append)
         return cli_usage_error(&a, "--resume continues the run that made the file, --append adds "
                                    "other sequences to it: give one of them");
-    if (!hooks_arg && !resume && (rc = cli_require_str(&a, "hooks", &hooks_arg))) return rc;
+    const bool sae = cli_has(&a, "sae");
+    if (sae && (hooks_arg || resume || append || cli_has(&a, "dtype") || cli_has(&a, "positions") ||
+                cli_has(&a, "compress") || cli_has(&a, "commit-secs") || cli_has(&a, "fsync")))
+        return cli_usage_error(&a, "--sae stores the SAEs' features at every token, in f32, in a "
+                                   "new file: it goes without --hooks, --append, --resume, "
+                                   "--dtype, --positions, --compress, --commit-secs and --fsync");
+    if (!sae && cli_has(&a, "sae-hook")) return cli_usage_error(&a, "--sae-hook goes with --sae");
+    if (!sae && !hooks_arg && !resume && (rc = cli_require_str(&a, "hooks", &hooks_arg))) return rc;
+    if (sae) hooks_arg = "hook_embed"; /* unused: the SAE branch stores no dense hook */
     const char *tokens_file = cli_str(&a, "tokens-file");
     const bool by_prompt = cli_has(&a, "tokens") || cli_has(&a, "prompt") || cli_has(&a, "prompts");
     if (by_prompt == (tokens_file != NULL))
@@ -400,7 +477,8 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     const int64_t capped = hard && max_pos > 0 && longest > max_pos ? max_pos : longest;
     int64_t store_ctx = ctx;
     if (!store_ctx && fs.exists) store_ctx = fs.ctx;
-    if (!store_ctx && !fs.exists && hk_store_needs_ctx(m, patterns, n_patterns)) store_ctx = capped;
+    if (!store_ctx && !fs.exists && !sae && hk_store_needs_ctx(m, patterns, n_patterns))
+        store_ctx = capped;
     ctx = store_ctx ? store_ctx : capped;
     if (hard && max_pos > 0 && ctx > max_pos) {
         rc = cli_usage_error(&a, "--ctx %lld: this model has %lld learned positions", (long long)ctx,
@@ -425,6 +503,24 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
         fprintf(stderr, "cache: %s holds all %lld sequences already; nothing to do\n",
                 plan.dist ? "the shards" : out_path, (long long)seqs.n);
         rc = CLI_EXIT_OK;
+        goto done;
+    }
+    if (sae) {
+        if ((st = hk_hooks_new(m, &hooks)) != HK_OK) {
+            rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
+            goto done;
+        }
+        if (plugins.n_specs && (rc = cli_plugins_load(&a, &plugins, m, hooks))) goto done;
+        handlers = true;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_interrupt;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, &old_int);
+        sigaction(SIGTERM, &sa, &old_term);
+        rc = cache_sae(&a, m, hooks, &seqs, batch, ctx, out_path, o.force, &plugins);
+        if (truncated && !rc)
+            fprintf(stderr, "cache: %lld sequences were cut to --ctx %lld tokens\n",
+                    (long long)truncated, (long long)ctx);
         goto done;
     }
     o.ctx = store_ctx;

@@ -9,7 +9,7 @@
 static const cli_command *const commands[] = {&cmd_run, &cmd_info, &cmd_generate, &cmd_hooks,
                                               &cmd_estimate, &cmd_cache, &cmd_inspect,
                                               &cmd_embed, &cmd_tokenize, &cmd_patch, &cmd_ablate,
-                                              &cmd_steer, &cmd_lens};
+                                              &cmd_steer, &cmd_lens, &cmd_sae, &cmd_features};
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 static void print_usage(FILE *f) {
