@@ -388,6 +388,11 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
         cache_plan_free(&plan);
         return rc;
     }
+    if (sae && plan.dist) {
+        cache_plan_free(&plan);
+        return cli_usage_error(&a, "--sae runs in one process: its CSR file is not sharded "
+                                   "across MPI ranks (run it without mpirun/srun)");
+    }
     out_path = plan.store_path;
     o.corpus_ids = plan.dist;
     /* before any work: the file to add to opens for writing, a new one's folder takes it */

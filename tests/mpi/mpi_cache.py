@@ -10,7 +10,9 @@
    --resume runs only the missing sequences and writes the root, equal to the single run;
 4. a rank that fails at start (a bad model path on rank 0 only, then on rank 2 only) fails the
    whole job with that rank's message, within seconds, leaving no root file; so does a
-   launched run whose MPI module (HK_MPI_MODULE) is missing or not hookformer's.
+   launched run whose MPI module (HK_MPI_MODULE) is missing or not hookformer's;
+5. `cache --sae` under mpirun is refused on every rank, writing nothing (its CSR file is not
+   sharded).
 
 usage: mpi_cache.py HOOKFORMER MPIRUN  (env: HK_FIXTURES, TMPDIR)
 Exit 77 (meson's skip) when h5py or numpy is missing, unless HK_REQUIRE_H5PY=1."""
@@ -134,9 +136,14 @@ def test_uneven(tmp, rng):
     print("uneven: 2 sequences over 3 ranks, root == single")
 
 
+# enough sequences that the kill, 50 ms after rank 1 publishes its shard, lands mid-run even on
+# an idle machine (400 were all stored within 200 ms on one)
+N_LONG = 1500
+
+
 def test_kill_resume(tmp, rng):
     ids = os.path.join(tmp, "long.txt")
-    corpus(ids, 400, rng, max_len=24)
+    corpus(ids, N_LONG, rng, max_len=24)
     extra = ["--hooks", HOOKS, "--ctx", "24", "--batch", "1", "--commit-secs", "0"]
     single, root = os.path.join(tmp, "single_long.h5"), os.path.join(tmp, "root_long.h5")
     rc, out, _ = run(cache_args(ids, single, extra))
@@ -151,7 +158,7 @@ def test_kill_resume(tmp, rng):
     while not os.path.exists(victim) and time.time() < end and p.poll() is None:
         time.sleep(0.01)
     assert os.path.exists(victim), "rank 1 never published its shard"
-    time.sleep(0.2)
+    time.sleep(0.05)
     with open(os.path.join(piddir, "1")) as fh:
         os.kill(int(fh.read()), signal.SIGKILL)
     out = p.communicate(timeout=60)[0].decode()
@@ -164,13 +171,13 @@ def test_kill_resume(tmp, rng):
             with h5py.File(path, "r") as f:  # opens without h5clear
                 held += len(f["seq_length"])
                 assert len(f["seq_corpus_id"]) == len(f["seq_length"])
-    assert 0 < held < 400, f"the kill did not land mid-run ({held} sequences stored)"
+    assert 0 < held < N_LONG, f"the kill did not land mid-run ({held} sequences stored)"
     # --resume restates only the model, the corpus and the file
     rc, out, _ = run(MPI + cache_args(ids, root, ["--resume", "--batch", "1"]))
     assert rc == 0, out
     same_store(root, single, "kill + resume")
-    check_shards(root, 400, "kill + resume", chunks=False)  # made by two runs
-    print(f"kill: {held} of 400 sequences in the shards after SIGKILL of rank 1; "
+    check_shards(root, N_LONG, "kill + resume", chunks=False)  # made by two runs
+    print(f"kill: {held} of {N_LONG} sequences in the shards after SIGKILL of rank 1; "
           f"--resume completed them, root == single")
     rc, out, _ = run(MPI + cache_args(ids, root, ["--resume", "--batch", "1"]))
     assert rc == 0 and "nothing to do" in out, out
@@ -205,6 +212,18 @@ def test_start_failure(tmp, rng):
     print("a launched run without a usable MPI module fails with the reason")
 
 
+def test_sae_refused(tmp, rng):
+    ids = os.path.join(tmp, "sae.txt")
+    corpus(ids, 6, rng)
+    root = os.path.join(tmp, "sae.h5")
+    sae = os.path.join(os.path.dirname(MODEL), "sae", "llama_standard")
+    rc, out, _ = run(MPI + cache_args(ids, root, ["--sae", sae]), timeout=60)
+    assert rc != 0 and "--sae runs in one process" in out, out
+    left = [f for f in os.listdir(tmp) if f.startswith("sae.h5")]
+    assert not left, f"a refused --sae run left {left}"
+    print("cache --sae under mpirun: refused, nothing written")
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="hk_mpi_")
     rng = random.Random(18)
@@ -212,6 +231,7 @@ def main():
     test_uneven(tmp, rng)
     test_kill_resume(tmp, rng)
     test_start_failure(tmp, rng)
+    test_sae_refused(tmp, rng)
     print("ok")
 
 
