@@ -592,6 +592,18 @@ typedef struct {
     size_t total;        /* the sum of the above */
     bool kv_rolling;     /* some layer keeps a rolling buffer of kv_window slots */
     int64_t kv_window;   /* W of the rolling layers (0 when none) */
+    /* HK_DEVICE_CUDA: `total` is device memory on one GPU (docs/CUDA.md, "Device memory
+     * estimate"): context + blas_workspace + weights (matrices and embedding tables in
+     * weights_dtype, norms and biases f32) + kv_cache (in weights_dtype; a windowed layer's
+     * ring holds min(ctx, W - 1 + chunk) slots) + activations (the CPU's activation block,
+     * the f16/bf16 copy of a linear's input, the sampler's workspace) + attention (split-key
+     * partial results, the scores chunk) + logits (the device copy). runtime, mapping and
+     * load_other are 0; cached_hooks is host memory, not in the total. */
+    hk_device device;      /* the device the estimate is for */
+    hk_dtype weights_dtype; /* the weights' dtype on that device */
+    size_t context;        /* CUDA: the CUDA context with the kernels loaded (a stated figure:
+                              512 MiB); 0 on the CPU */
+    size_t blas_workspace; /* CUDA: cuBLAS's workspace (32 MiB on sm_90); 0 on the CPU */
 } hk_estimate;
 
 /* The run an estimate is for. */
@@ -609,6 +621,10 @@ typedef struct {
                                   position; NULL when n_hooks is 0 */
     size_t n_hooks;
     bool all_logits;           /* logits for every position (else the last one's) */
+    hk_device device;          /* HK_DEVICE_CPU (0: resident host memory) or HK_DEVICE_CUDA
+                                  (device memory of one GPU; see hk_estimate) */
+    hk_dtype weights_dtype;    /* HK_DTYPE_F32 (0), or HK_DTYPE_F16 / HK_DTYPE_BF16 with
+                                  HK_DEVICE_CUDA: the dtype the weights are uploaded in */
 } hk_estimate_opts;
 
 /* Estimate the memory of a run (see hk_estimate). Uses the model's mask (window override),
