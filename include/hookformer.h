@@ -757,6 +757,14 @@ hk_status hk_store_run(hk_store *s, hk_model *m, const int32_t *tokens, const in
  * plugins: the store then records their modified values). NULL: hk_store_run. */
 hk_status hk_store_run_hooks(hk_store *s, hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                              const int64_t *lengths, int64_t batch, int64_t seq);
+/* hk_store_run_hooks through a session (hk_session_new(m, batch, seq)): the batch fed chunk
+ * positions at a time (the last chunk shorter), so activations are one chunk's and the KV
+ * cache keeps a rolling buffer of W slots on sliding-window layers; the stored rows are the
+ * same positions as hk_store_run_hooks stores. hooks NULL: the store's own. Errors:
+ * HK_ERR_INVALID_ARG for chunk < 1 or a bidirectional model (no KV cache). */
+hk_status hk_store_run_chunked(hk_store *s, hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                               const int64_t *lengths, int64_t batch, int64_t seq,
+                               int64_t chunk);
 /* Commit now: afterwards every row given so far is in the file as h5py sees it. */
 hk_status hk_store_commit(hk_store *s);
 /* Commit (writable stores) and close. Frees s even on error; NULL: HK_OK. */
