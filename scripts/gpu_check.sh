@@ -97,7 +97,8 @@ else
                  --positions 4096)
     PROMPT=64 NEW=16 JOBS=2
 fi
-declare -A CAP_GPU=([setup]=60 [build]=120 [kernels]=30 [memcheck]=60 [fixtures]=45 [longctx]=110 [speed]=55)
+# first guesses (no GPU has run this yet): the report's seconds column says how to re-balance
+declare -A CAP_GPU=([setup]=75 [build]=110 [kernels]=20 [memcheck]=40 [fixtures]=35 [longctx]=150 [speed]=50)
 declare -A CAP_DRY=([setup]=120 [build]=600 [kernels]=120 [memcheck]=30 [fixtures]=180 [longctx]=120 [speed]=120)
 
 # ---- helpers for the parts ------------------------------------------------------------------
@@ -258,14 +259,19 @@ part_longctx() {
     ids "$LONG_TOKENS" "$(sed -n 's/.*"vocab_size": \([0-9]*\).*/\1/p' "$m/config.json")" >"$ids"
     local edev=cpu; [ "$MODE" = gpu ] && edev=cuda
     local eargs=(--device "$edev"); [ "$edev" = cuda ] && eargs+=(--weights-dtype bf16)
-    est=$("$HK" estimate --model "$m" --ctx "$LONG_TOKENS" --chunk "$LONG_CHUNK" "${eargs[@]}" --json 2>>"$LOG" | json_field total)
-    [ -n "$est" ] || fail_note "estimate failed"
+    # the estimate loads the checkpoint on the host only (no CUDA): beside the run, to save
+    # the second load's time (a 7B bf16 checkpoint is 29 GB of f32 on the host)
+    "$HK" estimate --model "$m" --ctx "$LONG_TOKENS" --chunk "$LONG_CHUNK" "${eargs[@]}" --json \
+        >"$WORK/long_estimate.json" 2>>"$LOG" &
+    local est_pid=$!
     local gpu=(); [ "$MODE" = gpu ] && gpu=(--gpu)
     rm -f "$out"
     r=$("$PY" "$HELPERS/peak_mem.py" "${gpu[@]}" --log "$LOG" -- "$HK" cache "${RUN[@]}" \
         --model "$m" --tokens-file "$ids" --hooks 'blocks.*.hook_resid_post' --chunk "$LONG_CHUNK" \
         --batch 1 --dtype bf16 --out "$out")
     peak=$(sed -n 's/.*peak_mib=\([0-9.]*\).*/\1/p' <<<"$r")
+    wait "$est_pid" || fail_note "estimate failed (see $LOG)"
+    est=$(json_field total <"$WORK/long_estimate.json")
     local rows
     rows=$("$PY" -c "import h5py, sys; f = h5py.File(sys.argv[1]); n = [k for k in f if k.endswith('hook_resid_post')]; print(len(n), min(f[k].shape[0] for k in n))" "$out" 2>>"$LOG")
     md "| run | peak MiB ($([ "$MODE" = gpu ] && echo 'device, nvidia-smi' || echo 'RSS')) | estimate MiB | peak / estimate | status |" "|---|---|---|---|---|"
