@@ -41,10 +41,10 @@ PARTS=(setup build kernels memcheck fixtures longctx speed)
 # ---- options --------------------------------------------------------------------------------
 if [ "${1:-}" = "--part" ]; then PART=$2; else PART=""; fi
 if [ -z "$PART" ]; then
-    DEVICE=cuda BUILD="" REPORT="" FIXTURES=tests/fixtures ONLY="" PEERS=1
+    DEVICE=cuda BUILD="" REPORT="" FIXTURES=tests/fixtures ONLY="" PEERS=1 DRY=0
     while [ $# -gt 0 ]; do
         case "$1" in
-        --dry-run) [ "$DEVICE" = cuda ] && DEVICE=cpu ;;
+        --dry-run) DRY=1 ;;
         --device) DEVICE=${2:?--device needs cuda, cpu or test}; shift ;;
         --build) BUILD=${2:?--build needs a folder}; shift ;;
         --report) REPORT=${2:?--report needs a file}; shift ;;
@@ -56,6 +56,8 @@ if [ -z "$PART" ]; then
         esac
         shift
     done
+    # --dry-run is the CPU unless --device test says the test backend
+    [ "$DRY" = 1 ] && [ "$DEVICE" = cuda ] && DEVICE=cpu
     case "$DEVICE" in
     cuda) MODE=gpu ;;
     cpu | test) MODE=dry ;;
