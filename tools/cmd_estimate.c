@@ -228,7 +228,8 @@ const cli_command cmd_estimate = {
     .name = "estimate",
     .summary = "Estimate the memory of a run before running it.",
     .usage = "--model DIR (--ctx N | --tokens IDS | --prompt TEXT | --prompts FILE) [--batch B]\n"
-             "       [--hooks GLOB[,GLOB]] [--chunk C] [--mem-limit SIZE]",
+             "       [--hooks GLOB[,GLOB]] [--chunk C] [--device cpu|cuda] [--weights-dtype f32|f16|bf16]\n"
+             "       [--mem-limit SIZE]",
     .description =
         "Prints, in MiB, what a run of `batch` sequences of `ctx` positions will hold; the\n"
         "total is the run's peak resident set size (VmHWM). The parts: runtime, this process\n"
@@ -243,6 +244,13 @@ const cli_command cmd_estimate = {
         "computes them, or every position's with --all-logits). Nothing of the run is\n"
         "allocated. With --mem-limit the command exits 1 when the total is over the limit;\n"
         "run and generate take the same option and refuse such a run before it starts.\n"
+        "\n"
+        "--device cuda estimates the device memory of the run on one GPU instead: the CUDA\n"
+        "context (a stated 512 MiB), cuBLAS's workspace, the weights in --weights-dtype\n"
+        "(matrices and embeddings; norms and biases f32), the KV cache on the device (a\n"
+        "windowed layer's ring holds min(ctx, W - 1 + chunk) slots), activations, attention\n"
+        "workspace and the device logits; cached hooks are host memory, printed but not in\n"
+        "the total (docs/CUDA.md, \"Device memory estimate\").\n"
         "\n"
         "Instead of --ctx, a prompt gives the context: its length in tokens (the longest line\n"
         "of --prompts), encoded as run would encode it (see 'hookformer run --help').",
