@@ -363,8 +363,8 @@ part_speed() {
     local att
     att=$(BUILD_DIR=$BUILD REPS=5 bench/run_cuda_attention.sh 2>&1 | tee -a "$LOG")
     md "$att" '```'
-    if [[ "$att" == *"no CUDA device"* ]]; then
-        [ "$MODE" = gpu ] && fail_note "bench_cuda_attention found no CUDA device"
+    if [[ "$att" == *"no CUDA device"* || "$att" == *"built without CUDA"* ]]; then
+        [ "$MODE" = gpu ] && fail_note "bench_cuda_attention: no CUDA device or no CUDA module"
     elif ! grep -q 'tflops=' <<<"$att"; then
         fail_note "bench_cuda_attention printed no figures"
     fi

@@ -60,6 +60,27 @@ static void test_weights(void **state) {
     hk_model_free(m);
 }
 
+/* Every family: the forward reads every checkpoint tensor once, so f32 device weights are 4
+ * bytes per checkpoint parameter (MoE experts, q/k norms, post-norms, token types, biases). */
+static void test_weights_every_family(void **state) {
+    (void)state;
+    const char *fams[] = {"bert", "gemma2", "gemma3", "gpt2", "llama", "mistral", "mixtral",
+                          "neox", "olmo2", "olmoe", "phi3", "qwen2", "qwen2_moe", "qwen3",
+                          "qwen3_moe"};
+    for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) {
+        hk_model *m = fixture_model(fams[i]);
+        hk_estimate_opts o = {.batch = 1, .ctx = 16, .device = HK_DEVICE_CUDA};
+        const size_t w = estimate(m, o).weights;
+        if (w != 4 * (size_t)hk_model_n_params(m))
+            fail_msg("%s: device f32 weights %zu bytes, checkpoint %lld parameters", fams[i], w,
+                     (long long)hk_model_n_params(m));
+        o.weights_dtype = HK_DTYPE_BF16;
+        const size_t h = estimate(m, o).weights;
+        assert_true(h < w && h > w / 2); /* matrices halve, f32 vectors stay */
+        hk_model_free(m);
+    }
+}
+
 static void test_kv_cache(void **state) {
     (void)state;
     hk_model *m = fixture_model("mistral"); /* W = 5, dkv = 2 x 12 */
@@ -227,6 +248,7 @@ int main(int argc, char **argv) {
     if (!(g_exe = cli_exe_from_argv(argc, argv))) return 2;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_weights),
+        cmocka_unit_test(test_weights_every_family),
         cmocka_unit_test(test_kv_cache),
         cmocka_unit_test(test_activations_and_logits),
         cmocka_unit_test(test_attention_and_total),
