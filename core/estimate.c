@@ -239,6 +239,7 @@ hk_status hk_estimate_memory(const hk_model *m, const hk_estimate_opts *o, hk_es
     extra = add(extra, hk_forward_moe_bytes(c, (int64_t)rows));
     const hk_est_shared sh = {
         .session = session, .seq = seq, .extra = extra, .scores = scores,
+        .kv_cache = out->kv_cache, .gather = gather,
         .state = add(add(hk_forward_state_bytes(c, batch, seq), mul(rows, sizeof(int32_t))),
                      B * sizeof(int64_t))};
     out->activations = add(sh.state, extra);

@@ -1,19 +1,18 @@
 /* Device memory of a run on one CUDA GPU (hookformer estimate --device cuda): what the CUDA
- * backend holds on the device, part by part.
- *   weights      every matrix and embedding table in the run's weights dtype (f32, f16, bf16;
- *                a tied unembedding is the embedding table, held once), norm weights and
- *                biases in f32;
- *   KV cache     in the weights dtype (f32 weights: f32); a sliding-window layer keeps a ring
- *                that hk_cu_attention reads in place, with room for the feed's keys:
- *                min(ctx, W - 1 + chunk) slots (the kernel needs every visible key in the
- *                ring, so no gather as on the CPU), other layers ctx slots;
- *   activations  the forward's activation block (the CPU carve-up: hk_forward_state_bytes),
- *                token ids, the hooked optional points' and MoE buffers, the f16/bf16 copy of a
- *                linear's input (hk_cu_linear's x_ws: rows x widest input), and the sampler's
- *                workspace;
+ * backend (core/backend_cuda.c, backend_cuda_weights.c) holds on the device, part by part.
+ *   weights      every linear's matrix in the run's weights dtype (f32, f16, bf16), the
+ *                embedding tables, norm weights and biases in f32; a tied unembedding shares
+ *                the embedding table in f32 and is a matrix copy of its own in f16/bf16;
+ *   KV cache     as the CPU's (the one forward allocates it through the backend): f32, a
+ *                rolling buffer of W slots on sliding-window layers, else ctx slots;
+ *   activations  the forward's activation block (hk_forward_state_bytes, the CPU carve-up),
+ *                token ids, the hooked optional points' and MoE buffers, and, for f16/bf16
+ *                weights, the linears' rounded input (hk_cu_linear's x_ws: rows x widest
+ *                input);
  *   attention    the split-key (flash-decoding) partial results of hk_cu_attention, mirrored
- *                from kernels/cuda/attention.cu for an H100/H200 (132 SMs), and the
- *                materialized scores chunk when attn_scores / pattern is hooked;
+ *                from kernels/cuda/attention.cu for an H100/H200 (132 SMs), a windowed layer's
+ *                gathered keys and values (as on the CPU), and the materialized scores chunk
+ *                when attn_scores / pattern is hooked;
  *   logits       the device copy: the last position's, or a feed's rows with --all-logits;
  *   cuBLAS       the workspace cuBLAS takes on sm_90: 32 MiB (NVIDIA's figure for Hopper);
  *   context      the CUDA context with this module's and cuBLAS's kernels loaded lazily:
@@ -57,10 +56,10 @@ static size_t weight_bytes(const hk_model *m, hk_dtype dt) {
     const hk_config *c = &m->cfg;
     const hk_weights *w = &m->w;
     const int64_t d = c->d_model;
-    weight_count wc = {0, 0};
-    if (w->tok_embed) wc.mat = add(wc.mat, mul((size_t)c->d_vocab, (size_t)d));
-    if (w->pos_embed) wc.mat = add(wc.mat, mul((size_t)w->n_pos, (size_t)d));
-    if (w->type_embed) wc.mat = add(wc.mat, mul((size_t)c->n_token_types, (size_t)d));
+    weight_count wc = {0, 0}; /* mat: linears (weights dtype); vec: the rest (f32) */
+    if (w->tok_embed) wc.vec = add(wc.vec, mul((size_t)c->d_vocab, (size_t)d));
+    if (w->pos_embed) wc.vec = add(wc.vec, mul((size_t)w->n_pos, (size_t)d));
+    if (w->type_embed) wc.vec = add(wc.vec, mul((size_t)c->n_token_types, (size_t)d));
     count_norm(&w->embed_ln, d, &wc);
     const int64_t qn = c->qk_norm == HK_QK_NORM_FULL ? c->n_heads * c->d_head : c->d_head;
     const int64_t kn = c->qk_norm == HK_QK_NORM_FULL ? c->n_kv_heads * c->d_head : c->d_head;
@@ -82,11 +81,13 @@ static size_t weight_bytes(const hk_model *m, hk_dtype dt) {
     count_norm(&w->ln_final, d, &wc);
     count_linear(&w->head_dense, &wc);
     count_norm(&w->head_ln, d, &wc);
-    if (c->head != HK_HEAD_NONE) {
-        if (w->unembed.w && w->unembed.w != w->tok_embed)
+    if (c->head != HK_HEAD_NONE && w->unembed.w) {
+        const bool tied = w->unembed.w == w->tok_embed;
+        if (tied && dt == HK_DTYPE_F32) { /* the f32 table itself */
+            if (w->unembed.b) wc.vec = add(wc.vec, (size_t)w->unembed.n_out);
+        } else {
             count_linear(&w->unembed, &wc);
-        else if (w->unembed.b)
-            wc.vec = add(wc.vec, (size_t)w->unembed.n_out);
+        }
     }
     return add(mul(wc.mat, dtype_bytes(dt)), mul(wc.vec, sizeof(float)));
 }
@@ -133,29 +134,15 @@ void hk_estimate_cuda(const hk_model *m, const hk_estimate_opts *o, const hk_est
     const hk_config *c = &m->cfg;
     const hk_dtype dt = o->weights_dtype;
     const size_t B = (size_t)o->batch, rows = mul(B, (size_t)sh->seq);
-    const size_t dkv = (size_t)(c->n_kv_heads * c->d_head);
     out->device = HK_DEVICE_CUDA;
     out->weights_dtype = dt;
     out->runtime = out->mapping = out->load_other = 0;
     out->weights = weight_bytes(m, dt);
 
-    out->kv_cache = 0;
-    out->kv_rolling = false;
-    out->kv_window = 0;
-    for (int64_t l = 0; sh->session && l < c->n_layers; l++) {
-        const int64_t W = hk_est_layer_window(m, l);
-        const int64_t slots = layer_keys(m, l, o->ctx, sh->seq, true);
-        if (W > 0 && W < o->ctx) {
-            out->kv_rolling = true;
-            if (W > out->kv_window) out->kv_window = W;
-        }
-        out->kv_cache = add(out->kv_cache, mul(mul(2 * B, (size_t)slots), dkv * dtype_bytes(dt)));
-    }
+    out->kv_cache = sh->kv_cache; /* kv_rolling / kv_window as the CPU part set them */
 
     size_t act = add(sh->state, sh->extra);
     if (dt != HK_DTYPE_F32) act = add(act, mul(rows, (size_t)widest_input(c) * dtype_bytes(dt)));
-    if (sh->session && c->head == HK_HEAD_LM)
-        act = add(act, (size_t)c->d_vocab * sizeof(double) + 2 * sizeof(int32_t));
     out->activations = act;
 
     size_t split = 0;
@@ -164,7 +151,7 @@ void hk_estimate_cuda(const hk_model *m, const hk_estimate_opts *o, const hk_est
         split = zmax(split, split_bytes(c, sh->seq, sk));
         if (sh->session) split = zmax(split, split_bytes(c, 1, layer_keys(m, l, o->ctx, 1, true)));
     }
-    out->attention = add(split, sh->scores);
+    out->attention = add(add(split, sh->gather), sh->scores);
 
     const size_t out_dim = (size_t)(c->head == HK_HEAD_NONE ? c->d_model : c->d_vocab);
     out->logits = mul(o->all_logits ? rows : B, out_dim * sizeof(float));

@@ -23,6 +23,8 @@ typedef struct {
     size_t state;        /* the forward's activation block, token ids and lengths */
     size_t extra;        /* per-layer buffers of hooked optional points and the MoE workspace */
     size_t scores;       /* the materialized scores chunk (attn_scores / pattern hooked) */
+    size_t kv_cache;     /* the session's KV caches (f32, W slots on windowed layers) */
+    size_t gather;       /* a windowed layer's gathered keys and values for one feed */
 } hk_est_shared;
 
 /* Sliding window of layer l under the model's mask (0: full attention). */

@@ -593,11 +593,11 @@ typedef struct {
     bool kv_rolling;     /* some layer keeps a rolling buffer of kv_window slots */
     int64_t kv_window;   /* W of the rolling layers (0 when none) */
     /* HK_DEVICE_CUDA: `total` is device memory on one GPU (docs/CUDA.md, "Device memory
-     * estimate"): context + blas_workspace + weights (matrices and embedding tables in
-     * weights_dtype, norms and biases f32) + kv_cache (in weights_dtype; a windowed layer's
-     * ring holds min(ctx, W - 1 + chunk) slots) + activations (the CPU's activation block,
-     * the f16/bf16 copy of a linear's input, the sampler's workspace) + attention (split-key
-     * partial results, the scores chunk) + logits (the device copy). runtime, mapping and
+     * estimate"): context + blas_workspace + weights (linears in weights_dtype; embeddings,
+     * norms and biases f32; a tied head is a copy of its own unless f32) + kv_cache (the
+     * CPU's: f32, W slots on windowed layers) + activations (the CPU's activation block, the
+     * f16/bf16 copy of a linear's input) + attention (split-key partial results, gathered
+     * window keys, the scores chunk) + logits (the device copy). runtime, mapping and
      * load_other are 0; cached_hooks is host memory, not in the total. */
     hk_device device;      /* the device the estimate is for */
     hk_dtype weights_dtype; /* the weights' dtype on that device */

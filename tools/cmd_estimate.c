@@ -101,15 +101,15 @@ static void print_table(const char *dir, hk_model *m, const hk_estimate_opts *o,
         snprintf(kv_note, sizeof kv_note, "none (one forward)");
     if (e->device == HK_DEVICE_CUDA) {
         char w_note[96];
-        snprintf(w_note, sizeof w_note, "%s matrices and embeddings, f32 norms and biases",
+        snprintf(w_note, sizeof w_note, "%s linears; f32 embeddings, norms, biases",
                  dtype_name(e->weights_dtype));
         printf("device         cuda: device memory of one GPU (docs/CUDA.md)\n\n");
         row("context", e->context, "CUDA context and loaded kernels (stated, not measured)");
         row("cuBLAS", e->blas_workspace, "cuBLAS workspace (sm_90)");
         row("weights", e->weights, w_note);
         row("KV cache", e->kv_cache, kv_note);
-        row("activations", e->activations, "activation block, f16/bf16 inputs, sampler");
-        row("attention", e->attention, "split-key partials, scores chunk when hooked");
+        row("activations", e->activations, "activation block, f16/bf16 linear inputs");
+        row("attention", e->attention, "split-key partials, window gather, scores if hooked");
         row("logits", e->logits, "the device copy");
         row("total", e->total, "peak device memory of the run");
         row("cached hooks", e->cached_hooks, "host memory (not in the total)");
@@ -246,11 +246,11 @@ const cli_command cmd_estimate = {
         "run and generate take the same option and refuse such a run before it starts.\n"
         "\n"
         "--device cuda estimates the device memory of the run on one GPU instead: the CUDA\n"
-        "context (a stated 512 MiB), cuBLAS's workspace, the weights in --weights-dtype\n"
-        "(matrices and embeddings; norms and biases f32), the KV cache on the device (a\n"
-        "windowed layer's ring holds min(ctx, W - 1 + chunk) slots), activations, attention\n"
-        "workspace and the device logits; cached hooks are host memory, printed but not in\n"
-        "the total (docs/CUDA.md, \"Device memory estimate\").\n"
+        "context (a stated 512 MiB), cuBLAS's workspace, the weights (linears in\n"
+        "--weights-dtype; embeddings, norms and biases f32), the KV cache on the device (f32,\n"
+        "W slots on sliding-window layers, as on the CPU), activations, attention workspace\n"
+        "and the device logits; cached hooks are host memory, printed but not in the total\n"
+        "(docs/CUDA.md, \"Device memory estimate\").\n"
         "\n"
         "Instead of --ctx, a prompt gives the context: its length in tokens (the longest line\n"
         "of --prompts), encoded as run would encode it (see 'hookformer run --help').",

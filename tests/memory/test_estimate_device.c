@@ -29,14 +29,18 @@ static hk_estimate estimate(hk_model *m, hk_estimate_opts o) {
 }
 
 /* tests/fixtures/mistral: 2 layers, d 64, 4/2 heads of 12, MLP 96, vocab 300, untied, no
- * biases, RMSNorm, window 5. Matrices: embed + lm_head + per layer q, k, v, o, gate, up, down;
- * vectors: ln1, ln2 per layer and the final norm. */
-#define MI_MAT (2 * 300 * 64 + 2 * (64 * 48 + 2 * 64 * 24 + 48 * 64 + 3 * 64 * 96))
+ * biases, RMSNorm, window 5. Linears: per layer q, k, v, o, gate, up, down, and lm_head; f32
+ * always: the embedding table, ln1 and ln2 per layer, the final norm. */
+#define MI_EMB (300 * 64)
+#define MI_LIN (300 * 64 + 2 * (64 * 48 + 2 * 64 * 24 + 48 * 64 + 3 * 64 * 96))
 #define MI_VEC (2 * 2 * 64 + 64)
 /* tests/fixtures/gpt2: 2 layers, d 64, MLP 128, vocab 300, 64 learned positions, tied head,
- * biases, LayerNorm. Matrices: wte, wpe, c_attn, c_proj, c_fc, mlp c_proj; vectors: their
- * biases, ln_1, ln_2 (weight and bias) and ln_f. */
-#define G2_MAT (300 * 64 + 64 * 64 + 2 * (64 * 192 + 64 * 64 + 64 * 128 + 128 * 64))
+ * biases, LayerNorm. Linears: c_attn, c_proj, c_fc, mlp c_proj; f32: wte, wpe, the biases,
+ * ln_1, ln_2 (weight and bias) and ln_f. The tied head is wte itself in f32, a copy in the
+ * weights dtype otherwise. */
+#define G2_EMB (300 * 64 + 64 * 64)
+#define G2_LIN (2 * (64 * 192 + 64 * 64 + 64 * 128 + 128 * 64))
+#define G2_HEAD (300 * 64)
 #define G2_VEC (2 * (192 + 64 + 128 + 64 + 4 * 64) + 2 * 64)
 
 static void test_weights(void **state) {
@@ -44,19 +48,19 @@ static void test_weights(void **state) {
     hk_model *m = fixture_model("mistral");
     hk_estimate_opts o = {.batch = 1, .ctx = 32, .device = HK_DEVICE_CUDA};
     hk_estimate e = estimate(m, o);
-    assert_int_equal(e.weights, 4 * (MI_MAT + MI_VEC));
+    assert_int_equal(e.weights, 4 * (MI_EMB + MI_LIN + MI_VEC));
     assert_int_equal(e.weights, 4 * (size_t)hk_model_n_params(m)); /* every tensor is used */
     o.weights_dtype = HK_DTYPE_BF16;
-    assert_int_equal(estimate(m, o).weights, 2 * MI_MAT + 4 * MI_VEC);
+    assert_int_equal(estimate(m, o).weights, 2 * MI_LIN + 4 * (MI_EMB + MI_VEC));
     o.weights_dtype = HK_DTYPE_F16;
-    assert_int_equal(estimate(m, o).weights, 2 * MI_MAT + 4 * MI_VEC);
+    assert_int_equal(estimate(m, o).weights, 2 * MI_LIN + 4 * (MI_EMB + MI_VEC));
     hk_model_free(m);
 
-    m = fixture_model("gpt2"); /* the tied head is the embedding table, held once */
-    o.weights_dtype = HK_DTYPE_F32;
-    assert_int_equal(estimate(m, o).weights, 4 * (G2_MAT + G2_VEC));
-    o.weights_dtype = HK_DTYPE_BF16;
-    assert_int_equal(estimate(m, o).weights, 2 * G2_MAT + 4 * G2_VEC);
+    m = fixture_model("gpt2");
+    o.weights_dtype = HK_DTYPE_F32; /* the tied head is the f32 embedding table */
+    assert_int_equal(estimate(m, o).weights, 4 * (G2_EMB + G2_LIN + G2_VEC));
+    o.weights_dtype = HK_DTYPE_BF16; /* the tied head is a bf16 copy beside the f32 table */
+    assert_int_equal(estimate(m, o).weights, 2 * (G2_LIN + G2_HEAD) + 4 * (G2_EMB + G2_VEC));
     hk_model_free(m);
 }
 
@@ -76,38 +80,40 @@ static void test_weights_every_family(void **state) {
                      (long long)hk_model_n_params(m));
         o.weights_dtype = HK_DTYPE_BF16;
         const size_t h = estimate(m, o).weights;
-        assert_true(h < w && h > w / 2); /* matrices halve, f32 vectors stay */
+        assert_true(h < w && h > w / 2); /* linears halve, embeddings and vectors stay f32 */
         hk_model_free(m);
     }
 }
 
 static void test_kv_cache(void **state) {
     (void)state;
+    /* the device's KV cache is the CPU's (f32 in every weights dtype; W slots on windowed
+     * layers), and a windowed layer's gathered keys are in the attention part */
     hk_model *m = fixture_model("mistral"); /* W = 5, dkv = 2 x 12 */
     hk_estimate_opts o = {.batch = 2, .ctx = 100, .session = true, .chunk = 16,
                           .device = HK_DEVICE_CUDA, .weights_dtype = HK_DTYPE_BF16};
+    hk_estimate_opts cpu = o;
+    cpu.device = HK_DEVICE_CPU;
+    cpu.weights_dtype = HK_DTYPE_F32;
     hk_estimate e = estimate(m, o);
-    /* layers x (k, v) x batch x (W - 1 + chunk) slots x dkv x bf16 */
-    assert_int_equal(e.kv_cache, 2 * 2 * 2 * (5 - 1 + 16) * 24 * 2);
+    /* layers x (k, v) x batch x W slots x dkv x f32 */
+    assert_int_equal(e.kv_cache, 2 * 2 * 2 * 5 * 24 * 4);
+    assert_int_equal(e.kv_cache, estimate(m, cpu).kv_cache);
     assert_true(e.kv_rolling);
     assert_int_equal(e.kv_window, 5);
-    o.chunk = 0; /* one prefill of 100: the ring needs every key, capped at ctx */
-    assert_int_equal(estimate(m, o).kv_cache, 2 * 2 * 2 * 100 * 24 * 2);
+    /* no split at 16 queries over 20 keys: the gather, [W + chunk, dkv] x (k, v) in f32 */
+    assert_int_equal(e.attention, 2 * (5 + 16) * 24 * 4);
     o.session = false; /* one forward: no cache */
+    o.chunk = 0;
     assert_int_equal(estimate(m, o).kv_cache, 0);
     hk_model_free(m);
 
-    /* no window: f32 KV is the CPU's cache, bf16 half of it */
-    m = fixture_model("llama");
+    m = fixture_model("llama"); /* no window: ctx slots */
     o = (hk_estimate_opts){.batch = 1, .ctx = 64, .session = true, .chunk = 8,
-                           .device = HK_DEVICE_CUDA};
-    hk_estimate_opts cpu = o;
-    cpu.device = HK_DEVICE_CPU;
-    const size_t kv = estimate(m, cpu).kv_cache;
-    assert_int_equal(kv, 2 * 2 * 64 * 16 * 4); /* layers x (k, v) x ctx x dkv x f32 */
-    assert_int_equal(estimate(m, o).kv_cache, kv);
-    o.weights_dtype = HK_DTYPE_BF16;
-    assert_int_equal(estimate(m, o).kv_cache, kv / 2);
+                           .device = HK_DEVICE_CUDA, .weights_dtype = HK_DTYPE_F16};
+    e = estimate(m, o);
+    assert_int_equal(e.kv_cache, 2 * 2 * 64 * 16 * 4); /* layers x (k, v) x ctx x dkv x f32 */
+    assert_false(e.kv_rolling);
     hk_model_free(m);
 }
 
@@ -118,12 +124,11 @@ static void test_activations_and_logits(void **state) {
                           .device = HK_DEVICE_CUDA};
     const size_t rows = 2 * 16;
     const size_t block = hk_forward_state_bytes(&m->cfg, 2, 16) + rows * 4 + 2 * 8;
-    const size_t sampler = 300 * 8 + 8;
     hk_estimate e = estimate(m, o);
-    assert_int_equal(e.activations, block + sampler);
+    assert_int_equal(e.activations, block);
     assert_int_equal(e.logits, 2 * 300 * 4);
     o.weights_dtype = HK_DTYPE_BF16; /* + the bf16 copy of the widest input (d_mlp 96) */
-    assert_int_equal(estimate(m, o).activations, block + sampler + rows * 96 * 2);
+    assert_int_equal(estimate(m, o).activations, block + rows * 96 * 2);
     o.all_logits = true; /* the device holds one feed's logits */
     assert_int_equal(estimate(m, o).logits, rows * 300 * 4);
 
@@ -209,7 +214,7 @@ static void test_cli(void **state) {
     cli_expect_contains(r.out, "\"device\": \"cuda\"", "json device");
     cli_expect_contains(r.out, "\"weights_dtype\": \"bf16\"", "json dtype");
     char want[64];
-    snprintf(want, sizeof want, "\"weights\": %d,", 2 * MI_MAT + 4 * MI_VEC);
+    snprintf(want, sizeof want, "\"weights\": %d,", 2 * MI_LIN + 4 * (MI_EMB + MI_VEC));
     cli_expect_contains(r.out, want, "json bf16 weights");
     cli_expect_contains(r.out, "\"context\": 536870912", "json context");
     cli_result_free(&r);
