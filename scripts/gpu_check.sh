@@ -117,21 +117,31 @@ finish() { # finish [note for PASS]
 }
 have_py() { "$PY" -c "import $1" >/dev/null 2>&1; }
 have_peers() { [ "$PEERS" = 1 ] && have_py 'torch, transformers'; }
-# the --device arguments (hookformer's CLI gains them with the backend, issue 14 point 4): DEV
-# for the device side, CPU for the reference, BF16 for bf16 weights on a GPU (else empty), RUN
-# for the long-context and speed runs (bf16 on a GPU)
+# How the device side runs (hookformer's CLI gains --device with the backend, issue 14 point 4):
+# DEVENV + DEV for the device side (f32 weights), CPU for the reference, BF16 for bf16 weights
+# on a GPU (else empty), RUN for the long-context and speed runs (bf16 on a GPU). Without the
+# option, the test backend is still reachable through the environment (HK_DEVICE=test).
 device_args() {
+    DEVENV=() DEV=() CPU=() BF16=() RUN=()
     if "$HK" cache --help 2>&1 | grep -q -- '--device'; then
-        DEV=(--device "$DEVICE") CPU=(--device cpu) RUN=("${DEV[@]}") BF16=()
-        [ "$DEVICE" = cuda ] && BF16=(--device cuda --weights-dtype bf16) && RUN=("${BF16[@]}")
+        CPU=(--device cpu) DEV=(--device "$DEVICE") RUN=(--device "$DEVICE")
+        if [ "$DEVICE" = cuda ]; then
+            # a CUDA load keeps a bf16/f16 checkpoint's dtype unless told: f32 for the 1e-4 bound
+            DEV=(--device cuda --weights-dtype f32)
+            BF16=(--device cuda --weights-dtype bf16) RUN=("${BF16[@]}")
+        fi
         return 0
     fi
-    DEV=() CPU=() BF16=() RUN=()
     if [ "$MODE" = gpu ]; then
         fail_note "this hookformer has no --device option (the backend is not in this checkout)"
         return 1
     fi
-    md "" "_This hookformer has no \`--device\` yet: the device side ran as the CPU default._"
+    if [ "$DEVICE" = test ]; then
+        DEVENV=(env HK_DEVICE=test)
+        md "" "_This hookformer has no \`--device\` yet: the device side ran with HK_DEVICE=test._"
+    else
+        md "" "_This hookformer has no \`--device\` yet: the device side ran as the CPU default._"
+    fi
     return 0
 }
 ids() { awk -v n="$1" -v v="$2" 'BEGIN { for (i = 0; i < n; i++) printf "%s%d", (i ? "," : ""), (7919 * i + 13) % v; print "" }'; }
@@ -231,7 +241,7 @@ part_fixtures() {
         if ! "$HK" cache "${CPU[@]}" --model "$dir" --tokens "$t" --hooks "$hooks" --out "$w.cpu.h5" >>"$LOG" 2>&1; then
             fail_note "$name: the CPU run failed"; md "| $name | | | | FAIL | CPU run failed (see log) |"; continue
         fi
-        if ! "$HK" cache "${DEV[@]}" --model "$dir" --tokens "$t" --hooks "$hooks" --out "$w.dev.h5" >>"$LOG" 2>&1; then
+        if ! "${DEVENV[@]}" "$HK" cache "${DEV[@]}" --model "$dir" --tokens "$t" --hooks "$hooks" --out "$w.dev.h5" >>"$LOG" 2>&1; then
             fail_note "$name: the $DEVICE run failed"; md "| $name | | | | FAIL | $DEVICE run failed (see log) |"; continue
         fi
         md "$("$PY" "$HELPERS/compare_h5.py" "$w.cpu.h5" "$w.dev.h5" --atol 1e-4 --label "$name f32" 2>>"$LOG")" ||
@@ -268,7 +278,7 @@ part_longctx() {
     local est_pid=$!
     local gpu=(); [ "$MODE" = gpu ] && gpu=(--gpu)
     rm -f "$out"
-    r=$("$PY" "$HELPERS/peak_mem.py" "${gpu[@]}" --log "$LOG" -- "$HK" cache "${RUN[@]}" \
+    r=$("$PY" "$HELPERS/peak_mem.py" "${gpu[@]}" --log "$LOG" -- "${DEVENV[@]}" "$HK" cache "${RUN[@]}" \
         --model "$m" --tokens-file "$ids" --hooks 'blocks.*.hook_resid_post' --chunk "$LONG_CHUNK" \
         --batch 1 --dtype bf16 --out "$out")
     peak=$(sed -n 's/.*peak_mib=\([0-9.]*\).*/\1/p' <<<"$r")
@@ -335,9 +345,9 @@ part_speed() {
         # prefill tok/s is the marginal rate between a prompt of P/4 and one of P tokens,
         # (P - P/4) / (t(P) - t(P/4)); decode tok/s is the long run's.
         local q=$((PROMPT / 4)) rq tq tp_
-        rq=$("$HK" generate "${RUN[@]}" --model "$m" --tokens "$(ids "$q" "$v")" --max-new 2 \
+        rq=$("${DEVENV[@]}" "$HK" generate "${RUN[@]}" --model "$m" --tokens "$(ids "$q" "$v")" --max-new 2 \
             --ids --verbose 2>&1 >/dev/null | tee -a "$LOG" | grep '# prefill' | tail -1)
-        r=$("$HK" generate "${RUN[@]}" --model "$m" --tokens "$(ids "$PROMPT" "$v")" --max-new "$((NEW + 1))" \
+        r=$("${DEVENV[@]}" "$HK" generate "${RUN[@]}" --model "$m" --tokens "$(ids "$PROMPT" "$v")" --max-new "$((NEW + 1))" \
             --ids --verbose 2>&1 >/dev/null | tee -a "$LOG" | grep '# prefill' | tail -1)
         tq=$(sed -n 's/.*prefill: [0-9]* tokens in \([0-9.]*\) ms.*/\1/p' <<<"$rq")
         tp_=$(sed -n 's/.*prefill: [0-9]* tokens in \([0-9.]*\) ms.*/\1/p' <<<"$r")
