@@ -101,7 +101,7 @@ else
 fi
 # first guesses (no GPU has run this yet): the report's seconds column says how to re-balance
 declare -A CAP_GPU=([setup]=75 [build]=110 [kernels]=20 [memcheck]=40 [fixtures]=35 [longctx]=150 [speed]=50)
-declare -A CAP_DRY=([setup]=120 [build]=600 [kernels]=120 [memcheck]=30 [fixtures]=180 [longctx]=120 [speed]=120)
+declare -A CAP_DRY=([setup]=120 [build]=600 [kernels]=120 [memcheck]=30 [fixtures]=300 [longctx]=300 [speed]=300)
 
 # ---- helpers for the parts ------------------------------------------------------------------
 OUT=$WORK/parts/$PART.md   # the part's section of the report
