@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cuda_module_path.h"
 #include "error.h"
 
 static pthread_mutex_t module_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -64,25 +65,16 @@ hk_status hk_cuda_module(const hk_cu_api **out) {
     hk_status s = HK_OK;
     if (module_api) goto done;
     const char *env = getenv(HK_CUDA_MODULE_ENV);
-    const char *tried[2];
+    char tried[HK_CUDA_MODULE_MAX_CANDIDATES][HK_CUDA_MODULE_PATH_MAX];
     int n = 0;
     if (env && *env) {
-        tried[n++] = env;
+        snprintf(tried[n++], sizeof tried[0], "%s", env);
     } else {
-#ifdef HK_CUDA_MODULE_BUILD_PATH
-        tried[n++] = HK_CUDA_MODULE_BUILD_PATH;
-#endif
-#ifdef HK_CUDA_MODULE_INSTALL_PATH
-        tried[n++] = HK_CUDA_MODULE_INSTALL_PATH;
-#endif
-    }
-    if (n == 0) {
-        s = hk_errorf(HK_ERR_NOT_FOUND,
-                      "CUDA module libhookformer_cuda.so: this hookformer was built without "
-                      "CUDA (nvcc not found at setup, or -Dcuda=disabled); set %s to a module's "
-                      "path",
-                      HK_CUDA_MODULE_ENV);
-        goto done;
+        char self[HK_CUDA_MODULE_PATH_MAX];
+        bool is_exe = false;
+        bool known = hk_cuda_module_self(self, &is_exe);
+        n = hk_cuda_module_candidates(hk_cuda_module_layout_built(), known ? self : NULL,
+                                      is_exe, tried);
     }
     for (int i = 0; i < n; i++) {
         if (access(tried[i], F_OK) != 0) continue;
@@ -94,12 +86,25 @@ hk_status hk_cuda_module(const hk_cu_api **out) {
         }
         goto done;
     }
-    if (env && *env)
+    if (env && *env) {
         s = hk_errorf(HK_ERR_NOT_FOUND, "CUDA module %s (from %s): no such file", env,
                       HK_CUDA_MODULE_ENV);
-    else
-        s = hk_errorf(HK_ERR_NOT_FOUND, "CUDA module libhookformer_cuda.so: not found at %s%s%s",
-                      tried[0], n > 1 ? " nor at " : "", n > 1 ? tried[1] : "");
+        goto done;
+    }
+    char where[3 * HK_CUDA_MODULE_PATH_MAX + 16] = "";
+    for (int i = 0; i < n; i++)
+        snprintf(where + strlen(where), sizeof where - strlen(where), "%s%s",
+                 i ? (i + 1 < n ? ", " : " nor at ") : "", tried[i]);
+#ifdef HK_CUDA_MODULE_BUILD_PATH
+    s = hk_errorf(HK_ERR_NOT_FOUND, "CUDA module libhookformer_cuda.so: not found at %s (set %s "
+                  "to a module's path)", n ? where : "(no place known)", HK_CUDA_MODULE_ENV);
+#else
+    s = hk_errorf(HK_ERR_NOT_FOUND,
+                  "CUDA module libhookformer_cuda.so: this hookformer was built without "
+                  "CUDA (nvcc not found at setup, or -Dcuda=disabled) and none was found at %s; "
+                  "set %s to a module's path",
+                  n ? where : "(no place known)", HK_CUDA_MODULE_ENV);
+#endif
 done:
     *out = module_api;
     pthread_mutex_unlock(&module_lock);

@@ -12,8 +12,10 @@
 
 /* The CUDA kernel table, loading the module on the first successful call (thread-safe; the
  * module stays loaded until exit, later calls return the same table). Where it is looked for:
- * $HK_CUDA_MODULE if set, else the build tree's module, then the installed one
- * (<libdir>/hookformer/libhookformer_cuda.so). Errors, with the path in the message:
+ * $HK_CUDA_MODULE if set, else (cuda_module_path.h) the build tree's module then the installed
+ * one for a program in the build tree, and for an installed program the module installed
+ * beside its code (<libdir>/hookformer/libhookformer_cuda.so, found with dladdr) then the
+ * configured install path, never the build tree's. Errors, with the path in the message:
  * HK_ERR_NOT_FOUND (no module file: a build without nvcc, or the override points at nothing),
  * HK_ERR_IO (dlopen failed: the dlerror() text, e.g. libcudart.so.13 missing),
  * HK_ERR_FORMAT (no hk_cu_module_api symbol), HK_ERR_UNSUPPORTED (a module of another table

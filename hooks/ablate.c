@@ -225,7 +225,7 @@ hk_status hk_ablate_sweep(hk_model *m, const hk_prompt_set *p, const hk_ablate_o
         goto done;
     }
     out->batch = hk_xp_choose_batch(m, o->batch, o->max_bytes, p->n_prompts, p->seq, n_items);
-    hk_xp_engine e = {p, NULL, &src, out->batch, o->full_forward, o->hooks};
+    hk_xp_engine e = {p, NULL, &src, out->batch, o->full_forward, o->hooks, o->share};
     st = hk_xp_run_items(m, &e, items, n_items, out->values, &out->forwards);
     if (st == HK_OK) st = hk_xp_finish_result(out, false);
 done:

@@ -70,6 +70,8 @@ typedef struct {
     bool full_forward;             /* run every layer (else start at the batch's first patched
                                       layer from the unpatched run's cached resid_pre) */
     hk_hooks *hooks;               /* the caller's hooks, firing first in every run, or NULL */
+    hk_sweep_part share;           /* the forwards to run ({0, 0}: all); the others' metric
+                                      is NaN */
 } hk_xp_engine;
 
 /* Run every item, `batch` at a time, and write the metric of each into metric[n_items]. */

@@ -44,7 +44,7 @@ hk_status hk_hooks_new(const hk_model *m, hk_hooks **out) {
     hk_hooks *h = calloc(1, sizeof *h);
     if (!h) return hk_errorf(HK_ERR_NOMEM, "hk_hooks_new: out of memory");
     h->model = m;
-    h->n_points = m->points.n;
+    h->n_points = h->n_model_points = m->points.n;
     h->next_handle = 1;
     h->active = calloc(h->n_points ? h->n_points : 1, sizeof *h->active);
     if (!h->active) {
@@ -60,7 +60,47 @@ void hk_hooks_free(hk_hooks *h) {
     for (size_t i = 0; i < h->n_regs; i++) free(h->regs[i].covers);
     free(h->regs);
     free(h->active);
+    for (size_t i = 0; i < h->n_points - h->n_model_points; i++) free(h->extra[i]);
+    free(h->extra);
     free(h);
+}
+
+const char *hk_hooks_point_name(const hk_hooks *h, size_t i) {
+    if (!h || i >= h->n_points) return NULL;
+    return i < h->n_model_points ? h->model->points.points[i].name
+                                 : h->extra[i - h->n_model_points];
+}
+
+hk_status hk_hooks_add_point(hk_hooks *h, const char *name, int32_t *index) {
+    if (!h || !name || !index)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_hooks_add_point: NULL argument");
+    for (size_t i = 0; i < h->n_points; i++)
+        if (strcmp(hk_hooks_point_name(h, i), name) == 0) {
+            *index = (int32_t)i;
+            return HK_OK;
+        }
+    const size_t n = h->n_points + 1, n_extra = n - h->n_model_points;
+    char *copy = strdup(name);
+    char **extra = copy ? realloc(h->extra, n_extra * sizeof *extra) : NULL;
+    if (extra) h->extra = extra;
+    uint32_t *active = extra ? realloc(h->active, n * sizeof *active) : NULL;
+    if (active) h->active = active;
+    bool ok = active != NULL;
+    for (size_t r = 0; ok && r < h->n_regs; r++) {
+        uint8_t *c = realloc(h->regs[r].covers, n);
+        if (c) h->regs[r].covers = c;
+        ok = c != NULL;
+    }
+    if (!ok) {
+        free(copy);
+        return hk_errorf(HK_ERR_NOMEM, "hooks: out of memory adding point '%s'", name);
+    }
+    for (size_t r = 0; r < h->n_regs; r++) h->regs[r].covers[n - 1] = 0;
+    h->active[n - 1] = 0;
+    h->extra[n_extra - 1] = copy;
+    h->n_points = n;
+    *index = (int32_t)(n - 1);
+    return HK_OK;
 }
 
 /* Append a registration whose coverage is already computed. */
@@ -101,9 +141,8 @@ static hk_status add_matching(hk_hooks *h, match_fn match, const void *arg, void
     uint8_t *covers = calloc(h->n_points ? h->n_points : 1, 1);
     if (!covers) return hk_errorf(HK_ERR_NOMEM, "hooks: out of memory");
     *n_hit = 0;
-    const hk_points *pts = &h->model->points;
     for (size_t i = 0; i < h->n_points; i++)
-        if (match(pts->points[i].name, arg, match_user)) {
+        if (match(hk_hooks_point_name(h, i), arg, match_user)) {
             covers[i] = 1;
             (*n_hit)++;
         }

@@ -17,7 +17,9 @@ typedef struct {
 
 struct hk_hooks {
     const hk_model *model;
-    size_t n_points;
+    size_t n_points;       /* the model's points, then the added ones (hk_hooks_add_point) */
+    size_t n_model_points;
+    char **extra;          /* [n_points - n_model_points] names of the added points */
     hk_reg *regs; /* [n_regs] in registration order */
     size_t n_regs, cap_regs;
     hk_hook_handle next_handle;
@@ -28,6 +30,13 @@ static inline bool hk_hooks_active(const hk_hooks *h, int32_t point) {
     return h && point >= 0 && h->active[point] != 0;
 }
 
+/* Add a point that is not the model's (an SAE's <hook>.hook_sae_acts_post, say) so that
+ * hk_hooks_add can match it; *index is what hk_hooks_active / hk_hooks_fire take. A name
+ * that is already a point of h gives its index. Registrations made earlier do not cover it. */
+hk_status hk_hooks_add_point(hk_hooks *h, const char *name, int32_t *index);
+/* The name of point i of h (the model's points first); NULL out of range. */
+const char *hk_hooks_point_name(const hk_hooks *h, size_t i);
+
 /* Run every callback registered at `point` in order. Returns HK_OK, HK_STOPPED, or
  * HK_ERR_HOOK with the hook name and the callback's message. */
 hk_status hk_hooks_fire(hk_hooks *h, int32_t point, hk_tensor *t, const hk_hook_ctx *ctx);
@@ -36,7 +45,6 @@ hk_status hk_hooks_fire(hk_hooks *h, int32_t point, hk_tensor *t, const hk_hook_
  * hk_hook_error("%s", "")). The plugin loader reads it after a failed init. */
 const char *hk_hook_error_message(void);
 
-/* '*' any run of characters (dots included), '?' one character. */
-bool hk_glob_match(const char *pattern, const char *name);
+/* hk_glob_match is public (include/hookformer.h). */
 
 #endif

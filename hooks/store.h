@@ -69,6 +69,10 @@ struct hk_store {
     size_t n_hooks;
     hid_t d_seq, d_pos, d_tok;                     /* [n_rows] */
     hid_t d_slen, d_sfirst, d_sfpos, d_snrows;     /* [n_sequences] */
+    hid_t d_scid;     /* seq_corpus_id [n_sequences] (shards of a distributed run), or -1 */
+    bool corpus_ids;  /* the file has seq_corpus_id: every batch names its sequences */
+    int64_t *b_cids;  /* [b_cids_n] corpus ids of the next batch (hk_store_set_corpus_ids) */
+    int64_t b_cids_n, b_cids_cap;
     char *model_id, *family, *config_json, *version; /* attributes */
     char *model_path; /* attribute: where the model was loaded from (information only) */
 
@@ -78,7 +82,7 @@ struct hk_store {
     /* index of rows / sequences not yet committed: rows from committed_rows on, sequences
      * from committed_seqs on */
     hk_i64_vec p_seq, p_pos, p_tok;
-    hk_i64_vec p_slen, p_sfirst, p_sfpos, p_snrows;
+    hk_i64_vec p_slen, p_sfirst, p_sfpos, p_snrows, p_scid;
 
     /* writer: the model and the batch being run */
     const hk_model *model;
@@ -122,6 +126,8 @@ hk_status hk_store_open_layout(hk_store *s);
 /* Extend dataset d (1-D) to n and write vals[0..count) at row `at` (type mem). */
 hk_status hk_store_write_1d(const hk_store *s, hid_t d, const char *what, int64_t at,
                             int64_t count, hid_t mem, const void *vals, int64_t new_len);
+/* Write a string-array attribute (variable-length UTF-8). */
+bool hk_store_attr_strs(hid_t obj, const char *name, const char *const *values, size_t n);
 /* Read a string attribute of obj (malloc'ed, NULL when absent). */
 char *hk_store_attr_str(hid_t obj, const char *name);
 int64_t hk_store_dset_len(hid_t d);

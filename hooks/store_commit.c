@@ -218,6 +218,9 @@ hk_status hk_store_commit_now(hk_store *s) {
     if (st == HK_OK)
         st = hk_store_write_1d(s, s->d_snrows, "writing seq_n_rows", q0, ns, H5T_NATIVE_INT64,
                                s->p_snrows.v, seqs);
+    if (st == HK_OK && s->d_scid >= 0)
+        st = hk_store_write_1d(s, s->d_scid, "writing seq_corpus_id", q0, ns, H5T_NATIVE_INT64,
+                               s->p_scid.v, seqs);
     if (st != HK_OK) {
         s->failed = true;
         return st;
@@ -247,6 +250,7 @@ hk_status hk_store_commit_now(hk_store *s) {
     hk_i64_drop_front(&s->p_sfirst, ns);
     hk_i64_drop_front(&s->p_sfpos, ns);
     hk_i64_drop_front(&s->p_snrows, ns);
+    if (s->d_scid >= 0) hk_i64_drop_front(&s->p_scid, ns);
     s->committed_rows = rows;
     s->committed_seqs = seqs;
     s->dirty = false;

@@ -144,7 +144,7 @@ static bool set_attr_str(hid_t obj, const char *name, const char *value) {
     return ok;
 }
 
-static bool set_attr_strs(hid_t obj, const char *name, const char *const *values, size_t n) {
+bool hk_store_attr_strs(hid_t obj, const char *name, const char *const *values, size_t n) {
     hsize_t dim = n;
     hid_t t = vlen_str_type(), sp = H5Screate_simple(1, &dim, NULL), a = -1;
     bool ok = t >= 0 && sp >= 0;
@@ -245,6 +245,8 @@ hk_status hk_store_write_layout(hk_store *s) {
             return hk_store_h5_error(s, HK_ERR_IO, what);
         }
     }
+    if (s->corpus_ids && (s->d_scid = create_1d(s, "seq_corpus_id", H5T_STD_I64LE)) < 0)
+        return hk_store_h5_error(s, HK_ERR_IO, "cannot create dataset 'seq_corpus_id'");
     for (size_t i = 0; i < s->n_hooks; i++) {
         hk_store_hook *h = &s->hooks[i];
         hsize_t dims[HK_MAX_DIMS + 1], maxd[HK_MAX_DIMS + 1];
@@ -278,7 +280,7 @@ hk_status hk_store_write_layout(hk_store *s) {
               set_attr_str(root, "positions", s->positions) &&
               set_attr_str(root, "compression", s->compression) &&
               set_attr_i64(root, "ctx", s->ctx) &&
-              set_attr_strs(root, "hooks", names, s->n_hooks);
+              hk_store_attr_strs(root, "hooks", names, s->n_hooks);
     free(names);
     return ok ? HK_OK : hk_store_h5_error(s, HK_ERR_IO, "cannot write the file attributes");
 }
@@ -303,12 +305,15 @@ static hk_status open_hook(hk_store *s, hk_store_hook *h, hid_t dapl) {
     hid_t sp = H5Dget_space(h->dset), dcpl = H5Dget_create_plist(h->dset);
     hsize_t dims[HK_MAX_DIMS + 1], chunk[HK_MAX_DIMS + 1];
     int nd = sp >= 0 ? H5Sget_simple_extent_dims(sp, dims, NULL) : -1;
-    int cnd = dcpl >= 0 ? H5Pget_chunk(dcpl, HK_MAX_DIMS + 1, chunk) : -1;
+    /* the root of a sharded store holds virtual datasets (store_join.c): no chunks */
+    const bool virt = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_VIRTUAL;
+    int cnd = virt ? nd : dcpl >= 0 ? H5Pget_chunk(dcpl, HK_MAX_DIMS + 1, chunk) : -1;
+    if (virt) chunk[0] = 0;
     if (sp >= 0) H5Sclose(sp);
     if (dcpl >= 0) H5Pclose(dcpl);
     if (nd < 2 || nd > HK_MAX_DIMS + 1 || cnd != nd)
-        return hk_errorf(HK_ERR_FORMAT, "%s: dataset '%s': expected a chunked dataset of 2 to %d "
-                                        "dims, got %d dims",
+        return hk_errorf(HK_ERR_FORMAT, "%s: dataset '%s': expected a chunked or virtual dataset "
+                                        "of 2 to %d dims, got %d dims",
                          s->path, h->name, HK_MAX_DIMS + 1, nd);
     h->row_ndim = nd - 1;
     h->row_elems = 1;
@@ -397,6 +402,16 @@ hk_status hk_store_open_layout(hk_store *s) {
             snprintf(what, sizeof what, "dataset '%s' is missing", INDEX_NAMES[i]);
             st = hk_store_h5_error(s, HK_ERR_FORMAT, what);
         }
+    }
+    /* shards of a distributed run: the corpus id of each sequence */
+    if (st == HK_OK && H5Lexists(s->file, "seq_corpus_id", H5P_DEFAULT) > 0) {
+        s->corpus_ids = true;
+        if ((s->d_scid = H5Dopen2(s->file, "seq_corpus_id", dapl)) < 0)
+            st = hk_store_h5_error(s, HK_ERR_FORMAT, "dataset 'seq_corpus_id' does not open");
+        else if (hk_store_dset_len(s->d_scid) < hk_store_dset_len(s->d_slen))
+            st = hk_errorf(HK_ERR_FORMAT, "%s: seq_corpus_id holds %lld ids for %lld sequences",
+                           s->path, (long long)hk_store_dset_len(s->d_scid),
+                           (long long)hk_store_dset_len(s->d_slen));
     }
     for (size_t i = 0; st == HK_OK && i < s->n_hooks; i++) st = open_hook(s, &s->hooks[i], dapl);
     if (dapl >= 0) H5Pclose(dapl);

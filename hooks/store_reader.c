@@ -31,6 +31,7 @@ hk_status hk_store_open(const char *path, hk_store **out) {
     }
     s->file = s->ftype = -1;
     s->d_seq = s->d_pos = s->d_tok = s->d_slen = s->d_sfirst = s->d_sfpos = s->d_snrows = -1;
+    s->d_scid = -1;
     s->fd = -1;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hk_status st = HK_OK;
@@ -236,4 +237,12 @@ hk_status hk_store_read_token_ids(hk_store *s, int64_t row0, int64_t n, int32_t 
     if (msp >= 0) H5Sclose(msp);
     if (fsp >= 0) H5Sclose(fsp);
     return ok ? HK_OK : hk_store_h5_error(s, HK_ERR_IO, "reading token_id");
+}
+
+hk_status hk_store_corpus_ids(hk_store *s, int64_t *out) {
+    if (!s || !out) return hk_errorf(HK_ERR_INVALID_ARG, "hk_store_corpus_ids: NULL argument");
+    if (s->d_scid < 0)
+        return hk_errorf(HK_ERR_NOT_FOUND, "%s: no seq_corpus_id dataset (not a shard of a "
+                                           "distributed run)", s->path);
+    return read_i64(s, s->d_scid, s->committed_seqs, out);
 }

@@ -39,6 +39,7 @@ static hk_store *store_alloc(const char *path) {
     if (!s) return NULL;
     s->file = s->ftype = -1;
     s->d_seq = s->d_pos = s->d_tok = s->d_slen = s->d_sfirst = s->d_sfpos = s->d_snrows = -1;
+    s->d_scid = -1;
     s->fd = -1;
     s->path = strdup(path);
     if (!s->path) {
@@ -56,7 +57,8 @@ void hk_store_destroy(hk_store *s) {
         free(s->hooks[i].stage);
     }
     free(s->hooks);
-    hid_t idx[] = {s->d_seq, s->d_pos, s->d_tok, s->d_slen, s->d_sfirst, s->d_sfpos, s->d_snrows};
+    hid_t idx[] = {s->d_seq, s->d_pos, s->d_tok, s->d_slen, s->d_sfirst, s->d_sfpos, s->d_snrows,
+                   s->d_scid};
     for (size_t i = 0; i < sizeof idx / sizeof idx[0]; i++)
         if (idx[i] >= 0) H5Dclose(idx[i]);
     if (s->ftype >= 0) H5Tclose(s->ftype);
@@ -64,8 +66,9 @@ void hk_store_destroy(hk_store *s) {
     if (s->tmp_path) unlink(s->tmp_path);
     hk_store_restore_xfsz(s);
     hk_i64_vec *vs[] = {&s->p_seq, &s->p_pos, &s->p_tok, &s->p_slen, &s->p_sfirst, &s->p_sfpos,
-                        &s->p_snrows};
+                        &s->p_snrows, &s->p_scid};
     for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) free(vs[i]->v);
+    free(s->b_cids);
     hk_hooks_free(s->own_hooks);
     free(s->b_first);
     free(s->b_count);
@@ -118,6 +121,7 @@ static hk_status parse_opts(hk_store *s, const hk_store_opts *o) {
         return hk_errorf(HK_ERR_INVALID_ARG, "%s: ctx %lld, expected >= 0", s->path,
                          (long long)o->ctx);
     s->ctx = o->ctx;
+    s->corpus_ids = o->corpus_ids;
     if (!(o->commit_seconds >= 0))
         return hk_errorf(HK_ERR_INVALID_ARG, "%s: commit_seconds must be >= 0", s->path);
     s->commit_seconds = o->commit_seconds;
@@ -394,7 +398,9 @@ static hk_status take_over(hk_store *s, hk_store *f) {
     s->d_seq = f->d_seq, s->d_pos = f->d_pos, s->d_tok = f->d_tok;
     s->d_slen = f->d_slen, s->d_sfirst = f->d_sfirst, s->d_sfpos = f->d_sfpos;
     s->d_snrows = f->d_snrows;
+    s->d_scid = f->d_scid;
     f->d_seq = f->d_pos = f->d_tok = f->d_slen = f->d_sfirst = f->d_sfpos = f->d_snrows = -1;
+    f->d_scid = -1;
     snprintf(s->compression, sizeof s->compression, "%s", f->compression);
     s->deflate = strncmp(f->compression, "deflate", 7) == 0
                      ? (f->compression[7] == ':' ? f->compression[8] - '0' : 4)
@@ -485,6 +491,7 @@ hk_status hk_store_append(const char *path, const hk_model *m, const char *const
     hk_status st = open_file(path, false, &f);
     hk_store_opts oo = o ? *o : hk_store_default_opts();
     if (st == HK_OK && oo.ctx == 0) oo.ctx = f->ctx; /* ctx 0: the file's */
+    if (st == HK_OK) oo.corpus_ids = f->d_scid >= 0; /* as the file was made */
     if (st == HK_OK) st = new_writer(path, m, patterns, n, &oo, out, &s);
     if (st == HK_OK) st = check_same(s, f);
     if (st == HK_OK) st = hk_store_check_space(path, hk_store_commit_slack());
@@ -815,6 +822,13 @@ hk_status hk_store_end_batch(hk_store *s) {
     if (!s || !s->in_batch)
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_store_end_batch: no batch was begun");
     s->in_batch = false;
+    const int64_t n_cids = s->b_cids_n;
+    s->b_cids_n = 0; /* the ids name this batch only */
+    if (s->corpus_ids && n_cids != s->b_batch)
+        return hk_errorf(HK_ERR_INVALID_ARG, "%s: the file records corpus ids: "
+                                             "hk_store_set_corpus_ids gave %lld for a batch of "
+                                             "%lld sequences; the batch was not stored",
+                         s->path, (long long)n_cids, (long long)s->b_batch);
     for (size_t i = 0; i < s->n_hooks; i++) {
         const hk_store_hook *h = &s->hooks[i];
         if (h->per_seq ? h->delivered == 0 : h->delivered != s->b_rows)
@@ -834,7 +848,8 @@ hk_status hk_store_end_batch(hk_store *s) {
         bool ok = hk_i64_push(&s->p_slen, s->b_lengths ? s->b_lengths[b] : s->b_seq) &&
                   hk_i64_push(&s->p_sfirst, s->n_rows + s->b_row[b]) &&
                   hk_i64_push(&s->p_sfpos, s->b_first[b]) &&
-                  hk_i64_push(&s->p_snrows, s->b_count[b]);
+                  hk_i64_push(&s->p_snrows, s->b_count[b]) &&
+                  (!s->corpus_ids || hk_i64_push(&s->p_scid, s->b_cids[b]));
         for (int64_t p = s->b_first[b]; ok && p < s->b_first[b] + s->b_count[b]; p++)
             ok = hk_i64_push(&s->p_seq, s->n_seqs + b) && hk_i64_push(&s->p_pos, p) &&
                  hk_i64_push(&s->p_tok, s->b_tokens[b * s->b_seq + p]);
@@ -897,6 +912,29 @@ hk_status hk_store_run_hooks(hk_store *s, hk_model *m, hk_hooks *hooks, const in
     return hk_store_end_batch(s);
 }
 
+hk_status hk_store_set_corpus_ids(hk_store *s, const int64_t *ids, int64_t n) {
+    if (!s || !s->writable || (n > 0 && !ids) || n < 0)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_store_set_corpus_ids: a writable store and "
+                                             "n >= 0 ids are required");
+    if (!s->corpus_ids)
+        return hk_errorf(HK_ERR_INVALID_ARG, "%s: the file was made without corpus ids "
+                                             "(hk_store_opts.corpus_ids)", s->path);
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0)
+            return hk_errorf(HK_ERR_INVALID_ARG, "%s: corpus id %lld of the batch is %lld, "
+                                                 "expected >= 0",
+                             s->path, (long long)i, (long long)ids[i]);
+    if (n > s->b_cids_cap) {
+        int64_t *p = realloc(s->b_cids, (size_t)n * sizeof *p);
+        if (!p) return hk_errorf(HK_ERR_NOMEM, "%s: out of memory for corpus ids", s->path);
+        s->b_cids = p;
+        s->b_cids_cap = n;
+    }
+    if (n) memcpy(s->b_cids, ids, (size_t)n * sizeof *ids);
+    s->b_cids_n = n;
+    return HK_OK;
+}
+
 hk_status hk_store_commit(hk_store *s) {
     if (!s) return hk_errorf(HK_ERR_INVALID_ARG, "hk_store_commit: NULL store");
     return hk_store_commit_now(s);
@@ -918,11 +956,11 @@ static void roll_back(hk_store *s) {
         if (h->dset >= 0 && (int64_t)dims[0] < h->written) H5Dset_extent(h->dset, dims);
     }
     hid_t rows[] = {s->d_seq, s->d_pos, s->d_tok}, seqs[] = {s->d_slen, s->d_sfirst, s->d_sfpos,
-                                                             s->d_snrows};
+                                                             s->d_snrows, s->d_scid};
     hsize_t r = (hsize_t)s->committed_rows, q = (hsize_t)s->committed_seqs;
     for (size_t i = 0; i < 3; i++)
         if (rows[i] >= 0) H5Dset_extent(rows[i], &r);
-    for (size_t i = 0; i < 4; i++)
+    for (size_t i = 0; i < 5; i++)
         if (seqs[i] >= 0) H5Dset_extent(seqs[i], &q);
 }
 

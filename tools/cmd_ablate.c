@@ -6,9 +6,11 @@
 
 #include "hookformer.h"
 #include "cli_opts.h"
+#include "sae_opts.h"
 #include "out_path.h"
 #include "plugins.h"
 #include "xp_common.h"
+#include "xp_dist.h"
 
 static const cli_opt ablate_opts[] = {
     {"model", "DIR", "model folder; required"},
@@ -34,9 +36,71 @@ static const cli_opt ablate_opts[] = {
     {"full-forward", NULL, "run every layer in every forward (default: start at the first "
                            "patched layer; the same numbers)"},
     {"threads", "N", "threads for GEMM and the kernels"},
+    CLI_OPT_SAE,
+    CLI_OPT_SAE_HOOK,
+    {"feature", "LIST", "with --sae: zero these features (comma-separated), one at a time"},
     CLI_OPT_PLUGIN,
     {NULL, NULL, NULL},
 };
+
+static hk_hook_result zero_feature(hk_tensor *t, const hk_hook_ctx *ctx, void *user) {
+    (void)ctx;
+    const int32_t f = *(const int32_t *)user;
+    float *x = t->data; /* [batch, pos, d_sae] contiguous */
+    for (int64_t r = 0; r < t->shape[0] * t->shape[1]; r++) x[r * t->shape[2] + f] = 0.0f;
+    return HK_HOOK_CONTINUE;
+}
+
+/* --sae DIR --feature LIST: the metric with the SAE spliced (error term kept) and with each
+ * feature zeroed in turn. `hooks` holds the plugins' hooks (or is a fresh set). */
+static int ablate_features(const cli_args *a, hk_model *m, hk_hooks *hooks, const char *dir,
+                           const hk_prompt_set *set) {
+    hk_sae *s = NULL;
+    hk_sae_attachment *att = NULL;
+    int32_t *feat = NULL;
+    int64_t n_feat = 0;
+    int rc = xp_parse_id_list(a, "feature", cli_str(a, "feature"), &feat, &n_feat);
+    if (!rc) rc = cli_sae_load(a, cli_str(a, "sae"), &s);
+    hk_sae_info in;
+    if (!rc) {
+        hk_sae_get_info(s, &in);
+        for (int64_t i = 0; i < n_feat && !rc; i++)
+            if (feat[i] >= in.d_sae)
+                rc = cli_usage_error(a, "--feature %d: the SAE has %lld features", feat[i],
+                                     (long long)in.d_sae);
+    }
+    float plain = 0, spliced = 0;
+    hk_status st = HK_OK;
+    if (!rc && (st = hk_prompt_metric(m, hooks, set, &plain)) != HK_OK)
+        rc = cli_runtime_error(a, "%s (%s)", hk_last_error(), hk_status_name(st));
+    if (!rc) rc = cli_sae_attach(a, hooks, s, HK_SAE_REPLACE_WITH_ERROR, &att);
+    if (!rc && (st = hk_prompt_metric(m, hooks, set, &spliced)) != HK_OK)
+        rc = cli_runtime_error(a, "%s (%s)", hk_last_error(), hk_status_name(st));
+    if (!rc) {
+        printf("# model=%s prompts=%lld tokens=%lld sae=%s at %s (error term kept); metric: "
+               "logit[answer] - logit[wrong] at the last position, mean over prompts\n"
+               "# unablated %.4f  (SAE spliced: %.4f)\n%-8s %10s %10s\n",
+               dir, (long long)set->n_prompts, (long long)set->seq, in.path, in.hook, plain,
+               spliced, "feature", "metric", "change");
+    }
+    char name[256];
+    snprintf(name, sizeof name, "%s.hook_sae_acts_post", s ? in.hook : "");
+    for (int64_t i = 0; !rc && i < n_feat; i++) {
+        hk_hook_handle hh = 0;
+        float v = 0;
+        st = hk_hooks_add(hooks, name, zero_feature, &feat[i], &hh);
+        if (st == HK_OK) st = hk_prompt_metric(m, hooks, set, &v);
+        if (hh) hk_hooks_remove(hooks, hh);
+        if (st != HK_OK)
+            rc = cli_runtime_error(a, "%s (%s)", hk_last_error(), hk_status_name(st));
+        else
+            printf("%-8d %10.4f %+10.4f\n", feat[i], v, v - spliced);
+    }
+    hk_sae_detach(att);
+    hk_sae_free(s);
+    free(feat);
+    return rc;
+}
 
 static int ablate_main(const cli_command *cmd, int argc, char **argv) {
     cli_args a;
@@ -60,6 +124,13 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
         else if (strcmp(mode_s, "resample") == 0) mode = HK_ABLATE_RESAMPLE;
         else return cli_usage_error(&a, "--mode: expected zero, mean or resample, got '%s'", mode_s);
     }
+    const bool by_sae = cli_has(&a, "sae");
+    if (by_sae != cli_has(&a, "feature") || (!by_sae && cli_has(&a, "sae-hook")))
+        return cli_usage_error(&a, "--sae and --feature go together (--sae-hook with them)");
+    if (by_sae && (mode_s || cli_has(&a, "sweep") || cli_has(&a, "out") || cli_has(&a, "svg") ||
+                   cli_has(&a, "layer")))
+        return cli_usage_error(&a, "--sae --feature zeroes SAE features: it goes without --mode, "
+                                   "--sweep, --layer, --out and --svg");
     const char *sweeps = cli_str(&a, "sweep");
     if (!sweeps) sweeps = "head_out,mlp_out";
     char sweep_buf[512];
@@ -114,14 +185,25 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
     labels = xp_token_labels(m, p.ids, p.seq);
     const char *out_path = cli_str(&a, "out");
     const bool force = cli_has(&a, "force");
-    if (out_path && (st = hk_results_create(out_path, force, m, "ablate", &res)) != HK_OK) {
+    /* under mpirun rank 0 alone prints and writes (xp_dist.h) */
+    if (out_path && xp_dist_root() &&
+        (st = hk_results_create(out_path, force, m, "ablate", &res)) != HK_OK) {
         rc = cli_runtime_error(&a, "--out: %s", hk_last_error());
         goto done;
     }
     hk_prompt_set set = {p.n, p.seq, p.ids, answer, wrong};
+    if (by_sae) {
+        if (!hooks && (st = hk_hooks_new(m, &hooks)) != HK_OK) {
+            rc = cli_runtime_error(&a, "%s", hk_last_error());
+            goto done;
+        }
+        rc = ablate_features(&a, m, hooks, dir, &set);
+        goto done;
+    }
     hk_ablate_opts o = {.mode = mode, .ref = ref.ids, .n_ref = ref.n, .ref_seq = ref.seq,
                         .seed = (uint64_t)seed, .batch = batch,
-                        .full_forward = cli_has(&a, "full-forward"), .hooks = hooks};
+                        .full_forward = cli_has(&a, "full-forward"), .hooks = hooks,
+                        .share = xp_dist_share()};
     bool first = true;
     for (char *s = strtok(sweep_buf, ","); s; s = strtok(NULL, ",")) {
         hk_sweep_spec spec;
@@ -132,6 +214,11 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
             rc = cli_runtime_error(&a, "sweep %s: %s (%s)", s, hk_last_error(),
                                    hk_status_name(st));
             goto done;
+        }
+        if ((rc = xp_dist_merge(&a, &r)) || !xp_dist_root()) {
+            hk_sweep_result_free(&r);
+            if (rc) goto done;
+            continue;
         }
         if (first) {
             printf("# model=%s prompts=%lld tokens=%lld %s ablation; metric: logit[answer] - "
@@ -180,7 +267,9 @@ const cli_command cmd_ablate = {
     .usage = "--model DIR (--tokens IDS | --prompt TEXT | --prompts FILE) (--answer ID "
              "--wrong ID | --answer-text TEXT --wrong-text TEXT) [--mode zero|mean|resample] "
              "[--ref IDS | --ref-text TEXT] [--sweep LIST] [--out FILE.h5] [--svg PREFIX]\n"
-             "       [--plugin SPEC]...",
+             "       [--plugin SPEC]...\n"
+             "       --model DIR (--tokens IDS | ...) (--answer ID --wrong ID | ...) --sae DIR "
+             "--feature LIST",
     .description =
         "Replaces one activation at a time (a head at every position, a layer's MLP output at\n"
         "one position, ... as the sweep says) by zero, by its mean over the --ref prompts\n"
@@ -192,10 +281,17 @@ const cli_command cmd_ablate = {
         "--answer-text, --wrong-text), encoded with the model's tokenizer.json as for\n"
         "`hookformer patch`. --plugin (repeatable) runs a plugin's hooks first in every\n"
         "forward, the reference runs included.\n"
+        "Under mpirun / srun the ranks split each sweep's forwards and rank 0 writes the\n"
+        "outputs, the same as one process's (give --batch so that a sweep has >= N forwards).\n"
+        "With --sae DIR --feature LIST the SAE is spliced in at its hook with the error term\n"
+        "and each listed feature is zeroed in turn (hook_sae_acts_post): the metric and its\n"
+        "change from the spliced run, one line per feature.\n"
         "\n"
         "example:\n"
         "  hookformer ablate --model tests/fixtures/gpt2 --tokens 227,187,164,39 \\\n"
-        "      --answer 68 --wrong 100 --mode zero --sweep head_out",
+        "      --answer 68 --wrong 100 --mode zero --sweep head_out\n"
+        "  hookformer ablate --model tests/fixtures/gpt2 --tokens 227,187,164,39 \\\n"
+        "      --answer 68 --wrong 100 --sae tests/fixtures/sae/gpt2_standard --feature 3,7",
     .opts = ablate_opts,
     .main = ablate_main,
 };

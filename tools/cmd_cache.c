@@ -13,11 +13,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cache_dist.h"
 #include "cli_opts.h"
 #include "hookformer.h"
 #include "out_path.h"
 #include "plugins.h"
 #include "prompt.h"
+#include "sae_opts.h"
 
 static const cli_opt cache_opts[] = {
     {"model", "DIR", "Hugging Face checkpoint folder; required"},
@@ -40,6 +42,9 @@ static const cli_opt cache_opts[] = {
     {"commit-secs", "S", "commit at most every S seconds (default 1; 0 after every batch)"},
     {"fsync", NULL, "fsync each commit (survives power loss; slower)"},
     {"threads", "N", "threads for GEMM and the kernels (default: the library's choice)"},
+    {"sae", "DIR", "store this SAE's feature activations sparsely (CSR) instead of --hooks; "
+                   "repeatable (one per hook)"},
+    CLI_OPT_SAE_HOOK,
     CLI_OPT_PLUGIN,
     {NULL, NULL, NULL},
 };
@@ -275,6 +280,71 @@ static int split_hooks(const cli_args *a, char *list, const char **out, size_t c
     return 0;
 }
 
+/* --sae: every sequence's valid tokens through the SAEs (observe mode), their feature
+ * activations stored sparsely (hk_sae_store_*, docs/FORMAT.md). */
+static int cache_sae(const cli_args *a, hk_model *m, hk_hooks *hooks, const seq_list *seqs,
+                     int64_t batch, int64_t ctx, const char *out_path, bool force,
+                     cli_plugins *plugins) {
+    const char *dirs[16];
+    const size_t n = cli_strs(a, "sae", dirs, 16);
+    hk_sae *saes[16] = {0};
+    hk_sae_store *store = NULL;
+    int32_t *tokens = NULL;
+    int64_t *lengths = NULL;
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) rc = cli_sae_load(a, dirs[i], &saes[i]);
+    hk_status st = HK_OK;
+    if (!rc) {
+        st = hk_sae_store_create(out_path, force, m, (const hk_sae *const *)saes, n, &store);
+        if (!st) st = hk_sae_store_attach(store, hooks);
+        if (st) rc = cli_runtime_error(a, "%s (%s)", hk_last_error(), hk_status_name(st));
+    }
+    tokens = rc ? NULL : malloc((size_t)(batch * ctx) * sizeof *tokens); /* [batch, seq] */
+    lengths = rc ? NULL : malloc((size_t)batch * sizeof *lengths);
+    if (!rc && (!tokens || !lengths)) rc = cli_runtime_error(a, "out of memory");
+    progress pg = {isatty(STDERR_FILENO) == 1, now_s(), 0, seqs->n};
+    pg.last = pg.t0;
+    int64_t done_tokens = 0;
+    for (int64_t i = 0; !rc && i < seqs->n && !interrupted; i += batch) {
+        int64_t nb = seqs->n - i < batch ? seqs->n - i : batch, seq = 0;
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t len = seqs->off[i + b + 1] - seqs->off[i + b];
+            lengths[b] = len < ctx ? len : ctx;
+            if (lengths[b] > seq) seq = lengths[b];
+        }
+        for (int64_t b = 0; b < nb; b++) {
+            memcpy(tokens + b * seq, seqs->ids + seqs->off[i + b], (size_t)lengths[b] * sizeof *tokens);
+            for (int64_t p = lengths[b]; p < seq; p++) tokens[b * seq + p] = 0; /* padding */
+            done_tokens += lengths[b];
+        }
+        if ((rc = cli_plugins_begin_run(a, plugins, tokens, lengths, nb, seq))) break;
+        if ((st = hk_sae_store_run(store, m, hooks, tokens, lengths, nb, seq)) != HK_OK)
+            rc = cli_runtime_error(a, "%s (%s)", hk_last_error(), hk_status_name(st));
+        else
+            progress_show(&pg, i + nb, done_tokens, 0, false);
+    }
+    if (!rc && interrupted) {
+        rc = cli_runtime_error(a, "interrupted: %s was not written (a --sae file is complete or "
+                                  "absent)", out_path);
+        rc = 128 + interrupted;
+    }
+    int64_t nnz = store ? hk_sae_store_nnz(store, 0) : 0;
+    if (store && rc) hk_sae_store_discard(store);
+    else if (store && (st = hk_sae_store_close(store)) != HK_OK)
+        rc = cli_runtime_error(a, "%s (%s)", hk_last_error(), hk_status_name(st));
+    if (!rc) {
+        progress_show(&pg, seqs->n, done_tokens, 0, true);
+        fprintf(stderr, "cache: wrote the features of %zu SAE%s over %lld sequences (%lld tokens; "
+                        "%.1f active features per token in the first) to %s\n",
+                n, n == 1 ? "" : "s", (long long)seqs->n, (long long)done_tokens,
+                done_tokens ? (double)nnz / (double)done_tokens : 0.0, out_path);
+    }
+    for (size_t i = 0; i < n; i++) hk_sae_free(saes[i]);
+    free(tokens);
+    free(lengths);
+    return rc;
+}
+
 static int cache_main(const cli_command *cmd, int argc, char **argv) {
     cli_args a;
     int rc;
@@ -287,7 +357,15 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     if (resume && append)
         return cli_usage_error(&a, "--resume continues the run that made the file, --append adds "
                                    "other sequences to it: give one of them");
-    if (!hooks_arg && !resume && (rc = cli_require_str(&a, "hooks", &hooks_arg))) return rc;
+    const bool sae = cli_has(&a, "sae");
+    if (sae && (hooks_arg || resume || append || cli_has(&a, "dtype") || cli_has(&a, "positions") ||
+                cli_has(&a, "compress") || cli_has(&a, "commit-secs") || cli_has(&a, "fsync")))
+        return cli_usage_error(&a, "--sae stores the SAEs' features at every token, in f32, in a "
+                                   "new file: it goes without --hooks, --append, --resume, "
+                                   "--dtype, --positions, --compress, --commit-secs and --fsync");
+    if (!sae && cli_has(&a, "sae-hook")) return cli_usage_error(&a, "--sae-hook goes with --sae");
+    if (!sae && !hooks_arg && !resume && (rc = cli_require_str(&a, "hooks", &hooks_arg))) return rc;
+    if (sae) hooks_arg = "hook_embed"; /* unused: the SAE branch stores no dense hook */
     const char *tokens_file = cli_str(&a, "tokens-file");
     const bool by_prompt = cli_has(&a, "tokens") || cli_has(&a, "prompt") || cli_has(&a, "prompts");
     if (by_prompt == (tokens_file != NULL))
@@ -308,22 +386,36 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     if ((append || resume) && o.force)
         return cli_usage_error(&a, "--%s and --force exclude each other",
                                append ? "append" : "resume");
+    /* under mpirun the store is this rank's shard of --out (cache_dist.h) */
+    cache_plan plan;
+    if ((rc = cache_plan_init(&a, out_path, resume, append, o.force, batch, &plan))) {
+        cache_plan_free(&plan);
+        return rc;
+    }
+    out_path = plan.store_path;
+    o.corpus_ids = plan.dist;
     /* before any work: the file to add to opens for writing, a new one's folder takes it */
     const bool adds = append || (resume && access(out_path, F_OK) == 0);
-    if ((rc = cli_check_output(&a, "out", adds ? CLI_OUT_EXISTING : CLI_OUT_NEW, o.force)))
+    if (!plan.dist &&
+        (rc = cli_check_output(&a, "out", adds ? CLI_OUT_EXISTING : CLI_OUT_NEW, o.force)))
         return rc;
     const char *cs = cli_str(&a, "commit-secs");
     if (cs) {
         char *end;
         errno = 0;
         o.commit_seconds = strtod(cs, &end);
-        if (end == cs || *end || errno || !(o.commit_seconds >= 0))
+        if (end == cs || *end || errno || !(o.commit_seconds >= 0)) {
+            cache_plan_free(&plan);
             return cli_usage_error(&a, "--commit-secs: expected seconds >= 0, got '%s'", cs);
+        }
     }
     /* the file to add to: --resume takes its settings, --append its ctx */
     hk_store *rs = NULL;
     file_settings fs = {0};
-    if ((append || resume) && (rc = read_file_settings(&a, out_path, &rs, &fs))) return rc;
+    if ((append || resume) && (rc = read_file_settings(&a, plan.settings_path, &rs, &fs))) {
+        cache_plan_free(&plan);
+        return rc;
+    }
     const bool resuming = resume && fs.exists;
     append = append || resuming;
     const char *dt = cli_str(&a, "dtype");
@@ -352,6 +444,7 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
         free(fs.hooks);
         free(hooks_copy);
         cli_prompts_free(&prompts);
+        cache_plan_free(&plan);
         return rc;
     }
     if (threads > 0) hk_set_num_threads((int)threads);
@@ -388,33 +481,54 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     const int64_t capped = hard && max_pos > 0 && longest > max_pos ? max_pos : longest;
     int64_t store_ctx = ctx;
     if (!store_ctx && fs.exists) store_ctx = fs.ctx;
-    if (!store_ctx && !fs.exists && hk_store_needs_ctx(m, patterns, n_patterns)) store_ctx = capped;
+    if (!store_ctx && !fs.exists && !sae && hk_store_needs_ctx(m, patterns, n_patterns))
+        store_ctx = capped;
     ctx = store_ctx ? store_ctx : capped;
     if (hard && max_pos > 0 && ctx > max_pos) {
         rc = cli_usage_error(&a, "--ctx %lld: this model has %lld learned positions", (long long)ctx,
                              (long long)max_pos);
         goto done;
     }
-    const int64_t skip = resuming ? fs.n_sequences : 0;
-    if (resuming && (rc = check_resume(&a, out_path, tokens_file ? tokens_file : "the prompts", rs,
-                                       &seqs, ctx, skip)))
+    const int64_t skip = resuming && !plan.dist ? fs.n_sequences : 0;
+    if (resuming && !plan.dist &&
+        (rc = check_resume(&a, out_path, tokens_file ? tokens_file : "the prompts", rs, &seqs,
+                           ctx, skip)))
         goto done;
     hk_store_close(rs);
     rs = NULL;
+    if ((rc = cache_plan_todo(&plan, &a, seqs.ids, seqs.off, seqs.n, ctx, skip))) goto done;
     int64_t expected = 0;
-    for (int64_t i = skip; i < seqs.n; i++) {
-        const int64_t len = seqs.off[i + 1] - seqs.off[i];
+    for (int64_t j = 0; j < plan.n_todo; j++) {
+        const int64_t i = plan.todo[j], len = seqs.off[i + 1] - seqs.off[i];
         truncated += len > ctx;
         expected += o.positions && strcmp(o.positions, "last") == 0 ? 1 : (len < ctx ? len : ctx);
     }
-    if (resuming && skip == seqs.n) {
-        fprintf(stderr, "cache: %s holds all %lld sequences already; nothing to do\n", out_path,
-                (long long)skip);
+    if (resuming && plan.n_todo == 0) {
+        fprintf(stderr, "cache: %s holds all %lld sequences already; nothing to do\n",
+                plan.dist ? "the shards" : out_path, (long long)seqs.n);
         rc = CLI_EXIT_OK;
         goto done;
     }
+    if (sae) {
+        if ((st = hk_hooks_new(m, &hooks)) != HK_OK) {
+            rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
+            goto done;
+        }
+        if (plugins.n_specs && (rc = cli_plugins_load(&a, &plugins, m, hooks))) goto done;
+        handlers = true;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_interrupt;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, &old_int);
+        sigaction(SIGTERM, &sa, &old_term);
+        rc = cache_sae(&a, m, hooks, &seqs, batch, ctx, out_path, o.force, &plugins);
+        if (truncated && !rc)
+            fprintf(stderr, "cache: %lld sequences were cut to --ctx %lld tokens\n",
+                    (long long)truncated, (long long)ctx);
+        goto done;
+    }
     o.ctx = store_ctx;
-    o.expected_rows = expected;
+    o.expected_rows = cache_plan_expected_rows(&plan, expected); /* a shard: its share */
     /* plugins load before the store is opened: one that fails leaves no file behind */
     if (plugins.n_specs) {
         if ((st = hk_hooks_new(m, &hooks)) != HK_OK) {
@@ -423,7 +537,8 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
         }
         if ((rc = cli_plugins_load(&a, &plugins, m, hooks))) goto done;
     }
-    st = append ? hk_store_append(out_path, m, patterns, n_patterns, &o, &store)
+    st = append && access(out_path, F_OK) == 0 /* dist: a rank may have no shard yet */
+             ? hk_store_append(out_path, m, patterns, n_patterns, &o, &store)
                 : hk_store_create(out_path, m, patterns, n_patterns, &o, &store);
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st));
@@ -451,20 +566,22 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     sigaction(SIGTERM, &sa, &old_term);
     progress pg = {isatty(STDERR_FILENO) == 1, now_s(), 0, seqs.n};
     pg.last = pg.t0;
-    int64_t done_seqs = skip, done_tokens = 0;
-    for (int64_t i = skip; i < seqs.n && !interrupted; i += batch) {
-        int64_t nb = seqs.n - i < batch ? seqs.n - i : batch, seq = 0;
+    int64_t done_seqs = seqs.n - plan.n_todo, done_tokens = 0, k;
+    while (!interrupted && (rc = cache_plan_next(&plan, &a, &k)) == 0 && k >= 0) {
+        const int64_t *ids; /* the batch's corpus sequences */
+        int64_t nb = cache_plan_batch(&plan, k, &ids), seq = 0;
         for (int64_t b = 0; b < nb; b++) {
-            int64_t len = seqs.off[i + b + 1] - seqs.off[i + b];
+            int64_t len = seqs.off[ids[b] + 1] - seqs.off[ids[b]];
             lengths[b] = len < ctx ? len : ctx;
             if (lengths[b] > seq) seq = lengths[b];
         }
         for (int64_t b = 0; b < nb; b++) {
-            memcpy(tokens + b * seq, seqs.ids + seqs.off[i + b], (size_t)lengths[b] * sizeof *tokens);
+            memcpy(tokens + b * seq, seqs.ids + seqs.off[ids[b]], (size_t)lengths[b] * sizeof *tokens);
             for (int64_t p = lengths[b]; p < seq; p++) tokens[b * seq + p] = 0; /* padding */
             done_tokens += lengths[b];
         }
         if ((rc = cli_plugins_begin_run(&a, &plugins, tokens, lengths, nb, seq))) break;
+        if (plan.dist && (st = hk_store_set_corpus_ids(store, ids, nb)) != HK_OK) break;
         st = chunk > 0 ? hk_store_run_chunked(store, m, hooks, tokens, lengths, nb, seq, chunk)
                        : hk_store_run_hooks(store, m, hooks, tokens, lengths, nb, seq);
         if (st != HK_OK) break;
@@ -474,7 +591,7 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     hk_store_stats stats = hk_store_get_stats(store);
     hk_status cst = hk_store_close(store);
     store = NULL;
-    if (rc) goto done; /* a plugin's begin_run failed (said so) */
+    if (rc) goto done; /* a plugin's begin_run or the hand-out failed (said so) */
     if (st != HK_OK || cst != HK_OK) {
         rc = cli_runtime_error(&a, "%s (%s)", hk_last_error(), hk_status_name(st != HK_OK ? st : cst));
         goto done;
@@ -498,6 +615,8 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
 done:
     hk_store_close(rs);
     if (store) hk_store_close(store);
+    rc = cache_plan_finish(&plan, &a, rc); /* mpirun: the root file over the shards */
+    cache_plan_free(&plan);
     rc = cli_plugins_finish(&a, &plugins, rc);
     hk_hooks_free(hooks);
     free(tokens);
@@ -539,6 +658,9 @@ const cli_command cmd_cache = {
         "runs; sliding-window layers keep a rolling buffer of W slots): a long sequence\n"
         "costs one chunk's activations; the rows stored are the same (bidirectional models\n"
         "have no KV cache: refused).\n"
+        "Under mpirun / srun, rank 0 hands out the batches, each rank writes its shard\n"
+        "FILE.h5.rankNNNN and rank 0 joins them into FILE.h5 (HDF5 virtual datasets, corpus\n"
+        "order); --resume runs the sequences no shard holds (docs/FORMAT.md).\n"
         "\n"
         "Sequences: --prompts FILE (text, one prompt per line), --prompt TEXT, --tokens IDS\n"
         "(one sequence), or --tokens-file FILE (one sequence of ids per line, comma or space\n"

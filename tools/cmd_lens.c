@@ -10,6 +10,7 @@
 #include "cli_opts.h"
 #include "out_path.h"
 #include "plugins.h"
+#include "text_cell.h"
 #include "xp_common.h"
 
 static const cli_opt lens_opts[] = {
@@ -167,7 +168,7 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
     printf("# model=%s logit lens of prompt 1 (%lld tokens): top-1 token after each layer\n", dir,
            (long long)T);
     printf("%-14s", "position");
-    for (int64_t t = 0; t < T; t++) printf(" %7.7s", labels[t]);
+    for (int64_t t = 0; t < T; t++) text_cell_print(stdout, labels[t], 7);
     putchar('\n');
     int32_t *top1 = malloc((size_t)(R * T) * sizeof *top1);
     for (int64_t i = 0; top1 && i < R * T; i++) top1[i] = lens.top_ids[i * k];
@@ -178,7 +179,7 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
         if (l + 1 < R) snprintf(name, sizeof name, "resid_pre %lld", (long long)l);
         else snprintf(name, sizeof name, "final");
         printf("%-14s", name);
-        for (int64_t t = 0; t < T; t++) printf(" %7.7s", top_labels[l * T + t]);
+        for (int64_t t = 0; t < T; t++) text_cell_print(stdout, top_labels[l * T + t], 7);
         putchar('\n');
     }
     /* the last position's top-k after the final layer, as run prints its table */

@@ -9,6 +9,7 @@
 #include "out_path.h"
 #include "plugins.h"
 #include "xp_common.h"
+#include "xp_dist.h"
 
 static const cli_opt patch_opts[] = {
     {"model", "DIR", "model folder; required"},
@@ -160,14 +161,16 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
              dir, metric, cs, bs, clean.n > 1 ? " (prompt 1 of several)" : "");
     const char *out_path = cli_str(&a, "out");
     const bool force = cli_has(&a, "force");
-    if (out_path && (st = hk_results_create(out_path, force, m, "patch", &res)) != HK_OK) {
+    /* under mpirun rank 0 alone prints and writes (xp_dist.h) */
+    if (out_path && xp_dist_root() &&
+        (st = hk_results_create(out_path, force, m, "patch", &res)) != HK_OK) {
         rc = cli_runtime_error(&a, "--out: %s", hk_last_error());
         goto done;
     }
     hk_prompt_set set = {bad.n, bad.seq, bad.ids, answer, wrong};
     hk_patch_opts o = {.clean = clean.ids, .clean_seq = clean.seq, .pos_map = map,
                        .batch = batch, .full_forward = cli_has(&a, "full-forward"),
-                       .hooks = hooks};
+                       .hooks = hooks, .share = xp_dist_share()};
     bool first = true;
     for (char *s = strtok(sweep_buf, ","); s; s = strtok(NULL, ",")) {
         hk_sweep_spec spec;
@@ -178,6 +181,11 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
             rc = cli_runtime_error(&a, "sweep %s: %s (%s)", s, hk_last_error(),
                                    hk_status_name(st));
             goto done;
+        }
+        if ((rc = xp_dist_merge(&a, &r)) || !xp_dist_root()) {
+            hk_sweep_result_free(&r);
+            if (rc) goto done;
+            continue;
         }
         if (first) {
             printf("# model=%s prompts=%lld tokens=%lld metric: logit[answer] - logit[wrong] "
@@ -238,6 +246,8 @@ const cli_command cmd_patch = {
         "(default: the family's, as TransformerLens), answers without BOS and each exactly\n"
         "one token. --plugin (repeatable) runs a plugin's hooks first in every forward (clean,\n"
         "corrupted, patched): the sweep under an intervention.\n"
+        "Under mpirun / srun the ranks split each sweep's forwards and rank 0 writes the\n"
+        "outputs, the same as one process's (give --batch so that a sweep has >= N forwards).\n"
         "\n"
         "example:\n"
         "  hookformer patch --model tests/fixtures/gpt2 --clean 227,187,164,39 \\\n"

@@ -17,5 +17,7 @@ extern const cli_command cmd_lens;
 extern const cli_command cmd_cache;
 extern const cli_command cmd_inspect;
 extern const cli_command cmd_tokenize;
+extern const cli_command cmd_sae;
+extern const cli_command cmd_features;
 
 #endif

@@ -3,12 +3,13 @@
 #include <string.h>
 
 #include "commands.h"
+#include "dist.h"
 #include "hookformer.h"
 
 static const cli_command *const commands[] = {&cmd_run, &cmd_info, &cmd_generate, &cmd_hooks,
                                               &cmd_estimate, &cmd_cache, &cmd_inspect,
                                               &cmd_embed, &cmd_tokenize, &cmd_patch, &cmd_ablate,
-                                              &cmd_steer, &cmd_lens};
+                                              &cmd_steer, &cmd_lens, &cmd_sae, &cmd_features};
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 static void print_usage(FILE *f) {
@@ -80,5 +81,8 @@ int main(int argc, char **argv) {
     }
     const cli_command *cmd = find_command(first);
     if (!cmd) return unknown_command(first);
-    return cmd->main(cmd, argc - 1, argv + 1);
+    /* under mpirun / srun: cache, patch and ablate split their work (tools/dist.h) */
+    int rc = cli_dist_start(cmd->name);
+    if (rc) return rc;
+    return cli_dist_finish(cmd->main(cmd, argc - 1, argv + 1));
 }

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text_cell.h"
+
 int xp_parse_id_list(const cli_args *a, const char *opt, const char *s, int32_t **out,
                      int64_t *n) {
     *out = NULL;
@@ -224,38 +226,8 @@ void xp_print_token_texts(FILE *f, const char *indent, const hk_model *m, const 
     fputc('\n', f);
 }
 
-typedef struct {
-    const char *name, *point;
-    bool per_pos, per_head;
-} named_sweep;
-
-static const named_sweep SWEEPS[] = {
-    {"resid_pre", "hook_resid_pre", true, false},
-    {"resid_mid", "hook_resid_mid", true, false},
-    {"resid_post", "hook_resid_post", true, false},
-    {"attn_out", "hook_attn_out", true, false},
-    {"mlp_out", "hook_mlp_out", true, false},
-    {"head_out", "attn.hook_z", false, true},
-    {"head_q", "attn.hook_q", false, true},
-    {"head_k", "attn.hook_k", false, true},
-    {"head_v", "attn.hook_v", false, true},
-    {"head_out_by_pos", "attn.hook_z", true, true},
-    {"head_q_by_pos", "attn.hook_q", true, true},
-    {"head_k_by_pos", "attn.hook_k", true, true},
-    {"head_v_by_pos", "attn.hook_v", true, true},
-};
-
-const char *const XP_SWEEP_NAMES =
-    "resid_pre, resid_mid, resid_post, attn_out, mlp_out, head_out, head_q, head_k, head_v, "
-    "head_out_by_pos, head_q_by_pos, head_k_by_pos, head_v_by_pos";
-
 bool xp_sweep_by_name(const char *name, hk_sweep_spec *out) {
-    for (size_t i = 0; i < sizeof SWEEPS / sizeof SWEEPS[0]; i++)
-        if (strcmp(SWEEPS[i].name, name) == 0) {
-            *out = (hk_sweep_spec){SWEEPS[i].point, SWEEPS[i].per_pos, SWEEPS[i].per_head, -1};
-            return true;
-        }
-    return false;
+    return hk_sweep_by_name(name, out) == HK_OK;
 }
 
 void xp_print_sweep(FILE *f, const char *name, const hk_sweep_result *r,
@@ -274,7 +246,7 @@ void xp_print_sweep(FILE *f, const char *name, const hk_sweep_result *r,
         fprintf(f, "%s; rows: layers, columns: %s\n", what, has_pos ? "positions" : "heads");
         fprintf(f, "%6s", has_pos ? "pos" : "head");
         for (int64_t c = 0; c < cols; c++) {
-            if (has_pos && pos_labels) fprintf(f, " %7.7s", pos_labels[c]);
+            if (has_pos && pos_labels) text_cell_print(f, pos_labels[c], 7);
             else fprintf(f, " %7lld", (long long)c);
         }
         fprintf(f, "\n%6s\n", "layer");

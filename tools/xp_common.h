@@ -76,7 +76,7 @@ void xp_print_token_texts(FILE *f, const char *indent, const hk_model *m, const 
  * head_out_by_pos / head_q_by_pos / ... ([layer, pos, head]). false if unknown. */
 bool xp_sweep_by_name(const char *name, hk_sweep_spec *out);
 /* the names, comma-separated, for help and errors */
-extern const char *const XP_SWEEP_NAMES;
+#define XP_SWEEP_NAMES hk_sweep_names()
 
 /* A sweep in a few lines: its shape and cost, then a layer x position (or head) grid of the
  * normalized values (else the change) when it fits, else the 10 largest. */

@@ -1,9 +1,11 @@
 /* TransformerLens parity: every hook TransformerLens's run_with_cache produces for the fixture
  * models exists here with the same shape and values (atol 1e-4), and a run_with_hooks patch
  * of resid_pre gives TransformerLens's patched logits. References: make_tl_references.py.
- * Qwen3 and Mixtral have both. The other MoE families and OLMo 2, Gemma 2/3 (TL references not generated yet; TL 3.9
- * has no Qwen2/Qwen3 MoE) are checked the same way against hf_hooks.safetensors (transformers' module outputs under TransformerLens's names,
- * make_fixtures.py), and there every non-optional point of the model must have a reference. */
+ * The wave-2 families (Qwen3, OLMo 2, Gemma 2/3, the MoE families) are also checked the same way
+ * against hf_hooks.safetensors (transformers' module outputs under TransformerLens's names,
+ * make_fixtures.py), and there every non-optional point of the model must have a reference;
+ * for Qwen3-MoE and Qwen2-MoE, which TransformerLens 3.9's HookedTransformer does not support,
+ * that is the only reference. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +25,7 @@
 
 typedef struct {
     hk_ckpt *ref;
+    const char *const (*renames)[2]; /* {our infix, TransformerLens's}, {NULL, NULL}-ended */
     bool *seen;      /* [hk_ckpt_count(ref)] */
     double worst;
     char worst_name[96];
@@ -79,11 +82,25 @@ static hk_hook_result compare_experts(hk_tensor *t, const hk_hook_ctx *ctx, void
     return HK_HOOK_CONTINUE;
 }
 
+/* The TransformerLens tensor for one of our points: the same name, or for a family whose
+ * names differ (p->renames) the name with our infix replaced by TransformerLens's. */
+static const hk_st_tensor *find_ref(const parity *p, const char *name) {
+    for (const char *const(*r)[2] = p->renames; r && (*r)[0]; r++) {
+        const char *at = strstr(name, (*r)[0]);
+        if (!at) continue;
+        char tl[128];
+        snprintf(tl, sizeof tl, "%.*s%s%s", (int)(at - name), name, (*r)[1],
+                 at + strlen((*r)[0]));
+        return hk_ckpt_find(p->ref, tl);
+    }
+    return hk_ckpt_find(p->ref, name);
+}
+
 /* Compare a fired activation with the TransformerLens tensor of the same name. Attention
  * scores/patterns arrive per query chunk: [1, head, q_chunk, k] at ctx->pos_offset. */
 static hk_hook_result compare(hk_tensor *t, const hk_hook_ctx *ctx, void *user) {
     parity *p = user;
-    const hk_st_tensor *ref = hk_ckpt_find(p->ref, ctx->name);
+    const hk_st_tensor *ref = find_ref(p, ctx->name);
     if (!ref && strstr(ctx->name, "mlp.hook_expert_post")) return compare_experts(t, ctx, p);
     if (!ref) { /* a point TransformerLens did not cache */
         if (!strstr(ctx->name, "hook_result") && !strstr(ctx->name, "hook_mlp_in") &&
@@ -104,6 +121,12 @@ static hk_hook_result compare(hk_tensor *t, const hk_hook_ctx *ctx, void *user) 
     bool flat_qk_norm = strstr(ctx->name, "_norm.hook_") && ref->ndim == 2 && t->ndim == 4 &&
                         ref->shape[0] * ref->shape[1] == n &&
                         ref->shape[1] == t->shape[3];
+    /* OLMo 2 / OLMoE norm q and k over the whole projection: TransformerLens's
+     * attn.{q,k}_norm.hook_normalized are [batch, pos, head*d_head], ours the same numbers
+     * viewed per head, [batch, pos, head, d_head]. */
+    flat_qk_norm |= strstr(ctx->name, "_norm.hook_normalized") && ref->ndim == 3 &&
+                    t->ndim == 4 && ref->shape[0] == t->shape[0] &&
+                    ref->shape[1] == t->shape[1] && ref->shape[2] == t->shape[2] * t->shape[3];
     /* TransformerLens's MoE (Mixtral) routes on [batch*pos, d_model]: its hook_expert_{weights,
      * indices} are [batch*pos, ...], ours [batch, pos, ...] with batch 1 — compared flat. */
     flat_qk_norm |= strstr(ctx->name, "mlp.hook_expert_") && ref->ndim == 2 && t->ndim == 3 &&
@@ -139,9 +162,10 @@ static bool is_split_input(const char *name, void *u) {
 static bool not_split_input(const char *name, void *u) { return !is_split_input(name, u); }
 
 /* every_point: the reference must cover every non-optional point that fires */
-static void check_cache_ex(const char *family, const char *file, bool every_point) {
+static void check_cache_ex(const char *family, const char *file, bool every_point,
+                           const char *const (*renames)[2]) {
     hk_model *m = fixture_model(family);
-    parity p = {.ref = fixture_ckpt(family, file)};
+    parity p = {.ref = fixture_ckpt(family, file), .renames = renames};
     p.seen = calloc(hk_ckpt_count(p.ref), sizeof *p.seen);
     int64_t T;
     int32_t *ids = read_ids(p.ref, "input_ids", &T);
@@ -186,7 +210,7 @@ static void check_cache_ex(const char *family, const char *file, bool every_poin
 }
 
 static void check_cache(const char *family, const char *file) {
-    check_cache_ex(family, file, false);
+    check_cache_ex(family, file, false, NULL);
 }
 
 /* ---- patching: resid_pre of layer L at position p from run A, into run B ---- */
@@ -271,11 +295,31 @@ FAMILY_TESTS(mixtral, "")
 /* Gemma 2: TransformerLens knows it only by official name; the script builds its gemma-2-2b
  * entry with the fixture's sizes and overrides eps, window, soft caps and attn_scale. */
 FAMILY_TESTS(gemma2, "")
+/* OLMo 2: TransformerLens knows it only by official name; the script builds its OLMo-2-0425-1B
+ * entry with the fixture's sizes (eps, rotary_base, n_key_value_heads overridden) and re-splits
+ * K/V into the KV heads (TransformerLens's converter splits them into n_heads). OLMo 2 has
+ * only post-norms, which TransformerLens calls ln1/ln2 and hookformer ln1_post/ln2_post (the
+ * names of Gemma 2's post-norms): compared under TransformerLens's names. */
+static const char *const olmo2_renames[][2] = {
+    {".ln1_post.", ".ln1."}, {".ln2_post.", ".ln2."}, {NULL, NULL}};
+static void test_cache_olmo2(void **s) {
+    (void)s;
+    check_cache_ex("olmo2", "tl_cache.safetensors", false, olmo2_renames);
+}
+static void test_patch_olmo2(void **s) {
+    (void)s;
+    check_patch("olmo2", "tl_patch.safetensors");
+}
+/* Gemma 3: by official name only too; the gemma-3-1b entry with the fixture's sizes, eps,
+ * window, attn_scale and the global layers' linear RoPE scaling overridden (12 tokens). */
+FAMILY_TESTS(gemma3, "")
+/* OLMoE: TransformerLens derives the fixture's config right (norm_topk_prob false). */
+FAMILY_TESTS(olmoe, "")
 
 #define HF_HOOK_TEST(f)                                                                  \
     static void test_hf_hooks_##f(void **s) {                                            \
         (void)s;                                                                         \
-        check_cache_ex(#f, "hf_hooks.safetensors", true);                                \
+        check_cache_ex(#f, "hf_hooks.safetensors", true, NULL);                          \
     }
 HF_HOOK_TEST(qwen3)
 HF_HOOK_TEST(olmo2)
@@ -297,6 +341,9 @@ int main(void) {
         cmocka_unit_test(test_cache_qwen3),   cmocka_unit_test(test_patch_qwen3),
         cmocka_unit_test(test_cache_mixtral), cmocka_unit_test(test_patch_mixtral),
         cmocka_unit_test(test_cache_gemma2),  cmocka_unit_test(test_patch_gemma2),
+        cmocka_unit_test(test_cache_olmo2),   cmocka_unit_test(test_patch_olmo2),
+        cmocka_unit_test(test_cache_gemma3),  cmocka_unit_test(test_patch_gemma3),
+        cmocka_unit_test(test_cache_olmoe),   cmocka_unit_test(test_patch_olmoe),
         cmocka_unit_test(test_hf_hooks_qwen3),  cmocka_unit_test(test_hf_hooks_olmo2),
         cmocka_unit_test(test_hf_hooks_gemma2), cmocka_unit_test(test_hf_hooks_gemma3),
         cmocka_unit_test(test_hf_hooks_mixtral), cmocka_unit_test(test_hf_hooks_qwen3_moe),

@@ -163,6 +163,53 @@ static void test_full_forward(void **state) {
     }
 }
 
+/* A sweep split in shares (hk_sweep_part: forward f on share f % n) and merged
+ * (hk_sweep_merge) equals the whole sweep bit for bit: values, change, normalized, forwards;
+ * each share runs only its forwards and leaves the others' values NaN. Patching (head_out_by_pos,
+ * batch 3, a ragged last forward) and a mean ablation (batch 2). */
+static void test_shares(void **state) {
+    fx *f = *state;
+    enum { N = 3 };
+    for (int kind = 0; kind < 2; kind++) {
+        hk_sweep_spec spec = {kind == 0 ? "attn.hook_z" : "hook_mlp_out", true, kind == 0, -1};
+        hk_patch_opts po = patch_opts(f, 3);
+        hk_ablate_opts ao = {.mode = HK_ABLATE_MEAN, .ref = f->clean, .n_ref = f->n,
+                             .ref_seq = f->T, .batch = 2};
+        hk_sweep_result whole, part[N];
+        assert_int_equal(kind == 0 ? hk_patch_sweep(f->m, &f->set, &po, &spec, &whole)
+                                   : hk_ablate_sweep(f->m, &f->clean_set, &ao, &spec, &whole),
+                         HK_OK);
+        const int64_t n = whole.patches;
+        float *values = malloc((size_t)(N * n) * sizeof *values);
+        int64_t forwards[N], sum = 0;
+        assert_non_null(values);
+        for (int p = 0; p < N; p++) {
+            po.share = ao.share = (hk_sweep_part){p, N};
+            assert_int_equal(kind == 0 ? hk_patch_sweep(f->m, &f->set, &po, &spec, &part[p])
+                                       : hk_ablate_sweep(f->m, &f->clean_set, &ao, &spec,
+                                                         &part[p]),
+                             HK_OK);
+            for (int64_t k = 0; k < n; k++)
+                assert_true(((k / whole.batch) % N == p) == !isnan(part[p].values[k]));
+            memcpy(values + p * n, part[p].values, (size_t)n * sizeof *values);
+            forwards[p] = part[p].forwards;
+            sum += forwards[p];
+            assert_true(forwards[p] < whole.forwards);
+        }
+        assert_int_equal(sum, whole.forwards);
+        assert_int_equal(hk_sweep_merge(&part[1], values, forwards, N), HK_OK);
+        assert_memory_equal(part[1].values, whole.values, (size_t)n * sizeof(float));
+        assert_memory_equal(part[1].change, whole.change, (size_t)n * sizeof(float));
+        if (kind == 0)
+            assert_memory_equal(part[1].normalized, whole.normalized, (size_t)n * sizeof(float));
+        assert_int_equal(part[1].forwards, whole.forwards);
+        assert_int_equal(hk_sweep_merge(&part[1], values, forwards, 0), HK_ERR_INVALID_ARG);
+        for (int p = 0; p < N; p++) hk_sweep_result_free(&part[p]);
+        hk_sweep_result_free(&whole);
+        free(values);
+    }
+}
+
 static void test_patch_blocks(void **state) {
     fx *f = *state;
     check_sweep(f, "hook_attn_out", true, false, "patch_attn_out", 0);
@@ -532,6 +579,7 @@ static void test_errors(void **state) {
     cmocka_unit_test_setup_teardown(test_patch_resid_pre, setup_fn, teardown),     \
     cmocka_unit_test_setup_teardown(test_patch_blocks, setup_fn, teardown),        \
     cmocka_unit_test_setup_teardown(test_full_forward, setup_fn, teardown),        \
+    cmocka_unit_test_setup_teardown(test_shares, setup_fn, teardown),              \
     cmocka_unit_test_setup_teardown(test_patch_heads, setup_fn, teardown),         \
     cmocka_unit_test_setup_teardown(test_patch_source_layer_posmap, setup_fn, teardown), \
     cmocka_unit_test_setup_teardown(test_store_source, setup_fn, teardown),        \

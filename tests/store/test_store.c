@@ -620,39 +620,6 @@ static void test_cli(void **state) {
 
 /* ---- refused commands leave the file as it was ---- */
 
-typedef struct {
-    unsigned char *bytes;
-    size_t n;
-    struct timespec mtime;
-} file_snap;
-
-static file_snap snap(const char *path) {
-    file_snap s;
-    struct stat sb;
-    assert_int_equal(stat(path, &sb), 0);
-    s.n = (size_t)sb.st_size;
-    s.mtime = sb.st_mtim;
-    s.bytes = malloc(s.n ? s.n : 1);
-    assert_non_null(s.bytes);
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fread(s.bytes, 1, s.n, f), s.n);
-    fclose(f);
-    return s;
-}
-
-/* The file has the bytes, the size and the mtime of the snapshot. */
-static void expect_unchanged(const char *path, const file_snap *before, const char *what) {
-    file_snap now = snap(path);
-    if (now.n != before->n)
-        fail_msg("%s: %s changed size: %zu -> %zu bytes", what, path, before->n, now.n);
-    if (memcmp(now.bytes, before->bytes, now.n) != 0)
-        fail_msg("%s: %s changed its bytes", what, path);
-    if (now.mtime.tv_sec != before->mtime.tv_sec || now.mtime.tv_nsec != before->mtime.tv_nsec)
-        fail_msg("%s: %s changed its mtime", what, path);
-    free(now.bytes);
-}
-
 /* Every refused `cache --append` (other hooks, dtype, positions, ctx, model; a disk that is
  * full at the start) and an append that stores nothing leave the file byte-identical, mtime
  * included. */

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""scripts/setup.sh installs chromium and clang (test-only packages) for `test` alone.
+"""scripts/setup.sh installs chromium, clang and Open MPI (test-only packages) for `test` alone.
 
 Runs the script with fake dpkg-query (nothing installed), apt-get (records the install list,
 then fails so the script stops before it builds anything) and sudo on PATH, and reads what
@@ -50,7 +50,7 @@ def main() -> None:
     for p in ("libhdf5-dev", "libopenblas-dev", "meson", "gcc", "python3-pip"):
         if p not in run:
             failures.append(f"`setup.sh run` does not install {p} (it installs {run})")
-    for p in ("chromium", "clang"):
+    for p in ("chromium", "clang", "openmpi-bin", "libopenmpi-dev"):
         if p in run:
             failures.append(f"`setup.sh run` installs the test-only package {p}")
         if p not in test:
