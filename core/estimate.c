@@ -10,6 +10,7 @@
 
 #include "checkpoint.h"
 #include "error.h"
+#include "estimate_internal.h"
 #include "forward.h"
 #include "hooks/points.h"
 #include "hooks/registry.h"
@@ -17,14 +18,12 @@
 #include "kernels/cpu/kernels.h"
 #include "model.h"
 
-/* Saturating size arithmetic: an absurd request estimates as SIZE_MAX, never wraps. */
-static size_t mul(size_t a, size_t b) { return a && b > SIZE_MAX / a ? SIZE_MAX : a * b; }
-static size_t add(size_t a, size_t b) { return b > SIZE_MAX - a ? SIZE_MAX : a + b; }
+#define mul hk_est_mul
+#define add hk_est_add
+#define zmax hk_est_max
 static size_t mul3(size_t a, size_t b, size_t c) { return mul(mul(a, b), c); }
-static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 
-/* Sliding window of layer l under the model's mask (0: full attention). */
-static int64_t layer_window(const hk_model *m, int64_t l) {
+int64_t hk_est_layer_window(const hk_model *m, int64_t l) {
     int64_t w = m->cfg.layer_window[l] ? m->cfg.window : 0;
     if (m->has_mask && m->mask.window >= 0) w = m->mask.window;
     return w;
@@ -135,6 +134,22 @@ hk_status hk_estimate_memory(const hk_model *m, const hk_estimate_opts *o, hk_es
     if (!m || !o || !out || (o->n_hooks > 0 && !o->hooks))
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_estimate_memory: NULL argument");
     memset(out, 0, sizeof *out);
+    if (o->device != HK_DEVICE_CPU && o->device != HK_DEVICE_CUDA)
+        return hk_errorf(HK_ERR_INVALID_ARG,
+                         "hk_estimate_memory: device %d is not HK_DEVICE_CPU (0) or "
+                         "HK_DEVICE_CUDA (1)",
+                         (int)o->device);
+    if (o->weights_dtype != HK_DTYPE_F32 && o->weights_dtype != HK_DTYPE_F16 &&
+        o->weights_dtype != HK_DTYPE_BF16)
+        return hk_errorf(HK_ERR_INVALID_ARG,
+                         "hk_estimate_memory: weights_dtype %d is not HK_DTYPE_F32, "
+                         "HK_DTYPE_F16 or HK_DTYPE_BF16",
+                         (int)o->weights_dtype);
+    if (o->device == HK_DEVICE_CPU && o->weights_dtype != HK_DTYPE_F32)
+        return hk_errorf(HK_ERR_INVALID_ARG,
+                         "hk_estimate_memory: weights_dtype %s on the CPU (the CPU computes "
+                         "with f32 weights; f16/bf16 are for HK_DEVICE_CUDA)",
+                         o->weights_dtype == HK_DTYPE_F16 ? "f16" : "bf16");
     const int64_t batch = o->batch, ctx = o->ctx, chunk = o->chunk;
     const char *const *hook_patterns = o->hooks;
     const size_t n_patterns = o->n_hooks;
@@ -177,7 +192,7 @@ hk_status hk_estimate_memory(const hk_model *m, const hk_estimate_opts *o, hk_es
     /* KV cache: hk_session_new's per-layer sizing. */
     size_t gather = 0;
     for (int64_t l = 0; session && l < c->n_layers; l++) {
-        int64_t W = layer_window(m, l);
+        int64_t W = hk_est_layer_window(m, l);
         bool rolling = W > 0 && W < ctx;
         int64_t slots = rolling ? W : ctx;
         out->kv_cache = add(out->kv_cache, mul3(2 * B, (size_t)slots, dkv * f));
@@ -203,7 +218,7 @@ hk_status hk_estimate_memory(const hk_model *m, const hk_estimate_opts *o, hk_es
         if (k == HK_PT_ATTN_SCORES || k == HK_PT_PATTERN) {
             /* attention_materialized: [n_heads, q_chunk, keys] under HK_PATTERN_CHUNK_BYTES,
              * keys = every position so far (full), or the window plus this feed (rolling) */
-            int64_t W = session ? layer_window(m, pt->layer) : 0;
+            int64_t W = session ? hk_est_layer_window(m, pt->layer) : 0;
             int64_t sk = W > 0 && W < ctx ? W - 1 + seq : ctx;
             if (sk > ctx) sk = ctx;
             size_t row = mul3(nh, (size_t)sk, f);
@@ -222,8 +237,12 @@ hk_status hk_estimate_memory(const hk_model *m, const hk_estimate_opts *o, hk_es
     if (result) extra = zmax(extra, add(mul3(rows, nh * d, f), mul(rows, (size_t)c->d_head * f)));
     /* a mixture-of-experts layer's workspace lives while that layer runs */
     extra = add(extra, hk_forward_moe_bytes(c, (int64_t)rows));
-    out->activations = add(add(hk_forward_state_bytes(c, batch, seq), mul(rows, sizeof(int32_t))),
-                           add(B * sizeof(int64_t), extra));
+    const hk_est_shared sh = {
+        .session = session, .seq = seq, .extra = extra, .scores = scores,
+        .kv_cache = out->kv_cache, .gather = gather,
+        .state = add(add(hk_forward_state_bytes(c, batch, seq), mul(rows, sizeof(int32_t))),
+                     B * sizeof(int64_t))};
+    out->activations = add(sh.state, extra);
     int64_t nth = hk_k_get_threads();
     if (nth < 1) nth = 1;
     out->activations = add(out->activations,
@@ -234,6 +253,10 @@ hk_status hk_estimate_memory(const hk_model *m, const hk_estimate_opts *o, hk_es
     /* the forward's output: logits, or hidden states for an encoder without a head */
     size_t out_dim = (size_t)(c->head == HK_HEAD_NONE ? c->d_model : c->d_vocab);
     out->logits = o->all_logits ? mul3(mul(B, (size_t)ctx), out_dim, f) : mul3(B, out_dim, f);
+    if (o->device == HK_DEVICE_CUDA) {
+        hk_estimate_cuda(m, o, &sh, out);
+        return HK_OK;
+    }
     size_t parts[] = {out->runtime,     out->weights,   out->mapping,
                       out->load_other,  out->kv_cache,  out->activations,
                       out->attention,   out->cached_hooks, out->logits};

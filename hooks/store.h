@@ -93,6 +93,8 @@ struct hk_store {
     int64_t *b_first, *b_count, *b_row; /* [b_batch] selected positions and their first row */
     int64_t b_rows;
     bool in_batch;
+    bool b_feeds;     /* the batch runs as a session's feeds (hk_store_run_chunked): a hook's
+                         run_seq is its feed's length, at pos_offset */
     bool failed;      /* a write failed: nothing more is written or committed */
     bool dirty;       /* the file changed since the last commit (rows, extents, layout) */
 

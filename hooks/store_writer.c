@@ -666,7 +666,9 @@ static hk_hook_result on_fire(hk_tensor *act, const hk_hook_ctx *ctx, void *user
         hk_hook_error("store: activation dtype %s is not a float", hk_dtype_name(act->dtype));
         return HK_HOOK_ERROR;
     }
-    if (ctx->run_batch != s->b_batch || ctx->run_seq != s->b_seq || ctx->batch_offset < 0 ||
+    const bool seq_ok = s->b_feeds ? ctx->pos_offset + ctx->run_seq <= s->b_seq
+                                   : ctx->run_seq == s->b_seq;
+    if (ctx->run_batch != s->b_batch || !seq_ok || ctx->batch_offset < 0 ||
         act->ndim < 2 || ctx->batch_offset + act->shape[0] > s->b_batch || ctx->pos_offset < 0) {
         hk_hook_error("store: a run of %lld x %lld fired, but the batch declared to "
                       "hk_store_begin_batch is %lld x %lld",

@@ -596,6 +596,18 @@ typedef struct {
     size_t total;        /* the sum of the above */
     bool kv_rolling;     /* some layer keeps a rolling buffer of kv_window slots */
     int64_t kv_window;   /* W of the rolling layers (0 when none) */
+    /* HK_DEVICE_CUDA: `total` is device memory on one GPU (docs/CUDA.md, "Device memory
+     * estimate"): context + blas_workspace + weights (linears in weights_dtype; embeddings,
+     * norms and biases f32; a tied head is a copy of its own unless f32) + kv_cache (the
+     * CPU's: f32, W slots on windowed layers) + activations (the CPU's activation block, the
+     * f16/bf16 copy of a linear's input) + attention (split-key partial results, gathered
+     * window keys, the scores chunk) + logits (the device copy). runtime, mapping and
+     * load_other are 0; cached_hooks is host memory, not in the total. */
+    hk_device device;      /* the device the estimate is for */
+    hk_dtype weights_dtype; /* the weights' dtype on that device */
+    size_t context;        /* CUDA: the CUDA context with the kernels loaded (a stated figure:
+                              512 MiB); 0 on the CPU */
+    size_t blas_workspace; /* CUDA: cuBLAS's workspace (32 MiB on sm_90); 0 on the CPU */
 } hk_estimate;
 
 /* The run an estimate is for. */
@@ -613,6 +625,10 @@ typedef struct {
                                   position; NULL when n_hooks is 0 */
     size_t n_hooks;
     bool all_logits;           /* logits for every position (else the last one's) */
+    hk_device device;          /* HK_DEVICE_CPU (0: resident host memory) or HK_DEVICE_CUDA
+                                  (device memory of one GPU; see hk_estimate) */
+    hk_dtype weights_dtype;    /* HK_DTYPE_F32 (0), or HK_DTYPE_F16 / HK_DTYPE_BF16 with
+                                  HK_DEVICE_CUDA: the dtype the weights are uploaded in */
 } hk_estimate_opts;
 
 /* Estimate the memory of a run (see hk_estimate). Uses the model's mask (window override),
@@ -750,6 +766,14 @@ hk_status hk_store_run(hk_store *s, hk_model *m, const int32_t *tokens, const in
  * plugins: the store then records their modified values). NULL: hk_store_run. */
 hk_status hk_store_run_hooks(hk_store *s, hk_model *m, hk_hooks *hooks, const int32_t *tokens,
                              const int64_t *lengths, int64_t batch, int64_t seq);
+/* hk_store_run_hooks through a session (hk_session_new(m, batch, seq)): the batch fed chunk
+ * positions at a time (the last chunk shorter), so activations are one chunk's and the KV
+ * cache keeps a rolling buffer of W slots on sliding-window layers; the stored rows are the
+ * same positions as hk_store_run_hooks stores. hooks NULL: the store's own. Errors:
+ * HK_ERR_INVALID_ARG for chunk < 1 or a bidirectional model (no KV cache). */
+hk_status hk_store_run_chunked(hk_store *s, hk_model *m, hk_hooks *hooks, const int32_t *tokens,
+                               const int64_t *lengths, int64_t batch, int64_t seq,
+                               int64_t chunk);
 /* The corpus ids of the next batch's sequences (ids[0..n), n = the batch, each >= 0; copied),
  * for a store made with hk_store_opts.corpus_ids; hk_store_end_batch refuses a batch without
  * them. */

@@ -29,6 +29,9 @@ static const cli_opt cache_opts[] = {
     {"out", "FILE", "the HDF5 file to write; required"},
     {"dtype", "T", "stored dtype: f32 (default), f16 or bf16"},
     {"batch", "B", "sequences per forward (default 8)"},
+    {"chunk", "C", "feed each batch C positions at a time through a KV cache (a rolling "
+                   "buffer on sliding-window layers): long sequences at one chunk's "
+                   "activation memory (default: one forward per batch)"},
     {"ctx", "N", "keep the first N tokens of each sequence; padded length of stored attention "
                  "(default: no cut; patterns padded to the longest sequence)"},
     {"positions", "SEL", "all (default), last, or a Python slice A:B of each sequence's tokens"},
@@ -371,8 +374,9 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     if (tokens_file && (cli_has(&a, "prepend-bos") || cli_has(&a, "no-prepend-bos")))
         return cli_usage_error(&a, "--tokens-file holds ids as they are: --prepend-bos and "
                                    "--no-prepend-bos go with text prompts");
-    int64_t batch, ctx, threads;
+    int64_t batch, ctx, threads, chunk;
     if ((rc = cli_int(&a, "batch", 1, 1 << 20, 8, &batch))) return rc;
+    if ((rc = cli_int(&a, "chunk", 1, INT64_MAX / 2, 0, &chunk))) return rc;
     if ((rc = cli_int(&a, "ctx", 1, INT32_MAX, 0, &ctx))) return rc;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
     hk_store_opts o = hk_store_default_opts();
@@ -583,7 +587,8 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
         }
         if ((rc = cli_plugins_begin_run(&a, &plugins, tokens, lengths, nb, seq))) break;
         if (plan.dist && (st = hk_store_set_corpus_ids(store, ids, nb)) != HK_OK) break;
-        st = hk_store_run_hooks(store, m, hooks, tokens, lengths, nb, seq);
+        st = chunk > 0 ? hk_store_run_chunked(store, m, hooks, tokens, lengths, nb, seq, chunk)
+                       : hk_store_run_hooks(store, m, hooks, tokens, lengths, nb, seq);
         if (st != HK_OK) break;
         done_seqs += nb;
         progress_show(&pg, done_seqs, done_tokens, hk_store_get_stats(store).bytes_written, false);
@@ -638,7 +643,7 @@ const cli_command cmd_cache = {
     .summary = "Stream the activations of chosen hooks over many sequences to an HDF5 file.",
     .usage = "--model DIR (--prompts FILE | --prompt TEXT | --tokens IDS | --tokens-file FILE)\n"
              "       --hooks GLOB[,GLOB...] --out "
-             "FILE.h5 [--dtype f32|f16|bf16] [--batch B] [--ctx N] [--positions all|last|A:B] "
+             "FILE.h5 [--dtype f32|f16|bf16] [--batch B] [--chunk C] [--ctx N] [--positions all|last|A:B] "
              "[--append | --resume] [--force] [--compress C] [--plugin SPEC]...",
     .description =
         "Runs the model over the sequences in batches of B and writes, for every hook that\n"
@@ -654,6 +659,10 @@ const cli_command cmd_cache = {
         "with an error and a readable file. Progress goes to stderr. The forward stops after\n"
         "the last layer a stored hook needs. --plugin (repeatable) runs plugins' hooks first,\n"
         "so the store holds the activations under their intervention (e.g. ablate_heads.so).\n"
+        "--chunk C feeds each batch C positions at a time through a KV cache (every block\n"
+        "runs; sliding-window layers keep a rolling buffer of W slots): a long sequence\n"
+        "costs one chunk's activations; the rows stored are the same (bidirectional models\n"
+        "have no KV cache: refused).\n"
         "Under mpirun / srun, rank 0 hands out the batches, each rank writes its shard\n"
         "FILE.h5.rankNNNN and rank 0 joins them into FILE.h5 (HDF5 virtual datasets, corpus\n"
         "order); --resume runs the sequences no shard holds (docs/FORMAT.md).\n"

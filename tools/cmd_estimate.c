@@ -23,6 +23,10 @@ static const cli_opt estimate_opts[] = {
                    "generate (default: one forward over the context, no KV cache, as run)"},
     {"all-logits", NULL, "logits for every position (default: the last position only)"},
     CLI_OPT_THREADS,
+    {"device", "cpu|cuda", "cpu: resident host memory (default); cuda: device memory of one "
+                           "GPU (docs/CUDA.md)"},
+    {"weights-dtype", "f32|f16|bf16", "the weights' dtype on the device (default f32; f16 "
+                                      "and bf16 with --device cuda only)"},
     {"mem-limit", "SIZE", "exit 1 when the total exceeds SIZE: bytes or NNNk/NNNm/NNNg"},
     {"json", NULL, "print one JSON object (bytes) instead of the table"},
     {NULL, NULL, NULL},
@@ -41,6 +45,32 @@ static int split_patterns(const cli_args *a, char *list, const char **out, size_
         if (!comma) return 0;
         p = comma + 1;
     }
+}
+
+/* --device and --weights-dtype (the values the run takes). */
+static int parse_device(const cli_args *a, hk_device *dev, hk_dtype *dt) {
+    const char *d = cli_str(a, "device"), *w = cli_str(a, "weights-dtype");
+    *dev = HK_DEVICE_CPU;
+    *dt = HK_DTYPE_F32;
+    if (d && strcmp(d, "cuda") == 0)
+        *dev = HK_DEVICE_CUDA;
+    else if (d && strcmp(d, "cpu") != 0)
+        return cli_usage_error(a, "--device: '%s' is not one of cpu, cuda", d);
+    if (w && strcmp(w, "f16") == 0)
+        *dt = HK_DTYPE_F16;
+    else if (w && strcmp(w, "bf16") == 0)
+        *dt = HK_DTYPE_BF16;
+    else if (w && strcmp(w, "f32") != 0)
+        return cli_usage_error(a, "--weights-dtype: '%s' is not one of f32, f16, bf16", w);
+    if (*dev == HK_DEVICE_CPU && *dt != HK_DTYPE_F32)
+        return cli_usage_error(a, "--weights-dtype %s needs --device cuda (the CPU computes "
+                                  "with f32 weights)",
+                               w);
+    return 0;
+}
+
+static const char *dtype_name(hk_dtype t) {
+    return t == HK_DTYPE_F16 ? "f16" : t == HK_DTYPE_BF16 ? "bf16" : "f32";
 }
 
 static void row(const char *what, size_t bytes, const char *note) {
@@ -69,6 +99,22 @@ static void print_table(const char *dir, hk_model *m, const hk_estimate_opts *o,
         snprintf(kv_note, sizeof kv_note, "full (%lld positions)", (long long)o->ctx);
     else
         snprintf(kv_note, sizeof kv_note, "none (one forward)");
+    if (e->device == HK_DEVICE_CUDA) {
+        char w_note[96];
+        snprintf(w_note, sizeof w_note, "%s linears; f32 embeddings, norms, biases",
+                 dtype_name(e->weights_dtype));
+        printf("device         cuda: device memory of one GPU (docs/CUDA.md)\n\n");
+        row("context", e->context, "CUDA context and loaded kernels (stated, not measured)");
+        row("cuBLAS", e->blas_workspace, "cuBLAS workspace (sm_90)");
+        row("weights", e->weights, w_note);
+        row("KV cache", e->kv_cache, kv_note);
+        row("activations", e->activations, "activation block, f16/bf16 linear inputs");
+        row("attention", e->attention, "split-key partials, window gather, scores if hooked");
+        row("logits", e->logits, "the device copy");
+        row("total", e->total, "peak device memory of the run");
+        row("cached hooks", e->cached_hooks, "host memory (not in the total)");
+        return;
+    }
     row("runtime", e->runtime, "this process before the load: libraries, heap (measured)");
     row("weights", e->weights, "f32: converted at load + mmapped F32 read in place");
     row("mapping", e->mapping, "checkpoint pages read at load (header, converted tensors)");
@@ -85,11 +131,15 @@ static void print_json(const hk_estimate *e, const hk_estimate_opts *o) {
     printf("{\"batch\": %lld, \"ctx\": %lld, \"chunk\": %lld, \"session\": %s, "
            "\"runtime\": %zu, \"weights\": %zu, \"mapping\": %zu, \"load_other\": %zu, "
            "\"kv_cache\": %zu, \"kv_rolling\": %s, \"kv_window\": %lld, \"activations\": %zu, "
-           "\"attention\": %zu, \"cached_hooks\": %zu, \"logits\": %zu, \"total\": %zu}\n",
+           "\"attention\": %zu, \"cached_hooks\": %zu, \"logits\": %zu, \"total\": %zu, "
+           "\"device\": \"%s\", \"weights_dtype\": \"%s\", \"context\": %zu, "
+           "\"blas_workspace\": %zu}\n",
            (long long)o->batch, (long long)o->ctx, (long long)o->chunk,
            o->session ? "true" : "false", e->runtime, e->weights, e->mapping, e->load_other,
            e->kv_cache, e->kv_rolling ? "true" : "false", (long long)e->kv_window,
-           e->activations, e->attention, e->cached_hooks, e->logits, e->total);
+           e->activations, e->attention, e->cached_hooks, e->logits, e->total,
+           e->device == HK_DEVICE_CUDA ? "cuda" : "cpu", dtype_name(e->weights_dtype), e->context,
+           e->blas_workspace);
 }
 
 static int estimate_main(const cli_command *cmd, int argc, char **argv) {
@@ -107,6 +157,9 @@ static int estimate_main(const cli_command *cmd, int argc, char **argv) {
     if (cli_has(&a, "ctx") && by_prompt)
         return cli_usage_error(&a, "--ctx and a prompt both give the context: pass one");
     if ((rc = cli_int(&a, "ctx", 1, INT64_MAX / 2, 0, &ctx))) return rc;
+    hk_device device;
+    hk_dtype wdtype;
+    if ((rc = parse_device(&a, &device, &wdtype))) return rc;
     cli_prompts prompts = {0};
     if (by_prompt && (rc = cli_prompts_read(&a, &prompts))) {
         cli_prompts_free(&prompts);
@@ -152,7 +205,8 @@ static int estimate_main(const cli_command *cmd, int argc, char **argv) {
     }
     const hk_estimate_opts run = {.batch = batch, .ctx = ctx, .session = chunk > 0,
                                   .chunk = chunk, .hooks = patterns, .n_hooks = n_patterns,
-                                  .all_logits = all_logits};
+                                  .all_logits = all_logits, .device = device,
+                                  .weights_dtype = wdtype};
     hk_estimate e;
     st = hk_estimate_memory(m, &run, &e);
     if (st != HK_OK) {
@@ -174,7 +228,8 @@ const cli_command cmd_estimate = {
     .name = "estimate",
     .summary = "Estimate the memory of a run before running it.",
     .usage = "--model DIR (--ctx N | --tokens IDS | --prompt TEXT | --prompts FILE) [--batch B]\n"
-             "       [--hooks GLOB[,GLOB]] [--chunk C] [--mem-limit SIZE]",
+             "       [--hooks GLOB[,GLOB]] [--chunk C] [--device cpu|cuda] [--weights-dtype f32|f16|bf16]\n"
+             "       [--mem-limit SIZE]",
     .description =
         "Prints, in MiB, what a run of `batch` sequences of `ctx` positions will hold; the\n"
         "total is the run's peak resident set size (VmHWM). The parts: runtime, this process\n"
@@ -189,6 +244,13 @@ const cli_command cmd_estimate = {
         "computes them, or every position's with --all-logits). Nothing of the run is\n"
         "allocated. With --mem-limit the command exits 1 when the total is over the limit;\n"
         "run and generate take the same option and refuse such a run before it starts.\n"
+        "\n"
+        "--device cuda estimates the device memory of the run on one GPU instead: the CUDA\n"
+        "context (a stated 512 MiB), cuBLAS's workspace, the weights (linears in\n"
+        "--weights-dtype; embeddings, norms and biases f32), the KV cache on the device (f32,\n"
+        "W slots on sliding-window layers, as on the CPU), activations, attention workspace\n"
+        "and the device logits; cached hooks are host memory, printed but not in the total\n"
+        "(docs/CUDA.md, \"Device memory estimate\").\n"
         "\n"
         "Instead of --ctx, a prompt gives the context: its length in tokens (the longest line\n"
         "of --prompts), encoded as run would encode it (see 'hookformer run --help').",

@@ -66,6 +66,16 @@ void cli_format_estimate(const hk_estimate *e, char *buf, size_t cap) {
     cli_format_mib(e->cached_hooks, ch, sizeof ch);
     cli_format_mib(e->logits, lg, sizeof lg);
     if (e->kv_rolling) snprintf(roll, sizeof roll, " [rolling W=%lld]", (long long)e->kv_window);
+    if (e->device == HK_DEVICE_CUDA) {
+        char cx[32], bl[32];
+        cli_format_mib(e->context, cx, sizeof cx);
+        cli_format_mib(e->blas_workspace, bl, sizeof bl);
+        snprintf(buf, cap,
+                 "device total %s (context %s, cuBLAS %s, weights %s, KV cache %s%s, "
+                 "activations %s, attention %s, logits %s)",
+                 t, cx, bl, w, kv, roll, act, at, lg);
+        return;
+    }
     snprintf(buf, cap,
              "total %s (runtime %s, weights %s, mapping %s, load other %s, KV cache %s%s, "
              "activations %s, attention %s, cached hooks %s, logits %s)",
