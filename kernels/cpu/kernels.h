@@ -29,7 +29,7 @@ void hk_k_linear(const float *x, int64_t n, int64_t in, const float *w, int64_t 
  * W [out, in] stored as GGUF holds it: each row in blocks of `type` along in, rows ldw bytes
  * apart. The activations are quantized on the fly to 8-bit blocks (per 32 or 256 elements,
  * scale max|x|/127), dot products are integer inside a block and f32 across blocks; output
- * rows are split across the thread team. AVX2+FMA when the CPU has both, else portable C.
+ * rows are split across the thread team. AVX2+FMA+F16C when the CPU has them, else portable C.
  * Type numbers are ggml's (core/quant.h's HK_GGML_* carry the same values). */
 enum {
     HK_K_Q4_0 = 2,
@@ -55,7 +55,7 @@ void hk_k_linear_q(const float *x, int64_t n, int64_t in, const float *w, int64_
                    int64_t out, float *y, int64_t ldy);
 /* Tests: force the portable kernels (false: back to the run-time choice); which one runs. */
 void hk_k_qlinear_force_generic(bool on);
-const char *hk_k_qlinear_isa(void); /* "avx2+fma" or "generic" */
+const char *hk_k_qlinear_isa(void); /* "avx2+fma+f16c" or "generic" */
 
 /* ---- norms ----
  * x, y: [n, d] (y may alias x). scale_out: [n] or NULL, receives the per-row divisor

@@ -16,11 +16,10 @@
 #define HK_QB_Q5_K 176 /* f16 d, f16 dmin, u8 scales[12], u8 qh[32], u8 qs[128] */
 #define HK_QB_Q6_K 210 /* u8 ql[128], u8 qh[64], i8 scales[16], f16 d */
 
-/* Activations for the 32-element formats: x ≈ d * q, sum = Σ q (for Q4_0's -8 offset and
+/* Activations for the 32-element formats: x ≈ d * q, s = d * Σ q (for Q4_0's -8 offset and
  * Q4_1's min). 40 bytes. */
 typedef struct {
-    float d;
-    int32_t sum;
+    float d, s;
     int8_t q[32];
 } hk_q8a;
 

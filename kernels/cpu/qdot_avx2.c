@@ -2,13 +2,19 @@
  * The integer core is _mm256_maddubs_epi16 (u8 × i8 pairs summed to i16; no pair here can
  * saturate: at most 2·128·127 for Q8_0 after the sign trick, 2·63·127 for Q6_K), widened
  * with _mm256_madd_epi16 (by ones, or by the sub-block scales) to i32, converted to f32 once
- * per block and accumulated with FMA. Layouts in qblock.h. */
+ * per block and accumulated with FMA; f16 scales through F16C. Layouts in qblock.h. */
 #include "qdot_internal.h"
 
 #ifdef HK_QDOT_HAVE_AVX2
 #include <immintrin.h>
+#include <string.h>
 
 #include "target_avx2_begin.h"
+#if defined(__clang__) /* F16C on top of the region's avx2,fma */
+#pragma clang attribute push(__attribute__((target("f16c"))), apply_to = function)
+#else
+#pragma GCC target("f16c")
+#endif
 
 static inline float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -30,50 +36,77 @@ static inline __m256i udot(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
+/* f16 at p (F16C: one instruction) */
+static inline float f16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+/* The 32-element formats: blocks in pairs into two accumulators (two FMA chains in flight),
+ * an odd last block into the first. BODY(b, acc) adds block b's product; TAIL the scalar
+ * part (offsets, mins) kept outside the vector sums. */
+#define PAIRED_LOOP(BYTES, BODY)                              \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(); \
+    int64_t b = 0;                                            \
+    for (; b + 1 < nb; b += 2) {                              \
+        BODY(b, acc0);                                        \
+        BODY(b + 1, acc1);                                    \
+    }                                                         \
+    if (b < nb) BODY(b, acc0);
+
 float hk_qdot_q8_0_avx2(const uint8_t *w, const void *xv, int64_t nb) {
     const hk_q8a *x = xv;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++, w += HK_QB_Q8_0) {
-        const __m256i wq = _mm256_loadu_si256((const __m256i *)(w + 2));
-        const __m256i xq = _mm256_loadu_si256((const __m256i *)x[b].q);
-        /* |w| · (x · sign(w)): an unsigned × signed product maddubs can take */
-        const __m256i s = udot(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(hk_qb_f16(w) * x[b].d), _mm256_cvtepi32_ps(s), acc);
-    }
-    return hsum_ps(acc);
+#define Q8_0_BODY(i, acc)                                                                      \
+    do {                                                                                       \
+        const uint8_t *wb = w + (i) * HK_QB_Q8_0;                                              \
+        const __m256i wq = _mm256_loadu_si256((const __m256i *)(wb + 2));                      \
+        const __m256i xq = _mm256_loadu_si256((const __m256i *)x[i].q);                        \
+        /* |w| · (x · sign(w)): an unsigned × signed product maddubs can take */              \
+        const __m256i s = udot(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));           \
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(wb) * x[i].d), _mm256_cvtepi32_ps(s), acc);  \
+    } while (0)
+    PAIRED_LOOP(HK_QB_Q8_0, Q8_0_BODY)
+#undef Q8_0_BODY
+    return hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
 float hk_qdot_q4_0_avx2(const uint8_t *w, const void *xv, int64_t nb) {
     const hk_q8a *x = xv;
-    __m256 acc = _mm256_setzero_ps();
-    float off = 0.0f; /* the -8 of every element: -8 · d · Σ q */
-    for (int64_t b = 0; b < nb; b++, w += HK_QB_Q4_0) {
-        const float dd = hk_qb_f16(w) * x[b].d;
-        const __m256i s =
-            udot(nibbles32(w + 2), _mm256_loadu_si256((const __m256i *)x[b].q));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(s), acc);
-        off += dd * (float)x[b].sum;
-    }
-    return hsum_ps(acc) - 8.0f * off;
+    float off = 0.0f; /* the -8 of every element: Σ d_w · d_x · Σ q */
+#define Q4_0_BODY(i, acc)                                                                      \
+    do {                                                                                       \
+        const uint8_t *wb = w + (i) * HK_QB_Q4_0;                                              \
+        const float dw = f16(wb);                                                              \
+        const __m256i s = udot(nibbles32(wb + 2), _mm256_loadu_si256((const __m256i *)x[i].q)); \
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[i].d), _mm256_cvtepi32_ps(s), acc);       \
+        off += dw * x[i].s;                                                                    \
+    } while (0)
+    PAIRED_LOOP(HK_QB_Q4_0, Q4_0_BODY)
+#undef Q4_0_BODY
+    return hsum_ps(_mm256_add_ps(acc0, acc1)) - 8.0f * off;
 }
 
 float hk_qdot_q4_1_avx2(const uint8_t *w, const void *xv, int64_t nb) {
     const hk_q8a *x = xv;
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0.0f; /* m · d_x · Σ q */
-    for (int64_t b = 0; b < nb; b++, w += HK_QB_Q4_1) {
-        const __m256i s =
-            udot(nibbles32(w + 4), _mm256_loadu_si256((const __m256i *)x[b].q));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(hk_qb_f16(w) * x[b].d), _mm256_cvtepi32_ps(s), acc);
-        mins += hk_qb_f16(w + 2) * x[b].d * (float)x[b].sum;
-    }
-    return hsum_ps(acc) + mins;
+    float mins = 0.0f; /* Σ m · d_x · Σ q */
+#define Q4_1_BODY(i, acc)                                                                      \
+    do {                                                                                       \
+        const uint8_t *wb = w + (i) * HK_QB_Q4_1;                                              \
+        const __m256i s = udot(nibbles32(wb + 4), _mm256_loadu_si256((const __m256i *)x[i].q)); \
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(wb) * x[i].d), _mm256_cvtepi32_ps(s), acc);  \
+        mins += f16(wb + 2) * x[i].s;                                                          \
+    } while (0)
+    PAIRED_LOOP(HK_QB_Q4_1, Q4_1_BODY)
+#undef Q4_1_BODY
+    return hsum_ps(_mm256_add_ps(acc0, acc1)) + mins;
 }
+#undef PAIRED_LOOP
 
 /* Q4_K / Q5_K block (qh NULL for Q4_K): acc += d·dx·Σ sc·dot, returns dmin·dx·Σ mn·bsum */
 static inline float k45_block(const uint8_t *w, const uint8_t *qh, const uint8_t *qs,
                               const hk_q8k *x, __m256 *acc) {
-    const float d = hk_qb_f16(w) * x->d, dmin = hk_qb_f16(w + 2) * x->d;
+    const float d = f16(w) * x->d, dmin = f16(w + 2) * x->d;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
     __m256i isum = _mm256_setzero_si256();
@@ -134,7 +167,7 @@ float hk_qdot_q6_k_avx2(const uint8_t *w, const void *xv, int64_t nb) {
     float offs = 0.0f;
     for (int64_t b = 0; b < nb; b++, w += HK_QB_Q6_K) {
         const int8_t *sc = (const int8_t *)(w + 192);
-        const float d = hk_qb_f16(w + 208) * x[b].d;
+        const float d = f16(w + 208) * x[b].d;
         __m256i isum = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = w + 64 * h, *qhp = w + 128 + 32 * h;
@@ -169,5 +202,8 @@ float hk_qdot_q6_k_avx2(const uint8_t *w, const void *xv, int64_t nb) {
     return hsum_ps(acc) - 32.0f * offs;
 }
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
 #include "target_avx2_end.h"
 #endif

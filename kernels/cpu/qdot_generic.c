@@ -25,8 +25,8 @@ float hk_qdot_q4_0_generic(const uint8_t *w, const void *xv, int64_t nb) {
     float acc = 0.0f;
     for (int64_t b = 0; b < nb; b++, w += HK_QB_Q4_0) {
         /* x = d * (nibble - 8) */
-        const int32_t s = nibble_dot(w + 2, x[b].q) - 8 * x[b].sum;
-        acc += hk_qb_f16(w) * x[b].d * (float)s;
+        const float d = hk_qb_f16(w);
+        acc += d * (x[b].d * (float)nibble_dot(w + 2, x[b].q) - 8.0f * x[b].s);
     }
     return acc;
 }
@@ -37,7 +37,7 @@ float hk_qdot_q4_1_generic(const uint8_t *w, const void *xv, int64_t nb) {
     for (int64_t b = 0; b < nb; b++, w += HK_QB_Q4_1) {
         /* x = d * nibble + m */
         const float d = hk_qb_f16(w), m = hk_qb_f16(w + 2);
-        acc += x[b].d * (d * (float)nibble_dot(w + 4, x[b].q) + m * (float)x[b].sum);
+        acc += d * x[b].d * (float)nibble_dot(w + 4, x[b].q) + m * x[b].s;
     }
     return acc;
 }

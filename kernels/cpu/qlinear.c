@@ -24,13 +24,14 @@ static bool use_avx2(void) {
 #ifdef HK_QDOT_HAVE_AVX2
     if (force_generic) return false;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
 #else
     return false;
 #endif
 }
 
-const char *hk_k_qlinear_isa(void) { return use_avx2() ? "avx2+fma" : "generic"; }
+const char *hk_k_qlinear_isa(void) { return use_avx2() ? "avx2+fma+f16c" : "generic"; }
 
 typedef struct {
     int64_t block, bytes; /* weight block: elements, bytes */
@@ -70,11 +71,14 @@ bool hk_k_qlinear_supports(uint32_t type, int64_t in) {
 /* q[i] = round(x[i] / d) with d = max |x| / 127 (0 for an all-zero block); returns d */
 static float quantize_run(const float *x, int n, int8_t *q) {
     float amax = 0.0f;
-    for (int i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
-    const float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
     for (int i = 0; i < n; i++) {
-        const long v = lrintf(x[i] * id);
-        q[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+        const float a = fabsf(x[i]);
+        amax = a > amax ? a : amax; /* NaN never wins; fmaxf would be a libm call here */
+    }
+    const float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (int i = 0; i < n; i++) { /* |v| <= 127 by construction; halves round away from 0 */
+        const float v = x[i] * id;
+        q[i] = (int8_t)(int)(v + (v < 0.0f ? -0.5f : 0.5f));
     }
     return d;
 }
@@ -84,7 +88,7 @@ static void quantize_q8a(const float *x, int64_t nb, hk_q8a *out) { // x [nb * 3
         out[b].d = quantize_run(x, 32, out[b].q);
         int32_t s = 0;
         for (int j = 0; j < 32; j++) s += out[b].q[j];
-        out[b].sum = s;
+        out[b].s = out[b].d * (float)s;
     }
 }
 
