@@ -7,7 +7,11 @@
  *   hookformer case=prefill threads=2 tokens=128 tok_per_s=812.3 ms=157.6 reps=3
  *
  *   bench_smollm2 --model M.gguf [--prefill 128,512] [--decode 64] [--prompt 8] [--threads 1]
- *                 [--reps 3] */
+ *                 [--reps 3] [--weights blocks|f32] [--cache resid]
+ *
+ * --weights: how GGUF blocks are held (hk_load_opts; default blocks). --cache resid: decode
+ * also once more with every layer's blocks.*.hook_resid_post copied into an in-memory cache
+ * at each step (case=decode-cached), to price the hooks against the plain decode. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,10 +53,52 @@ static void die(const char *what) {
     exit(1);
 }
 
+/* Greedy decode of `decode` tokens after a `prompt`-token prefill, median of reps (after a
+ * warm-up); cached: with every layer's hook_resid_post copied into an in-memory cache at each
+ * step. */
+static void decode_case(hk_model *m, const int32_t *tokens, float *logits, int64_t prompt,
+                        int64_t decode, int threads, int reps, const char *wname, int cached) {
+    const int64_t V = hk_model_vocab_size(m);
+    hk_hooks *h = NULL;
+    hk_cache *c = NULL;
+    if (cached) {
+        const char *pat[] = {"blocks.*.hook_resid_post"};
+        if (hk_hooks_new(m, &h) != HK_OK || hk_cache_new(m, &c) != HK_OK ||
+            hk_cache_attach(c, h, pat, 1, "all") != HK_OK)
+            die("cache");
+    }
+    double ms[64], cpu[64];
+    for (int r = 0; r <= reps; r++) {
+        hk_session *s = NULL;
+        if (hk_session_new(m, 1, prompt + decode, &s) != HK_OK) die("session");
+        if (hk_session_feed(s, h, tokens, prompt, true, logits) != HK_OK) die("feed");
+        const double t0 = bench_now_s(), c0 = cpu_now_s();
+        for (int64_t k = 0; k < decode; k++) {
+            const int32_t next = argmax(logits, V);
+            if (hk_session_feed(s, h, &next, 1, true, logits) != HK_OK) die("decode");
+        }
+        if (r) {
+            ms[r - 1] = 1e3 * (bench_now_s() - t0);
+            cpu[r - 1] = 1e3 * (cpu_now_s() - c0);
+        }
+        hk_session_free(s);
+    }
+    const double med = bench_median(ms, reps), cmed = bench_median(cpu, reps);
+    printf("hookformer case=%s threads=%d weights=%s tokens=%lld prompt=%lld tok_per_s=%.1f "
+           "ms=%.1f tok_per_cpu_s=%.1f cpu_ms=%.1f reps=%d\n",
+           cached ? "decode-cached" : "decode", threads, wname, (long long)decode,
+           (long long)prompt, 1e3 * (double)decode / med, med, 1e3 * (double)decode / cmed,
+           cmed, reps);
+    hk_hooks_free(h);
+    hk_cache_free(c);
+}
+
 int main(int argc, char **argv) {
     const char *model = NULL;
     int64_t prefill[8] = {128, 512}, decode = 64, prompt = 8;
     int n_prefill = 2, threads = 1, reps = 3;
+    hk_load_opts lo = hk_load_default_opts();
+    bool cache_resid = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) model = argv[i + 1];
         else if (!strcmp(argv[i], "--prefill")) n_prefill = parse_list(argv[i + 1], prefill, 8);
@@ -60,6 +106,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--prompt")) prompt = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--weights") && !strcmp(argv[i + 1], "blocks"))
+            lo.weights = HK_WEIGHTS_BLOCKS;
+        else if (!strcmp(argv[i], "--weights") && !strcmp(argv[i + 1], "f32"))
+            lo.weights = HK_WEIGHTS_F32;
+        else if (!strcmp(argv[i], "--cache") && !strcmp(argv[i + 1], "resid"))
+            cache_resid = true;
         else {
             fprintf(stderr, "bench_smollm2: unknown option %s\n", argv[i]);
             return 2;
@@ -67,19 +119,21 @@ int main(int argc, char **argv) {
     }
     if (!model || reps < 1 || reps > 64 || decode < 1 || prompt < 1) {
         fprintf(stderr, "usage: bench_smollm2 --model PATH [--prefill N,N] [--decode N] "
-                        "[--prompt N] [--threads T] [--reps R]\n");
+                        "[--prompt N] [--threads T] [--reps R] [--weights blocks|f32] "
+                        "[--cache resid]\n");
         return 2;
     }
     hk_set_num_threads(threads);
     const size_t rss0 = bench_status_kib("VmRSS:");
     double t0 = bench_now_s();
     hk_model *m = NULL;
-    if (hk_model_load(model, &m) != HK_OK) die("load");
+    if (hk_model_load_opts(model, &lo, &m) != HK_OK) die("load");
     const double load_ms = 1e3 * (bench_now_s() - t0);
     const size_t rss1 = bench_status_kib("VmRSS:");
     const int64_t V = hk_model_vocab_size(m);
-    printf("hookformer case=load threads=%d ms=%.1f rss_mib=%.1f owned_f32_mib=%.1f\n", threads,
-           load_ms, (double)(rss1 - rss0) / 1024.0,
+    const char *wname = lo.weights == HK_WEIGHTS_F32 ? "f32" : "blocks";
+    printf("hookformer case=load threads=%d weights=%s ms=%.1f rss_mib=%.1f owned_f32_mib=%.1f\n",
+           threads, wname, load_ms, (double)(rss1 - rss0) / 1024.0,
            (double)hk_ckpt_owned_bytes(m->ckpt) / 1048576.0);
 
     /* dequantizing every quantized tensor once, into one scratch buffer */
@@ -139,32 +193,13 @@ int main(int argc, char **argv) {
             hk_session_free(s);
         }
         const double med = bench_median(ms, reps), cmed = bench_median(cpu, reps);
-        printf("hookformer case=prefill threads=%d tokens=%lld tok_per_s=%.1f ms=%.1f "
-               "tok_per_cpu_s=%.1f cpu_ms=%.1f reps=%d\n", threads, (long long)prefill[i],
+        printf("hookformer case=prefill threads=%d weights=%s tokens=%lld tok_per_s=%.1f "
+               "ms=%.1f tok_per_cpu_s=%.1f cpu_ms=%.1f reps=%d\n", threads, wname,
+               (long long)prefill[i],
                1e3 * (double)prefill[i] / med, med, 1e3 * (double)prefill[i] / cmed, cmed, reps);
     }
-    double ms[64], cpu[64];
-    for (int r = 0; r <= reps; r++) {
-        hk_session *s = NULL;
-        if (hk_session_new(m, 1, prompt + decode, &s) != HK_OK) die("session");
-        if (hk_session_feed(s, NULL, tokens, prompt, true, logits) != HK_OK) die("feed");
-        t0 = bench_now_s();
-        const double c0 = cpu_now_s();
-        for (int64_t k = 0; k < decode; k++) {
-            const int32_t next = argmax(logits, V);
-            if (hk_session_feed(s, NULL, &next, 1, true, logits) != HK_OK) die("decode");
-        }
-        if (r) {
-            ms[r - 1] = 1e3 * (bench_now_s() - t0);
-            cpu[r - 1] = 1e3 * (cpu_now_s() - c0);
-        }
-        hk_session_free(s);
-    }
-    const double med = bench_median(ms, reps), cmed = bench_median(cpu, reps);
-    printf("hookformer case=decode threads=%d tokens=%lld prompt=%lld tok_per_s=%.1f ms=%.1f "
-           "tok_per_cpu_s=%.1f cpu_ms=%.1f reps=%d\n", threads, (long long)decode,
-           (long long)prompt, 1e3 * (double)decode / med, med, 1e3 * (double)decode / cmed, cmed,
-           reps);
+    for (int cached = 0; cached <= (int)cache_resid; cached++)
+        decode_case(m, tokens, logits, prompt, decode, threads, reps, wname, cached);
     free(tokens);
     free(logits);
     hk_model_free(m);

@@ -33,7 +33,8 @@ args=(--model "$model" --prefill "$PREFILL" --decode "$DECODE" --prompt "$PROMPT
       --threads "$THREADS" --reps "$REPS")
 export OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=1
 for round in $(seq "$ROUNDS"); do
-    "$BUILD_DIR/bench/bench_smollm2" "${args[@]}" | tee -a "$out/all.txt"
+    # f32 on both sides (hookformer's default, the blocks, is bench/run_llamacpp.sh's subject)
+    "$BUILD_DIR/bench/bench_smollm2" "${args[@]}" --weights f32 | tee -a "$out/all.txt"
     "$PYTHON" bench/peer_smollm2.py "${args[@]}" | tee -a "$out/all.txt"
 done
 echo "# load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -38,6 +38,7 @@ struct hk_ckpt {
     size_t owned_bytes;    /* bytes of the buffers in owned (hk_ckpt_owned_bytes) */
     unsigned char *read;   /* [n] how t[i]'s mapped bytes were read: READ_* */
     hk_gguf *gguf;         /* metadata of a .gguf checkpoint (its one shard), else NULL */
+    bool drop_blocks;      /* !hk_ckpt_keep_blocks */
 };
 
 /* How a tensor's bytes in the mapping were used: not yet, handed out in place (resident once
@@ -453,6 +454,29 @@ float *hk_ckpt_alloc_f32(hk_ckpt *c, size_t n) {
     }
     c->owned_bytes += (n ? n : 1) * sizeof(float);
     return p;
+}
+
+void hk_ckpt_set_keep_blocks(hk_ckpt *c, bool keep) {
+    if (c) c->drop_blocks = !keep;
+}
+
+bool hk_ckpt_keep_blocks(const hk_ckpt *c) { return c && !c->drop_blocks; }
+
+bool hk_ckpt_blocks_of(const hk_ckpt *c, const float *view, uint32_t *type, const void **data,
+                       size_t *row_bytes) {
+    if (!c || !view) return false;
+    for (size_t i = 0; i < c->n; i++) {
+        const hk_st_tensor *t = &c->t[i];
+        if (c->conv[i] != view || !t->quantized || t->ndim < 1) continue;
+        int64_t block, bytes;
+        const int64_t cols = t->shape[t->ndim - 1];
+        if (!hk_ggml_layout(t->ggml_type, &block, &bytes) || cols % block != 0) return false;
+        *type = t->ggml_type;
+        *data = t->data;
+        *row_bytes = (size_t)(cols / block * bytes);
+        return true;
+    }
+    return false;
 }
 
 size_t hk_ckpt_owned_bytes(const hk_ckpt *c) { return c ? c->owned_bytes : 0; }

@@ -70,6 +70,15 @@ hk_status hk_ckpt_f32_mut(hk_ckpt *c, const char *name, int ndim, const int64_t 
 /* Same, but a missing tensor gives *out = NULL and HK_OK. */
 hk_status hk_ckpt_f32_opt(hk_ckpt *c, const char *name, int ndim, const int64_t *shape,
                           const float **out);
+/* GGUF blocks: whether adapters keep a quantized linear's blocks beside its f32 view
+ * (default true; hk_load_opts.weights = HK_WEIGHTS_F32 turns it off before binding). */
+void hk_ckpt_set_keep_blocks(hk_ckpt *c, bool keep);
+bool hk_ckpt_keep_blocks(const hk_ckpt *c);
+/* The quantized tensor that hk_ckpt_f32 dequantized into `view` (the pointer it returned):
+ * its ggml type, blocks (in the mapping) and bytes per row (its last dim). false when view
+ * is not such a conversion (f32 in the file, F16/BF16, or not from this checkpoint). */
+bool hk_ckpt_blocks_of(const hk_ckpt *c, const float *view, uint32_t *type, const void **data,
+                       size_t *row_bytes);
 /* Allocate a zeroed float buffer owned by the checkpoint (freed by hk_ckpt_close); NULL (with
  * hk_last_error set) when out of memory. */
 float *hk_ckpt_alloc_f32(hk_ckpt *c, size_t n);

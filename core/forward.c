@@ -213,7 +213,8 @@ static void state_free(fwd_state *s) {
 /* ---- layer pieces ---- */
 
 static void linear(const hk_linear *l, const float *x, int64_t rows, float *y) {
-    hk_k_linear(x, rows, l->n_in, l->w, l->ld, l->in_out, l->b, l->n_out, y, l->n_out);
+    hk_k_linear_q(x, rows, l->n_in, l->w, l->ld, l->in_out, l->qtype, l->qw, l->q_ld, l->b,
+                  l->n_out, y, l->n_out);
 }
 
 static void activation(hk_act_kind a, float *x, int64_t n) {

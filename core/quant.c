@@ -21,6 +21,13 @@
 #include <string.h>
 
 #include "dtype.h"
+#include "kernels/cpu/kernels.h" /* HK_K_Q*: the quantized kernels' type numbers */
+#include "kernels/cpu/qblock.h"  /* the packed K-quant scales, read as the kernels read them */
+
+_Static_assert((int)HK_K_Q8_0 == HK_GGML_Q8_0 && (int)HK_K_Q4_0 == HK_GGML_Q4_0 &&
+                   (int)HK_K_Q4_1 == HK_GGML_Q4_1 && (int)HK_K_Q4_K == HK_GGML_Q4_K &&
+                   (int)HK_K_Q5_K == HK_GGML_Q5_K && (int)HK_K_Q6_K == HK_GGML_Q6_K,
+               "kernels/cpu's quantized type numbers are ggml's");
 
 static const struct {
     uint32_t type;
@@ -90,27 +97,14 @@ static void q4_1(const uint8_t *b, float *y) { // [32]
     }
 }
 
-/* Sub-block j's 6-bit scale and min from Q4_K's 12 packed bytes: sub-blocks 0..3 use the low
- * 6 bits of bytes j and j+4; 4..7 take 4 bits from byte j+4 and the top 2 bits of bytes j-4
- * (scale) and j (min). */
-static void k4_scale_min(int j, const uint8_t *q, int *sc, int *mn) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *mn = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
-        *mn = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
 static void q4_k(const uint8_t *b, float *y) { // [256]
     const float d = f16_at(b), dmin = f16_at(b + 2);
     const uint8_t *scales = b + 4, *qs = b + 16;
     /* 4 chunks of 64 elements over 32 bytes: low nibbles are sub-block 2c, high 2c+1 */
     for (int c = 0; c < 4; c++) {
         int sc0, mn0, sc1, mn1;
-        k4_scale_min(2 * c, scales, &sc0, &mn0);
-        k4_scale_min(2 * c + 1, scales, &sc1, &mn1);
+        hk_qb_k4_scale_min(2 * c, scales, &sc0, &mn0);
+        hk_qb_k4_scale_min(2 * c + 1, scales, &sc1, &mn1);
         const float d0 = d * (float)sc0, m0 = dmin * (float)mn0;
         const float d1 = d * (float)sc1, m1 = dmin * (float)mn1;
         for (int l = 0; l < 32; l++) {
@@ -172,8 +166,8 @@ static void q5_k(const uint8_t *b, float *y) { // [256]
     const uint8_t *scales = b + 4, *qh = b + 16, *ql = b + 48;
     for (int c = 0; c < 4; c++, ql += 32) {
         int sc0, mn0, sc1, mn1;
-        k4_scale_min(2 * c, scales, &sc0, &mn0);
-        k4_scale_min(2 * c + 1, scales, &sc1, &mn1);
+        hk_qb_k4_scale_min(2 * c, scales, &sc0, &mn0);
+        hk_qb_k4_scale_min(2 * c + 1, scales, &sc1, &mn1);
         const float d0 = d * (float)sc0, m0 = dmin * (float)mn0;
         const float d1 = d * (float)sc1, m1 = dmin * (float)mn1;
         const uint8_t u0 = (uint8_t)(1u << (2 * c)), u1 = (uint8_t)(2u << (2 * c));

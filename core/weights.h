@@ -1,5 +1,7 @@
 /* Canonical weights: f32 views the generic forward reads. Pointers either alias the
- * mmapped checkpoint (f32 tensors, zero-copy) or buffers owned by the checkpoint's arena. */
+ * mmapped checkpoint (f32 tensors, zero-copy) or buffers owned by the checkpoint's arena.
+ * A linear loaded from GGUF blocks that kernels/cpu has a kernel for also keeps the blocks
+ * (qw): decode and small batches read those, larger batches the f32 w. */
 #ifndef HK_CORE_WEIGHTS_H
 #define HK_CORE_WEIGHTS_H
 
@@ -16,6 +18,11 @@ typedef struct {
     int64_t n_in, n_out;
     int64_t ld;
     bool in_out;
+    /* ggml blocks of W (in_out false only): row o at qw + o * q_ld bytes, of ggml type qtype
+     * (core/quant.h); qw NULL when the linear has f32 weights only */
+    const void *qw;
+    size_t q_ld;
+    uint32_t qtype;
 } hk_linear;
 
 typedef struct {

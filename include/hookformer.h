@@ -55,10 +55,32 @@ typedef struct hk_model hk_model;
 
 /* Load a Hugging Face checkpoint folder (config.json + model.safetensors, or a sharded
  * model.safetensors.index.json), or a .gguf file (architectures llama and qwen2; F32, F16,
- * BF16, Q8_0, Q4_0, Q4_1, Q4_K and Q6_K tensors, dequantized at load; the tokenizer from its
- * tokenizer.ggml.* metadata). Weights are computed in f32. A malformed file is HK_ERR_FORMAT
- * naming the file and the key or tensor. */
+ * BF16, Q8_0, Q4_0, Q4_1, Q4_K and Q6_K tensors; the tokenizer from its tokenizer.ggml.*
+ * metadata). Weights are dequantized to f32 at load; quantized GGUF linears also keep their
+ * blocks for decode (hk_load_opts below: HK_WEIGHTS_BLOCKS, the default). A malformed file is
+ * HK_ERR_FORMAT naming the file and the key or tensor. */
 hk_status hk_model_load(const char *dir, hk_model **out);
+
+/* How a .gguf file's quantized weights are held (safetensors checkpoints ignore it). */
+typedef enum {
+    /* Default. Linears of Q8_0, Q4_0, Q4_1, Q4_K, Q5_K or Q6_K blocks keep them (in the mapped
+     * file) and decode / batches of up to 8 rows compute on them, with the activations
+     * quantized to 8 bits per block as llama.cpp does (results differ from f32 by that
+     * rounding); larger batches (prefill) use an f32 copy dequantized at load. */
+    HK_WEIGHTS_BLOCKS = 0,
+    /* Everything dequantized at load and computed in f32 (the reference path). */
+    HK_WEIGHTS_F32 = 1,
+} hk_weights_mode;
+
+typedef struct {
+    hk_weights_mode weights;
+} hk_load_opts;
+
+/* {.weights = HK_WEIGHTS_BLOCKS} */
+hk_load_opts hk_load_default_opts(void);
+/* hk_model_load with options (NULL: the defaults). An unknown weights mode is
+ * HK_ERR_INVALID_ARG. */
+hk_status hk_model_load_opts(const char *dir, const hk_load_opts *opts, hk_model **out);
 void hk_model_free(hk_model *m);
 
 /* Canonical config as a JSON string; free with hk_free(). */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "kernels/cpu/kernels.h"
 #include "core/json.h"
 
 static hk_status bind_2d(hk_ckpt *ck, const char *prefix, int64_t rows, int64_t cols,
@@ -24,11 +25,27 @@ static hk_status bind_bias(hk_ckpt *ck, const char *prefix, int64_t n, bool bias
     return hk_ckpt_f32(ck, name, 1, &n, b);
 }
 
+void hk_bind_blocks(const hk_ckpt *ck, hk_linear *l) {
+    uint32_t type;
+    const void *data;
+    size_t row_bytes;
+    l->qw = NULL;
+    if (!hk_ckpt_keep_blocks(ck) || l->in_out || l->ld != l->n_in ||
+        !hk_ckpt_blocks_of(ck, l->w, &type, &data, &row_bytes) ||
+        !hk_k_qlinear_supports(type, l->n_in))
+        return;
+    l->qw = data;
+    l->q_ld = row_bytes;
+    l->qtype = type;
+}
+
 hk_status hk_bind_linear(hk_ckpt *ck, const char *prefix, int64_t n_out, int64_t n_in, bool bias,
                          hk_linear *out) {
     *out = (hk_linear){.n_in = n_in, .n_out = n_out, .ld = n_in, .in_out = false};
     hk_status st = bind_2d(ck, prefix, n_out, n_in, &out->w);
-    return st != HK_OK ? st : bind_bias(ck, prefix, n_out, bias, &out->b);
+    if (st != HK_OK) return st;
+    hk_bind_blocks(ck, out);
+    return bind_bias(ck, prefix, n_out, bias, &out->b);
 }
 
 hk_status hk_bind_conv1d(hk_ckpt *ck, const char *prefix, int64_t n_in, int64_t n_out, bool bias,
@@ -65,6 +82,7 @@ hk_linear hk_linear_slice(const hk_linear *fused, int64_t first, int64_t n) {
     /* [out, in]: rows first..first+n; [in, out]: columns first..first+n (same ld) */
     l.w = fused->in_out ? fused->w + first : fused->w + first * fused->ld;
     l.b = fused->b ? fused->b + first : NULL;
+    if (fused->qw) l.qw = (const uint8_t *)fused->qw + (size_t)first * fused->q_ld;
     return l;
 }
 
@@ -72,13 +90,18 @@ hk_status hk_bind_unembed(hk_ckpt *ck, const char *name, const hk_config *cfg,
                           const float *tok_embed, hk_linear *out) {
     int64_t shape[2] = {cfg->d_vocab, cfg->d_model};
     *out = (hk_linear){.n_in = cfg->d_model, .n_out = cfg->d_vocab, .ld = cfg->d_model};
-    if (hk_ckpt_find(ck, name)) return hk_ckpt_f32(ck, name, 2, shape, &out->w);
+    if (hk_ckpt_find(ck, name)) {
+        hk_status st = hk_ckpt_f32(ck, name, 2, shape, &out->w);
+        if (st == HK_OK) hk_bind_blocks(ck, out);
+        return st;
+    }
     if (!cfg->tied_embeddings)
         return hk_errorf(HK_ERR_NOT_FOUND,
                          "checkpoint has no tensor '%s' and the config does not tie the "
                          "embeddings (tie_word_embeddings is false)",
                          name);
     out->w = tok_embed;
+    hk_bind_blocks(ck, out); /* the embedding's blocks, when it was dequantized from some */
     return HK_OK;
 }
 

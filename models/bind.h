@@ -21,7 +21,12 @@ hk_status hk_bind_norm(hk_ckpt *ck, const char *prefix, int64_t d, bool bias,
 /* "<prefix>.weight" [d] stored as Gemma stores RMSNorm weights (the norm multiplies by 1 + w,
  * computed in f32): bound as 1 + w, in a buffer the checkpoint owns. */
 hk_status hk_bind_norm_plus1(hk_ckpt *ck, const char *prefix, int64_t d, hk_norm_weights *out);
-/* The output features [first, first + n) of a fused linear, as a linear of its own. */
+/* Keep the GGUF blocks that l->w was dequantized from in l->qw (when the checkpoint keeps
+ * blocks, l is [out, in] with ld == n_in and kernels/cpu has a kernel for the type); else
+ * l->qw = NULL. hk_bind_linear and hk_bind_unembed call it. */
+void hk_bind_blocks(const hk_ckpt *ck, hk_linear *l);
+/* The output features [first, first + n) of a fused linear, as a linear of its own (its
+ * blocks too). */
 hk_linear hk_linear_slice(const hk_linear *fused, int64_t first, int64_t n);
 /* Unembedding: "<name>" [d_vocab, d_model] if present, else tied to tok_embed (error if the
  * config says untied). */

@@ -157,21 +157,33 @@ static hk_status qwen2_config(const hk_ckpt *ck, hk_config *c) {
 }
 
 /* Undo llama.cpp's row order in each head of n_heads: GGUF row 2i + j holds HF row
- * j * d_head/2 + i. rows: [n_heads * d_head, row_len]. */
-static hk_status unpermute_heads(float *rows, int64_t n_heads, int64_t d_head, int64_t row_len) {
-    float *tmp = malloc((size_t)(d_head * row_len) * sizeof *tmp); /* [d_head, row_len] */
+ * j * d_head/2 + i. rows: [n_heads * d_head] rows of row_bytes bytes (f32 values or ggml
+ * blocks alike: a row's bytes move as a whole). */
+static hk_status unpermute_heads(void *rows, int64_t n_heads, int64_t d_head, size_t row_bytes) {
+    uint8_t *tmp = malloc((size_t)d_head * row_bytes); /* [d_head rows] */
     if (!tmp) return hk_errorf(HK_ERR_NOMEM, "out of memory un-permuting attention rows");
     const int64_t half = d_head / 2;
     for (int64_t h = 0; h < n_heads; h++) {
-        float *head = rows + h * d_head * row_len;
-        memcpy(tmp, head, (size_t)(d_head * row_len) * sizeof *tmp);
+        uint8_t *head = (uint8_t *)rows + (size_t)(h * d_head) * row_bytes;
+        memcpy(tmp, head, (size_t)d_head * row_bytes);
         for (int64_t i = 0; i < half; i++)
             for (int64_t j = 0; j < 2; j++)
-                memcpy(head + (j * half + i) * row_len, tmp + (2 * i + j) * row_len,
-                       (size_t)row_len * sizeof *tmp);
+                memcpy(head + (size_t)(j * half + i) * row_bytes,
+                       tmp + (size_t)(2 * i + j) * row_bytes, row_bytes);
     }
     free(tmp);
     return HK_OK;
+}
+
+/* The blocks of a permuted projection, un-permuted into a copy the checkpoint owns. */
+static hk_status unpermute_blocks(hk_ckpt *ck, int64_t n_heads, int64_t d_head, hk_linear *l) {
+    if (!l->qw) return HK_OK;
+    const size_t bytes = (size_t)l->n_out * l->q_ld;
+    void *copy = hk_ckpt_alloc_f32(ck, (bytes + sizeof(float) - 1) / sizeof(float));
+    if (!copy) return HK_ERR_NOMEM;
+    memcpy(copy, l->qw, bytes);
+    l->qw = copy;
+    return unpermute_heads(copy, n_heads, d_head, l->q_ld);
 }
 
 static hk_status bind_rope_proj(hk_ckpt *ck, const char *prefix, int64_t n_heads,
@@ -184,13 +196,14 @@ static hk_status bind_rope_proj(hk_ckpt *ck, const char *prefix, int64_t n_heads
     int64_t shape[2] = {n_out, c->d_model};
     snprintf(name, sizeof name, "%s.weight", prefix);
     if ((st = hk_ckpt_f32_mut(ck, name, 2, shape, &w)) ||
-        (st = unpermute_heads(w, n_heads, c->d_head, c->d_model)))
+        (st = unpermute_heads(w, n_heads, c->d_head, (size_t)c->d_model * sizeof *w)) ||
+        (st = unpermute_blocks(ck, n_heads, c->d_head, out)))
         return st;
     out->w = w;
     if (!c->qkv_bias) return HK_OK;
     snprintf(name, sizeof name, "%s.bias", prefix);
     if ((st = hk_ckpt_f32_mut(ck, name, 1, &n_out, &b)) ||
-        (st = unpermute_heads(b, n_heads, c->d_head, 1)))
+        (st = unpermute_heads(b, n_heads, c->d_head, sizeof *b)))
         return st;
     out->b = b;
     return HK_OK;

@@ -129,10 +129,11 @@ static hk_status gguf_config(const hk_ckpt *ck, const hk_gguf_adapter **adapter,
     return hk_config_validate(cfg, g->path);
 }
 
-static hk_status load_gguf(struct hk_model *m) {
+static hk_status load_gguf(struct hk_model *m, const hk_load_opts *opts) {
     const hk_gguf_adapter *adapter = NULL;
     hk_status st = hk_ckpt_open(m->source, &m->ckpt);
     if (st || (st = gguf_config(m->ckpt, &adapter, &m->cfg))) return st;
+    hk_ckpt_set_keep_blocks(m->ckpt, opts->weights == HK_WEIGHTS_BLOCKS);
     if (!(m->w.blocks = calloc((size_t)m->cfg.n_layers, sizeof *m->w.blocks)))
         return hk_errorf(HK_ERR_NOMEM, "hk_model_load: out of memory");
     if ((st = adapter->bind_weights(m->ckpt, &m->cfg, &m->w)))
@@ -149,7 +150,7 @@ static hk_status load_gguf(struct hk_model *m) {
     return HK_OK;
 }
 
-static hk_status load_model(const char *src, hk_model **out) {
+static hk_status load_model(const char *src, const hk_load_opts *opts, hk_model **out) {
     *out = NULL;
     if (is_gguf_path(src)) {
         struct hk_model *m = calloc(1, sizeof *m);
@@ -157,7 +158,7 @@ static hk_status load_model(const char *src, hk_model **out) {
             free(m);
             return hk_errorf(HK_ERR_NOMEM, "hk_model_load: out of memory");
         }
-        hk_status st = load_gguf(m);
+        hk_status st = load_gguf(m, opts);
         if (!st) {
             m->n_params = count_params(m->ckpt);
             st = hk_points_build(&m->cfg, &m->points);
@@ -201,12 +202,24 @@ fail:
     return st;
 }
 
+hk_load_opts hk_load_default_opts(void) { return (hk_load_opts){.weights = HK_WEIGHTS_BLOCKS}; }
+
 hk_status hk_model_load(const char *src, hk_model **out) {
+    return hk_model_load_opts(src, NULL, out);
+}
+
+hk_status hk_model_load_opts(const char *src, const hk_load_opts *opts, hk_model **out) {
     if (!src || !out) return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_load: NULL argument");
+    *out = NULL;
+    const hk_load_opts o = opts ? *opts : hk_load_default_opts();
+    if (o.weights != HK_WEIGHTS_BLOCKS && o.weights != HK_WEIGHTS_F32)
+        return hk_errorf(HK_ERR_INVALID_ARG,
+                         "hk_model_load: hk_load_opts.weights is %d, expected HK_WEIGHTS_BLOCKS "
+                         "(0) or HK_WEIGHTS_F32 (1)", (int)o.weights);
     /* what the process held before, and what loading added: the estimate's runtime and load
      * rows (core/estimate.c) */
     const size_t before = hk_rss_now();
-    hk_status st = load_model(src, out);
+    hk_status st = load_model(src, &o, out);
     if (st == HK_OK) {
         const size_t after = hk_rss_now();
         (*out)->rss_before_load = before;

@@ -1,6 +1,7 @@
 /* hookformer generate: greedy decoding or sampling after a prompt (ids or text), through the
  * KV cache (hk_generate); prints the generated text (a model with a tokenizer) or ids. Plugins'
  * hooks fire at every prefill chunk and every decode step. */
+#include "weights_opt.h"
 #include "commands.h"
 
 #include <errno.h>
@@ -33,6 +34,7 @@ static const cli_opt generate_opts[] = {
     {"ctx", "N", "context of this run: prompt + max-new must fit, else exit 1 (default: "
                  "none; past max_position_embeddings warns)"},
     CLI_OPT_THREADS,
+    CLI_OPT_WEIGHTS,
     CLI_OPT_PLUGIN,
     {"verbose", NULL, "print prefill and decode tokens/s to stderr (default: on a terminal)"},
     {NULL, NULL, NULL},
@@ -131,6 +133,8 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_int(&a, "chunk", 0, INT64_MAX, 0, &chunk))) return rc;
     if ((rc = cli_int(&a, "ctx", 1, INT64_MAX, 0, &ctx))) return rc;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     size_t mem_limit;
     if ((rc = cli_mem_limit(&a, "mem-limit", &mem_limit))) return rc;
     if (temperature == 0.0 && (cli_has(&a, "top-k") || cli_has(&a, "top-p")))
@@ -156,7 +160,7 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
     hk_model *m = NULL;
     hk_hooks *hooks = NULL;
     int32_t *stop_ids = NULL, *out = NULL;
-    hk_status st = hk_model_load(dir, &m);
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
                                hk_status_name(st));
@@ -274,7 +278,7 @@ const cli_command cmd_generate = {
     .usage = "--model DIR (--tokens IDS | --prompt TEXT | --prompts FILE) --max-new N\n"
              "       [--[no-]prepend-bos] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
              "       [--stop IDS] [--ids] [--chunk C] [--ctx N] [--mem-limit SIZE] [--threads N] "
-             "[--plugin SPEC]... [--verbose]",
+             "[--weights blocks|f32] [--plugin SPEC]... [--verbose]",
     .description =
         "Feeds the prompt through a KV cache (in chunks of --chunk positions), then chooses one\n"
         "token per step and feeds it back, and prints what it generated (not the prompt): the\n"

@@ -1,6 +1,7 @@
 /* hookformer run: one forward pass over one token sequence; prints the top-k next tokens.
  * With --plugin: loads each plugin (hooks/plugin.c) in order before the run and finishes them,
  * in the same order, after the top-k table. */
+#include "weights_opt.h"
 #include "commands.h"
 
 #include <math.h>
@@ -20,6 +21,7 @@ static const cli_opt run_opts[] = {
     CLI_OPTS_PROMPT,
     {"top-k", "K", "how many next tokens to print (default 10)"},
     CLI_OPT_THREADS,
+    CLI_OPT_WEIGHTS,
     CLI_OPT_PLUGIN,
     CLI_OPT_CHUNK,
     CLI_OPT_MEM_LIMIT,
@@ -160,6 +162,8 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
     if ((rc = cli_int(&a, "top-k", 1, INT64_MAX, 10, &top_k))) return rc;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     int64_t chunk, ctx;
     if ((rc = cli_int(&a, "chunk", 1, INT64_MAX, 0, &chunk))) return rc;
     if ((rc = cli_int(&a, "ctx", 1, INT64_MAX, 0, &ctx))) return rc;
@@ -180,7 +184,7 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     hk_model *m = NULL;
     hk_hooks *hooks = NULL;
 
-    hk_status st = hk_model_load(dir, &m);
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
                                hk_status_name(st));
@@ -237,7 +241,7 @@ const cli_command cmd_run = {
     .usage = "--model DIR (--tokens IDS | --prompt TEXT | --prompts FILE) [--top-k K]\n"
              "       [--[no-]prepend-bos] [--threads N] [--chunk C] [--mem-limit SIZE] "
              "[--all-logits]\n"
-             "       [--ctx N] [--plugin SPEC]...",
+             "       [--ctx N] [--weights blocks|f32] [--plugin SPEC]...",
     .description =
         "Loads the model, runs the forward pass over the prompt, and prints the k most likely\n"
         "tokens after the last one: rank, token id, logit, probability (softmax over the whole\n"
@@ -253,6 +257,11 @@ const cli_command cmd_run = {
         "stderr naming the limit (positions beyond it were not trained); a learned position\n"
         "table (GPT-2) cannot be exceeded (exit 1). --ctx N refuses a prompt longer than N\n"
         "(exit 1), the strict form; generate follows the same rule.\n"
+        "\n"
+        "--weights (GGUF files): blocks, the default, keeps Q8_0/Q4_0/Q4_1/Q4_K/Q5_K/Q6_K\n"
+        "linears in their blocks for decode and batches of up to 8 positions (activations\n"
+        "rounded to 8 bits per block, as llama.cpp does), with an f32 copy for longer\n"
+        "prompts; f32 dequantizes everything at load and computes in f32 (generate too).\n"
         "\n" CLI_PROMPT_HELP "\n"
         "\n"
         "--plugin loads a C plugin (a .so exporting hookformer_plugin(), see docs/PLUGINS.md)\n"

@@ -25,6 +25,38 @@ int hk_k_get_threads(void);
 void hk_k_linear(const float *x, int64_t n, int64_t in, const float *w, int64_t ldw, bool in_out,
                  const float *b, int64_t out, float *y, int64_t ldy);
 
+/* ---- matrix products on ggml weight blocks (decode and small batches) ----
+ * W [out, in] stored as GGUF holds it: each row in blocks of `type` along in, rows ldw bytes
+ * apart. The activations are quantized on the fly to 8-bit blocks (per 32 or 256 elements,
+ * scale max|x|/127), dot products are integer inside a block and f32 across blocks; output
+ * rows are split across the thread team. AVX2+FMA+F16C when the CPU has them, else portable C.
+ * Type numbers are ggml's (core/quant.h's HK_GGML_* carry the same values). */
+enum {
+    HK_K_Q4_0 = 2,
+    HK_K_Q4_1 = 3,
+    HK_K_Q8_0 = 8,
+    HK_K_Q4_K = 12,
+    HK_K_Q5_K = 13,
+    HK_K_Q6_K = 14,
+};
+/* activation rows up to which hk_k_linear_q takes the blocks (beyond: f32 GEMM, OpenBLAS) */
+#define HK_K_QLINEAR_MAX_ROWS 8
+/* Has a kernel for `type` with rows of `in` elements (a multiple of the type's block)? */
+bool hk_k_qlinear_supports(uint32_t type, int64_t in);
+/* y[n, out] = x[n, in] · Wᵀ (+ b); y row stride ldy. false (y untouched) when the type or in
+ * is not supported (hk_k_qlinear_supports) or scratch memory ran out. */
+bool hk_k_qlinear(const float *x, int64_t n, int64_t in, uint32_t type, const void *w,
+                  size_t ldw, const float *b, int64_t out, float *y, int64_t ldy);
+/* The linear of a weight that may also have blocks: hk_k_qlinear on qw (q_ld bytes per row)
+ * when qw is set and n <= HK_K_QLINEAR_MAX_ROWS, else (or when it returns false) hk_k_linear
+ * on the f32 w. */
+void hk_k_linear_q(const float *x, int64_t n, int64_t in, const float *w, int64_t ldw,
+                   bool in_out, uint32_t qtype, const void *qw, size_t q_ld, const float *b,
+                   int64_t out, float *y, int64_t ldy);
+/* Tests: force the portable kernels (false: back to the run-time choice); which one runs. */
+void hk_k_qlinear_force_generic(bool on);
+const char *hk_k_qlinear_isa(void); /* "avx2+fma+f16c" or "generic" */
+
 /* ---- norms ----
  * x, y: [n, d] (y may alias x). scale_out: [n] or NULL, receives the per-row divisor
  * (LayerNorm: sqrt(var + eps); RMSNorm: sqrt(mean(x²) + eps)) — TransformerLens hook_scale.

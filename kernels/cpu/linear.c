@@ -9,14 +9,19 @@
 
 /* multiply-adds below which one thread does the whole product (a fork costs microseconds) */
 #define HK_GEMM_PAR_MIN (1 << 20)
+/* the same for decode and small batches (up to HK_K_QLINEAR_MAX_ROWS rows): their products
+ * stream the whole weight matrix for few rows, so even a 576 x 576 f32 matrix (1.3 MB, ~0.1 ms
+ * of memory traffic) pays a fork back many times over */
+#define HK_GEMV_PAR_MIN (1 << 16)
 /* column slices are multiples of this (a cache line of floats) */
 #define HK_GEMM_COL_ALIGN 16
 
 /* Threads for a product of `macs` multiply-adds over `cols` output columns: 1 when small,
  * inside a parallel region, or when there are too few columns to split. */
-static int gemm_threads(int64_t macs, int64_t cols) {
+static int gemm_threads(int64_t macs, int64_t rows, int64_t cols) {
     const int nth = omp_get_max_threads();
-    if (nth < 2 || macs < HK_GEMM_PAR_MIN || omp_in_parallel()) return 1;
+    const int64_t min = rows <= HK_K_QLINEAR_MAX_ROWS ? HK_GEMV_PAR_MIN : HK_GEMM_PAR_MIN;
+    if (nth < 2 || macs < min || omp_in_parallel()) return 1;
     const int64_t slices = cols / HK_GEMM_COL_ALIGN;
     if (slices < 2) return 1;
     return slices < nth ? (int)slices : nth;
@@ -43,7 +48,7 @@ void hk_k_sgemm(bool b_trans, int64_t m, int64_t n, int64_t k, float alpha, cons
                 int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
     if (m <= 0 || n <= 0) return;
     hk_k_blas_init();
-    const int nt = gemm_threads(m * n * k, n);
+    const int nt = gemm_threads(m * n * k, m, n);
     if (nt == 1) {
         sgemm_cols(b_trans, m, k, alpha, a, lda, b, ldb, beta, c, ldc, 0, n);
         return;
@@ -90,7 +95,7 @@ void hk_k_linear(const float *x, int64_t n, int64_t in, const float *w, int64_t 
                  const float *b, int64_t out, float *y, int64_t ldy) {
     if (n <= 0 || out <= 0) return;
     hk_k_blas_init();
-    const int nt = gemm_threads(n * out * (in > 0 ? in : 0), out);
+    const int nt = gemm_threads(n * out * (in > 0 ? in : 0), n, out);
     if (nt == 1) {
         linear_cols(x, n, in, w, ldw, in_out, b, y, ldy, 0, out);
         return;

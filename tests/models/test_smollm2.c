@@ -49,7 +49,10 @@ static int setup(void **st) {
         return 0;
     }
     state *s = calloc(1, sizeof *s);
-    if (hk_model_load(path, &s->m) != HK_OK) {
+    /* the transformers parity of the dequantized weights (the default, blocks, rounds the
+     * activations to 8 bits in decode: test_qweights) */
+    const hk_load_opts o = {.weights = HK_WEIGHTS_F32};
+    if (hk_model_load_opts(path, &o, &s->m) != HK_OK) {
         print_error("load %s: %s\n", path, hk_last_error());
         free(s);
         return -1;

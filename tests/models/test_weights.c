@@ -249,7 +249,9 @@ static void apply_norm(hk_model *m, const char *prefix, const float *x, int64_t 
 }
 
 static void check_semantics(const char *fixture) {
-    hk_model *m = fixture_model(fixture);
+    /* the weights as the forward computes with them: f32 (blocks differ by the activations'
+     * 8-bit rounding; tests/models/test_qweights.c covers them) */
+    hk_model *m = fixture_model_weights(fixture, HK_WEIGHTS_F32);
     const char *pats[] = {"hook_embed",          "blocks.1.ln1.hook_normalized",
                           "blocks.1.attn.hook_q", "blocks.1.attn.hook_k",
                           "blocks.1.attn.hook_v", "blocks.1.attn.hook_z",

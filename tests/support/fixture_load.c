@@ -9,11 +9,14 @@
 
 #include <cmocka.h>
 
-hk_model *fixture_model(const char *name) {
+hk_model *fixture_model(const char *name) { return fixture_model_weights(name, HK_WEIGHTS_BLOCKS); }
+
+hk_model *fixture_model_weights(const char *name, hk_weights_mode weights) {
     char dir[1024];
     fixture_path(name, dir, sizeof dir);
     hk_model *m = NULL;
-    if (hk_model_load(dir, &m) != HK_OK) fail_msg("load %s: %s", dir, hk_last_error());
+    const hk_load_opts o = {.weights = weights};
+    if (hk_model_load_opts(dir, &o, &m) != HK_OK) fail_msg("load %s: %s", dir, hk_last_error());
     return m;
 }
 

@@ -26,6 +26,9 @@ int32_t *ids_from_i64(const void *data, int64_t n);
 
 /* hk_model_load of fixture `name`; a failure "load DIR: hk_last_error()" otherwise. */
 hk_model *fixture_model(const char *name);
+/* Same, with the GGUF weights held as `weights` says (fixture_model: HK_WEIGHTS_BLOCKS, the
+ * library's default). */
+hk_model *fixture_model_weights(const char *name, hk_weights_mode weights);
 /* hk_ckpt_open of <fixtures_root()>/<family>/<file>; a failure "PATH: hk_last_error()". */
 hk_ckpt *fixture_ckpt(const char *family, const char *file);
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cli_run.h"
+#include "fixtures.h"
 #include "hookformer.h"
 
 static const char *g_exe;
@@ -151,6 +152,10 @@ static void test_usage_errors(void **state) {
          "--threads: expected an integer in [1, 1024], got '0'"},
         {{"run", "--model", BAD_DIR, "--tokens", "1", "--threads", "two"},
          "--threads: expected an integer in [1, 1024], got 'two'"},
+        {{"run", "--model", BAD_DIR, "--tokens", "1", "--weights", "fp16"},
+         "--weights: \"fp16\" is not a mode (expected blocks or f32)"},
+        {{"generate", "--model", BAD_DIR, "--tokens", "1", "--max-new", "2", "--weights", ""},
+         "--weights"},
         {{"run", "--model", BAD_DIR, "--tokens", "1", "--bogus"}, "unknown option '--bogus'"},
         {{"run", "--model", BAD_DIR, "--tokens", "1", "--bogus=3"}, "unknown option '--bogus'"},
         {{"run", "--model", BAD_DIR, "--tokens", "1", "-k", "3"}, "unexpected argument '-k'"},
@@ -456,6 +461,27 @@ static void test_run_past_max_positions(void **state) {
     cli_result_free(&r);
 }
 
+/* --weights: a 3-token prompt on a Q4_1 GGUF runs on the blocks by default (8-bit activations:
+ * logits a little off f32's) and on the dequantized f32 weights with --weights f32. */
+static void test_run_weights(void **state) {
+    (void)state;
+    char path[1024];
+    fixture_path("gguf/llama_q4_1.gguf", path, sizeof path);
+    const char *modes[] = {NULL, "blocks", "f32"};
+    char *out[3];
+    for (int i = 0; i < 3; i++) {
+        cli_result r = modes[i] ? cli_run(g_exe, "run", "--model", path, "--tokens", "1,2,3",
+                                          "--weights", modes[i], NULL)
+                                : cli_run(g_exe, "run", "--model", path, "--tokens", "1,2,3", NULL);
+        cli_expect_status(&r, 0, "run --weights");
+        out[i] = strdup(r.out);
+        cli_result_free(&r);
+    }
+    assert_string_equal(out[0], out[1]);         /* blocks is the default */
+    assert_true(strcmp(out[1], out[2]) != 0);     /* and not the f32 path */
+    for (int i = 0; i < 3; i++) free(out[i]);
+}
+
 static void test_info_fixture(void **state) {
     (void)state;
     char dir[4096];
@@ -509,6 +535,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_run_mem_limit),
         cmocka_unit_test(test_run_all_logits),
         cmocka_unit_test(test_run_past_max_positions),
+        cmocka_unit_test(test_run_weights),
         cmocka_unit_test(test_info_fixture),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
