@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli_opts.h"
+#include "device.h"
 #include "hookformer.h"
 #include "context.h"
 #include "mem_limit.h"
@@ -20,6 +21,7 @@
 
 static const cli_opt generate_opts[] = {
     CLI_OPT_MODEL,
+    CLI_OPTS_DEVICE,
     CLI_OPTS_PROMPT,
     {"max-new", "N", "how many tokens to generate (fewer when a --stop id comes); required"},
     {"temperature", "T", "0 (default): greedy argmax; > 0: sample from softmax(logits / T)"},
@@ -119,6 +121,8 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
     size_t n_stop = 0;
     double temperature, top_p;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     if ((rc = cli_require_str(&a, "max-new", &s))) return rc;
     if ((rc = cli_int(&a, "max-new", 1, INT32_MAX, 0, &max_new))) return rc;
     if ((rc = cli_real(&a, "temperature", 0.0, false, 1e30, 0.0,
@@ -156,7 +160,7 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
     hk_model *m = NULL;
     hk_hooks *hooks = NULL;
     int32_t *stop_ids = NULL, *out = NULL;
-    hk_status st = hk_model_load(dir, &m);
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
                                hk_status_name(st));

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli_opts.h"
+#include "device.h"
 #include "hookformer.h"
 #include "context.h"
 #include "mem_limit.h"
@@ -17,6 +18,7 @@
 
 static const cli_opt run_opts[] = {
     CLI_OPT_MODEL,
+    CLI_OPTS_DEVICE,
     CLI_OPTS_PROMPT,
     {"top-k", "K", "how many next tokens to print (default 10)"},
     CLI_OPT_THREADS,
@@ -158,6 +160,8 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     const char *dir;
     int64_t top_k, threads;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     if ((rc = cli_int(&a, "top-k", 1, INT64_MAX, 10, &top_k))) return rc;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
     int64_t chunk, ctx;
@@ -180,7 +184,7 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     hk_model *m = NULL;
     hk_hooks *hooks = NULL;
 
-    hk_status st = hk_model_load(dir, &m);
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
                                hk_status_name(st));
