@@ -7,6 +7,7 @@
 #include "hookformer.h"
 #include "cli_opts.h"
 #include "sae_opts.h"
+#include "device.h"
 #include "out_path.h"
 #include "plugins.h"
 #include "xp_common.h"
@@ -14,6 +15,7 @@
 
 static const cli_opt ablate_opts[] = {
     {"model", "DIR", "model folder; required"},
+    CLI_OPTS_DEVICE,
     {"tokens", "IDS", "a prompt (comma-separated token ids); repeat for several; required"},
     {"answer", "IDS", "correct answer token per prompt (or one for all); required"},
     {"wrong", "IDS", "incorrect answer token per prompt (or one for all); required"},
@@ -109,6 +111,8 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_check_outputs(&a))) return rc; /* before any work */
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     xp_prompts p = {0}, ref = {0};
     xp_answers ans = {0}, wro = {0};
     int64_t layer, batch, threads, seed;
@@ -163,7 +167,7 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
     }
     snprintf(sweep_buf, sizeof sweep_buf, "%s", sweeps);
     if (threads) hk_set_num_threads((int)threads);
-    hk_status st = hk_model_load(dir, &m);
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
         goto done;

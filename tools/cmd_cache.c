@@ -15,6 +15,7 @@
 
 #include "cache_dist.h"
 #include "cli_opts.h"
+#include "device.h"
 #include "hookformer.h"
 #include "out_path.h"
 #include "plugins.h"
@@ -23,6 +24,7 @@
 
 static const cli_opt cache_opts[] = {
     {"model", "DIR", "Hugging Face checkpoint folder; required"},
+    CLI_OPTS_DEVICE,
     CLI_OPTS_PROMPT,
     {"tokens-file", "FILE", "one sequence of token ids per line (comma or space separated)"},
     {"hooks", "GLOBS", "hook names or globs, comma-separated (blocks.*.hook_resid_post); required"},
@@ -351,6 +353,8 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
     const char *dir, *out_path, *hooks_arg = cli_str(&a, "hooks");
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     if ((rc = cli_require_str(&a, "out", &out_path))) return rc;
     const bool resume = cli_has(&a, "resume");
     bool append = cli_has(&a, "append");
@@ -462,7 +466,7 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     seq_list seqs = {0};
     int32_t *tokens = NULL;
     int64_t *lengths = NULL;
-    hk_status st = hk_model_load(dir, &m);
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
                                hk_status_name(st));

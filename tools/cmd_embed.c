@@ -8,12 +8,14 @@
 #include <string.h>
 
 #include "cli_opts.h"
+#include "device.h"
 #include "hookformer.h"
 #include "out_path.h"
 #include "plugins.h"
 
 static const cli_opt embed_opts[] = {
     {"model", "DIR", "Hugging Face checkpoint folder (config.json + *.safetensors); required"},
+    CLI_OPTS_DEVICE,
     {"tokens", "IDS", "one sequence of comma-separated token ids (repeat for more sequences)"},
     {"tokens-file", "FILE", "sequences of token ids, one a line (ids split by commas/spaces)"},
     {"prompt", "TEXT", "one text, encoded with the model's tokenizer (repeat for more)"},
@@ -246,6 +248,8 @@ static int embed_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_check_outputs(&a))) return rc; /* before any work */
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     hk_pooling pooling;
     int normalize;
     if ((rc = parse_pooling(&a, &pooling)) || (rc = parse_normalize(&a, &normalize))) return rc;
@@ -279,7 +283,7 @@ static int embed_main(const cli_command *cmd, int argc, char **argv) {
     hk_hooks *hooks = NULL; /* --plugin: the plugins' hooks fire in the forward */
     int32_t *batch = NULL;
     float *out = NULL;
-    hk_status st = hk_model_load(dir, &m);
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
                                hk_status_name(st));

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli_opts.h"
+#include "device.h"
 #include "hookformer.h"
 #include "mem_limit.h"
 #include "prompt.h"
@@ -15,6 +16,7 @@
 
 static const cli_opt estimate_opts[] = {
     CLI_OPT_MODEL,
+    CLI_OPTS_DEVICE,
     {"ctx", "N", "context: positions per sequence (the session's max_len); or a prompt:"},
     CLI_OPTS_PROMPT,
     {"batch", "B", "sequences run together (default 1)"},
@@ -48,24 +50,16 @@ static int split_patterns(const cli_args *a, char *list, const char **out, size_
 }
 
 /* --device and --weights-dtype (the values the run takes). */
-static int parse_device(const cli_args *a, hk_device *dev, hk_dtype *dt) {
-    const char *d = cli_str(a, "device"), *w = cli_str(a, "weights-dtype");
-    *dev = HK_DEVICE_CPU;
-    *dt = HK_DTYPE_F32;
-    if (d && strcmp(d, "cuda") == 0)
-        *dev = HK_DEVICE_CUDA;
-    else if (d && strcmp(d, "cpu") != 0)
-        return cli_usage_error(a, "--device: '%s' is not one of cpu, cuda", d);
-    if (w && strcmp(w, "f16") == 0)
-        *dt = HK_DTYPE_F16;
-    else if (w && strcmp(w, "bf16") == 0)
-        *dt = HK_DTYPE_BF16;
-    else if (w && strcmp(w, "f32") != 0)
-        return cli_usage_error(a, "--weights-dtype: '%s' is not one of f32, f16, bf16", w);
+/* What the estimate predicts for, from tools/device.c's parse of --device / --weights-dtype
+ * (the test-only device is the CPU's estimate). */
+static int parse_device(const cli_args *a, const hk_load_opts *o, hk_device *dev,
+                        hk_dtype *dt) {
+    *dev = o->device == HK_DEVICE_CUDA ? HK_DEVICE_CUDA : HK_DEVICE_CPU;
+    *dt = o->weights_dtype;
     if (*dev == HK_DEVICE_CPU && *dt != HK_DTYPE_F32)
         return cli_usage_error(a, "--weights-dtype %s needs --device cuda (the CPU computes "
                                   "with f32 weights)",
-                               w);
+                               cli_str(a, "weights-dtype"));
     return 0;
 }
 
@@ -150,6 +144,15 @@ static int estimate_main(const cli_command *cmd, int argc, char **argv) {
     int64_t ctx, batch, chunk, threads;
     size_t limit;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
+    hk_device device;
+    hk_dtype wdtype;
+    if ((rc = parse_device(&a, &load_opts, &device, &wdtype))) return rc;
+    /* the model is read on the CPU whatever --device says: estimate plans a device run from
+     * the checkpoint and needs no GPU */
+    load_opts.device = HK_DEVICE_CPU;
+    load_opts.weights_dtype = HK_DTYPE_F32;
     const bool by_prompt = cli_has(&a, "tokens") || cli_has(&a, "prompt") || cli_has(&a, "prompts");
     if (!cli_has(&a, "ctx") && !by_prompt)
         return cli_usage_error(&a, "missing required option --ctx (or a prompt: --tokens, "
@@ -157,9 +160,6 @@ static int estimate_main(const cli_command *cmd, int argc, char **argv) {
     if (cli_has(&a, "ctx") && by_prompt)
         return cli_usage_error(&a, "--ctx and a prompt both give the context: pass one");
     if ((rc = cli_int(&a, "ctx", 1, INT64_MAX / 2, 0, &ctx))) return rc;
-    hk_device device;
-    hk_dtype wdtype;
-    if ((rc = parse_device(&a, &device, &wdtype))) return rc;
     cli_prompts prompts = {0};
     if (by_prompt && (rc = cli_prompts_read(&a, &prompts))) {
         cli_prompts_free(&prompts);
@@ -184,7 +184,7 @@ static int estimate_main(const cli_command *cmd, int argc, char **argv) {
     if (threads > 0) hk_set_num_threads((int)threads);
 
     hk_model *m = NULL;
-    hk_status st = hk_model_load(dir, &m);
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
                                hk_status_name(st));

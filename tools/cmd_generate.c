@@ -1,7 +1,6 @@
 /* hookformer generate: greedy decoding or sampling after a prompt (ids or text), through the
  * KV cache (hk_generate); prints the generated text (a model with a tokenizer) or ids. Plugins'
  * hooks fire at every prefill chunk and every decode step. */
-#include "weights_opt.h"
 #include "commands.h"
 
 #include <errno.h>
@@ -13,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli_opts.h"
+#include "device.h"
 #include "hookformer.h"
 #include "context.h"
 #include "mem_limit.h"
@@ -21,6 +21,7 @@
 
 static const cli_opt generate_opts[] = {
     CLI_OPT_MODEL,
+    CLI_OPTS_DEVICE,
     CLI_OPTS_PROMPT,
     {"max-new", "N", "how many tokens to generate (fewer when a --stop id comes); required"},
     {"temperature", "T", "0 (default): greedy argmax; > 0: sample from softmax(logits / T)"},
@@ -34,7 +35,6 @@ static const cli_opt generate_opts[] = {
     {"ctx", "N", "context of this run: prompt + max-new must fit, else exit 1 (default: "
                  "none; past max_position_embeddings warns)"},
     CLI_OPT_THREADS,
-    CLI_OPT_WEIGHTS,
     CLI_OPT_PLUGIN,
     {"verbose", NULL, "print prefill and decode tokens/s to stderr (default: on a terminal)"},
     {NULL, NULL, NULL},
@@ -121,6 +121,8 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
     size_t n_stop = 0;
     double temperature, top_p;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     if ((rc = cli_require_str(&a, "max-new", &s))) return rc;
     if ((rc = cli_int(&a, "max-new", 1, INT32_MAX, 0, &max_new))) return rc;
     if ((rc = cli_real(&a, "temperature", 0.0, false, 1e30, 0.0,
@@ -133,8 +135,6 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_int(&a, "chunk", 0, INT64_MAX, 0, &chunk))) return rc;
     if ((rc = cli_int(&a, "ctx", 1, INT64_MAX, 0, &ctx))) return rc;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
-    hk_load_opts load_opts;
-    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     size_t mem_limit;
     if ((rc = cli_mem_limit(&a, "mem-limit", &mem_limit))) return rc;
     if (temperature == 0.0 && (cli_has(&a, "top-k") || cli_has(&a, "top-p")))

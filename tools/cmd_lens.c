@@ -8,6 +8,7 @@
 
 #include "hookformer.h"
 #include "cli_opts.h"
+#include "device.h"
 #include "out_path.h"
 #include "plugins.h"
 #include "text_cell.h"
@@ -15,6 +16,7 @@
 
 static const cli_opt lens_opts[] = {
     {"model", "DIR", "model folder; required"},
+    CLI_OPTS_DEVICE,
     {"tokens", "IDS", "the prompt (comma-separated token ids); repeat for several (DLA); "
                       "the lens reads the first; required"},
     {"prompt", "TEXT", "a prompt as text (instead of --tokens); repeatable"},
@@ -118,6 +120,8 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_check_outputs(&a))) return rc; /* before any work */
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     xp_prompts p = {0};
     xp_answers ans = {0}, wro = {0};
     int64_t k, threads;
@@ -139,7 +143,7 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
         if ((rc = xp_answers_read(&a, "wrong", "wrong-text", p.n, &wro))) goto done;
     }
     if (threads) hk_set_num_threads((int)threads);
-    hk_status st = hk_model_load(dir, &m);
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
         goto done;

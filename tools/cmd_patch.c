@@ -6,6 +6,7 @@
 
 #include "hookformer.h"
 #include "cli_opts.h"
+#include "device.h"
 #include "out_path.h"
 #include "plugins.h"
 #include "xp_common.h"
@@ -13,6 +14,7 @@
 
 static const cli_opt patch_opts[] = {
     {"model", "DIR", "model folder; required"},
+    CLI_OPTS_DEVICE,
     {"clean", "IDS", "a clean prompt (comma-separated token ids); repeat for several; required"},
     {"corrupted", "IDS", "its corrupted version, same count and (without --pos-map) length"},
     {"clean-text", "TEXT", "a clean prompt as text (instead of --clean); repeatable"},
@@ -95,6 +97,8 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_check_outputs(&a))) return rc; /* before any work */
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     xp_prompts clean = {0}, bad = {0};
     xp_answers ans = {0}, wro = {0};
     int64_t *map = NULL, layer, batch, threads;
@@ -131,7 +135,7 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     }
     snprintf(sweep_buf, sizeof sweep_buf, "%s", sweeps);
     if (threads) hk_set_num_threads((int)threads);
-    hk_status st = hk_model_load(dir, &m);
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
         goto done;

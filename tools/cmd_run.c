@@ -1,7 +1,6 @@
 /* hookformer run: one forward pass over one token sequence; prints the top-k next tokens.
  * With --plugin: loads each plugin (hooks/plugin.c) in order before the run and finishes them,
  * in the same order, after the top-k table. */
-#include "weights_opt.h"
 #include "commands.h"
 
 #include <math.h>
@@ -10,6 +9,7 @@
 #include <string.h>
 
 #include "cli_opts.h"
+#include "device.h"
 #include "hookformer.h"
 #include "context.h"
 #include "mem_limit.h"
@@ -18,10 +18,10 @@
 
 static const cli_opt run_opts[] = {
     CLI_OPT_MODEL,
+    CLI_OPTS_DEVICE,
     CLI_OPTS_PROMPT,
     {"top-k", "K", "how many next tokens to print (default 10)"},
     CLI_OPT_THREADS,
-    CLI_OPT_WEIGHTS,
     CLI_OPT_PLUGIN,
     CLI_OPT_CHUNK,
     CLI_OPT_MEM_LIMIT,
@@ -160,10 +160,10 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     const char *dir;
     int64_t top_k, threads;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
-    if ((rc = cli_int(&a, "top-k", 1, INT64_MAX, 10, &top_k))) return rc;
-    if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
     hk_load_opts load_opts;
     if ((rc = cli_load_opts(&a, &load_opts))) return rc;
+    if ((rc = cli_int(&a, "top-k", 1, INT64_MAX, 10, &top_k))) return rc;
+    if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
     int64_t chunk, ctx;
     if ((rc = cli_int(&a, "chunk", 1, INT64_MAX, 0, &chunk))) return rc;
     if ((rc = cli_int(&a, "ctx", 1, INT64_MAX, 0, &ctx))) return rc;

@@ -1,5 +1,6 @@
 /* hookformer steer: an ActAdd steering vector from a prompt pair (or an HDF5 file), added at
  * one layer from a position on, in the prompt and in every generated token. */
+#include "device.h"
 #include "commands.h"
 
 #include <math.h>
@@ -13,6 +14,7 @@
 
 static const cli_opt steer_opts[] = {
     {"model", "DIR", "model folder; required"},
+    CLI_OPTS_DEVICE,
     {"tokens", "IDS", "the prompt to steer (comma-separated token ids); required"},
     {"pos", "IDS", "prompt of the direction to add (with --neg)"},
     {"neg", "IDS", "prompt of the direction to subtract"},
@@ -124,6 +126,8 @@ static int steer_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_check_outputs(&a))) return rc; /* before any work */
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     int32_t *plain = NULL, *steered = NULL;
     xp_prompts pr = {0}, pp = {0}, np = {0};
     int64_t layer, from, max_new, threads;
@@ -193,7 +197,7 @@ static int steer_main(const cli_command *cmd, int argc, char **argv) {
         }
     }
     if (threads) hk_set_num_threads((int)threads);
-    hk_status st = hk_model_load(dir, &m);
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
         goto done;

@@ -233,13 +233,13 @@ static void test_cli(void **state) {
 
     r = cli_run(g_exe, "estimate", "--model", dir, "--ctx", "100", "--device", "gpu", NULL);
     cli_expect_status(&r, 2, "--device gpu");
-    cli_expect_contains(r.err, "--device: 'gpu' is not one of cpu, cuda", "bad device");
+    cli_expect_contains(r.err, "--device 'gpu': expected cpu or cuda", "bad device");
     cli_result_free(&r);
 
     r = cli_run(g_exe, "estimate", "--model", dir, "--ctx", "100", "--device", "cuda",
                 "--weights-dtype", "fp8", NULL);
     cli_expect_status(&r, 2, "--weights-dtype fp8");
-    cli_expect_contains(r.err, "'fp8' is not one of f32, f16, bf16", "bad dtype");
+    cli_expect_contains(r.err, "--weights-dtype 'fp8': expected f32, f16 or bf16", "bad dtype");
     cli_result_free(&r);
 
     r = cli_run(g_exe, "estimate", "--model", dir, "--ctx", "100", "--weights-dtype", "bf16",
