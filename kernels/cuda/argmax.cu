@@ -7,15 +7,13 @@
 __global__ static void argmax_kernel(const float *x, int64_t n, int32_t *out) {
     __shared__ float shv[AM_THREADS];
     __shared__ int64_t shi[AM_THREADS];
-    __shared__ int shn;
     const float *xr = x + (int64_t)blockIdx.x * n;
-    if (threadIdx.x == 0) shn = 0;
-    __syncthreads();
     float bv = -INFINITY;
     int64_t bi = INT64_MAX;
+    int nan = 0;
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
         const float v = xr[j];
-        if (isnan(v)) shn = 1; // benign race: every writer writes 1
+        if (isnan(v)) nan = 1;
         else if (v > bv || (v == bv && j < bi)) {
             bv = v;
             bi = j;
@@ -23,7 +21,8 @@ __global__ static void argmax_kernel(const float *x, int64_t n, int32_t *out) {
     }
     shv[threadIdx.x] = bv;
     shi[threadIdx.x] = bi;
-    __syncthreads();
+    nan = __syncthreads_or(nan); // also the barrier before the reduction
+
     for (int s = AM_THREADS / 2; s > 0; s >>= 1) {
         if ((int)threadIdx.x < s) {
             const float v = shv[threadIdx.x + s];
@@ -38,7 +37,7 @@ __global__ static void argmax_kernel(const float *x, int64_t n, int32_t *out) {
     if (threadIdx.x == 0) {
         // every value -inf: index 0, as a serial scan from -inf keeps the first
         const int64_t i = shi[0] == INT64_MAX ? 0 : shi[0];
-        out[blockIdx.x] = shn ? -1 : (int32_t)i;
+        out[blockIdx.x] = nan ? -1 : (int32_t)i;
     }
 }
 
