@@ -101,7 +101,9 @@ bool hk_model_is_encoder(const hk_model *m);
 
 #define HK_MAX_DIMS 6
 
-typedef enum { HK_DEVICE_CPU = 0, HK_DEVICE_CUDA = 1 } hk_device;
+/* Where a tensor's data lives. HK_DEVICE_TEST is the test-only backend's separate "device"
+ * memory on the host (core/backend_test.c): addressable, but reachable only through copies. */
+typedef enum { HK_DEVICE_CPU = 0, HK_DEVICE_CUDA = 1, HK_DEVICE_TEST = 2 } hk_device;
 
 /* A strided view of an activation. Strides count elements, not bytes. */
 typedef struct {
