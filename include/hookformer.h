@@ -705,6 +705,11 @@ typedef struct {
     int64_t expected_rows;  /* token rows the caller expects to store (0: unknown): a new
                                file's chunks hold about that many rows when it is fewer than
                                ~2 MiB of them, so a small store stays small */
+    bool overlap;           /* write each batch's rows from a second thread while the next
+                               batch runs (two staging buffers per hook; uncompressed stores
+                               only, ignored with compression): a write error then comes back
+                               from the next end_batch, commit or close. Commits still cover
+                               only rows in the file. Default off. */
 } hk_store_opts;
 
 /* {F32, "all", no compression, ctx 0, commit every 1 s, no force, no fsync}. */
