@@ -98,7 +98,7 @@
     X(int, rmsnorm_offset, (const float *x, int64_t n, int64_t d, const float *w,            \
                             float w_offset, float eps, float *y, float *scale_out,           \
                             void *stream))                                                   \
-    X(int, norm_stats, (const float *x, int64_t n, int64_t d, bool center, float eps,        \
+    X(int, norm_stats, (const float *x, int64_t n, int64_t d, bool center, double eps,       \
                         float *mean_out, float *scale_out, void *stream))                    \
     X(int, norm_divide, (const float *x, int64_t n, int64_t d, const float *mean,            \
                          const float *scale, float *y, void *stream))                        \
@@ -107,10 +107,12 @@
     X(int, scale, (float *x, int64_t n, float f, void *stream))                              \
     X(int, softcap, (float *x, int64_t n, float cap, void *stream))                          \
     X(int, sigmoid, (float *x, int64_t n, void *stream))                                     \
-    X(int, scatter_rows, (float *dst, const float *src, int64_t d, const int32_t *idx,       \
+    X(int, gather_rows, (float *dst, const float *src, int64_t d, const int64_t *idx,       \
+                         int64_t div, int64_t n, void *stream))                              \
+    X(int, scatter_rows, (float *dst, const float *src, int64_t d, const int64_t *idx,       \
                           int64_t n, void *stream))                                          \
-    X(int, scatter_add_rows, (float *dst, const float *src, int64_t d, const int32_t *idx,   \
-                              const float *w, int64_t n, void *stream))                      \
+    X(int, combine_rows, (float *y, const float *x, int64_t d, const int64_t *idx,           \
+                          int64_t div, const float *w, int64_t n, void *stream))             \
     X(int, softmax_rows_f64, (const float *x, int64_t rows, int64_t n, float *y,             \
                               void *stream))                                                 \
     X(int, moe_route, (const float *probs, int64_t rows, int64_t n_experts, int64_t k,       \

@@ -188,7 +188,7 @@ int hk_cu_rmsnorm_offset(const float *x, int64_t n, int64_t d, const float *w, f
 /* The pieces of a hooked norm, x [n, d]: row statistics (mean_out [n]: the mean, 0 unless
  * center; scale_out [n]: sqrt(mean((x - mean)²) + eps), both in double, rounded to f32),
  * then y = (x - mean) / scale (y may alias x), then y = y * w + b in place (b may be NULL). */
-int hk_cu_norm_stats(const float *x, int64_t n, int64_t d, bool center, float eps,
+int hk_cu_norm_stats(const float *x, int64_t n, int64_t d, bool center, double eps,
                      float *mean_out, float *scale_out, void *stream);
 int hk_cu_norm_divide(const float *x, int64_t n, int64_t d, const float *mean,
                       const float *scale, float *y, void *stream);
@@ -199,13 +199,16 @@ int hk_cu_scale_bias(float *y, int64_t n, int64_t d, const float *w, const float
 int hk_cu_scale(float *x, int64_t n, float f, void *stream);
 int hk_cu_softcap(float *x, int64_t n, float cap, void *stream);
 int hk_cu_sigmoid(float *x, int64_t n, void *stream);
-/* Rows [n, d] (gathers are hk_cu_embed): dst[idx[i], :] = src[i, :]; and
- * dst[idx[i], :] += w[i] · src[i, :] with idx NULL = row i, w NULL = 1; rows sharing a
- * destination add in index order (deterministic). idx on the device, in range. */
-int hk_cu_scatter_rows(float *dst, const float *src, int64_t d, const int32_t *idx, int64_t n,
+/* Rows of the experts' dispatch (core/backend.h's contracts; idx int64 on the device, in
+ * range): dst [n, d] row i = src row idx[i] / div (div > 0); dst row idx[i] = src [n, d] row
+ * i; y row a / div += w[a] · x [n, d] row i with a = idx[i] (idx NULL: row i += w[i] · x row
+ * i), rows sharing a destination added in index order (deterministic). */
+int hk_cu_gather_rows(float *dst, const float *src, int64_t d, const int64_t *idx, int64_t div,
+                      int64_t n, void *stream);
+int hk_cu_scatter_rows(float *dst, const float *src, int64_t d, const int64_t *idx, int64_t n,
                        void *stream);
-int hk_cu_scatter_add_rows(float *dst, const float *src, int64_t d, const int32_t *idx,
-                           const float *w, int64_t n, void *stream);
+int hk_cu_combine_rows(float *y, const float *x, int64_t d, const int64_t *idx, int64_t div,
+                       const float *w, int64_t n, void *stream);
 /* MoE routing: y = softmax of each row of x [rows, n], exp and sum in double (the router's
  * softmax on the CPU); then per row of probs [rows, E] the top k (ties: lower id first) as
  * ids [rows, k] (floats, the hook's view) and mix [rows, k] (renormalized over the k when

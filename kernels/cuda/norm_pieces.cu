@@ -46,7 +46,7 @@ extern "C" int hk_cu_rmsnorm_offset(const float *x, int64_t n, int64_t d, const 
 
 // mean[row] (0 unless center) and scale[row] = sqrt(mean((x - mean)²) + eps)
 __global__ static void norm_stats_kernel(const float *__restrict__ x, int64_t d, int center,
-                                         float eps, float *mean_out, float *scale_out) {
+                                         double eps, float *mean_out, float *scale_out) {
     __shared__ double sh[NP_THREADS / 32];
     const int64_t row = blockIdx.x;
     const float *xr = x + row * d;
@@ -61,14 +61,14 @@ __global__ static void norm_stats_kernel(const float *__restrict__ x, int64_t d,
         const double c = (double)xr[j] - mean;
         ss += c * c;
     }
-    const double scale = sqrt(np_block_sum(ss, sh) / (double)d + (double)eps);
+    const double scale = sqrt(np_block_sum(ss, sh) / (double)d + eps);
     if (threadIdx.x == 0) {
         mean_out[row] = (float)mean;
         scale_out[row] = (float)scale;
     }
 }
 
-extern "C" int hk_cu_norm_stats(const float *x, int64_t n, int64_t d, bool center, float eps,
+extern "C" int hk_cu_norm_stats(const float *x, int64_t n, int64_t d, bool center, double eps,
                                 float *mean_out, float *scale_out, void *stream) {
     if (n <= 0 || d <= 0) return 0;
     if (n > 0x7fffffff || !mean_out || !scale_out) return (int)cudaErrorInvalidValue;

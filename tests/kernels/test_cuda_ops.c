@@ -77,14 +77,14 @@ static void test_norm_pieces(void **state) {
             }
             for (int64_t j = 0; j < d; j++) sq += ((double)xi[j] - mean) * ((double)xi[j] - mean);
             mc[i] = (float)mean;
-            scc[i] = (float)sqrt(sq / (double)d + 1e-5f);
+            scc[i] = (float)sqrt(sq / (double)d + 1e-5);
             const double inv = 1.0 / (double)scc[i];
             for (int64_t j = 0; j < d; j++) {
                 const float y = (float)(((double)xi[j] - (double)mc[i]) * inv);
                 yc[i * d + j] = y * w[j] + (center ? b[j] : 0.0f);
             }
         }
-        CU_OK(cu->norm_stats(dx, n, d, center, 1e-5f, dm, ds, NULL));
+        CU_OK(cu->norm_stats(dx, n, d, center, 1e-5, dm, ds, NULL));
         CU_OK(cu->norm_divide(dx, n, d, dm, ds, dy, NULL));
         CU_OK(cu->scale_bias(dy, n, d, dw, center ? db : NULL, NULL));
         from_dev(mg, dm, (size_t)n * 4);
@@ -137,38 +137,46 @@ static void test_scale_softcap_sigmoid(void **state) {
     free(g);
 }
 
-/* scatter of rows, and the weighted scatter-add with a repeated destination (index order) */
-static void test_scatter_rows(void **state) {
+/* The experts' dispatch (core/backend.h's gather_rows, scatter_rows, combine_rows) against
+ * the CPU backend's loops: slots a = row * k + j, repeated destinations added in order. */
+static void test_dispatch_rows(void **state) {
     need_gpu(state);
     kt_rng r = {204};
-    const int64_t d = 333, n = 50, rows = 20;
-    float *src = kt_alloc(n * d), *wt = kt_alloc(n), *dst = kt_alloc(rows * d);
-    float *want = kt_alloc(rows * d), *got = kt_alloc(rows * d);
-    int32_t idx[50];
-    kt_fill(&r, src, n * d, -2, 2);
-    kt_fill(&r, wt, n, 0, 1);
-    kt_fill(&r, dst, rows * d, -1, 1);
-    for (int64_t i = 0; i < n; i++) idx[i] = (int32_t)kt_int(&r, rows);
-    float *ddst = to_dev(dst, (size_t)(rows * d) * 4), *dsrc = to_dev(src, (size_t)(n * d) * 4);
-    float *dw = to_dev(wt, (size_t)n * 4);
-    int32_t *di = to_dev(idx, sizeof idx);
-    /* weighted, repeated destinations: added in index order, as the CPU loop */
+    const int64_t d = 333, n = 50, rows = 20, k = 3, slots = rows * k;
+    float *src = kt_alloc(slots * d), *wt = kt_alloc(slots), *dst = kt_alloc(slots * d);
+    float *want = kt_alloc(slots * d), *got = kt_alloc(slots * d);
+    int64_t idx[50];
+    kt_fill(&r, src, slots * d, -2, 2);
+    kt_fill(&r, wt, slots, 0, 1);
+    kt_fill(&r, dst, slots * d, -1, 1);
+    for (int64_t i = 0; i < n; i++) idx[i] = kt_int(&r, slots); /* repeats happen */
+    float *ddst = to_dev(dst, (size_t)(slots * d) * 4), *dsrc = to_dev(src, (size_t)(slots * d) * 4);
+    float *dw = to_dev(wt, (size_t)slots * 4);
+    int64_t *di = to_dev(idx, sizeof idx);
+    /* gather: dst row i = src row idx[i] / k */
+    for (int64_t i = 0; i < n; i++) memcpy(want + i * d, src + (idx[i] / k) * d, (size_t)d * 4);
+    CU_OK(cu->gather_rows(ddst, dsrc, d, di, k, n, NULL));
+    from_dev(got, ddst, (size_t)(n * d) * 4);
+    assert_memory_equal(got, want, (size_t)(n * d) * 4);
+    /* combine: y row idx[i] / k += w[idx[i]] * x row i, in order */
+    CU_OK(cu->upload(ddst, dst, (size_t)(rows * d) * 4));
     memcpy(want, dst, (size_t)(rows * d) * 4);
     for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < d; j++) want[idx[i] * d + j] += wt[i] * src[i * d + j];
-    CU_OK(cu->scatter_add_rows(ddst, dsrc, d, di, dw, n, NULL));
+        for (int64_t j = 0; j < d; j++) want[(idx[i] / k) * d + j] += wt[idx[i]] * src[i * d + j];
+    CU_OK(cu->combine_rows(ddst, dsrc, d, di, k, dw, n, NULL));
     from_dev(got, ddst, (size_t)(rows * d) * 4);
     assert_memory_equal(got, want, (size_t)(rows * d) * 4);
-    /* no index, no weight: row i += src row i */
-    for (int64_t i = 0; i < rows * d; i++) want[i] += src[i];
-    CU_OK(cu->scatter_add_rows(ddst, dsrc, d, NULL, NULL, rows, NULL));
+    /* no index: row i += w[i] * x row i */
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < d; j++) want[i * d + j] += wt[i] * src[i * d + j];
+    CU_OK(cu->combine_rows(ddst, dsrc, d, NULL, 1, dw, rows, NULL));
     from_dev(got, ddst, (size_t)(rows * d) * 4);
     assert_memory_equal(got, want, (size_t)(rows * d) * 4);
-    /* plain scatter of distinct rows: a permutation of the first `rows` source rows */
-    int32_t perm[20];
-    for (int64_t i = 0; i < rows; i++) perm[i] = (int32_t)((i * 7) % rows);
+    /* scatter of distinct rows: a permutation */
+    int64_t perm[20];
+    for (int64_t i = 0; i < rows; i++) perm[i] = (i * 7) % rows;
     for (int64_t i = 0; i < rows; i++) memcpy(want + perm[i] * d, src + i * d, (size_t)d * 4);
-    int32_t *dp = to_dev(perm, sizeof perm);
+    int64_t *dp = to_dev(perm, sizeof perm);
     CU_OK(cu->scatter_rows(ddst, dsrc, d, dp, rows, NULL));
     from_dev(got, ddst, (size_t)(rows * d) * 4);
     assert_memory_equal(got, want, (size_t)(rows * d) * 4);
@@ -321,8 +329,11 @@ static void test_op_argument_checks(void **state) {
                          0);
     assert_int_not_equal(cu->argmax_rows(&f, 1, 0, &i32, NULL), 0);
     assert_int_not_equal(cu->scale_bias(&f, 1, 1, NULL, NULL, NULL), 0);
-    assert_int_not_equal(cu->norm_stats(&f, 1, 1, false, 1e-5f, NULL, &f, NULL), 0);
+    assert_int_not_equal(cu->norm_stats(&f, 1, 1, false, 1e-5, NULL, &f, NULL), 0);
+    int64_t i64 = 0;
     assert_int_not_equal(cu->scatter_rows(&f, &f, 1, NULL, 1, NULL), 0);
+    assert_int_not_equal(cu->gather_rows(&f, &f, 1, &i64, 0, 1, NULL), 0); /* div 0 */
+    assert_int_not_equal(cu->combine_rows(&f, &f, 1, NULL, 1, NULL, 1, NULL), 0); /* no w */
     assert_int_not_equal(cu->upload_convert(&f, (hk_cu_dtype)3, &f, HK_CU_F32, 1, NULL), 0);
     assert_int_not_equal(cu->upload_convert(NULL, HK_CU_F32, &f, HK_CU_F32, 1, NULL), 0);
     /* nothing to do is success, pointers untouched */
@@ -330,14 +341,14 @@ static void test_op_argument_checks(void **state) {
     assert_int_equal(cu->argmax_rows(NULL, 0, 5, NULL, NULL), 0);
     assert_int_equal(cu->upload_convert(NULL, HK_CU_F32, NULL, HK_CU_F32, 0, NULL), 0);
     assert_int_equal(cu->copy_async(NULL, NULL, 0, NULL), 0);
-    assert_int_equal(cu->scatter_add_rows(NULL, NULL, 4, NULL, NULL, 0, NULL), 0);
+    assert_int_equal(cu->combine_rows(NULL, NULL, 4, NULL, 1, NULL, 0, NULL), 0);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_op_argument_checks), cmocka_unit_test(test_rmsnorm_offset),
         cmocka_unit_test(test_norm_pieces),        cmocka_unit_test(test_scale_softcap_sigmoid),
-        cmocka_unit_test(test_scatter_rows),       cmocka_unit_test(test_moe_route),
+        cmocka_unit_test(test_dispatch_rows),       cmocka_unit_test(test_moe_route),
         cmocka_unit_test(test_argmax_rows),        cmocka_unit_test(test_upload_convert),
     };
     if (hk_cuda_module(&cu) != HK_OK)

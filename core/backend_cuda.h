@@ -1,0 +1,20 @@
+/* The CUDA backend (core/backend.h's interface over kernels/cuda): host code only, calling
+ * the kernels through the dlopen'ed module's table (core/cuda_module.c), so a process that
+ * never opens it never maps libcudart or libcublas. Internal. */
+#ifndef HK_CORE_BACKEND_CUDA_H
+#define HK_CORE_BACKEND_CUDA_H
+
+#include "backend.h"
+
+/* A CUDA backend instance on device 0: its own non-blocking stream (be->stream) and cuBLAS
+ * handle. Errors, before anything is allocated: the module's (HK_ERR_NOT_FOUND naming the
+ * module's path when it is missing, HK_ERR_IO with dlerror's text when libcudart cannot be
+ * loaded, ...), prefixed "device cuda: "; HK_ERR_UNSUPPORTED "device cuda: no CUDA device"
+ * (with the runtime's reason) on a machine without a usable GPU. */
+hk_status hk_backend_cuda_open(hk_backend **out);
+
+/* The weights dtype a CUDA instance uploads matrices in when the load asks for none:
+ * HK_DTYPE_F32. */
+#define HK_BACKEND_CUDA_DEFAULT_WEIGHTS HK_DTYPE_F32
+
+#endif
