@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "error.h"
 
 /* One pointer field of dev to rewrite: it points at host floats [lo, lo + n). */
@@ -194,4 +195,18 @@ hk_dtype hk_wset_dtype(const hk_wset *set, const void *p, const hk_wblock **blk)
     if (x >= (uintptr_t)b->dev + b->n * hk_wset_esize(b->dtype)) return HK_DTYPE_F32;
     if (blk) *blk = b;
     return b->dtype;
+}
+
+hk_dtype hk_wset_checkpoint_dtype(const struct hk_ckpt *ck) {
+    hk_dtype seen = HK_DTYPE_U8; /* none yet */
+    for (size_t i = 0; ck && i < hk_ckpt_count(ck); i++) {
+        const hk_st_tensor *t = hk_ckpt_at(ck, i);
+        if (t->ndim != 2) continue;
+        if (t->quantized) return HK_DTYPE_F32;
+        if (t->dtype != HK_DTYPE_F32 && t->dtype != HK_DTYPE_F16 && t->dtype != HK_DTYPE_BF16)
+            continue; /* integer tensors (position ids, masks) say nothing */
+        if (seen == HK_DTYPE_U8) seen = t->dtype;
+        else if (seen != t->dtype) return HK_DTYPE_F32;
+    }
+    return seen == HK_DTYPE_F16 || seen == HK_DTYPE_BF16 ? seen : HK_DTYPE_F32;
 }

@@ -49,6 +49,12 @@ void hk_wset_free(const hk_wsink *sink, hk_wset *set);
  * when p lies in no weight block (device memory of the run). */
 hk_dtype hk_wset_dtype(const hk_wset *set, const void *p, const hk_wblock **blk);
 
+/* The dtype the checkpoint stores its matrices in, for a load that names none: BF16 (F16)
+ * when every 2-D floating tensor is BF16 (F16) — uploading them so is exact, and half the
+ * bytes — else F32 (f32 or mixed files, GGUF's quantized blocks). */
+struct hk_ckpt;
+hk_dtype hk_wset_checkpoint_dtype(const struct hk_ckpt *ck);
+
 /* Bytes of one element of a weights dtype (4 or 2). */
 size_t hk_wset_esize(hk_dtype t);
 

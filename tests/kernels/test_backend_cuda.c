@@ -17,7 +17,9 @@
 #include "core/backend_cuda.h"
 #include "core/backend_cuda_weights.h"
 #include "core/cuda_module.h"
+#include "core/checkpoint.h"
 #include "core/dtype.h"
+#include "fixtures.h"
 #include "kernels/cpu/kernels.h"
 
 /* ---- a host "device" for the weights' plan ---- */
@@ -188,6 +190,25 @@ static void test_weights_plan_failure(void **state) {
     free(t);
 }
 
+/* The checkpoint's matrix dtype, the default of a CUDA load: bf16 and f16 checkpoints keep
+ * theirs, f32 ones f32. */
+static void test_checkpoint_dtype(void **state) {
+    (void)state;
+    static const struct {
+        const char *fixture, *file;
+        hk_dtype want;
+    } cases[] = {{"llama_bf16", "model.safetensors", HK_DTYPE_BF16},
+                 {"qwen2_f16", "model.safetensors", HK_DTYPE_F16},
+                 {"gpt2", "model.safetensors", HK_DTYPE_F32},
+                 {"llama", "model.safetensors.index.json", HK_DTYPE_F32}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        hk_ckpt *ck = fixture_ckpt(cases[i].fixture, cases[i].file);
+        assert_int_equal(hk_wset_checkpoint_dtype(ck), cases[i].want);
+        hk_ckpt_close(ck);
+    }
+    assert_int_equal(hk_wset_checkpoint_dtype(NULL), HK_DTYPE_F32);
+}
+
 /* No module where HK_CUDA_MODULE points: NOT_FOUND naming the path, nothing opened. Runs
  * first: a successful load is remembered for the process. */
 static void test_open_without_module(void **state) {
@@ -321,6 +342,7 @@ int main(void) {
         cmocka_unit_test(test_open_without_module), cmocka_unit_test(test_weights_plan_f32),
         cmocka_unit_test(test_weights_plan_bf16),   cmocka_unit_test(test_weights_plan_failure),
         cmocka_unit_test(test_open_without_gpu),    cmocka_unit_test(test_ops_on_gpu),
+        cmocka_unit_test(test_checkpoint_dtype),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
