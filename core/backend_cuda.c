@@ -508,6 +508,14 @@ hk_status hk_backend_cuda_open(hk_backend **out) {
     const hk_cu_api *cu = NULL;
     hk_status st = hk_cuda_module(&cu);
     if (st != HK_OK) return hk_error_prefix(st, "device cuda");
+    return hk_backend_cuda_open_api(cu, out);
+}
+
+hk_status hk_backend_cuda_open_api(const hk_cu_api *cu, hk_backend **out) {
+    if (!cu || !out)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_backend_cuda_open_api: NULL argument");
+    *out = NULL;
+    hk_status st;
     int n = 0;
     const int e = cu->device_probe(&n);
     if (n <= 0) {

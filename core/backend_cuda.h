@@ -13,8 +13,9 @@
  * (with the runtime's reason) on a machine without a usable GPU. */
 hk_status hk_backend_cuda_open(hk_backend **out);
 
-/* The weights dtype a CUDA instance uploads matrices in when the load asks for none:
- * HK_DTYPE_F32. */
-#define HK_BACKEND_CUDA_DEFAULT_WEIGHTS HK_DTYPE_F32
+/* The same over a given kernel table (the module's, or a test's CPU stand-in of it:
+ * tests/kernels/cu_fake.c, which runs this file's host logic without a GPU). */
+struct hk_cu_api;
+hk_status hk_backend_cuda_open_api(const struct hk_cu_api *cu, hk_backend **out);
 
 #endif

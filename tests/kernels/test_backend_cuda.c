@@ -17,6 +17,7 @@
 #include "core/backend_cuda.h"
 #include "core/backend_cuda_weights.h"
 #include "core/cuda_module.h"
+#include "cu_fake.h"
 #include "core/checkpoint.h"
 #include "core/dtype.h"
 #include "fixtures.h"
@@ -247,7 +248,6 @@ static void test_open_without_gpu(void **state) {
 #endif
 }
 
-#ifdef HK_TEST_CUDA_MODULE
 static double nmse(const float *a, const float *b, int64_t n) {
     double num = 0, den = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -268,41 +268,55 @@ static float *dev_copy(hk_backend *be, const void *host, size_t bytes) {
     if (host) assert_int_equal(be->to_device(be, p, host, bytes), HK_OK);
     return p;
 }
-#endif
 
-/* With a GPU: linear on uploaded bf16 weights (a sliced view), attention with a predicate
- * (a block mask), a rolling KV write, greedy choice — against the CPU kernels. */
-static void test_ops_on_gpu(void **state) {
-    (void)state;
-#ifndef HK_TEST_CUDA_MODULE
-    skip();
-#else
-    setenv("HK_CUDA_MODULE", HK_TEST_CUDA_MODULE, 1);
-    if (gpus() == 0) skip();
-    hk_backend *be = NULL;
-    assert_int_equal(hk_backend_cuda_open(&be), HK_OK);
+/* A battery of the backend's ops against the CPU kernels: a sliced linear on uploaded
+ * weights of each dtype, tiled attention with a predicate (a block mask), the materialized
+ * pieces, a rolling KV write, hooked-norm pieces, the experts' routing and combine, greedy
+ * and sampled choices. bound: NMSE allowed in f32 (0 on the CPU stand-in: the same kernels). */
+static void check_ops(hk_backend *be, double bound) {
     assert_non_null(be->stream(be));
+    assert_int_equal(be->device, HK_DEVICE_CUDA);
+    assert_false(be->host_memory);
     toy *t = malloc(sizeof *t);
     toy_init(t);
     for (size_t i = 0; i < sizeof t->attn / sizeof(float); i++)
         (&t->attn[0][0])[i] = sinf((float)i);
-    hk_weights dev;
-    assert_int_equal(be->weights_upload(be, &t->c, &t->w, HK_DTYPE_BF16, &dev), HK_OK);
-    /* k of layer 1, outputs 2..5 (a slice) on 3 rows, against the rounded weights */
-    float x[3 * D], yc[3 * 4], yg[3 * 4], wr[D * 3 * D];
+    float x[3 * D];
     for (int i = 0; i < 3 * D; i++) x[i] = cosf((float)i);
-    for (int i = 0; i < D * 3 * D; i++) wr[i] = rt(HK_DTYPE_BF16, t->attn[1][i]);
-    float xr[3 * D];
-    for (int i = 0; i < 3 * D; i++) xr[i] = rt(HK_DTYPE_BF16, x[i]);
-    hk_k_linear(xr, 3, D, wr + D + 2, 3 * D, true, t->attn_b[1] + D + 2, 4, yc, 4);
-    const hk_linear sl = be->linear_slice(be, &dev.blocks[1].k, 0, D, 2, 4);
-    float *dx = dev_copy(be, x, sizeof x), *dy = dev_copy(be, NULL, sizeof yg);
-    assert_int_equal(be->linear(be, &sl, dx, 3, dy, 4), HK_OK);
-    assert_int_equal(be->to_host(be, yg, dy, sizeof yg), HK_OK);
-    assert_true(nmse(yg, yc, 12) < 1e-5);
-    /* attention, 2 heads of 16 over 70 keys, causal + predicate */
+    float *dx = dev_copy(be, x, sizeof x), *dy = dev_copy(be, NULL, 4096 * sizeof(float));
+    static const hk_dtype wts[] = {HK_DTYPE_F32, HK_DTYPE_F16, HK_DTYPE_BF16};
+    for (size_t wi = 0; wi < 3; wi++) {
+        const hk_dtype wt = wts[wi];
+        hk_weights dev;
+        assert_int_equal(be->weights_upload(be, &t->c, &t->w, wt, &dev), HK_OK);
+        /* k of layer 1, outputs 2..5 (a slice) on 3 rows, against the rounded weights */
+        float yc[3 * 4], yg[3 * 4], wr[D * 3 * D], xr[3 * D];
+        for (int i = 0; i < D * 3 * D; i++) wr[i] = wt == HK_DTYPE_F32 ? t->attn[1][i] : rt(wt, t->attn[1][i]);
+        for (int i = 0; i < 3 * D; i++) xr[i] = wt == HK_DTYPE_F32 ? x[i] : rt(wt, x[i]);
+        hk_k_linear(xr, 3, D, wr + D + 2, 3 * D, true, t->attn_b[1] + D + 2, 4, yc, 4);
+        const hk_linear sl = be->linear_slice(be, &dev.blocks[1].k, 0, D, 2, 4);
+        assert_int_equal(be->linear(be, &sl, dx, 3, dy, 4), HK_OK);
+        assert_int_equal(be->to_host(be, yg, dy, sizeof yg), HK_OK);
+        if (!(nmse(yg, yc, 12) <= (wt == HK_DTYPE_F32 ? bound : 1e-5 + bound)))
+            fail_msg("linear in %s: NMSE %g", hk_dtype_name(wt), nmse(yg, yc, 12));
+        /* the embedding table stays f32 whatever the matrices are */
+        int32_t ids[2] = {3, 9};
+        int32_t *di = (int32_t *)(void *)dev_copy(be, ids, sizeof ids);
+        float eg[2 * D];
+        assert_int_equal(be->embed(be, dev.tok_embed, D, di, 2, dy), HK_OK);
+        assert_int_equal(be->to_host(be, eg, dy, sizeof eg), HK_OK);
+        assert_memory_equal(eg, t->tok + 3 * D, D * sizeof(float));
+        assert_memory_equal(eg + D, t->tok + 9 * D, D * sizeof(float));
+        be->free(be, di);
+        /* a second upload into one instance is refused; freeing allows the next */
+        hk_weights again;
+        assert_int_not_equal(be->weights_upload(be, &t->c, &t->w, wt, &again), HK_OK);
+        be->weights_free(be, &t->c, &dev);
+    }
+    /* attention, 2 heads of 16 over 70 keys, causal + predicate; then the materialized path */
     enum { SQ = 9, SK = 70, H = 2, DH = 16 };
     static float q[SQ * H * DH], k[SK * H * DH], v[SK * H * DH], oc[SQ * H * DH], og[SQ * H * DH];
+    static float sc[H * SQ * SK], sg[H * SQ * SK];
     for (int i = 0; i < SQ * H * DH; i++) q[i] = sinf(0.3f * (float)i);
     for (int i = 0; i < SK * H * DH; i++) {
         k[i] = cosf(0.7f * (float)i);
@@ -312,28 +326,136 @@ static void test_ops_on_gpu(void **state) {
     hk_k_attention(q, H * DH, k, H * DH, v, H * DH, SQ, SK, H, H, DH, 0.25f, &m, oc, H * DH);
     float *dq = dev_copy(be, q, sizeof q), *dk = dev_copy(be, k, sizeof k);
     float *dv = dev_copy(be, v, sizeof v), *dout = dev_copy(be, NULL, sizeof og);
+    float *ds = dev_copy(be, NULL, sizeof sg);
     assert_int_equal(be->attention(be, dq, H * DH, dk, H * DH, dv, H * DH, SQ, SK, H, H, DH,
                                    0.25f, &m, dout, H * DH),
                      HK_OK);
     assert_int_equal(be->to_host(be, og, dout, sizeof og), HK_OK);
-    assert_true(nmse(og, oc, SQ * H * DH) < 1e-6);
-    /* rolling KV write: positions 5..9 into 4 slots keep 6..9 at slot p mod 4 */
+    assert_true(nmse(og, oc, SQ * H * DH) <= bound);
+    m.softcap = 3.0f;
+    hk_k_attention_scores(q, H * DH, k, H * DH, SQ, SK, H, H, DH, 0.25f, &m, sc);
+    hk_k_softmax_rows(sc, H * SQ, SK, sc);
+    hk_k_attention_apply(sc, v, H * DH, SQ, SK, H, H, DH, oc, H * DH);
+    assert_int_equal(be->attention_scores(be, dq, H * DH, dk, H * DH, SQ, SK, H, H, DH, 0.25f,
+                                          &m, ds),
+                     HK_OK);
+    assert_int_equal(be->softmax_rows(be, ds, H * SQ, SK, ds), HK_OK);
+    assert_int_equal(be->to_host(be, sg, ds, sizeof sg), HK_OK);
+    assert_true(nmse(sg, sc, H * SQ * SK) <= bound);
+    assert_int_equal(be->attention_apply(be, ds, dv, H * DH, SQ, SK, H, H, DH, dout, H * DH),
+                     HK_OK);
+    assert_int_equal(be->to_host(be, og, dout, sizeof og), HK_OK);
+    assert_true(nmse(og, oc, SQ * H * DH) <= bound);
+    /* rolling KV write: positions 6..9 into 4 slots at slot p mod 4; too many rows refused */
     float *cache = dev_copy(be, NULL, 4 * 3 * sizeof(float)), got[12];
     assert_int_equal(be->kv_write(be, cache, 4, 6, dk + 3 * H * DH, H * DH, 4, 3), HK_OK);
     assert_int_equal(be->to_host(be, got, cache, sizeof got), HK_OK);
     for (int p = 6; p < 10; p++)
         for (int j = 0; j < 3; j++) assert_true(got[(p % 4) * 3 + j] == k[(3 + p - 6) * H * DH + j]);
     assert_int_not_equal(be->kv_write(be, cache, 4, 0, dk, H * DH, 5, 3), HK_OK);
-    /* greedy */
+    /* copy2d with a broadcast row (lds 0: the bias into every row) */
+    assert_int_equal(be->copy2d(be, cache, 3, dk + 5, 0, 4, 3), HK_OK);
+    assert_int_equal(be->to_host(be, got, cache, sizeof got), HK_OK);
+    for (int r = 0; r < 4; r++) assert_memory_equal(got + 3 * r, k + 5, 3 * sizeof(float));
+    /* hooked LayerNorm pieces on 9 rows of 32 */
+    float nx[9 * 32], nw[32], nb[32], mean[9], scl[9], yc2[9 * 32], yg2[9 * 32], mg[9], sgs[9];
+    for (int i = 0; i < 9 * 32; i++) nx[i] = sinf(0.9f * (float)i) * 3.0f + 1.0f;
+    for (int j = 0; j < 32; j++) nw[j] = 1.0f + 0.01f * (float)j, nb[j] = 0.1f * (float)j;
+    for (int i = 0; i < 9; i++) {
+        double mu = 0, sq = 0;
+        for (int j = 0; j < 32; j++) mu += nx[i * 32 + j];
+        mu /= 32;
+        for (int j = 0; j < 32; j++) sq += (nx[i * 32 + j] - mu) * (nx[i * 32 + j] - mu);
+        mean[i] = (float)mu;
+        scl[i] = (float)sqrt(sq / 32 + 1e-5);
+        for (int j = 0; j < 32; j++)
+            yc2[i * 32 + j] =
+                (float)(((double)nx[i * 32 + j] - (double)mean[i]) * (1.0 / (double)scl[i])) * nw[j] + nb[j];
+    }
+    float *dnx = dev_copy(be, nx, sizeof nx), *dnw = dev_copy(be, nw, sizeof nw);
+    float *dnb = dev_copy(be, nb, sizeof nb), *dm = dev_copy(be, NULL, sizeof mg);
+    float *dsc = dev_copy(be, NULL, sizeof sgs);
+    assert_int_equal(be->norm_stats(be, dnx, 9, 32, true, 1e-5, dm, dsc), HK_OK);
+    assert_int_equal(be->norm_divide(be, dnx, 9, 32, dm, dsc, dnx), HK_OK);
+    assert_int_equal(be->norm_affine(be, dnx, 9, 32, dnw, dnb), HK_OK);
+    assert_int_equal(be->to_host(be, yg2, dnx, sizeof yg2), HK_OK);
+    assert_int_equal(be->to_host(be, sgs, dsc, sizeof sgs), HK_OK);
+    assert_true(nmse(yg2, yc2, 9 * 32) <= bound + 1e-12);
+    assert_true(nmse(sgs, scl, 9) <= bound + 1e-12);
+    /* experts: router softmax, top-2 of 5, gather by slot / k, combine weighted */
+    float lg[4 * 5], pr[4 * 5], idf[4 * 2], mix[4 * 2];
+    for (int i = 0; i < 20; i++) lg[i] = sinf(1.7f * (float)i);
+    float *dlg = dev_copy(be, lg, sizeof lg), *dpr = dev_copy(be, NULL, sizeof pr);
+    float *dids = dev_copy(be, NULL, sizeof idf), *dmix = dev_copy(be, NULL, sizeof mix);
+    assert_int_equal(be->router_softmax(be, dlg, 4, 5, dpr), HK_OK);
+    assert_int_equal(be->topk_route(be, dpr, 4, 5, 2, true, dids, dmix), HK_OK);
+    assert_int_equal(be->to_host(be, idf, dids, sizeof idf), HK_OK);
+    assert_int_equal(be->to_host(be, mix, dmix, sizeof mix), HK_OK);
+    for (int i = 0; i < 4; i++) {
+        int best = 0;
+        for (int e = 1; e < 5; e++) if (lg[i * 5 + e] > lg[i * 5 + best]) best = e;
+        assert_true(idf[i * 2] == (float)best);
+        assert_true(fabsf(mix[i * 2] + mix[i * 2 + 1] - 1.0f) < 1e-6f);
+    }
+    int64_t slots[3] = {5, 0, 2}; /* rows 2, 0, 1 with k = 2 */
+    int64_t *dsl = (int64_t *)(void *)dev_copy(be, slots, sizeof slots);
+    float rows_g[3 * 5], y5[4 * 5] = {0}, want5[4 * 5] = {0};
+    assert_int_equal(be->gather_rows(be, dout, dlg, 5, dsl, 2, 3), HK_OK);
+    assert_int_equal(be->to_host(be, rows_g, dout, sizeof rows_g), HK_OK);
+    for (int i = 0; i < 3; i++) assert_memory_equal(rows_g + 5 * i, lg + 5 * (slots[i] / 2), 20);
+    float *dy5 = dev_copy(be, y5, sizeof y5);
+    assert_int_equal(be->combine_rows(be, dy5, dout, 5, dsl, 2, dmix, 3), HK_OK);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 5; j++) want5[(slots[i] / 2) * 5 + j] += mix[slots[i]] * rows_g[i * 5 + j];
+    assert_int_equal(be->to_host(be, y5, dy5, sizeof y5), HK_OK);
+    assert_true(nmse(y5, want5, 20) <= bound + 1e-12);
+    /* greedy on the device; sampling on the host: the same token and PRNG state as hk_sample */
     int32_t id = -1, want = -1;
     assert_int_equal(be->sample(be, dv, SK * H * DH, NULL, NULL, &id), HK_OK);
     assert_int_equal(hk_sample(v, SK * H * DH, NULL, NULL, &want), HK_OK);
     assert_int_equal(id, want);
-    void *bufs[] = {dx, dy, dq, dk, dv, dout, cache};
+    hk_sampler_opts so = hk_sampler_default();
+    so.temperature = 0.7f;
+    so.top_k = 40;
+    uint64_t r1 = 77, r2 = 77;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(be->sample(be, dv, SK * H * DH, &so, &r1, &id), HK_OK);
+        assert_int_equal(hk_sample(v, SK * H * DH, &so, &r2, &want), HK_OK);
+        assert_int_equal(id, want);
+        assert_true(r1 == r2);
+    }
+    so.top_p = 2.0f; /* refused as hk_sample refuses it, greedy or not */
+    so.temperature = 0;
+    assert_int_not_equal(be->sample(be, dv, SK * H * DH, &so, NULL, &id), HK_OK);
+    void *bufs[] = {dx, dy, dq, dk, dv, dout, ds, cache, dnx, dnw, dnb, dm, dsc,
+                    dlg, dpr, dids, dmix, dsl, dy5};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) be->free(be, bufs[i]);
-    be->weights_free(be, &t->c, &dev);
-    be->close(be);
+    assert_true(be->counters.h2d > 0 && be->counters.d2h > 0);
     free(t);
+}
+
+/* The CUDA backend's host logic over the CPU stand-in of the module: runs everywhere. */
+static void test_ops_on_cpu_table(void **state) {
+    (void)state;
+    hk_backend *be = NULL;
+    assert_int_equal(hk_backend_cuda_open_api(cu_fake_api(), &be), HK_OK);
+    check_ops(be, 0.0);
+    be->close(be);
+    assert_int_equal(cu_fake_live_blocks(), 0); /* every device block was freed */
+}
+
+/* With a GPU: the same battery on the device. */
+static void test_ops_on_gpu(void **state) {
+    (void)state;
+#ifndef HK_TEST_CUDA_MODULE
+    skip();
+#else
+    setenv("HK_CUDA_MODULE", HK_TEST_CUDA_MODULE, 1);
+    if (gpus() == 0) skip();
+    hk_backend *be = NULL;
+    assert_int_equal(hk_backend_cuda_open(&be), HK_OK);
+    check_ops(be, 1e-6);
+    be->close(be);
 #endif
 }
 
@@ -341,8 +463,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_without_module), cmocka_unit_test(test_weights_plan_f32),
         cmocka_unit_test(test_weights_plan_bf16),   cmocka_unit_test(test_weights_plan_failure),
-        cmocka_unit_test(test_open_without_gpu),    cmocka_unit_test(test_ops_on_gpu),
-        cmocka_unit_test(test_checkpoint_dtype),
+        cmocka_unit_test(test_open_without_gpu),    cmocka_unit_test(test_ops_on_cpu_table),
+        cmocka_unit_test(test_ops_on_gpu),          cmocka_unit_test(test_checkpoint_dtype),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
