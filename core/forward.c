@@ -3,16 +3,18 @@
  * layout hook points expose; padded rows are computed but never seen by valid queries.
  *
  * Hooks: every point asks HOOKED() first — one branch when nothing is registered there — and
- * only hooked points pay for views, copies or the materialized attention path. */
+ * only hooked points pay for views, copies or the materialized attention path.
+ *
+ * Every operation on activations, caches and weights is a call of the model's backend
+ * (core/backend.h): buffers come from its alloc, weights from hk_backend_weights; on a device
+ * backend the host touches device memory only through its copies. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-
+#include "backend.h"
 #include "error.h"
 #include "forward.h"
 #include "hooks/registry.h"
-#include "kernels/cpu/kernels.h"
 #include "model.h"
 #include "rope.h"
 #include "session.h"
@@ -43,14 +45,15 @@ typedef struct {
     float *rope_sin; /* [seq, rot_dim/2] */
     float *rope_cos_local; /* [seq, rot_dim/2] has_rope_local: sliding layers' tables */
     float *rope_sin_local; /* [seq, rot_dim/2] */
-    int64_t *pos;    /* [seq] absolute positions of the rows of one sequence */
-    void *block;     /* one allocation behind all of the above */
-    size_t block_bytes;
-    bool block_mapped; /* block came from mmap (see state_alloc) */
+    int64_t *pos;    /* [seq] absolute positions of the rows of one sequence (host memory
+                        backends only; a device backend computes the RoPE rows on the host) */
+    void *block;     /* one device allocation behind all of the above */
 } fwd_state;
 
 typedef struct {
     hk_model *m;
+    hk_backend *be;       /* where every op runs */
+    const hk_weights *w;  /* the weights the backend computes with */
     hk_hooks *hooks;
     fwd_state *s;
     int64_t layer0;       /* first block run (hk_forward_from_layer; else 0) */
@@ -81,7 +84,7 @@ static hk_status fire(fwd_run *r, int64_t layer, hk_point_kind kind, float *data
 #if HK_HOOK_DISPATCH
     int32_t point = hk_points_index(&r->m->points, layer, kind);
     if (!hk_hooks_active(r->hooks, point)) return HK_OK;
-    hk_tensor t = {.data = data, .dtype = HK_DTYPE_F32, .device = HK_DEVICE_CPU, .ndim = ndim};
+    hk_tensor t = {.data = data, .dtype = HK_DTYPE_F32, .device = r->be->device, .ndim = ndim};
     int64_t stride = 1;
     for (int d = ndim - 1; d >= 0; d--) {
         t.shape[d] = shape[d];
@@ -129,7 +132,6 @@ static float *carve(char **p, size_t n_floats) {
 }
 
 #define STATE_BUFFERS 17
-#define HK_STATE_MMAP_MIN ((size_t)1 << 20) /* blocks from this size on are mapped */
 
 /* Floats of each buffer of fwd_state, in carve order. */
 static void state_sizes(const hk_config *c, int64_t batch, int64_t seq,
@@ -138,8 +140,10 @@ static void state_sizes(const hk_config *c, int64_t batch, int64_t seq,
     size_t dq = (size_t)(c->n_heads * c->d_head), dkv = (size_t)(c->n_kv_heads * c->d_head);
     size_t d = (size_t)c->d_model, dm = (size_t)c->d_mlp;
     size_t half = c->pos == HK_POS_ROTARY ? (size_t)(c->rope.rot_dim / 2) : 0;
+    const bool moe = c->n_experts > 0; /* routed MLPs keep their own workspace (moe_ws) */
     size_t s[STATE_BUFFERS] = {r * d,  r * d,  r * dq, r * dkv, r * dkv, r * dq, r * d,
-                               r * dm, c->gated_mlp ? r * dm : 0, r * d, r * (size_t)c->n_heads,
+                               moe ? 0 : r * dm, c->gated_mlp && !moe ? r * dm : 0, r * d,
+                               r * (size_t)c->n_heads,
                                (size_t)seq * half,
                                (size_t)seq * half, (size_t)seq * 2 /* int64 positions */,
                                r * (size_t)c->n_heads,
@@ -156,7 +160,8 @@ size_t hk_forward_state_bytes(const hk_config *c, int64_t batch, int64_t seq) {
     return total;
 }
 
-static hk_status state_alloc(const hk_config *c, int64_t batch, int64_t seq, fwd_state *s) {
+static hk_status state_alloc(hk_backend *be, const hk_config *c, int64_t batch, int64_t seq,
+                             fwd_state *s) {
     memset(s, 0, sizeof *s);
     s->batch = batch;
     s->seq = seq;
@@ -164,23 +169,13 @@ static hk_status state_alloc(const hk_config *c, int64_t batch, int64_t seq, fwd
     size_t sizes[STATE_BUFFERS];
     state_sizes(c, batch, seq, sizes);
     size_t total = hk_forward_state_bytes(c, batch, seq);
-    /* A large block is mapped and unmapped per call rather than malloc'ed: freed, it would
-     * raise glibc's mmap threshold and land in the heap, where the next feed's block (behind
-     * a few small allocations) often no longer fits the hole it left, so the heap, whose freed
-     * pages stay resident, grew by one block per feed. Mapped, peak RSS is what the estimate
-     * (hk_forward_state_bytes) says. */
-    s->block_bytes = total ? total : 64;
-    s->block_mapped = total >= HK_STATE_MMAP_MIN;
-    if (s->block_mapped) {
-        s->block = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (s->block == MAP_FAILED) s->block = NULL;
-    } else {
-        s->block = aligned_alloc(64, s->block_bytes);
-    }
-    if (!s->block)
-        return hk_errorf(HK_ERR_NOMEM, "forward: cannot allocate %zu bytes of activations "
-                                       "for batch %lld x seq %lld",
-                         total, (long long)batch, (long long)seq);
+    /* peak memory is what the estimate (hk_forward_state_bytes) says: the CPU backend maps
+     * large blocks rather than growing the heap (core/backend_cpu.c) */
+    hk_status st = be->alloc(be, total, &s->block);
+    if (st != HK_OK)
+        return hk_errorf(st, "forward: cannot allocate %zu bytes of activations for batch %lld "
+                             "x seq %lld on %s: %s",
+                         total, (long long)batch, (long long)seq, be->name, hk_last_error());
     char *p = s->block;
     s->resid = carve(&p, sizes[0]);
     s->normed = carve(&p, sizes[1]);
@@ -190,39 +185,54 @@ static hk_status state_alloc(const hk_config *c, int64_t batch, int64_t seq, fwd
     s->z = carve(&p, sizes[5]);
     s->attn_out = carve(&p, sizes[6]);
     s->mlp_pre = carve(&p, sizes[7]);
-    s->mlp_lin = c->gated_mlp ? carve(&p, sizes[8]) : NULL;
+    s->mlp_lin = sizes[8] ? carve(&p, sizes[8]) : NULL;
     s->mlp_out = carve(&p, sizes[9]);
     s->scale = carve(&p, sizes[10]);
     s->rope_cos = carve(&p, sizes[11]);
     s->rope_sin = carve(&p, sizes[12]);
-    s->pos = (int64_t *)carve(&p, sizes[13]);
+    int64_t *pos = (int64_t *)carve(&p, sizes[13]);
+    s->pos = be->host_memory ? pos : NULL;
     s->mean = carve(&p, sizes[14]);
     s->rope_cos_local = carve(&p, sizes[15]);
     s->rope_sin_local = carve(&p, sizes[16]);
     return HK_OK;
 }
 
-static void state_free(fwd_state *s) {
-    if (s->block_mapped)
-        munmap(s->block, s->block_bytes);
-    else
-        free(s->block);
+static void state_free(hk_backend *be, fwd_state *s) {
+    be->free(be, s->block);
     s->block = NULL;
 }
 
 /* ---- layer pieces ---- */
 
-static void linear(const hk_linear *l, const float *x, int64_t rows, float *y) {
-    hk_k_linear(x, rows, l->n_in, l->w, l->ld, l->in_out, l->b, l->n_out, y, l->n_out);
+static hk_status linear(fwd_run *r, const hk_linear *l, const float *x, int64_t rows,
+                        float *y) {
+    return r->be->linear(r->be, l, x, rows, y, l->n_out);
 }
 
-static void activation(hk_act_kind a, float *x, int64_t n) {
-    switch (a) {
-    case HK_ACT_GELU_NEW: hk_k_gelu_new(x, n); break;
-    case HK_ACT_GELU: hk_k_gelu(x, n); break;
-    case HK_ACT_SILU: hk_k_silu(x, n); break;
-    case HK_ACT_RELU: hk_k_relu(x, n); break;
+static hk_status activation(fwd_run *r, hk_act_kind a, float *x, int64_t n) {
+    return r->be->act(r->be, a, x, n);
+}
+
+/* Host data [bytes] where the backend's ops read it: itself on a host-memory backend, else a
+ * device copy (free it with dev_release). */
+static hk_status dev_upload(fwd_run *r, const void *host, size_t bytes, void **out) {
+    hk_backend *be = r->be;
+    if (be->host_memory) {
+        *out = (void *)host;
+        return HK_OK;
     }
+    TRY(be->alloc(be, bytes, out));
+    hk_status st = be->to_device(be, *out, host, bytes);
+    if (st != HK_OK) {
+        be->free(be, *out);
+        *out = NULL;
+    }
+    return st;
+}
+
+static void dev_release(fwd_run *r, void *p) {
+    if (!r->be->host_memory) r->be->free(r->be, p);
 }
 
 /* A norm whose hook_scale or hook_normalized is hooked: the pieces one at a time, so that a
@@ -237,31 +247,12 @@ static hk_status norm_pieces(fwd_run *r, int64_t layer, hk_point_kind k_scale,
     const hk_config *c = &r->m->cfg;
     fwd_state *s = r->s;
     const bool center = c->norm == HK_NORM_LAYERNORM;
-    /* row statistics in double, as the kernels compute them */
-#pragma omp parallel for schedule(static) if (n * d >= 32768)
-    for (int64_t i = 0; i < n; i++) {
-        const float *xi = x + i * d;
-        double mean = 0, sq = 0;
-        if (center) {
-            for (int64_t j = 0; j < d; j++) mean += xi[j];
-            mean /= (double)d;
-        }
-        for (int64_t j = 0; j < d; j++) sq += ((double)xi[j] - mean) * ((double)xi[j] - mean);
-        s->mean[i] = (float)mean;
-        s->scale[i] = (float)sqrt(sq / (double)d + c->norm_eps);
-    }
+    hk_backend *be = r->be;
+    TRY(be->norm_stats(be, x, n, d, center, c->norm_eps, s->mean, s->scale));
     TRY(fire(r, layer, k_scale, s->scale, sndim, sshape, 0, s->pos0, 0));
-#pragma omp parallel for schedule(static) if (n * d >= 32768)
-    for (int64_t i = 0; i < n; i++) {
-        const double inv = 1.0 / (double)s->scale[i], mean = (double)s->mean[i];
-        for (int64_t j = 0; j < d; j++) y[i * d + j] = (float)(((double)x[i * d + j] - mean) * inv);
-    }
+    TRY(be->norm_divide(be, x, n, d, s->mean, s->scale, y));
     TRY(fire(r, layer, k_norm, y, nndim, nshape, 0, s->pos0, 0));
-#pragma omp parallel for schedule(static) if (n * d >= 32768)
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < d; j++)
-            y[i * d + j] = y[i * d + j] * nw->w[j] + (nw->b ? nw->b[j] : 0.0f);
-    return HK_OK;
+    return be->norm_affine(be, y, n, d, nw->w, nw->b);
 }
 
 static hk_status norm_hooked(fwd_run *r, int64_t layer, hk_point_kind k_scale,
@@ -284,10 +275,9 @@ static hk_status norm(fwd_run *r, int64_t layer, hk_point_kind k_scale, hk_point
     if (HOOKED(r, layer, k_scale) || HOOKED(r, layer, k_norm))
         return norm_hooked(r, layer, k_scale, k_norm, nw, x, y, 0);
     if (c->norm == HK_NORM_LAYERNORM)
-        hk_k_layernorm(x, r->s->rows, c->d_model, nw->w, nw->b, (float)c->norm_eps, y, NULL);
-    else
-        hk_k_rmsnorm(x, r->s->rows, c->d_model, nw->w, (float)c->norm_eps, y, NULL);
-    return HK_OK;
+        return r->be->layernorm(r->be, x, r->s->rows, c->d_model, nw->w, nw->b,
+                                (float)c->norm_eps, y, NULL);
+    return r->be->rmsnorm(r->be, x, r->s->rows, c->d_model, nw->w, (float)c->norm_eps, y, NULL);
 }
 
 /* Post-norm and embedding norms write into `normed`; the residual stream then continues from
@@ -303,31 +293,39 @@ static void swap_resid(fwd_state *s) {
 static hk_status embed(fwd_run *r, const int32_t *tokens, const int32_t *types) {
     const hk_model *m = r->m;
     const hk_config *c = &m->cfg;
+    const hk_weights *w = r->w;
+    hk_backend *be = r->be;
     fwd_state *s = r->s;
     int64_t d = c->d_model;
-    hk_k_embed(m->w.tok_embed, d, tokens, s->rows, s->resid);
-    if (c->embed_scale > 0) { /* Gemma: W_E[t] * sqrt(d_model), the factor rounded to f32 */
-        const float f = (float)c->embed_scale;
-        for (int64_t i = 0; i < s->rows * d; i++) s->resid[i] *= f;
-    }
+    void *ids; /* [rows] int32 where the backend reads them */
+    TRY(dev_upload(r, tokens, (size_t)s->rows * sizeof *tokens, &ids));
+    hk_status st = be->embed(be, w->tok_embed, d, ids, s->rows, s->resid);
+    dev_release(r, ids);
+    TRY(st);
+    if (c->embed_scale > 0) /* Gemma: W_E[t] * sqrt(d_model), the factor rounded to f32 */
+        TRY(be->scale(be, s->resid, s->rows * d, (float)c->embed_scale));
     TRY(fire3(r, -1, HK_PT_EMBED, s->resid, d));
     float *scratch = s->normed; /* [rows, d_model] scratch until the first norm */
     if (c->pos == HK_POS_LEARNED) {
         for (int64_t b = 0; b < s->batch; b++)
-            memcpy(scratch + b * s->seq * d, m->w.pos_embed + s->pos0 * d,
-                   (size_t)(s->seq * d) * sizeof(float));
+            TRY(be->copy(be, scratch + b * s->seq * d, w->pos_embed + s->pos0 * d,
+                         (size_t)(s->seq * d) * sizeof(float)));
         TRY(fire3(r, -1, HK_PT_POS_EMBED, scratch, d));
-        hk_k_add(s->resid, scratch, s->rows * d);
+        TRY(be->add(be, s->resid, scratch, s->rows * d));
     }
     if (c->n_token_types > 0) {
-        for (int64_t i = 0; i < s->rows; i++)
-            memcpy(scratch + i * d, m->w.type_embed + (types ? types[i] : 0) * d,
-                   (size_t)d * sizeof(float));
+        int32_t *zeros = types ? NULL : calloc((size_t)s->rows, sizeof *zeros);
+        if (!types && !zeros) return hk_errorf(HK_ERR_NOMEM, "forward: out of memory");
+        TRY(dev_upload(r, types ? types : zeros, (size_t)s->rows * sizeof *types, &ids));
+        st = be->embed(be, w->type_embed, d, ids, s->rows, scratch);
+        dev_release(r, ids);
+        free(zeros);
+        TRY(st);
         TRY(fire3(r, -1, HK_PT_TOKEN_TYPE_EMBED, scratch, d));
-        hk_k_add(s->resid, scratch, s->rows * d);
+        TRY(be->add(be, s->resid, scratch, s->rows * d));
     }
     if (c->embed_norm) {
-        TRY(norm(r, -1, HK_PT_EMBED_LN_SCALE, HK_PT_EMBED_LN_NORMALIZED, &m->w.embed_ln, s->resid,
+        TRY(norm(r, -1, HK_PT_EMBED_LN_SCALE, HK_PT_EMBED_LN_NORMALIZED, &w->embed_ln, s->resid,
                  s->normed));
         swap_resid(s);
         TRY(fire3(r, -1, HK_PT_FULL_EMBED, s->resid, d));
@@ -336,19 +334,39 @@ static hk_status embed(fwd_run *r, const int32_t *tokens, const int32_t *types) 
 }
 
 /* Rotary tables for positions pos0..pos0+seq-1; LongRoPE picks its factors from rope_len. */
-static void rope_prepare(const hk_config *c, fwd_state *s) {
-    if (c->pos != HK_POS_ROTARY) return;
+static hk_status rope_prepare(fwd_run *r) {
+    const hk_config *c = &r->m->cfg;
+    fwd_state *s = r->s;
+    hk_backend *be = r->be;
+    if (c->pos != HK_POS_ROTARY) return HK_OK;
     int64_t half = c->rope.rot_dim / 2;
+    const size_t n = (size_t)(s->seq * half);
+    const int tables = c->has_rope_local ? 4 : 2;
+    /* the tables are computed on the host: in place on a host-memory backend, else in a host
+     * buffer [seq] positions + tables x [seq, half] uploaded after */
+    float *host = NULL, *t[4] = {s->rope_cos, s->rope_sin, s->rope_cos_local, s->rope_sin_local};
+    int64_t *pos = s->pos;
+    if (!be->host_memory) {
+        host = malloc((size_t)s->seq * sizeof *pos + (size_t)tables * n * sizeof(float));
+        if (!host) return hk_errorf(HK_ERR_NOMEM, "forward: no memory for the RoPE tables");
+        for (int i = 0; i < tables; i++) t[i] = host + (size_t)i * n;
+        pos = (int64_t *)(void *)(host + (size_t)tables * n);
+    }
     float inv_freq[HK_MAX_ROPE_FACTORS];
     float attn_factor;
     hk_rope_inv_freq(&c->rope, s->rope_len, inv_freq, &attn_factor);
-    for (int64_t t = 0; t < s->seq; t++) s->pos[t] = s->pos0 + t;
-    hk_rope_table(inv_freq, half, attn_factor, s->pos, s->seq, s->rope_cos, s->rope_sin);
+    for (int64_t i = 0; i < s->seq; i++) pos[i] = s->pos0 + i;
+    hk_rope_table(inv_freq, half, attn_factor, pos, s->seq, t[0], t[1]);
     if (c->has_rope_local) { /* Gemma 3: sliding layers rotate with their own base */
         hk_rope_inv_freq(&c->rope_local, s->rope_len, inv_freq, &attn_factor);
-        hk_rope_table(inv_freq, half, attn_factor, s->pos, s->seq, s->rope_cos_local,
-                      s->rope_sin_local);
+        hk_rope_table(inv_freq, half, attn_factor, pos, s->seq, t[2], t[3]);
     }
+    hk_status st = HK_OK;
+    float *dst[4] = {s->rope_cos, s->rope_sin, s->rope_cos_local, s->rope_sin_local};
+    for (int i = 0; host && i < tables && st == HK_OK; i++)
+        st = be->to_device(be, dst[i], t[i], n * sizeof(float));
+    free(host);
+    return st;
 }
 
 /* The keys one sequence's queries attend to: this call's own rows, or the session's cache
@@ -411,8 +429,9 @@ static hk_status attention_materialized(fwd_run *r, int64_t layer, int64_t b,
     int64_t chunk = (int64_t)(HK_PATTERN_CHUNK_BYTES / ((size_t)(nh * sk) * sizeof(float)));
     if (chunk < 1) chunk = 1;
     if (chunk > s->seq) chunk = s->seq;
-    float *scores = malloc((size_t)(nh * chunk * sk) * sizeof *scores); /* [nh, chunk, sk] */
-    if (!scores)
+    hk_backend *be = r->be;
+    float *scores; /* [nh, chunk, sk] */
+    if (be->alloc(be, (size_t)(nh * chunk * sk) * sizeof *scores, (void **)&scores) != HK_OK)
         return hk_errorf(HK_ERR_NOMEM, "forward: no memory for a %lld x %lld attention chunk",
                          (long long)chunk, (long long)sk);
     hk_status st = HK_OK;
@@ -420,51 +439,58 @@ static hk_status attention_materialized(fwd_run *r, int64_t layer, int64_t b,
         int64_t qc = s->seq - q0 < chunk ? s->seq - q0 : chunk;
         seq_mask sm = {.batch = b};
         hk_k_mask mask = layer_mask(r->m, layer, s->pos0 + q0, kv, &sm);
-        hk_k_attention_scores(s->q + (r0 + q0) * dq, dq, kv->k, kv->ld, qc, sk, nh,
-                              c->n_kv_heads, c->d_head, (float)c->attn_scale, &mask, scores);
+        st = be->attention_scores(be, s->q + (r0 + q0) * dq, dq, kv->k, kv->ld, qc, sk, nh,
+                                  c->n_kv_heads, c->d_head, (float)c->attn_scale, &mask, scores);
+        if (st != HK_OK) break;
         int64_t shape[4] = {1, nh, qc, sk};
         st = fire(r, layer, HK_PT_ATTN_SCORES, scores, 4, shape, b, s->pos0 + q0, kv->k_pos0);
         if (st != HK_OK) break;
-        hk_k_softmax_rows(scores, nh * qc, sk, scores);
+        if ((st = be->softmax_rows(be, scores, nh * qc, sk, scores)) != HK_OK) break;
         st = fire(r, layer, HK_PT_PATTERN, scores, 4, shape, b, s->pos0 + q0, kv->k_pos0);
         if (st != HK_OK) break;
-        hk_k_attention_apply(scores, kv->v, kv->ld, qc, sk, nh, c->n_kv_heads, c->d_head,
-                             s->z + (r0 + q0) * dq, dq);
+        st = be->attention_apply(be, scores, kv->v, kv->ld, qc, sk, nh, c->n_kv_heads,
+                                 c->d_head, s->z + (r0 + q0) * dq, dq);
     }
-    free(scores);
+    be->free(be, scores);
     return st;
 }
 
 /* attn.hook_result is hooked: per-head outputs [batch, pos, head, d_model], then their sum. */
 static hk_status attn_out_per_head(fwd_run *r, int64_t layer) {
     const hk_config *c = &r->m->cfg;
-    const hk_linear *o = &r->m->w.blocks[layer].o;
+    const hk_linear *o = &r->w->blocks[layer].o;
+    hk_backend *be = r->be;
     fwd_state *s = r->s;
     int64_t nh = c->n_heads, dh = c->d_head, d = c->d_model, dq = nh * dh;
-    float *result = malloc((size_t)(s->rows * nh * d) * sizeof *result); /* [rows, nh, d] */
-    float *zh = malloc((size_t)(s->rows * dh) * sizeof *zh);             /* [rows, dh] */
-    if (!result || !zh) {
-        free(result);
-        free(zh);
-        return hk_errorf(HK_ERR_NOMEM, "forward: no memory for attn.hook_result");
+    /* result [rows, nh, d], zh [rows, dh] (head h of z), sum [rows, d] (head h of result) */
+    float *result = NULL, *zh = NULL, *head = NULL;
+    hk_status st = be->alloc(be, (size_t)(s->rows * nh * d) * sizeof *result, (void **)&result);
+    if (st == HK_OK) st = be->alloc(be, (size_t)(s->rows * dh) * sizeof *zh, (void **)&zh);
+    if (st == HK_OK) st = be->alloc(be, (size_t)(s->rows * d) * sizeof *head, (void **)&head);
+    if (st != HK_OK) {
+        st = hk_errorf(HK_ERR_NOMEM, "forward: no memory for attn.hook_result");
+        goto done;
     }
-    for (int64_t h = 0; h < nh; h++) {
-        for (int64_t i = 0; i < s->rows; i++)
-            memcpy(zh + i * dh, s->z + i * dq + h * dh, (size_t)dh * sizeof(float));
-        /* W_O columns of head h: [out, in] -> column offset; [in, out] -> row offset */
-        const float *w = o->in_out ? o->w + h * dh * o->ld : o->w + h * dh;
-        hk_k_linear(zh, s->rows, dh, w, o->ld, o->in_out, NULL, d, result + h * d, nh * d);
+    for (int64_t h = 0; h < nh && st == HK_OK; h++) {
+        st = be->copy2d(be, zh, dh, s->z + h * dh, dq, s->rows, dh);
+        /* W_O's inputs of head h, no bias */
+        hk_linear oh = be->linear_slice(be, o, h * dh, dh, 0, d);
+        oh.b = NULL;
+        if (st == HK_OK) st = be->linear(be, &oh, zh, s->rows, result + h * d, nh * d);
     }
-    hk_status st = fire4(r, layer, HK_PT_RESULT, result, nh, d);
-    if (st == HK_OK) {
-        for (int64_t i = 0; i < s->rows; i++) {
-            float *out = s->attn_out + i * d;
-            for (int64_t j = 0; j < d; j++) out[j] = o->b ? o->b[j] : 0.0f;
-            for (int64_t h = 0; h < nh; h++) hk_k_add(out, result + (i * nh + h) * d, d);
-        }
+    if (st == HK_OK) st = fire4(r, layer, HK_PT_RESULT, result, nh, d);
+    /* attn_out = b_O + the heads' outputs, added in head order */
+    if (st == HK_OK)
+        st = o->b ? be->copy2d(be, s->attn_out, d, o->b, 0, s->rows, d)
+                  : be->memset(be, s->attn_out, 0, (size_t)(s->rows * d) * sizeof(float));
+    for (int64_t h = 0; h < nh && st == HK_OK; h++) {
+        st = be->copy2d(be, head, d, result + h * d, nh * d, s->rows, d);
+        if (st == HK_OK) st = be->add(be, s->attn_out, head, s->rows * d);
     }
-    free(result);
-    free(zh);
+done:
+    be->free(be, result);
+    be->free(be, zh);
+    be->free(be, head);
     return st;
 }
 
@@ -478,126 +504,132 @@ static bool split_inputs_hooked(fwd_run *r, int64_t layer) {
 static hk_status split_projection(fwd_run *r, int64_t layer, hk_point_kind k_in, float *in,
                                   int64_t heads, const hk_linear *w, float *out, float *tmp) {
     const hk_config *c = &r->m->cfg;
+    hk_backend *be = r->be;
     fwd_state *s = r->s;
     int64_t d = c->d_model, dh = c->d_head;
     if (k_in != HK_PT_COUNT) TRY(fire4(r, layer, k_in, in, heads, d));
     if (!c->post_norm && !c->no_input_norms) /* else attention reads the residual stream */
         TRY(norm_hooked(r, layer, HK_PT_LN1_SCALE, HK_PT_LN1_NORMALIZED,
-                        &r->m->w.blocks[layer].ln1, in, in, heads));
+                        &r->w->blocks[layer].ln1, in, in, heads));
     for (int64_t h = 0; h < heads; h++) {
-        for (int64_t i = 0; i < s->rows; i++)
-            memcpy(tmp + i * d, in + (i * heads + h) * d, (size_t)d * sizeof(float));
-        hk_linear wh = *w;
-        wh.n_out = dh;
-        wh.w = w->in_out ? w->w + h * dh : w->w + h * dh * w->ld;
-        wh.b = w->b ? w->b + h * dh : NULL;
-        hk_k_linear(tmp, s->rows, d, wh.w, wh.ld, wh.in_out, wh.b, dh, out + h * dh, heads * dh);
+        TRY(be->copy2d(be, tmp, d, in + h * d, heads * d, s->rows, d));
+        hk_linear wh = be->linear_slice(be, w, 0, d, h * dh, dh); /* head h's outputs */
+        TRY(be->linear(be, &wh, tmp, s->rows, out + h * dh, heads * dh));
     }
     return HK_OK;
 }
 
 /* resid_pre repeated along a head dimension: [rows, heads, d_model] */
-static void repeat_heads(const float *x, int64_t rows, int64_t heads, int64_t d, float *out) {
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t h = 0; h < heads; h++)
-            memcpy(out + (i * heads + h) * d, x + i * d, (size_t)d * sizeof(float));
+static hk_status repeat_heads(fwd_run *r, const float *x, int64_t rows, int64_t heads,
+                              int64_t d, float *out) {
+    for (int64_t h = 0; h < heads; h++)
+        TRY(r->be->copy2d(r->be, out + h * d, heads * d, x, d, rows, d));
+    return HK_OK;
 }
 
 /* q, k, v through hook_attn_in / hook_{q,k,v}_input (requested at this layer). */
 static hk_status qkv_split(fwd_run *r, int64_t layer) {
     const hk_config *c = &r->m->cfg;
-    const hk_block_weights *bw = &r->m->w.blocks[layer];
+    const hk_block_weights *bw = &r->w->blocks[layer];
+    hk_backend *be = r->be;
     fwd_state *s = r->s;
     int64_t nh = c->n_heads, nkv = c->n_kv_heads, d = c->d_model;
     bool split = HOOKED(r, layer, HK_PT_Q_INPUT) || HOOKED(r, layer, HK_PT_K_INPUT) ||
                  HOOKED(r, layer, HK_PT_V_INPUT);
-    float *in = malloc((size_t)(s->rows * nh * d) * sizeof *in); /* [rows, heads, d_model] */
-    float *tmp = malloc((size_t)(s->rows * d) * sizeof *tmp);    /* [rows, d_model] */
-    hk_status st = HK_OK;
-    if (!in || !tmp) {
+    float *in = NULL, *tmp = NULL, *attn_in = NULL; /* [rows, heads, d_model], [rows, d_model] */
+    const size_t in_bytes = (size_t)(s->rows * nh * d) * sizeof(float);
+    hk_status st = be->alloc(be, in_bytes, (void **)&in);
+    if (st == HK_OK) st = be->alloc(be, (size_t)(s->rows * d) * sizeof *tmp, (void **)&tmp);
+    if (st != HK_OK) {
         st = hk_errorf(HK_ERR_NOMEM, "forward: no memory for split attention inputs");
         goto done;
     }
     if (!split) { /* hook_attn_in only: one [rows, n_heads, d_model] input feeds q, k and v */
-        repeat_heads(s->resid, s->rows, nh, d, in);
+        if ((st = repeat_heads(r, s->resid, s->rows, nh, d, in))) goto done;
         if ((st = fire4(r, layer, HK_PT_ATTN_IN, in, nh, d))) goto done;
-        float *attn_in = malloc((size_t)(s->rows * nh * d) * sizeof *attn_in);
-        if (!attn_in) {
+        if (be->alloc(be, in_bytes, (void **)&attn_in) != HK_OK) {
             st = hk_errorf(HK_ERR_NOMEM, "forward: no memory for hook_attn_in");
             goto done;
         }
         const hk_linear *w[3] = {&bw->q, &bw->k, &bw->v};
         float *out[3] = {s->q, s->k, s->v};
         for (int p = 0; p < 3 && st == HK_OK; p++) {
-            memcpy(attn_in, in, (size_t)(s->rows * nh * d) * sizeof(float));
-            st = split_projection(r, layer, HK_PT_COUNT, attn_in, nh, w[p], out[p], tmp);
+            st = be->copy(be, attn_in, in, in_bytes);
+            if (st == HK_OK)
+                st = split_projection(r, layer, HK_PT_COUNT, attn_in, nh, w[p], out[p], tmp);
         }
-        free(attn_in);
         goto done;
     }
     if (HOOKED(r, layer, HK_PT_ATTN_IN)) { /* fired, but split inputs come from resid_pre */
-        repeat_heads(s->resid, s->rows, nh, d, in);
+        if ((st = repeat_heads(r, s->resid, s->rows, nh, d, in))) goto done;
         if ((st = fire4(r, layer, HK_PT_ATTN_IN, in, nh, d))) goto done;
     }
-    repeat_heads(s->resid, s->rows, nh, d, in);
+    if ((st = repeat_heads(r, s->resid, s->rows, nh, d, in))) goto done;
     if ((st = split_projection(r, layer, HK_PT_Q_INPUT, in, nh, &bw->q, s->q, tmp))) goto done;
-    repeat_heads(s->resid, s->rows, nkv, d, in);
+    if ((st = repeat_heads(r, s->resid, s->rows, nkv, d, in))) goto done;
     if ((st = split_projection(r, layer, HK_PT_K_INPUT, in, nkv, &bw->k, s->k, tmp))) goto done;
-    repeat_heads(s->resid, s->rows, nkv, d, in);
+    if ((st = repeat_heads(r, s->resid, s->rows, nkv, d, in))) goto done;
     st = split_projection(r, layer, HK_PT_V_INPUT, in, nkv, &bw->v, s->v, tmp);
 done:
-    free(in);
-    free(tmp);
+    be->free(be, attn_in);
+    be->free(be, in);
+    be->free(be, tmp);
     return st;
 }
 
 /* Keys of sequence b for this layer (see key_view). A full-attention cache gets this chunk's
  * keys written first, then is read in place; a rolling buffer's live slots (positions
  * pos0-W+1 .. pos0-1) are gathered in position order, followed by the chunk's own keys. */
-static void keys_for(fwd_run *r, int64_t layer, int64_t b, float *gather, key_view *kv) {
+static hk_status keys_for(fwd_run *r, int64_t layer, int64_t b, float *gather,
+                          key_view *kv) {
     const hk_config *c = &r->m->cfg;
+    hk_backend *be = r->be;
     fwd_state *s = r->s;
     int64_t dkv = c->n_kv_heads * c->d_head, r0 = b * s->seq;
     size_t row = (size_t)dkv * sizeof(float);
     if (!s->sess) {
         *kv = (key_view){s->k + r0 * dkv, s->v + r0 * dkv, dkv, s->seq, s->pos0, s->lengths[b]};
-        return;
+        return HK_OK;
     }
     const hk_kv_layer *L = &s->sess->layers[layer];
     float *ck = L->k + b * L->slots * dkv, *cv = L->v + b * L->slots * dkv;
     if (!L->rolling) {
-        memcpy(ck + s->pos0 * dkv, s->k + r0 * dkv, (size_t)s->seq * row);
-        memcpy(cv + s->pos0 * dkv, s->v + r0 * dkv, (size_t)s->seq * row);
+        TRY(be->kv_write(be, ck, 0, s->pos0, s->k + r0 * dkv, dkv, s->seq, dkv));
+        TRY(be->kv_write(be, cv, 0, s->pos0, s->v + r0 * dkv, dkv, s->seq, dkv));
         int64_t n = s->pos0 + s->seq;
         *kv = (key_view){ck, cv, dkv, n, 0, n};
-        return;
+        return HK_OK;
     }
     int64_t W = L->slots, lo = s->pos0 - (W - 1) > 0 ? s->pos0 - (W - 1) : 0;
     int64_t n_old = s->pos0 - lo, sk = n_old + s->seq;
     float *gk = gather, *gv = gather + (W + s->seq) * dkv;
-    for (int64_t p = lo; p < s->pos0; p++) {
-        memcpy(gk + (p - lo) * dkv, ck + (p % W) * dkv, row);
-        memcpy(gv + (p - lo) * dkv, cv + (p % W) * dkv, row);
+    /* positions lo .. pos0-1 sit in slots p mod W: at most two contiguous runs */
+    for (int64_t p = lo; p < s->pos0;) {
+        int64_t slot = p % W, run = s->pos0 - p < W - slot ? s->pos0 - p : W - slot;
+        TRY(be->copy(be, gk + (p - lo) * dkv, ck + slot * dkv, (size_t)run * row));
+        TRY(be->copy(be, gv + (p - lo) * dkv, cv + slot * dkv, (size_t)run * row));
+        p += run;
     }
-    memcpy(gk + n_old * dkv, s->k + r0 * dkv, (size_t)s->seq * row);
-    memcpy(gv + n_old * dkv, s->v + r0 * dkv, (size_t)s->seq * row);
+    TRY(be->copy(be, gk + n_old * dkv, s->k + r0 * dkv, (size_t)s->seq * row));
+    TRY(be->copy(be, gv + n_old * dkv, s->v + r0 * dkv, (size_t)s->seq * row));
     *kv = (key_view){gk, gv, dkv, sk, lo, sk};
+    return HK_OK;
 }
 
 /* After attention: a rolling buffer keeps the chunk's last W positions (slot = pos mod W). */
-static void cache_store(fwd_run *r, int64_t layer, int64_t b) {
+static hk_status cache_store(fwd_run *r, int64_t layer, int64_t b) {
     const hk_config *c = &r->m->cfg;
+    hk_backend *be = r->be;
     fwd_state *s = r->s;
     const hk_kv_layer *L = &s->sess->layers[layer];
-    if (!L->rolling) return; /* written before attention */
+    if (!L->rolling) return HK_OK; /* written before attention */
     int64_t dkv = c->n_kv_heads * c->d_head, r0 = b * s->seq, W = L->slots;
     float *ck = L->k + b * W * dkv, *cv = L->v + b * W * dkv;
     int64_t first = s->seq > W ? s->seq - W : 0;
-    for (int64_t t = first; t < s->seq; t++) {
-        int64_t slot = (s->pos0 + t) % W;
-        memcpy(ck + slot * dkv, s->k + (r0 + t) * dkv, (size_t)dkv * sizeof(float));
-        memcpy(cv + slot * dkv, s->v + (r0 + t) * dkv, (size_t)dkv * sizeof(float));
-    }
+    TRY(be->kv_write(be, ck, W, s->pos0 + first, s->k + (r0 + first) * dkv, dkv, s->seq - first,
+                     dkv));
+    return be->kv_write(be, cv, W, s->pos0 + first, s->v + (r0 + first) * dkv, dkv,
+                        s->seq - first, dkv);
 }
 
 /* q/k RMSNorm in place (qk_norm): x [rows, heads * d_head], over each head's d_head (HEAD) or
@@ -615,8 +647,7 @@ static hk_status qk_norm(fwd_run *r, int64_t layer, hk_point_kind k_scale, hk_po
         int64_t ns[4] = {s->batch, s->seq, heads, dh};
         return norm_pieces(r, layer, k_scale, k_norm, nw, x, x, n, d, full ? 3 : 4, ss, 4, ns);
     }
-    hk_k_rmsnorm(x, n, d, nw->w, (float)c->norm_eps, x, NULL);
-    return HK_OK;
+    return r->be->rmsnorm(r->be, x, n, d, nw->w, (float)c->norm_eps, x, NULL);
 }
 
 /* A post-norm on a sub-block's output (Gemma 2's ln1_post/ln2_post, OLMo 2): *out (rows x
@@ -634,7 +665,8 @@ static hk_status output_norm(fwd_run *r, int64_t layer, hk_point_kind k_scale,
 /* attention sub-block: resid [rows, d_model] -> attn_out [rows, d_model] */
 static hk_status attention(fwd_run *r, int64_t layer) {
     const hk_config *c = &r->m->cfg;
-    const hk_block_weights *bw = &r->m->w.blocks[layer];
+    const hk_block_weights *bw = &r->w->blocks[layer];
+    hk_backend *be = r->be;
     fwd_state *s = r->s;
     int64_t nh = c->n_heads, nkv = c->n_kv_heads, dh = c->d_head;
     int64_t dq = nh * dh, dkv = nkv * dh;
@@ -647,9 +679,9 @@ static hk_status attention(fwd_run *r, int64_t layer) {
                      s->normed));
             in = s->normed;
         }
-        linear(&bw->q, in, s->rows, s->q); /* [rows, n_heads*d_head] */
-        linear(&bw->k, in, s->rows, s->k); /* [rows, n_kv_heads*d_head] */
-        linear(&bw->v, in, s->rows, s->v);
+        TRY(linear(r, &bw->q, in, s->rows, s->q)); /* [rows, n_heads*d_head] */
+        TRY(linear(r, &bw->k, in, s->rows, s->k)); /* [rows, n_kv_heads*d_head] */
+        TRY(linear(r, &bw->v, in, s->rows, s->v));
     }
     TRY(fire4(r, layer, HK_PT_Q, s->q, nh, dh));
     TRY(fire4(r, layer, HK_PT_K, s->k, nkv, dh));
@@ -664,8 +696,9 @@ static hk_status attention(fwd_run *r, int64_t layer) {
         const float *cs = local ? s->rope_cos_local : s->rope_cos;
         const float *sn = local ? s->rope_sin_local : s->rope_sin;
         for (int64_t b = 0; b < s->batch; b++) {
-            hk_k_rope(s->q + b * s->seq * dq, s->seq, nh, dh, dq, c->rope.rot_dim, cs, sn);
-            hk_k_rope(s->k + b * s->seq * dkv, s->seq, nkv, dh, dkv, c->rope.rot_dim, cs, sn);
+            TRY(be->rope(be, s->q + b * s->seq * dq, s->seq, nh, dh, dq, c->rope.rot_dim, cs, sn));
+            TRY(be->rope(be, s->k + b * s->seq * dkv, s->seq, nkv, dh, dkv, c->rope.rot_dim, cs,
+                         sn));
         }
         TRY(fire4(r, layer, HK_PT_ROT_Q, s->q, nh, dh));
         TRY(fire4(r, layer, HK_PT_ROT_K, s->k, nkv, dh));
@@ -674,31 +707,32 @@ static hk_status attention(fwd_run *r, int64_t layer) {
     float *gather = NULL;
     if (s->sess && s->sess->layers[layer].rolling) {
         int64_t cap = (s->sess->layers[layer].slots + s->seq) * dkv;
-        gather = malloc((size_t)(2 * cap) * sizeof *gather); /* [W - 1 + seq, dkv] x {k, v} */
-        if (!gather) return hk_errorf(HK_ERR_NOMEM, "forward: no memory to gather the cache");
+        /* [W - 1 + seq, dkv] x {k, v} */
+        if (be->alloc(be, (size_t)(2 * cap) * sizeof *gather, (void **)&gather) != HK_OK)
+            return hk_errorf(HK_ERR_NOMEM, "forward: no memory to gather the cache");
     }
     hk_status st = HK_OK;
     for (int64_t b = 0; b < s->batch && st == HK_OK; b++) {
         key_view kv;
-        keys_for(r, layer, b, gather, &kv);
+        if ((st = keys_for(r, layer, b, gather, &kv)) != HK_OK) break;
         if (materialize) {
             st = attention_materialized(r, layer, b, &kv);
         } else {
             seq_mask sm = {.batch = b};
             hk_k_mask mask = layer_mask(r->m, layer, s->pos0, &kv, &sm);
             int64_t r0 = b * s->seq;
-            hk_k_attention(s->q + r0 * dq, dq, kv.k, kv.ld, kv.v, kv.ld, s->seq, kv.sk, nh, nkv,
-                           dh, (float)c->attn_scale, &mask, s->z + r0 * dq, dq);
+            st = be->attention(be, s->q + r0 * dq, dq, kv.k, kv.ld, kv.v, kv.ld, s->seq, kv.sk, nh,
+                               nkv, dh, (float)c->attn_scale, &mask, s->z + r0 * dq, dq);
         }
-        if (s->sess) cache_store(r, layer, b);
+        if (st == HK_OK && s->sess) st = cache_store(r, layer, b);
     }
-    free(gather);
+    be->free(be, gather);
     TRY(st);
     TRY(fire4(r, layer, HK_PT_Z, s->z, nh, dh));
     if (HOOKED(r, layer, HK_PT_RESULT))
         TRY(attn_out_per_head(r, layer));
     else
-        linear(&bw->o, s->z, s->rows, s->attn_out); /* [rows, d_model] */
+        TRY(linear(r, &bw->o, s->z, s->rows, s->attn_out)); /* [rows, d_model] */
     if (c->attn_post_norm)
         TRY(output_norm(r, layer, HK_PT_LN1_POST_SCALE, HK_PT_LN1_POST_NORMALIZED, &bw->ln1_post,
                         &s->attn_out));
@@ -720,65 +754,44 @@ typedef struct {
     float *ids;     /* [rows, k] chosen expert ids, as floats (the hook's view) */
     float *mix;     /* [rows, k] */
     float *act;     /* [rows * k, d_mlp] chosen experts' activations, slot a = row * k + j */
-    float *xg;      /* [rows * k, max(d_model, d_mlp)] gathered inputs of one expert */
-    float *g, *u;   /* [rows * k, d_mlp] */
-    float *o;       /* [rows * k, d_model] */
-    int64_t *order; /* [rows * k] slots sorted by expert */
-    int64_t *start; /* [E + 1] first entry of each expert in order */
+    int64_t *order; /* [rows * k] slots sorted by expert (device) */
+    /* one tile of an expert's rows (tile = expert_tile: the average load, so that the most
+     * loaded expert always fills it and the memory touched is what the estimate says) */
+    int64_t tile;
+    float *xg;      /* [tile, max(d_model, d_mlp)] gathered inputs */
+    float *g, *u;   /* [tile, d_mlp] */
+    float *o;       /* [tile, d_model] */
+    /* host side of the routing: the chosen ids read back, the sort, the expert starts (on a
+     * host-memory backend ids_h and order_h are ids and order themselves) */
+    float *ids_h;     /* [rows * k] */
+    int64_t *order_h; /* [rows * k + E] the sorted slots, then E cursors */
+    int64_t *start;   /* [E + 1] first entry of each expert in order */
 } moe_ws;
 
-static void moe_route(const hk_config *c, int64_t rows, moe_ws *w) {
-    const int64_t E = c->n_experts, k = c->n_experts_used;
-    for (int64_t i = 0; i < rows; i++) {
-        const float *p = w->probs + i * E;
-        float *ids = w->ids + i * k, *mix = w->mix + i * k;
-        bool taken[HK_MAX_EXPERTS];
-        memset(taken, 0, (size_t)E * sizeof *taken);
-        double sum = 0;
-        for (int64_t j = 0; j < k; j++) {
-            int64_t best = -1;
-            for (int64_t e = 0; e < E; e++)
-                if (!taken[e] && (best < 0 || p[e] > p[best])) best = e;
-            taken[best] = true;
-            ids[j] = (float)best;
-            mix[j] = p[best];
-            sum += p[best];
-        }
-        if (c->moe_norm_topk && sum > 0) /* every expert banned (all weights 0): no mixing */
-            for (int64_t j = 0; j < k; j++) mix[j] = (float)((double)mix[j] / sum);
-    }
-}
-
-static void softmax_rows_f32(const float *x, int64_t rows, int64_t n, float *y) {
-    for (int64_t i = 0; i < rows; i++) {
-        const float *xi = x + i * n;
-        float *yi = y + i * n;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < n; j++) mx = xi[j] > mx ? xi[j] : mx;
-        double sum = 0;
-        for (int64_t j = 0; j < n; j++) sum += exp((double)xi[j] - mx);
-        for (int64_t j = 0; j < n; j++)
-            yi[j] = mx == -INFINITY ? 0.0f : (float)(exp((double)xi[j] - mx) / sum);
-    }
-}
+static size_t expert_ws_bytes(const hk_config *c, int64_t n);
+static int64_t expert_tile(const hk_config *c, int64_t rows);
+static hk_status moe_experts(fwd_run *r, int64_t layer, const float *x, moe_ws *w);
 
 static hk_status moe_mlp(fwd_run *r, int64_t layer, const float *x, moe_ws *w) {
     const hk_config *c = &r->m->cfg;
-    const hk_block_weights *bw = &r->m->w.blocks[layer];
+    const hk_block_weights *bw = &r->w->blocks[layer];
+    hk_backend *be = r->be;
     fwd_state *s = r->s;
     const int64_t E = c->n_experts, k = c->n_experts_used, d = c->d_model, dm = c->d_mlp;
     const int64_t rows = s->rows, slots = rows * k;
-    linear(&bw->router, x, rows, w->logits); /* [rows, E] */
+    TRY(linear(r, &bw->router, x, rows, w->logits)); /* [rows, E] */
     TRY(fire3(r, layer, HK_PT_ROUTER_LOGITS, w->logits, E));
-    softmax_rows_f32(w->logits, rows, E, w->probs);
+    TRY(be->router_softmax(be, w->logits, rows, E, w->probs));
     TRY(fire3(r, layer, HK_PT_EXPERT_WEIGHTS, w->probs, E));
-    moe_route(c, rows, w);
+    TRY(be->topk_route(be, w->probs, rows, E, k, c->moe_norm_topk, w->ids, w->mix));
     TRY(fire3(r, layer, HK_PT_EXPERT_INDICES, w->ids, k));
     TRY(fire3(r, layer, HK_PT_TOPK_WEIGHTS, w->mix, k));
-    /* counting sort of the slots by expert (ids may have been rewritten by a hook) */
+    /* counting sort of the slots by expert on the host (ids may have been rewritten by a
+     * hook): the one read-back of a routed layer */
+    if (w->ids_h != w->ids) TRY(be->to_host(be, w->ids_h, w->ids, (size_t)slots * sizeof(float)));
     memset(w->start, 0, (size_t)(E + 1) * sizeof *w->start);
     for (int64_t a = 0; a < slots; a++) {
-        const float id = w->ids[a];
+        const float id = w->ids_h[a];
         if (!(id >= 0 && id < (float)E && id == floorf(id)))
             return hk_errorf(HK_ERR_INVALID_ARG,
                              "blocks.%lld.mlp.hook_expert_indices: entry %lld is %g, expected "
@@ -788,54 +801,86 @@ static hk_status moe_mlp(fwd_run *r, int64_t layer, const float *x, moe_ws *w) {
     }
     for (int64_t e = 0; e < E; e++) w->start[e + 1] += w->start[e];
     {
-        int64_t *fill = w->order + slots; /* [E] cursors, behind order's slots */
+        int64_t *fill = w->order_h + slots; /* [E] cursors, behind order's slots */
         for (int64_t e = 0; e < E; e++) fill[e] = w->start[e];
-        for (int64_t a = 0; a < slots; a++) w->order[fill[(int64_t)w->ids[a]]++] = a;
+        for (int64_t a = 0; a < slots; a++) w->order_h[fill[(int64_t)w->ids_h[a]]++] = a;
     }
-    /* the chosen experts' activations, expert by expert on their rows only */
+    if (w->order_h != w->order)
+        TRY(be->to_device(be, w->order, w->order_h, (size_t)slots * sizeof *w->order));
+    const int64_t wide = d > dm ? d : dm, tile = expert_tile(c, rows);
+    float *buf;
+    if (be->alloc(be, expert_ws_bytes(c, tile), (void **)&buf) != HK_OK)
+        return hk_errorf(HK_ERR_NOMEM, "forward: no memory for %lld rows of one expert",
+                         (long long)tile);
+    w->tile = tile;
+    w->xg = buf;
+    w->g = w->xg + tile * wide;
+    w->u = w->g + tile * dm;
+    w->o = w->u + tile * dm;
+    hk_status st = moe_experts(r, layer, x, w);
+    be->free(be, buf);
+    return st;
+}
+
+/* The chosen experts on their rows (the routing of moe_mlp done), then their weighted sum. */
+static hk_status moe_experts(fwd_run *r, int64_t layer, const float *x, moe_ws *w) {
+    const hk_config *c = &r->m->cfg;
+    const hk_block_weights *bw = &r->w->blocks[layer];
+    hk_backend *be = r->be;
+    fwd_state *s = r->s;
+    const int64_t E = c->n_experts, k = c->n_experts_used, d = c->d_model, dm = c->d_mlp;
+    const int64_t rows = s->rows;
+    /* the chosen experts' activations, expert by expert on their rows only, a tile at a time */
     for (int64_t e = 0; e < E; e++) {
-        const int64_t n = w->start[e + 1] - w->start[e];
-        if (n == 0) continue;
-        const int64_t *sl = w->order + w->start[e];
-        for (int64_t i = 0; i < n; i++)
-            memcpy(w->xg + i * d, x + (sl[i] / k) * d, (size_t)d * sizeof(float));
         const hk_linear *ex = bw->experts + 3 * e;
-        linear(&ex[0], w->xg, n, w->g); /* [n, d_mlp] gate */
-        linear(&ex[1], w->xg, n, w->u); /* [n, d_mlp] up */
-        activation(c->act, w->g, n * dm);
-        hk_k_mul(w->g, w->u, n * dm);
-        for (int64_t i = 0; i < n; i++)
-            memcpy(w->act + sl[i] * dm, w->g + i * dm, (size_t)dm * sizeof(float));
+        for (int64_t i0 = w->start[e]; i0 < w->start[e + 1]; i0 += w->tile) {
+            const int64_t n = w->start[e + 1] - i0 < w->tile ? w->start[e + 1] - i0 : w->tile;
+            const int64_t *sl = w->order + i0; /* [n] slots, device */
+            TRY(be->gather_rows(be, w->xg, x, d, sl, k, n)); /* the slots' token rows */
+            TRY(linear(r, &ex[0], w->xg, n, w->g)); /* [n, d_mlp] gate */
+            TRY(linear(r, &ex[1], w->xg, n, w->u)); /* [n, d_mlp] up */
+            TRY(be->glu(be, c->act, w->g, w->u, n * dm));
+            TRY(be->scatter_rows(be, w->act, w->g, dm, sl, n));
+        }
     }
     TRY(fire4(r, layer, HK_PT_EXPERT_POST, w->act, k, dm));
-    memset(s->mlp_out, 0, (size_t)(rows * d) * sizeof(float));
+    TRY(be->memset(be, s->mlp_out, 0, (size_t)(rows * d) * sizeof(float)));
     for (int64_t e = 0; e < E; e++) {
-        const int64_t n = w->start[e + 1] - w->start[e];
-        if (n == 0) continue;
-        const int64_t *sl = w->order + w->start[e];
-        for (int64_t i = 0; i < n; i++)
-            memcpy(w->xg + i * dm, w->act + sl[i] * dm, (size_t)dm * sizeof(float));
-        linear(&bw->experts[3 * e + 2], w->xg, n, w->o); /* [n, d_model] down */
-        for (int64_t i = 0; i < n; i++) {
-            float *dst = s->mlp_out + (sl[i] / k) * d;
-            const float m = w->mix[sl[i]];
-            const float *src = w->o + i * d;
-            for (int64_t j = 0; j < d; j++) dst[j] += m * src[j];
+        for (int64_t i0 = w->start[e]; i0 < w->start[e + 1]; i0 += w->tile) {
+            const int64_t n = w->start[e + 1] - i0 < w->tile ? w->start[e + 1] - i0 : w->tile;
+            const int64_t *sl = w->order + i0;
+            TRY(be->gather_rows(be, w->xg, w->act, dm, sl, 1, n));
+            TRY(linear(r, &bw->experts[3 * e + 2], w->xg, n, w->o)); /* [n, d_model] down */
+            /* mlp_out[token of slot] += mix[slot] * o */
+            TRY(be->combine_rows(be, s->mlp_out, w->o, d, sl, k, w->mix, n));
         }
     }
     return HK_OK;
 }
 
-/* Bytes of the routed experts' workspace for `rows` tokens: router logits and probabilities
- * [rows, E], chosen ids and weights [rows * k], the experts' activations, gathered inputs,
- * gate/up and outputs per slot, and the slot order and expert starts. */
+/* Bytes of the routing workspace for `rows` tokens: router logits and probabilities
+ * [rows, E], chosen ids and weights [rows * k], the experts' activations per slot, and the
+ * slot order and expert starts. */
 static size_t routed_ws_bytes(const hk_config *c, int64_t rows) {
-    const int64_t E = c->n_experts, k = c->n_experts_used, d = c->d_model, dm = c->d_mlp;
-    const int64_t slots = rows * k, wide = d > dm ? d : dm;
-    const size_t floats = (size_t)(2 * rows * E + 2 * slots + slots * dm + slots * wide +
-                                   2 * slots * dm + slots * d);
+    const int64_t E = c->n_experts, k = c->n_experts_used, dm = c->d_mlp;
+    const int64_t slots = rows * k;
+    const size_t floats = (size_t)(2 * rows * E + 2 * slots + slots * dm);
     const size_t ints = (size_t)(slots + E + E + 1);
-    return floats * sizeof(float) + ints * sizeof(int64_t);
+    return floats * sizeof(float) + ints * sizeof(int64_t); /* as the CPU lays it out */
+}
+
+/* Rows of an expert computed at once: the average load ceil(rows * k / E). The most loaded
+ * expert has at least that many, so the tile is always filled: its memory is both bounded
+ * and exactly what is touched (hk_forward_moe_bytes). */
+static int64_t expert_tile(const hk_config *c, int64_t rows) {
+    const int64_t slots = rows * c->n_experts_used;
+    return (slots + c->n_experts - 1) / c->n_experts;
+}
+
+/* Bytes of one expert's rows: gathered inputs, gate/up and outputs of n rows. */
+static size_t expert_ws_bytes(const hk_config *c, int64_t n) {
+    const int64_t d = c->d_model, dm = c->d_mlp, wide = d > dm ? d : dm;
+    return (size_t)(n * (wide + 2 * dm + d)) * sizeof(float);
 }
 
 /* Bytes of the shared expert's workspace: gate and up [rows, d_shared], output [rows,
@@ -846,7 +891,8 @@ static size_t shared_ws_bytes(const hk_config *c, int64_t rows) {
 
 size_t hk_forward_moe_bytes(const hk_config *c, int64_t rows) {
     if (c->n_experts <= 0) return 0;
-    const size_t routed = routed_ws_bytes(c, rows);
+    /* the routing, and one tile of expert rows */
+    const size_t routed = routed_ws_bytes(c, rows) + expert_ws_bytes(c, expert_tile(c, rows));
     const size_t shared = c->d_shared_expert > 0 ? shared_ws_bytes(c, rows) : 0;
     return routed > shared ? routed : shared; /* one is freed before the other is taken */
 }
@@ -855,37 +901,35 @@ size_t hk_forward_moe_bytes(const hk_config *c, int64_t rows) {
  * mlp_out += sigmoid(x . w_gate) * down(act(x W_gate) * (x W_up)). */
 static hk_status shared_expert(fwd_run *r, int64_t layer, const float *x) {
     const hk_config *c = &r->m->cfg;
-    const hk_block_weights *bw = &r->m->w.blocks[layer];
+    const hk_block_weights *bw = &r->w->blocks[layer];
+    hk_backend *be = r->be;
     fwd_state *s = r->s;
     const int64_t rows = s->rows, d = c->d_model, ds = c->d_shared_expert;
-    float *buf = malloc(shared_ws_bytes(c, rows));
-    if (!buf) return hk_errorf(HK_ERR_NOMEM, "forward: no memory for the shared expert");
+    float *buf;
+    if (be->alloc(be, shared_ws_bytes(c, rows), (void **)&buf) != HK_OK)
+        return hk_errorf(HK_ERR_NOMEM, "forward: no memory for the shared expert");
     float *g = buf, *u = g + rows * ds, *o = u + rows * ds, *gate = o + rows * d;
-    linear(&bw->shared[0], x, rows, g); /* [rows, d_shared] */
-    linear(&bw->shared[1], x, rows, u); /* [rows, d_shared] */
-    activation(c->act, g, rows * ds);
-    hk_k_mul(g, u, rows * ds);
-    hk_status st = fire3(r, layer, HK_PT_SHARED_POST, g, ds);
-    if (st == HK_OK) {
-        linear(&bw->shared[2], g, rows, o);       /* [rows, d_model] */
-        linear(&bw->shared_gate, x, rows, gate);  /* [rows, 1] */
-        for (int64_t i = 0; i < rows; i++) gate[i] = 1.0f / (1.0f + expf(-gate[i]));
-        st = fire3(r, layer, HK_PT_SHARED_GATE, gate, 1);
-    }
-    if (st == HK_OK)
-        for (int64_t i = 0; i < rows; i++)
-            for (int64_t j = 0; j < d; j++) s->mlp_out[i * d + j] += gate[i] * o[i * d + j];
-    free(buf);
+    hk_status st = linear(r, &bw->shared[0], x, rows, g); /* [rows, d_shared] */
+    if (st == HK_OK) st = linear(r, &bw->shared[1], x, rows, u); /* [rows, d_shared] */
+    if (st == HK_OK) st = be->glu(be, c->act, g, u, rows * ds);
+    if (st == HK_OK) st = fire3(r, layer, HK_PT_SHARED_POST, g, ds);
+    if (st == HK_OK) st = linear(r, &bw->shared[2], g, rows, o);      /* [rows, d_model] */
+    if (st == HK_OK) st = linear(r, &bw->shared_gate, x, rows, gate); /* [rows, 1] */
+    if (st == HK_OK) st = be->sigmoid(be, gate, rows);
+    if (st == HK_OK) st = fire3(r, layer, HK_PT_SHARED_GATE, gate, 1);
+    if (st == HK_OK) st = be->combine_rows(be, s->mlp_out, o, d, NULL, 1, gate, rows);
+    be->free(be, buf);
     return st;
 }
 
 /* Workspace of moe_mlp for this call, one allocation (routed_ws_bytes). */
 static hk_status moe(fwd_run *r, int64_t layer, const float *x) {
     const hk_config *c = &r->m->cfg;
-    const int64_t E = c->n_experts, k = c->n_experts_used, d = c->d_model, dm = c->d_mlp;
-    const int64_t rows = r->s->rows, slots = rows * k, wide = d > dm ? d : dm;
-    float *buf = malloc(routed_ws_bytes(c, rows));
-    if (!buf)
+    hk_backend *be = r->be;
+    const int64_t E = c->n_experts, k = c->n_experts_used, dm = c->d_mlp;
+    const int64_t rows = r->s->rows, slots = rows * k;
+    float *buf;
+    if (be->alloc(be, routed_ws_bytes(c, rows), (void **)&buf) != HK_OK)
         return hk_errorf(HK_ERR_NOMEM, "forward: no memory for the experts of %lld rows",
                          (long long)rows);
     moe_ws w;
@@ -894,40 +938,52 @@ static hk_status moe(fwd_run *r, int64_t layer, const float *x) {
     w.ids = w.probs + rows * E;
     w.mix = w.ids + slots;
     w.act = w.mix + slots;
-    w.xg = w.act + slots * dm;
-    w.g = w.xg + slots * wide;
-    w.u = w.g + slots * dm;
-    w.o = w.u + slots * dm;
-    w.order = (int64_t *)(void *)(w.o + slots * d);
-    w.start = w.order + slots + E;
+    w.order = (int64_t *)(void *)(w.act + slots * dm);
+    /* the host side: in the workspace on a host-memory backend, else a host buffer */
+    void *host = NULL;
+    if (be->host_memory) {
+        w.ids_h = w.ids;
+        w.order_h = w.order;
+        w.start = w.order + slots + E;
+    } else {
+        host = malloc((size_t)slots * sizeof(float) + (size_t)(slots + 2 * E + 1) * sizeof(int64_t));
+        if (!host) {
+            be->free(be, buf);
+            return hk_errorf(HK_ERR_NOMEM, "forward: no memory for the routing of %lld rows",
+                             (long long)rows);
+        }
+        w.order_h = host;
+        w.start = w.order_h + slots + E;
+        w.ids_h = (float *)(void *)(w.start + E + 1);
+    }
     hk_status st = moe_mlp(r, layer, x, &w);
-    free(buf);
+    be->free(be, buf);
+    free(host);
     if (st == HK_OK && c->d_shared_expert > 0) st = shared_expert(r, layer, x);
     return st;
 }
 
 static hk_status mlp(fwd_run *r, int64_t layer, const float *x) {
     const hk_config *c = &r->m->cfg;
-    const hk_block_weights *bw = &r->m->w.blocks[layer];
+    const hk_block_weights *bw = &r->w->blocks[layer];
     fwd_state *s = r->s;
     int64_t n = s->rows * c->d_mlp;
     if (c->n_experts > 0) {
         TRY(moe(r, layer, x));
     } else if (c->gated_mlp) {
-        linear(&bw->mlp_gate, x, s->rows, s->mlp_pre); /* [rows, d_mlp] */
+        TRY(linear(r, &bw->mlp_gate, x, s->rows, s->mlp_pre)); /* [rows, d_mlp] */
         TRY(fire3(r, layer, HK_PT_MLP_PRE, s->mlp_pre, c->d_mlp));
-        linear(&bw->mlp_in, x, s->rows, s->mlp_lin); /* [rows, d_mlp] */
+        TRY(linear(r, &bw->mlp_in, x, s->rows, s->mlp_lin)); /* [rows, d_mlp] */
         TRY(fire3(r, layer, HK_PT_MLP_PRE_LINEAR, s->mlp_lin, c->d_mlp));
-        activation(c->act, s->mlp_pre, n);
-        hk_k_mul(s->mlp_pre, s->mlp_lin, n);
+        TRY(r->be->glu(r->be, c->act, s->mlp_pre, s->mlp_lin, n));
     } else {
-        linear(&bw->mlp_in, x, s->rows, s->mlp_pre);
+        TRY(linear(r, &bw->mlp_in, x, s->rows, s->mlp_pre));
         TRY(fire3(r, layer, HK_PT_MLP_PRE, s->mlp_pre, c->d_mlp));
-        activation(c->act, s->mlp_pre, n);
+        TRY(activation(r, c->act, s->mlp_pre, n));
     }
     if (c->n_experts == 0) {
         TRY(fire3(r, layer, HK_PT_MLP_POST, s->mlp_pre, c->d_mlp));
-        linear(&bw->mlp_out, s->mlp_pre, s->rows, s->mlp_out);
+        TRY(linear(r, &bw->mlp_out, s->mlp_pre, s->rows, s->mlp_out));
     }
     if (c->mlp_post_norm) /* x (the MLP's input) may be `normed`: it is consumed by now */
         TRY(output_norm(r, layer, HK_PT_LN2_POST_SCALE, HK_PT_LN2_POST_NORMALIZED, &bw->ln2_post,
@@ -938,7 +994,7 @@ static hk_status mlp(fwd_run *r, int64_t layer, const float *x) {
 /* Pre-norm MLP: ln2 of the input, then the MLP. */
 static hk_status mlp_prenorm(fwd_run *r, int64_t layer, const float *input) {
     if (r->m->cfg.no_input_norms) return mlp(r, layer, input); /* OLMo 2 */
-    TRY(norm(r, layer, HK_PT_LN2_SCALE, HK_PT_LN2_NORMALIZED, &r->m->w.blocks[layer].ln2, input,
+    TRY(norm(r, layer, HK_PT_LN2_SCALE, HK_PT_LN2_NORMALIZED, &r->w->blocks[layer].ln2, input,
              r->s->normed));
     return mlp(r, layer, r->s->normed);
 }
@@ -949,8 +1005,8 @@ static const float *mlp_input(fwd_run *r, int64_t layer, const float *x, float *
     *st = HK_OK;
     if (!HOOKED(r, layer, HK_PT_MLP_IN)) return x;
     int64_t d = r->m->cfg.d_model;
-    memcpy(scratch, x, (size_t)(r->s->rows * d) * sizeof(float));
-    *st = fire3(r, layer, HK_PT_MLP_IN, scratch, d);
+    *st = r->be->copy(r->be, scratch, x, (size_t)(r->s->rows * d) * sizeof(float));
+    if (*st == HK_OK) *st = fire3(r, layer, HK_PT_MLP_IN, scratch, d);
     return scratch;
 }
 
@@ -959,11 +1015,11 @@ static const float *mlp_input(fwd_run *r, int64_t layer, const float *x, float *
  *   resid_post = x + mlp(x); normalized_resid_post = ln2(resid_post) -> the next block. */
 static hk_status block_post_norm(fwd_run *r, int64_t layer) {
     const hk_config *c = &r->m->cfg;
-    const hk_block_weights *bw = &r->m->w.blocks[layer];
+    const hk_block_weights *bw = &r->w->blocks[layer];
     fwd_state *s = r->s;
     int64_t d = c->d_model, n = s->rows * d;
     hk_status st;
-    hk_k_add(s->resid, s->attn_out, n);
+    TRY(r->be->add(r->be, s->resid, s->attn_out, n));
     TRY(fire3(r, layer, HK_PT_RESID_MID, s->resid, d));
     const float *in = mlp_input(r, layer, s->resid, s->attn_out, &st);
     TRY(st);
@@ -971,7 +1027,7 @@ static hk_status block_post_norm(fwd_run *r, int64_t layer) {
              s->normed));
     swap_resid(s); /* resid = ln1(mlp_in): the MLP's input and the residual stream */
     TRY(mlp(r, layer, s->resid));
-    hk_k_add(s->resid, s->mlp_out, n);
+    TRY(r->be->add(r->be, s->resid, s->mlp_out, n));
     TRY(fire3(r, layer, HK_PT_RESID_POST, s->resid, d));
     TRY(norm(r, layer, HK_PT_POST_LN2_SCALE, HK_PT_POST_LN2_NORMALIZED, &bw->ln2, s->resid,
              s->normed));
@@ -992,15 +1048,15 @@ static hk_status block(fwd_run *r, int64_t layer) {
         const float *in = mlp_input(r, layer, s->resid, s->mlp_out, &st);
         TRY(st);
         TRY(mlp_prenorm(r, layer, in));
-        hk_k_add(s->resid, s->attn_out, n);
-        hk_k_add(s->resid, s->mlp_out, n);
+        TRY(r->be->add(r->be, s->resid, s->attn_out, n));
+        TRY(r->be->add(r->be, s->resid, s->mlp_out, n));
     } else {
-        hk_k_add(s->resid, s->attn_out, n);
+        TRY(r->be->add(r->be, s->resid, s->attn_out, n));
         TRY(fire3(r, layer, HK_PT_RESID_MID, s->resid, d));
         const float *in = mlp_input(r, layer, s->resid, s->attn_out, &st);
         TRY(st);
         TRY(mlp_prenorm(r, layer, in));
-        hk_k_add(s->resid, s->mlp_out, n);
+        TRY(r->be->add(r->be, s->resid, s->mlp_out, n));
     }
     return fire3(r, layer, HK_PT_RESID_POST, s->resid, d);
 }
@@ -1056,25 +1112,66 @@ typedef enum { OUT_HEAD = 0, OUT_HIDDEN } out_kind;
 
 /* x [rows, dim] -> out: every row, padded rows zeroed ([rows, dim]), or the last valid row of
  * each sequence ([batch, dim]). */
-static void write_rows(const fwd_state *s, const float *x, int64_t dim, bool last_only,
-                       float *out) {
+static hk_status write_rows(fwd_run *r, const float *x, int64_t dim, bool last_only,
+                            float *out) {
+    const fwd_state *s = r->s;
+    hk_backend *be = r->be;
+    const size_t row = (size_t)dim * sizeof(float);
     if (last_only) {
         for (int64_t b = 0; b < s->batch; b++)
-            memcpy(out + b * dim, x + (b * s->seq + s->lengths[b] - 1) * dim,
-                   (size_t)dim * sizeof(float));
-        return;
+            TRY(be->to_host(be, out + b * dim, x + (b * s->seq + s->lengths[b] - 1) * dim, row));
+        return HK_OK;
     }
-    if (x != out) memcpy(out, x, (size_t)(s->rows * dim) * sizeof(float));
+    if (x != out) TRY(be->to_host(be, out, x, (size_t)s->rows * row));
     for (int64_t b = 0; b < s->batch; b++)
         for (int64_t t = s->lengths[b]; t < s->seq; t++)
-            memset(out + (b * s->seq + t) * dim, 0, (size_t)dim * sizeof(float));
+            memset(out + (b * s->seq + t) * dim, 0, row);
+    return HK_OK;
 }
 
 /* Final-logit soft-capping (Gemma 2), after unembed.hook_out as in TransformerLens. */
-static void softcap_logits(const hk_config *c, float *logits, int64_t n) {
-    if (c->final_softcap <= 0) return;
-    const float cap = (float)c->final_softcap;
-    for (int64_t i = 0; i < n; i++) logits[i] = hk_softcap(logits[i], cap);
+static hk_status softcap_logits(fwd_run *r, float *logits, int64_t n) {
+    const hk_config *c = &r->m->cfg;
+    if (c->final_softcap <= 0) return HK_OK;
+    return r->be->softcap(r->be, logits, n, (float)c->final_softcap);
+}
+
+/* Logits [n, d_vocab] where the backend writes them: the caller's buffer on a host-memory
+ * backend, else a device buffer copied out by logits_out. */
+static hk_status logits_buffer(fwd_run *r, float *out, int64_t n, float **dev) {
+    if (r->be->host_memory) {
+        *dev = out;
+        return HK_OK;
+    }
+    return r->be->alloc(r->be, (size_t)(n * r->m->cfg.d_vocab) * sizeof(float), (void **)dev);
+}
+
+static hk_status logits_out(fwd_run *r, float *dev, int64_t n, float *out, hk_status st) {
+    if (dev == out) return st;
+    if (st == HK_OK)
+        st = r->be->to_host(r->be, out, dev, (size_t)(n * r->m->cfg.d_vocab) * sizeof(float));
+    r->be->free(r->be, dev);
+    return st;
+}
+
+/* The unembedding of rows [rows, d_model] into dev [rows, d_vocab], padded rows zeroed,
+ * unembed.hook_out, the soft-cap. */
+static hk_status unembed_rows(fwd_run *r, const float *x, int64_t rows, bool last_only,
+                              float *dev) {
+    const fwd_state *s = r->s;
+    const int64_t V = r->m->cfg.d_vocab;
+    TRY(linear(r, &r->w->unembed, x, rows, dev)); /* [rows, d_vocab] */
+    if (last_only) {
+        int64_t shape[3] = {s->batch, 1, V};
+        TRY(fire(r, -1, HK_PT_UNEMBED_OUT, dev, 3, shape, 0, s->pos0 + s->seq - 1, 0));
+        return softcap_logits(r, dev, rows * V);
+    }
+    for (int64_t b = 0; b < s->batch; b++) /* padded rows: 0 */
+        if (s->lengths[b] < s->seq)
+            TRY(r->be->memset(r->be, dev + (b * s->seq + s->lengths[b]) * V, 0,
+                              (size_t)((s->seq - s->lengths[b]) * V) * sizeof(float)));
+    TRY(fire3(r, -1, HK_PT_UNEMBED_OUT, dev, V));
+    return softcap_logits(r, dev, rows * V); /* padded rows stay 0 */
 }
 
 /* Embed, blocks, then the head: final norm + unembed (decoders), the masked-LM head, or none.
@@ -1083,17 +1180,18 @@ static void softcap_logits(const hk_config *c, float *logits, int64_t n) {
 static hk_status run_layers(fwd_run *r, const int32_t *ids, const int32_t *types,
                             bool last_only, out_kind kind, float *out) {
     const hk_config *c = &r->m->cfg;
-    const hk_weights *w = &r->m->w;
+    const hk_weights *w = r->w;
+    hk_backend *be = r->be;
     fwd_state *s = r->s;
-    int64_t d = c->d_model, V = c->d_vocab;
+    int64_t d = c->d_model;
     if (r->resid0)
-        memcpy(s->resid, r->resid0, (size_t)(s->rows * d) * sizeof(float));
+        TRY(be->to_device(be, s->resid, r->resid0, (size_t)(s->rows * d) * sizeof(float)));
     else
         TRY(embed(r, ids, types));
-    rope_prepare(c, s);
+    TRY(rope_prepare(r));
     for (int64_t l = r->layer0; l < r->layer_end; l++) TRY(block(r, l));
     if (!r->head) { /* stopped: the residual entering block layer_end (stop_at_layer) */
-        if (out) write_rows(s, s->resid, d, last_only, out);
+        if (out) TRY(write_rows(r, s->resid, d, last_only, out));
         return HK_OK;
     }
     if (c->head == HK_HEAD_LM) {
@@ -1103,32 +1201,28 @@ static hk_status run_layers(fwd_run *r, const int32_t *ids, const int32_t *types
         TRY(fire3(r, -1, HK_PT_UNEMBED_IN, s->resid, d));
     }
     if (kind == OUT_HIDDEN || c->head == HK_HEAD_NONE) {
-        if (out) write_rows(s, s->resid, d, last_only, out);
+        if (out) TRY(write_rows(r, s->resid, d, last_only, out));
         return HK_OK;
     }
     if (c->head == HK_HEAD_MLM) { /* dense + act + LayerNorm, then the unembedding */
-        linear(&w->head_dense, s->resid, s->rows, s->attn_out); /* [rows, d_model] */
-        activation(c->act, s->attn_out, s->rows * d);
+        TRY(linear(r, &w->head_dense, s->resid, s->rows, s->attn_out)); /* [rows, d_model] */
+        TRY(activation(r, c->act, s->attn_out, s->rows * d));
         TRY(norm(r, -1, HK_PT_MLM_LN_SCALE, HK_PT_MLM_LN_NORMALIZED, &w->head_ln, s->attn_out,
                  s->resid));
         TRY(fire3(r, -1, HK_PT_UNEMBED_IN, s->resid, d));
     }
     if (!out) return HK_OK;
+    const int64_t n = last_only ? s->batch : s->rows;
+    const float *x = s->resid;
     if (last_only) {
         for (int64_t b = 0; b < s->batch; b++) /* rows [batch, d_model] packed into normed */
-            memcpy(s->normed + b * d, s->resid + (b * s->seq + s->lengths[b] - 1) * d,
-                   (size_t)d * sizeof(float));
-        linear(&w->unembed, s->normed, s->batch, out); /* [batch, d_vocab] */
-        int64_t shape[3] = {s->batch, 1, V};
-        TRY(fire(r, -1, HK_PT_UNEMBED_OUT, out, 3, shape, 0, s->pos0 + s->seq - 1, 0));
-        softcap_logits(c, out, s->batch * V);
-        return HK_OK;
+            TRY(be->copy(be, s->normed + b * d, s->resid + (b * s->seq + s->lengths[b] - 1) * d,
+                         (size_t)d * sizeof(float)));
+        x = s->normed;
     }
-    linear(&w->unembed, s->resid, s->rows, out); /* [rows, d_vocab] */
-    write_rows(s, out, V, false, out);
-    TRY(fire3(r, -1, HK_PT_UNEMBED_OUT, out, V));
-    softcap_logits(c, out, s->rows * V); /* padded rows stay 0 */
-    return HK_OK;
+    float *dev;
+    TRY(logits_buffer(r, out, n, &dev));
+    return logits_out(r, dev, n, out, unembed_rows(r, x, n, last_only, dev));
 }
 
 /* One call of the forward over tokens [batch, seq] at positions pos0.. with the given state. */
@@ -1142,13 +1236,14 @@ static hk_status forward_call(hk_model *m, hk_hooks *hooks, struct hk_session *s
     /* Padding tokens may hold any id; embed a valid one (0) in their rows, type 0 likewise. */
     int32_t *ids = malloc((size_t)(batch * seq) * sizeof *ids);
     int32_t *tys = types ? malloc((size_t)(batch * seq) * sizeof *tys) : NULL;
+    hk_backend *be = hk_model_backend(m);
     fwd_state s;
-    hk_status st = state_alloc(c, batch, seq, &s);
+    hk_status st = state_alloc(be, c, batch, seq, &s);
     if (!lens || !ids || (types && !tys) || st != HK_OK) {
         free(lens);
         free(ids);
         free(tys);
-        if (st == HK_OK) state_free(&s);
+        if (st == HK_OK) state_free(be, &s);
         return st != HK_OK ? st : hk_errorf(HK_ERR_NOMEM, "hk_model_forward: out of memory");
     }
     for (int64_t b = 0; b < batch; b++) {
@@ -1162,11 +1257,12 @@ static hk_status forward_call(hk_model *m, hk_hooks *hooks, struct hk_session *s
     s.pos0 = pos0;
     s.rope_len = rope_len;
     s.sess = sess;
-    fwd_run r = {.m = m, .hooks = hooks, .s = &s, .layer0 = layer0, .resid0 = resid0,
+    fwd_run r = {.m = m, .be = be, .w = hk_backend_weights(m), .hooks = hooks, .s = &s,
+                 .layer0 = layer0, .resid0 = resid0,
                  .layer_end = layer_end < c->n_layers ? layer_end : c->n_layers,
                  .head = layer_end > c->n_layers};
     st = run_layers(&r, ids, tys, last_only, kind, out);
-    state_free(&s);
+    state_free(be, &s);
     free(tys);
     free(ids);
     free(lens);

@@ -2,12 +2,17 @@
  * family adapters); everything here is family-agnostic. */
 #include <stdlib.h>
 
+#include "backend.h"
 #include "error.h"
 #include "kernels/cpu/kernels.h"
 #include "model.h"
 
 void hk_model_destroy(struct hk_model *m) {
     if (!m) return;
+    if (m->be) {
+        if (m->dw_set) m->be->weights_free(m->be, &m->cfg, &m->dw);
+        hk_backend_close(m->be);
+    }
     hk_weight_copies_free(m->weight_copies);
     free(m->w.blocks);
     hk_points_free(&m->points);

@@ -23,6 +23,9 @@ struct hk_model {
     hk_tokenizer *tok; /* tokenizer.json of the folder, or attached (NULL: none) */
     char *tok_note;    /* why there is none ("no tokenizer.json in X", a parse error) */
     struct hk_weight_copy *weight_copies; /* hk_model_weight's gathered copies (weights_view.c) */
+    struct hk_backend *be;  /* where the forward runs (NULL: the CPU, core/backend.c) */
+    hk_weights dw;          /* the weights the forward uses: be's copy of w (dw_set) */
+    bool dw_set;
     size_t rss_before_load; /* the process's resident bytes when hk_model_load began */
     size_t load_growth;     /* and what loading added to them (0 when unknown) */
 };

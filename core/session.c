@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 
+#include "backend.h"
 #include "error.h"
 #include "model.h"
 
@@ -34,6 +35,7 @@ hk_status hk_session_new(hk_model *m, int64_t batch, int64_t max_len, hk_session
     s->batch = batch;
     s->max_len = max_len;
     size_t dkv = (size_t)(c->n_kv_heads * c->d_head);
+    hk_backend *be = hk_model_backend(m); /* the caches are device memory */
     for (int64_t l = 0; l < c->n_layers; l++) {
         hk_kv_layer *L = &s->layers[l];
         int64_t W = c->layer_window[l] ? c->window : 0;
@@ -41,9 +43,8 @@ hk_status hk_session_new(hk_model *m, int64_t batch, int64_t max_len, hk_session
         L->rolling = W > 0 && W < max_len;
         L->slots = L->rolling ? W : max_len;
         size_t n = (size_t)batch * (size_t)L->slots * dkv;
-        L->k = malloc(n * sizeof(float));
-        L->v = malloc(n * sizeof(float));
-        if (!L->k || !L->v) {
+        if (be->alloc(be, n * sizeof(float), (void **)&L->k) != HK_OK ||
+            be->alloc(be, n * sizeof(float), (void **)&L->v) != HK_OK) {
             hk_session_free(s);
             return hk_errorf(HK_ERR_NOMEM,
                              "hk_session_new: cannot allocate the KV cache (%zu bytes per layer)",
@@ -57,10 +58,11 @@ hk_status hk_session_new(hk_model *m, int64_t batch, int64_t max_len, hk_session
 
 void hk_session_free(hk_session *s) {
     if (!s) return;
+    hk_backend *be = hk_model_backend(s->model);
     if (s->layers)
         for (int64_t l = 0; l < s->model->cfg.n_layers; l++) {
-            free(s->layers[l].k);
-            free(s->layers[l].v);
+            be->free(be, s->layers[l].k);
+            be->free(be, s->layers[l].v);
         }
     free(s->layers);
     free(s);

@@ -65,7 +65,7 @@ void hk_hooks_free(hk_hooks *h) {
 
 /* Append a registration whose coverage is already computed. */
 static hk_status push_reg(hk_hooks *h, uint8_t *covers, hk_hook_fn fn, void *user,
-                          hk_hook_handle *out) {
+                          unsigned flags, hk_hook_handle *out) {
     if (h->n_regs == h->cap_regs) {
         size_t cap = h->cap_regs ? 2 * h->cap_regs : 8;
         hk_reg *r = realloc(h->regs, cap * sizeof *r);
@@ -77,7 +77,8 @@ static hk_status push_reg(hk_hooks *h, uint8_t *covers, hk_hook_fn fn, void *use
         h->cap_regs = cap;
     }
     hk_reg *r = &h->regs[h->n_regs++];
-    *r = (hk_reg){.handle = h->next_handle++, .fn = fn, .user = user, .covers = covers};
+    *r = (hk_reg){.handle = h->next_handle++, .fn = fn, .user = user, .flags = flags,
+                  .covers = covers};
     for (size_t i = 0; i < h->n_points; i++) h->active[i] += covers[i];
     if (out) *out = r->handle;
     return HK_OK;
@@ -97,7 +98,8 @@ static bool match_filter(const char *name, const void *filter, void *user) {
 }
 
 static hk_status add_matching(hk_hooks *h, match_fn match, const void *arg, void *match_user,
-                              hk_hook_fn fn, void *user, hk_hook_handle *out, size_t *n_hit) {
+                              hk_hook_fn fn, void *user, unsigned flags, hk_hook_handle *out,
+                              size_t *n_hit) {
     uint8_t *covers = calloc(h->n_points ? h->n_points : 1, 1);
     if (!covers) return hk_errorf(HK_ERR_NOMEM, "hooks: out of memory");
     *n_hit = 0;
@@ -111,15 +113,20 @@ static hk_status add_matching(hk_hooks *h, match_fn match, const void *arg, void
         free(covers);
         return HK_ERR_NOT_FOUND;
     }
-    return push_reg(h, covers, fn, user, out);
+    return push_reg(h, covers, fn, user, flags, out);
 }
 
-hk_status hk_hooks_add(hk_hooks *h, const char *pattern, hk_hook_fn fn, void *user,
-                       hk_hook_handle *out) {
+hk_status hk_hooks_add_flags(hk_hooks *h, const char *pattern, hk_hook_fn fn, void *user,
+                             unsigned flags, hk_hook_handle *out) {
     if (!h || !pattern || !fn)
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_hooks_add: hooks, pattern and fn are required");
+    if (flags & ~(unsigned)(HK_HOOK_READ_ONLY | HK_HOOK_ON_DEVICE))
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_hooks_add_flags: flags 0x%x: expected a "
+                                             "combination of HK_HOOK_READ_ONLY (0x%x) and "
+                                             "HK_HOOK_ON_DEVICE (0x%x)",
+                         flags, HK_HOOK_READ_ONLY, HK_HOOK_ON_DEVICE);
     size_t hits;
-    hk_status st = add_matching(h, match_glob, pattern, NULL, fn, user, out, &hits);
+    hk_status st = add_matching(h, match_glob, pattern, NULL, fn, user, flags, out, &hits);
     if (st == HK_ERR_NOT_FOUND)
         return hk_hook_not_found(&h->model->points, h->model->cfg.family, pattern, NULL);
     return st;
@@ -131,10 +138,15 @@ hk_status hk_hooks_add_filter(hk_hooks *h, hk_hook_filter_fn filter, void *filte
         return hk_errorf(HK_ERR_INVALID_ARG,
                          "hk_hooks_add_filter: hooks, filter and fn are required");
     size_t hits;
-    hk_status st = add_matching(h, match_filter, &filter, filter_user, fn, user, out, &hits);
+    hk_status st = add_matching(h, match_filter, &filter, filter_user, fn, user, 0, out, &hits);
     if (st == HK_ERR_NOT_FOUND)
         return hk_errorf(HK_ERR_NOT_FOUND, "hook filter accepted no hook point of this model");
     return st;
+}
+
+hk_status hk_hooks_add(hk_hooks *h, const char *pattern, hk_hook_fn fn, void *user,
+                       hk_hook_handle *out) {
+    return hk_hooks_add_flags(h, pattern, fn, user, 0, out);
 }
 
 static void drop_reg(hk_hooks *h, size_t i) {
@@ -164,17 +176,62 @@ void hk_hooks_scope_end(hk_hooks *h, size_t mark) {
 
 size_t hk_hooks_count(const hk_hooks *h) { return h ? h->n_regs : 0; }
 
+/* A host-side callback's view of a device tensor: the same shape, dense, in host memory. */
+static hk_tensor host_view(const hk_tensor *t, void *host) {
+    hk_tensor h = *t;
+    h.data = host;
+    h.device = HK_DEVICE_CPU;
+    int64_t stride = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        h.stride[d] = stride;
+        stride *= t->shape[d];
+    }
+    return h;
+}
+
+static size_t tensor_bytes(const hk_tensor *t) {
+    size_t n = hk_dtype_size(t->dtype);
+    for (int d = 0; d < t->ndim; d++) n *= (size_t)t->shape[d];
+    return n;
+}
+
 hk_status hk_hooks_fire(hk_hooks *h, int32_t point, hk_tensor *t, const hk_hook_ctx *ctx) {
-    for (size_t i = 0; i < h->n_regs; i++) {
+    const bool device = t->device != HK_DEVICE_CPU;
+    void *host = NULL;          /* the host copy of a device tensor, made on first need */
+    bool host_valid = false;    /* it holds the device tensor's current values */
+    bool host_dirty = false;    /* a host callback may have changed it: copy it back */
+    hk_status st = HK_OK;
+    for (size_t i = 0; i < h->n_regs && st == HK_OK; i++) {
         hk_reg *r = &h->regs[i];
         if (!r->covers[point]) continue;
+        hk_tensor *arg = t, hv;
+        if (device && (r->flags & HK_HOOK_ON_DEVICE)) {
+            if (host_dirty && (st = hk_tensor_from_host(t, host)) != HK_OK) break;
+            host_dirty = false;
+            if (!(r->flags & HK_HOOK_READ_ONLY)) host_valid = false;
+        } else if (device) {
+            if (!host && !(host = malloc(tensor_bytes(t) ? tensor_bytes(t) : 1))) {
+                st = hk_errorf(HK_ERR_NOMEM, "hook at '%s': no memory for a host copy of the "
+                                             "activation (%zu bytes)",
+                               ctx->name, tensor_bytes(t));
+                break;
+            }
+            if (!host_valid && (st = hk_tensor_to_host(t, host)) != HK_OK) break;
+            host_valid = true;
+            hv = host_view(t, host);
+            arg = &hv;
+            if (!(r->flags & HK_HOOK_READ_ONLY)) host_dirty = true;
+        }
         hook_message[0] = '\0';
-        hk_hook_result res = r->fn(t, ctx, r->user);
+        hk_hook_result res = r->fn(arg, ctx, r->user);
         if (res == HK_HOOK_CONTINUE) continue;
         if (res == HK_HOOK_STOP) /* not an error; the message says which hook stopped */
-            return hk_errorf(HK_STOPPED, "the hook at '%s' stopped the forward", ctx->name);
-        return hk_errorf(HK_ERR_HOOK, "hook at '%s' failed: %s", ctx->name,
-                         hook_message[0] ? hook_message : "(the callback gave no message)");
+            st = hk_errorf(HK_STOPPED, "the hook at '%s' stopped the forward", ctx->name);
+        else
+            st = hk_errorf(HK_ERR_HOOK, "hook at '%s' failed: %s", ctx->name,
+                           hook_message[0] ? hook_message : "(the callback gave no message)");
     }
-    return HK_OK;
+    if (host_dirty && st == HK_OK) st = hk_tensor_from_host(t, host);
+    free(host);
+    return st;
 }

@@ -12,6 +12,7 @@ typedef struct {
     hk_hook_handle handle;
     hk_hook_fn fn;
     void *user;
+    unsigned flags;  /* HK_HOOK_READ_ONLY, HK_HOOK_ON_DEVICE */
     uint8_t *covers; /* [n_points] 1 where this registration fires */
 } hk_reg;
 
@@ -28,7 +29,10 @@ static inline bool hk_hooks_active(const hk_hooks *h, int32_t point) {
     return h && point >= 0 && h->active[point] != 0;
 }
 
-/* Run every callback registered at `point` in order. Returns HK_OK, HK_STOPPED, or
+/* Run every callback registered at `point` in order. t may be device memory (t->device not
+ * CPU): callbacks registered with HK_HOOK_ON_DEVICE get t itself; the others get a host copy
+ * (made once, when the first of them runs) and, unless HK_HOOK_READ_ONLY, their changes are
+ * copied back before the next device-side callback and at the end. Returns HK_OK, HK_STOPPED, or
  * HK_ERR_HOOK with the hook name and the callback's message. */
 hk_status hk_hooks_fire(hk_hooks *h, int32_t point, hk_tensor *t, const hk_hook_ctx *ctx);
 

@@ -115,6 +115,41 @@ typedef struct {
     int64_t stride[HK_MAX_DIMS];
 } hk_tensor;
 
+/* ---- devices ------------------------------------------------------------------ */
+
+/* Options of hk_model_load_opts; start from hk_load_default_opts().
+ *   device         HK_DEVICE_CPU (the default), HK_DEVICE_CUDA (a clear error when the build
+ *                  or the machine has no CUDA backend), or HK_DEVICE_TEST (the test-only
+ *                  backend: CPU kernels on separate, checked "device" memory). The
+ *                  environment variable HK_DEVICE=test turns every CPU load into a test
+ *                  load (the devtest suite setup).
+ *   weights_dtype  the dtype the device keeps the weight matrices in: HK_DTYPE_F32 (the
+ *                  default), or HK_DTYPE_F16 / HK_DTYPE_BF16 on a device backend that
+ *                  supports them (the CPU and test backends compute in f32 and refuse them). */
+typedef struct {
+    hk_device device;
+    hk_dtype weights_dtype;
+} hk_load_opts;
+
+/* {HK_DEVICE_CPU, HK_DTYPE_F32}. */
+hk_load_opts hk_load_default_opts(void);
+/* hk_model_load, then the weights uploaded once to the chosen device (o NULL: the defaults).
+ * A device that cannot be opened, or a weights_dtype it refuses, is an error naming it. */
+hk_status hk_model_load_opts(const char *dir, const hk_load_opts *o, hk_model **out);
+/* Where the model's forward runs (and where hook tensors live). */
+hk_device hk_model_device(const hk_model *m);
+/* The stream the model's device backend queues its work on (a cudaStream_t on CUDA), so a
+ * device-side plugin launches its kernels in order with the forward; NULL on the CPU and the
+ * test backend. */
+void *hk_backend_stream(const hk_model *m);
+
+/* Copy a hook tensor's elements (any device) to host memory dst, densely in row-major order
+ * (hk_dtype_size(dtype) bytes per element), and back: hk_tensor_from_host writes src's dense
+ * elements into t. A device tensor must be contiguous (every tensor the forward hands to
+ * hooks is). Errors: NULL arguments, a device with no open backend. */
+hk_status hk_tensor_to_host(const hk_tensor *t, void *dst);
+hk_status hk_tensor_from_host(hk_tensor *t, const void *src);
+
 /* ---- weights (read-only, TransformerLens names and shapes) ----------------- */
 
 /* The weight `name` of the model as TransformerLens's HookedTransformer names and shapes it
@@ -205,6 +240,19 @@ void hk_hooks_free(hk_hooks *h);
  * model is HK_ERR_NOT_FOUND. Callbacks at one point run in registration order. */
 hk_status hk_hooks_add(hk_hooks *h, const char *pattern, hk_hook_fn fn, void *user,
                        hk_hook_handle *out);
+/* hk_hooks_add with flags (0: the same as hk_hooks_add). On a device backend (hk_model_device
+ * not CPU) a plain callback gets a host copy of the activation, made after the device
+ * produced it, and what it leaves there is copied back to the device (only hooked points
+ * cost a synchronization); HK_HOOK_READ_ONLY promises the callback never modifies the
+ * activation, so no copy goes back; HK_HOOK_ON_DEVICE hands the device view itself
+ * (act->device set, act->data a device pointer) to a device-aware callback, which may read or
+ * modify it with its own kernels queued on hk_backend_stream(ctx->model), or copy with
+ * hk_tensor_to_host. On the CPU every callback gets the activation itself. Other flag bits:
+ * HK_ERR_INVALID_ARG. */
+#define HK_HOOK_READ_ONLY 1u
+#define HK_HOOK_ON_DEVICE 2u
+hk_status hk_hooks_add_flags(hk_hooks *h, const char *pattern, hk_hook_fn fn, void *user,
+                             unsigned flags, hk_hook_handle *out);
 /* Register fn at every point for which filter(name, filter_user) is true (at least one). */
 hk_status hk_hooks_add_filter(hk_hooks *h, hk_hook_filter_fn filter, void *filter_user,
                               hk_hook_fn fn, void *user, hk_hook_handle *out);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "adapter.h"
+#include "core/backend.h"
 #include "core/error.h"
 #include "core/gguf.h"
 #include "core/gguf_tokenizer.h"
@@ -201,8 +202,29 @@ fail:
     return st;
 }
 
-hk_status hk_model_load(const char *src, hk_model **out) {
+hk_load_opts hk_load_default_opts(void) {
+    return (hk_load_opts){.device = HK_DEVICE_CPU, .weights_dtype = HK_DTYPE_F32};
+}
+
+hk_status hk_model_load_opts(const char *src, const hk_load_opts *o, hk_model **out) {
     if (!src || !out) return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_load: NULL argument");
+    *out = NULL;
+    hk_load_opts d = hk_load_default_opts();
+    if (!o) o = &d;
+    if (!hk_device_name(o->device))
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_load_opts: device %d, expected "
+                                             "HK_DEVICE_CPU, HK_DEVICE_CUDA or HK_DEVICE_TEST",
+                         (int)o->device);
+    if (o->weights_dtype != HK_DTYPE_F32 && o->weights_dtype != HK_DTYPE_F16 &&
+        o->weights_dtype != HK_DTYPE_BF16)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_load_opts: weights_dtype %s, expected "
+                                             "f32, f16 or bf16",
+                         hk_dtype_name(o->weights_dtype));
+    hk_device device = o->device;
+    if (device == HK_DEVICE_CPU) { /* HK_DEVICE=test: the devtest setup's test backend */
+        hk_status st = hk_backend_env_device(&device);
+        if (st != HK_OK) return st;
+    }
     /* what the process held before, and what loading added: the estimate's runtime and load
      * rows (core/estimate.c) */
     const size_t before = hk_rss_now();
@@ -211,6 +233,15 @@ hk_status hk_model_load(const char *src, hk_model **out) {
         const size_t after = hk_rss_now();
         (*out)->rss_before_load = before;
         (*out)->load_growth = after > before ? after - before : 0;
+        st = hk_model_attach_backend(*out, device, o->weights_dtype);
+        if (st != HK_OK) {
+            hk_model_free(*out);
+            *out = NULL;
+        }
     }
     return st;
+}
+
+hk_status hk_model_load(const char *src, hk_model **out) {
+    return hk_model_load_opts(src, NULL, out);
 }

@@ -1,0 +1,187 @@
+/* Backend instances (core/backend.h), the device of a model, and the public tensor copies
+ * (hk_tensor_to_host / hk_tensor_from_host / hk_backend_stream). */
+#include "backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend_cpu.h"
+#include "backend_test.h"
+#include "error.h"
+#include "model.h"
+
+/* The last instance opened of each device kind (hk_backend_for_device). */
+static hk_backend *by_device[3];
+
+const char *hk_device_name(hk_device d) {
+    switch (d) {
+    case HK_DEVICE_CPU: return "cpu";
+    case HK_DEVICE_CUDA: return "cuda";
+    case HK_DEVICE_TEST: return "test";
+    }
+    return NULL;
+}
+
+hk_status hk_backend_open(hk_device device, hk_backend **out) {
+    if (!out) return hk_errorf(HK_ERR_INVALID_ARG, "hk_backend_open: NULL argument");
+    *out = NULL;
+    hk_status st;
+    switch (device) {
+    case HK_DEVICE_CPU: st = hk_backend_cpu_open(out); break;
+    case HK_DEVICE_TEST: st = hk_backend_test_open(out); break;
+    case HK_DEVICE_CUDA:
+        /* core/backend_cuda.c (branch cudabe) replaces this case */
+        return hk_errorf(HK_ERR_UNSUPPORTED,
+                         "device cuda: this build has no CUDA backend (core/backend_cuda.c is "
+                         "not built in); use --device cpu");
+    default:
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_backend_open: device %d, expected cpu (%d), "
+                                             "cuda (%d) or test (%d)",
+                         (int)device, HK_DEVICE_CPU, HK_DEVICE_CUDA, HK_DEVICE_TEST);
+    }
+    if (st == HK_OK) by_device[device] = *out;
+    return st;
+}
+
+void hk_backend_close(hk_backend *be) {
+    if (!be) return;
+    for (size_t i = 0; i < sizeof by_device / sizeof *by_device; i++)
+        if (by_device[i] == be) by_device[i] = NULL;
+    be->close(be);
+}
+
+hk_backend *hk_backend_for_device(hk_device d) {
+    return (unsigned)d < sizeof by_device / sizeof *by_device ? by_device[d] : NULL;
+}
+
+hk_status hk_backend_env_device(hk_device *out) {
+    const char *e = getenv("HK_DEVICE");
+    *out = HK_DEVICE_CPU;
+    if (!e || !*e || !strcmp(e, "cpu")) return HK_OK;
+    if (!strcmp(e, "test")) {
+        *out = HK_DEVICE_TEST;
+        return HK_OK;
+    }
+    return hk_errorf(HK_ERR_INVALID_ARG, "environment HK_DEVICE='%s': expected cpu or test (the "
+                                         "test-only backend; choose cuda with the load "
+                                         "option / --device cuda)",
+                     e);
+}
+
+/* A model built without hk_model_load (no instance attached) runs on a shared CPU table. */
+static hk_backend *cpu_fallback(void) {
+    static hk_backend be;
+    if (!be.alloc) {
+        be.name = "cpu";
+        be.device = HK_DEVICE_CPU;
+        be.host_memory = true;
+        hk_backend_cpu_fill(&be);
+    }
+    return &be;
+}
+
+hk_backend *hk_model_backend(const struct hk_model *m) {
+    return m && m->be ? m->be : cpu_fallback();
+}
+
+const hk_weights *hk_backend_weights(const struct hk_model *m) {
+    return m->be && m->dw_set ? &m->dw : &m->w;
+}
+
+hk_status hk_model_attach_backend(struct hk_model *m, hk_device device, hk_dtype weights_dtype) {
+    hk_backend *be;
+    hk_status st = hk_backend_open(device, &be);
+    if (st != HK_OK) return st;
+    if ((st = be->weights_upload(be, &m->cfg, &m->w, weights_dtype, &m->dw)) != HK_OK) {
+        hk_backend_close(be);
+        return st;
+    }
+    m->be = be;
+    m->dw_set = true;
+    return HK_OK;
+}
+
+/* ---- public API ---- */
+
+hk_device hk_model_device(const hk_model *m) { return hk_model_backend(m)->device; }
+
+void *hk_backend_stream(const hk_model *m) {
+    hk_backend *be = hk_model_backend(m);
+    return be->stream(be);
+}
+
+/* Elements of t, and whether its strides are row-major contiguous. */
+static int64_t tensor_numel(const hk_tensor *t, bool *contiguous) {
+    int64_t n = 1, stride = 1;
+    *contiguous = true;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        if (t->shape[d] != 1 && t->stride[d] != stride) *contiguous = false;
+        stride *= t->shape[d];
+        n *= t->shape[d];
+    }
+    return n;
+}
+
+/* Strided element copy on the host: dst contiguous <-> t (to_dense) */
+static void host_strided(const hk_tensor *t, void *dense, bool to_dense) {
+    const size_t es = hk_dtype_size(t->dtype);
+    int64_t idx[HK_MAX_DIMS] = {0}, n = 1;
+    for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
+    char *base = t->data, *flat = dense;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t off = 0;
+        for (int d = 0; d < t->ndim; d++) off += idx[d] * t->stride[d];
+        if (to_dense)
+            memcpy(flat + (size_t)i * es, base + (size_t)off * es, es);
+        else
+            memcpy(base + (size_t)off * es, flat + (size_t)i * es, es);
+        for (int d = t->ndim - 1; d >= 0; d--) {
+            if (++idx[d] < t->shape[d]) break;
+            idx[d] = 0;
+        }
+    }
+}
+
+static hk_status tensor_copy(const char *fn, const hk_tensor *t, void *host, bool to_host) {
+    if (!t || !host || (!t->data && t->ndim > 0))
+        return hk_errorf(HK_ERR_INVALID_ARG, "%s: NULL argument", fn);
+    if (t->ndim < 0 || t->ndim > HK_MAX_DIMS)
+        return hk_errorf(HK_ERR_INVALID_ARG, "%s: ndim %d, expected 0..%d", fn, t->ndim,
+                         HK_MAX_DIMS);
+    const size_t es = hk_dtype_size(t->dtype);
+    if (!es) return hk_errorf(HK_ERR_INVALID_ARG, "%s: tensor of unsupported dtype %d", fn,
+                              (int)t->dtype);
+    bool contiguous;
+    const int64_t n = tensor_numel(t, &contiguous);
+    if (n <= 0) return HK_OK;
+    if (t->device == HK_DEVICE_CPU) {
+        if (contiguous) {
+            if (to_host)
+                memcpy(host, t->data, (size_t)n * es);
+            else
+                memcpy(t->data, host, (size_t)n * es);
+        } else {
+            host_strided(t, host, to_host);
+        }
+        return HK_OK;
+    }
+    hk_backend *be = hk_backend_for_device(t->device);
+    if (!be)
+        return hk_errorf(HK_ERR_INVALID_ARG, "%s: the tensor is on device %s, but no backend of "
+                                             "that device is open",
+                         fn, hk_device_name(t->device) ? hk_device_name(t->device) : "?");
+    if (!contiguous)
+        return hk_errorf(HK_ERR_UNSUPPORTED, "%s: a strided (non-contiguous) %s tensor; device "
+                                             "tensors handed to hooks are contiguous",
+                         fn, be->name);
+    return to_host ? be->to_host(be, host, t->data, (size_t)n * es)
+                   : be->to_device(be, t->data, host, (size_t)n * es);
+}
+
+hk_status hk_tensor_to_host(const hk_tensor *t, void *dst) {
+    return tensor_copy("hk_tensor_to_host", t, dst, true);
+}
+
+hk_status hk_tensor_from_host(hk_tensor *t, const void *src) {
+    return tensor_copy("hk_tensor_from_host", t, (void *)src, false);
+}
