@@ -1,4 +1,5 @@
 /* hookformer ablate: zero, mean or resample ablation sweeps over heads, layers, positions. */
+#include "device_opts.h"
 #include "commands.h"
 
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 static const cli_opt ablate_opts[] = {
     {"model", "DIR", "model folder; required"},
+    CLI_OPTS_DEVICE,
     {"tokens", "IDS", "a prompt (comma-separated token ids); repeat for several; required"},
     {"answer", "IDS", "correct answer token per prompt (or one for all); required"},
     {"wrong", "IDS", "incorrect answer token per prompt (or one for all); required"},
@@ -92,11 +94,8 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
     }
     snprintf(sweep_buf, sizeof sweep_buf, "%s", sweeps);
     if (threads) hk_set_num_threads((int)threads);
-    hk_status st = hk_model_load(dir, &m);
-    if (st != HK_OK) {
-        rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
-        goto done;
-    }
+    hk_status st = HK_OK;
+    if ((rc = cli_model_load(&a, dir, false, &m))) goto done;
     if ((rc = xp_prompts_encode(&a, m, &p)) || (rc = xp_prompts_encode(&a, m, &ref)) ||
         (rc = xp_answers_encode(&a, m, &ans)) || (rc = xp_answers_encode(&a, m, &wro)))
         goto done;

@@ -1,6 +1,7 @@
 /* hookformer cache: run a model over many sequences and stream the activations of the chosen
  * hooks into an HDF5 store (hk_store_*, docs/FORMAT.md). Progress goes to stderr: a bar
  * redrawn in place on a terminal, a plain line every few seconds otherwise. */
+#include "device_opts.h"
 #include "commands.h"
 
 #include <ctype.h>
@@ -21,6 +22,7 @@
 
 static const cli_opt cache_opts[] = {
     {"model", "DIR", "Hugging Face checkpoint folder; required"},
+    CLI_OPTS_DEVICE,
     CLI_OPTS_PROMPT,
     {"tokens-file", "FILE", "one sequence of token ids per line (comma or space separated)"},
     {"hooks", "GLOBS", "hook names or globs, comma-separated (blocks.*.hook_resid_post); required"},
@@ -361,12 +363,8 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     seq_list seqs = {0};
     int32_t *tokens = NULL;
     int64_t *lengths = NULL;
-    hk_status st = hk_model_load(dir, &m);
-    if (st != HK_OK) {
-        rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
-                               hk_status_name(st));
-        goto done;
-    }
+    hk_status st = HK_OK;
+    if ((rc = cli_model_load(&a, dir, true, &m))) goto done;
     if (tokens_file) {
         if ((rc = read_sequences(&a, "tokens-file", tokens_file, hk_model_vocab_size(m), &seqs)))
             goto done;

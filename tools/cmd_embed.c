@@ -1,5 +1,6 @@
 /* hookformer embed: sentence embeddings (pooled final hidden states) of token-id sequences,
  * batched together with right padding; printed, or written as a .npy file. */
+#include "device_opts.h"
 #include "commands.h"
 
 #include <errno.h>
@@ -14,6 +15,7 @@
 
 static const cli_opt embed_opts[] = {
     {"model", "DIR", "Hugging Face checkpoint folder (config.json + *.safetensors); required"},
+    CLI_OPTS_DEVICE,
     {"tokens", "IDS", "one sequence of comma-separated token ids (repeat for more sequences)"},
     {"tokens-file", "FILE", "sequences of token ids, one a line (ids split by commas/spaces)"},
     {"prompt", "TEXT", "one text, encoded with the model's tokenizer (repeat for more)"},
@@ -279,12 +281,8 @@ static int embed_main(const cli_command *cmd, int argc, char **argv) {
     hk_hooks *hooks = NULL; /* --plugin: the plugins' hooks fire in the forward */
     int32_t *batch = NULL;
     float *out = NULL;
-    hk_status st = hk_model_load(dir, &m);
-    if (st != HK_OK) {
-        rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
-                               hk_status_name(st));
-        goto done;
-    }
+    hk_status st = HK_OK;
+    if ((rc = cli_model_load(&a, dir, true, &m))) goto done;
     if ((rc = encode_texts(&a, m, dir, &tx, &s))) goto done;
     int64_t T = 0, d = hk_model_d_model(m);
     for (size_t i = 0; i < s.n; i++)

@@ -1,6 +1,7 @@
 /* hookformer generate: greedy decoding or sampling after a prompt (ids or text), through the
  * KV cache (hk_generate); prints the generated text (a model with a tokenizer) or ids. Plugins'
  * hooks fire at every prefill chunk and every decode step. */
+#include "device_opts.h"
 #include "commands.h"
 
 #include <errno.h>
@@ -20,6 +21,7 @@
 
 static const cli_opt generate_opts[] = {
     CLI_OPT_MODEL,
+    CLI_OPTS_DEVICE,
     CLI_OPTS_PROMPT,
     {"max-new", "N", "how many tokens to generate (fewer when a --stop id comes); required"},
     {"temperature", "T", "0 (default): greedy argmax; > 0: sample from softmax(logits / T)"},
@@ -156,12 +158,8 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
     hk_model *m = NULL;
     hk_hooks *hooks = NULL;
     int32_t *stop_ids = NULL, *out = NULL;
-    hk_status st = hk_model_load(dir, &m);
-    if (st != HK_OK) {
-        rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
-                               hk_status_name(st));
-        goto done;
-    }
+    hk_status st = HK_OK;
+    if ((rc = cli_model_load(&a, dir, true, &m))) goto done;
     const int64_t vocab = hk_model_vocab_size(m);
     if ((rc = cli_prompts_encode(&a, m, dir, &prompts))) goto done;
     for (size_t i = 0; i < n_stop; i++) {

@@ -1,5 +1,6 @@
 /* hookformer lens: the logit lens (top tokens per layer and position) and, with an answer
  * pair, direct logit attribution to every head, MLP and the embeddings. */
+#include "device_opts.h"
 #include "commands.h"
 
 #include <math.h>
@@ -14,6 +15,7 @@
 
 static const cli_opt lens_opts[] = {
     {"model", "DIR", "model folder; required"},
+    CLI_OPTS_DEVICE,
     {"tokens", "IDS", "the prompt (comma-separated token ids); repeat for several (DLA); "
                       "the lens reads the first; required"},
     {"prompt", "TEXT", "a prompt as text (instead of --tokens); repeatable"},
@@ -138,11 +140,8 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
         if ((rc = xp_answers_read(&a, "wrong", "wrong-text", p.n, &wro))) goto done;
     }
     if (threads) hk_set_num_threads((int)threads);
-    hk_status st = hk_model_load(dir, &m);
-    if (st != HK_OK) {
-        rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
-        goto done;
-    }
+    hk_status st = HK_OK;
+    if ((rc = cli_model_load(&a, dir, false, &m))) goto done;
     if ((rc = xp_prompts_encode(&a, m, &p))) goto done;
     if (want_dla &&
         ((rc = xp_answers_encode(&a, m, &ans)) || (rc = xp_answers_encode(&a, m, &wro))))

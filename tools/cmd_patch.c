@@ -1,4 +1,5 @@
 /* hookformer patch: activation-patching sweeps of clean into corrupted prompts. */
+#include "device_opts.h"
 #include "commands.h"
 
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 static const cli_opt patch_opts[] = {
     {"model", "DIR", "model folder; required"},
+    CLI_OPTS_DEVICE,
     {"clean", "IDS", "a clean prompt (comma-separated token ids); repeat for several; required"},
     {"corrupted", "IDS", "its corrupted version, same count and (without --pos-map) length"},
     {"clean-text", "TEXT", "a clean prompt as text (instead of --clean); repeatable"},
@@ -130,11 +132,8 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     }
     snprintf(sweep_buf, sizeof sweep_buf, "%s", sweeps);
     if (threads) hk_set_num_threads((int)threads);
-    hk_status st = hk_model_load(dir, &m);
-    if (st != HK_OK) {
-        rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
-        goto done;
-    }
+    hk_status st = HK_OK;
+    if ((rc = cli_model_load(&a, dir, false, &m))) goto done;
     if (!(clean.ids && bad.ids)) {
         if ((rc = xp_prompts_encode(&a, m, &clean)) || (rc = xp_prompts_encode(&a, m, &bad)) ||
             (rc = check_lengths(&a, &clean, &bad, &map)))

@@ -1,6 +1,7 @@
 /* hookformer run: one forward pass over one token sequence; prints the top-k next tokens.
  * With --plugin: loads each plugin (hooks/plugin.c) in order before the run and finishes them,
  * in the same order, after the top-k table. */
+#include "device_opts.h"
 #include "commands.h"
 
 #include <math.h>
@@ -17,6 +18,7 @@
 
 static const cli_opt run_opts[] = {
     CLI_OPT_MODEL,
+    CLI_OPTS_DEVICE,
     CLI_OPTS_PROMPT,
     {"top-k", "K", "how many next tokens to print (default 10)"},
     CLI_OPT_THREADS,
@@ -180,12 +182,8 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     hk_model *m = NULL;
     hk_hooks *hooks = NULL;
 
-    hk_status st = hk_model_load(dir, &m);
-    if (st != HK_OK) {
-        rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
-                               hk_status_name(st));
-        goto done;
-    }
+    hk_status st = HK_OK;
+    if ((rc = cli_model_load(&a, dir, true, &m))) goto done;
     if (hk_model_headless(m)) {
         rc = cli_runtime_error(&a, "model '%s' (%s) is an encoder without an output head: it has "
                                    "no logits to rank ('hookformer embed' pools its hidden "

@@ -1,5 +1,6 @@
 /* hookformer steer: an ActAdd steering vector from a prompt pair (or an HDF5 file), added at
  * one layer from a position on, in the prompt and in every generated token. */
+#include "device_opts.h"
 #include "commands.h"
 
 #include <math.h>
@@ -12,6 +13,7 @@
 
 static const cli_opt steer_opts[] = {
     {"model", "DIR", "model folder; required"},
+    CLI_OPTS_DEVICE,
     {"tokens", "IDS", "the prompt to steer (comma-separated token ids); required"},
     {"pos", "IDS", "prompt of the direction to add (with --neg)"},
     {"neg", "IDS", "prompt of the direction to subtract"},
@@ -102,11 +104,8 @@ static int steer_main(const cli_command *cmd, int argc, char **argv) {
         }
     }
     if (threads) hk_set_num_threads((int)threads);
-    hk_status st = hk_model_load(dir, &m);
-    if (st != HK_OK) {
-        rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
-        goto done;
-    }
+    hk_status st = HK_OK;
+    if ((rc = cli_model_load(&a, dir, false, &m))) goto done;
     if ((rc = xp_prompts_encode(&a, m, &pr)) || (rc = xp_prompts_encode(&a, m, &pp)) ||
         (rc = xp_prompts_encode(&a, m, &np)))
         goto done;
