@@ -502,6 +502,21 @@ static void fill(hk_backend *be) {
     be->sample = cuda_sample;
 }
 
+/* HK_OK when the module counts a device, else why not. */
+static hk_status no_device(const hk_cu_api *cu) {
+    int n = 0;
+    const int e = cu->device_probe(&n);
+    if (n > 0) return HK_OK;
+    if (e == 0)
+        return hk_errorf(HK_ERR_UNSUPPORTED,
+                         "device cuda: no CUDA device (the CUDA runtime loaded by %s counts 0 "
+                         "GPUs)",
+                         hk_cuda_module_path());
+    return hk_errorf(HK_ERR_UNSUPPORTED,
+                     "device cuda: no CUDA device (the CUDA runtime loaded by %s says: %s, %s)",
+                     hk_cuda_module_path(), cu->error_name(e), cu->error_string(e));
+}
+
 hk_status hk_backend_cuda_open(hk_backend **out) {
     if (!out) return hk_errorf(HK_ERR_INVALID_ARG, "hk_backend_cuda_open: out is NULL");
     *out = NULL;
@@ -511,24 +526,19 @@ hk_status hk_backend_cuda_open(hk_backend **out) {
     return hk_backend_cuda_open_api(cu, out);
 }
 
+hk_status hk_backend_cuda_probe(void) {
+    const hk_cu_api *cu = NULL;
+    hk_status st = hk_cuda_module(&cu);
+    if (st != HK_OK) return hk_error_prefix(st, "device cuda");
+    return no_device(cu);
+}
+
 hk_status hk_backend_cuda_open_api(const hk_cu_api *cu, hk_backend **out) {
     if (!cu || !out)
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_backend_cuda_open_api: NULL argument");
     *out = NULL;
     hk_status st;
-    int n = 0;
-    const int e = cu->device_probe(&n);
-    if (n <= 0) {
-        if (e == 0)
-            return hk_errorf(HK_ERR_UNSUPPORTED,
-                             "device cuda: no CUDA device (the CUDA runtime loaded by %s counts "
-                             "0 GPUs)",
-                             hk_cuda_module_path());
-        return hk_errorf(HK_ERR_UNSUPPORTED,
-                         "device cuda: no CUDA device (the CUDA runtime loaded by %s says: %s, "
-                         "%s)",
-                         hk_cuda_module_path(), cu->error_name(e), cu->error_string(e));
-    }
+    if ((st = no_device(cu)) != HK_OK) return st;
     hk_backend *be = calloc(1, sizeof *be);
     cuda_ctx *c = calloc(1, sizeof *c);
     if (!be || !c) {

@@ -13,6 +13,10 @@
  * (with the runtime's reason) on a machine without a usable GPU. */
 hk_status hk_backend_cuda_open(hk_backend **out);
 
+/* The checks of hk_backend_cuda_open alone (the module loads, a device is counted), with its
+ * errors: a load asks before it reads the checkpoint, so a machine without a GPU fails at once. */
+hk_status hk_backend_cuda_probe(void);
+
 /* The same over a given kernel table (the module's, or a test's CPU stand-in of it:
  * tests/kernels/cu_fake.c, which runs this file's host logic without a GPU). */
 struct hk_cu_api;

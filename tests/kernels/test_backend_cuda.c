@@ -222,6 +222,13 @@ static void test_open_without_module(void **state) {
     print_message("%s\n", e);
     assert_non_null(strstr(e, "device cuda"));
     assert_non_null(strstr(e, "/nonexistent/libhookformer_cuda.so"));
+    /* a CUDA load says so before it reads the checkpoint (here: none there at all) */
+    hk_load_opts o = hk_load_default_opts();
+    o.device = HK_DEVICE_CUDA;
+    hk_model *m = (hk_model *)&m;
+    assert_int_equal(hk_model_load_opts("/nonexistent/model", &o, &m), HK_ERR_NOT_FOUND);
+    assert_null(m);
+    assert_non_null(strstr(hk_last_error(), "device cuda: CUDA module"));
     unsetenv("HK_CUDA_MODULE");
 }
 
