@@ -11,8 +11,9 @@
 #include "error.h"
 #include "model.h"
 
-/* The last instance opened of each device kind (hk_backend_for_device). */
-static hk_backend *by_device[3];
+/* The open instances, in opening order (hk_backend_for_device: the last of a kind). */
+static hk_backend **open_list;
+static size_t n_open, cap_open;
 
 const char *hk_device_name(hk_device d) {
     switch (d) {
@@ -36,19 +37,42 @@ hk_status hk_backend_open(hk_device device, hk_backend **out) {
                                              "cuda (%d) or test (%d)",
                          (int)device, HK_DEVICE_CPU, HK_DEVICE_CUDA, HK_DEVICE_TEST);
     }
-    if (st == HK_OK) by_device[device] = *out;
-    return st;
+    if (st != HK_OK) return st;
+    if (n_open == cap_open) {
+        size_t cap = cap_open ? 2 * cap_open : 8;
+        hk_backend **l = realloc(open_list, cap * sizeof *l);
+        if (!l) {
+            (*out)->close(*out);
+            *out = NULL;
+            return hk_errorf(HK_ERR_NOMEM, "hk_backend_open: out of memory");
+        }
+        open_list = l;
+        cap_open = cap;
+    }
+    open_list[n_open++] = *out;
+    return HK_OK;
 }
 
 void hk_backend_close(hk_backend *be) {
     if (!be) return;
-    for (size_t i = 0; i < sizeof by_device / sizeof *by_device; i++)
-        if (by_device[i] == be) by_device[i] = NULL;
+    for (size_t i = 0; i < n_open; i++)
+        if (open_list[i] == be) {
+            memmove(open_list + i, open_list + i + 1, (n_open - i - 1) * sizeof *open_list);
+            n_open--;
+            break;
+        }
+    if (n_open == 0) {
+        free(open_list);
+        open_list = NULL;
+        cap_open = 0;
+    }
     be->close(be);
 }
 
 hk_backend *hk_backend_for_device(hk_device d) {
-    return (unsigned)d < sizeof by_device / sizeof *by_device ? by_device[d] : NULL;
+    for (size_t i = n_open; i-- > 0;)
+        if (open_list[i]->device == d) return open_list[i];
+    return NULL;
 }
 
 hk_status hk_backend_env_device(hk_device *out) {

@@ -234,8 +234,9 @@ const hk_weights *hk_backend_weights(const struct hk_model *m);
 /* Open a backend for device and upload m's weights to it (hk_model_load_opts). */
 hk_status hk_model_attach_backend(struct hk_model *m, hk_device device, hk_dtype weights_dtype);
 
-/* The instance that owns device memory of kind d, for hk_tensor_to_host/from_host (the last
- * one opened of that kind; NULL when none is open). */
+/* An instance that can copy device memory of kind d, for hk_tensor_to_host/from_host (the
+ * last one opened of that kind that is still open; NULL when none is). Not thread-safe with
+ * opening or closing instances. */
 hk_backend *hk_backend_for_device(hk_device d);
 
 #endif
