@@ -2,6 +2,7 @@
  * (hk_tensor_to_host / hk_tensor_from_host / hk_backend_stream). */
 #include "backend.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,7 @@
 /* The open instances, in opening order (hk_backend_for_device: the last of a kind). */
 static hk_backend **open_list;
 static size_t n_open, cap_open;
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 
 const char *hk_device_name(hk_device d) {
     switch (d) {
@@ -38,10 +40,12 @@ hk_status hk_backend_open(hk_device device, hk_backend **out) {
                          (int)device, HK_DEVICE_CPU, HK_DEVICE_CUDA, HK_DEVICE_TEST);
     }
     if (st != HK_OK) return st;
+    pthread_mutex_lock(&open_lock);
     if (n_open == cap_open) {
         size_t cap = cap_open ? 2 * cap_open : 8;
         hk_backend **l = realloc(open_list, cap * sizeof *l);
         if (!l) {
+            pthread_mutex_unlock(&open_lock);
             (*out)->close(*out);
             *out = NULL;
             return hk_errorf(HK_ERR_NOMEM, "hk_backend_open: out of memory");
@@ -50,11 +54,13 @@ hk_status hk_backend_open(hk_device device, hk_backend **out) {
         cap_open = cap;
     }
     open_list[n_open++] = *out;
+    pthread_mutex_unlock(&open_lock);
     return HK_OK;
 }
 
 void hk_backend_close(hk_backend *be) {
     if (!be) return;
+    pthread_mutex_lock(&open_lock);
     for (size_t i = 0; i < n_open; i++)
         if (open_list[i] == be) {
             memmove(open_list + i, open_list + i + 1, (n_open - i - 1) * sizeof *open_list);
@@ -66,13 +72,17 @@ void hk_backend_close(hk_backend *be) {
         open_list = NULL;
         cap_open = 0;
     }
+    pthread_mutex_unlock(&open_lock);
     be->close(be);
 }
 
 hk_backend *hk_backend_for_device(hk_device d) {
-    for (size_t i = n_open; i-- > 0;)
-        if (open_list[i]->device == d) return open_list[i];
-    return NULL;
+    hk_backend *be = NULL;
+    pthread_mutex_lock(&open_lock);
+    for (size_t i = n_open; i-- > 0 && !be;)
+        if (open_list[i]->device == d) be = open_list[i];
+    pthread_mutex_unlock(&open_lock);
+    return be;
 }
 
 hk_status hk_backend_env_device(hk_device *out) {

@@ -235,8 +235,8 @@ const hk_weights *hk_backend_weights(const struct hk_model *m);
 hk_status hk_model_attach_backend(struct hk_model *m, hk_device device, hk_dtype weights_dtype);
 
 /* An instance that can copy device memory of kind d, for hk_tensor_to_host/from_host (the
- * last one opened of that kind that is still open; NULL when none is). Not thread-safe with
- * opening or closing instances. */
+ * last one opened of that kind that is still open; NULL when none is). Opening and closing
+ * instances is thread-safe; an instance must outlive the copies made through it. */
 hk_backend *hk_backend_for_device(hk_device d);
 
 #endif

@@ -182,7 +182,8 @@ hk_status hk_cache_attach(hk_cache *c, hk_hooks *hooks, const char *const *patte
         c->e = e;
         c->cap = cap;
     }
-    st = hk_hooks_add_filter(hooks, matches_any, &ps, on_fire, c, NULL);
+    /* the cache only reads: on a device, no copy goes back */
+    st = hk_hooks_add_filter_flags(hooks, matches_any, &ps, on_fire, c, HK_HOOK_READ_ONLY, NULL);
     if (st != HK_OK) return st;
     for (size_t p = 0; p < pts->n; p++) {
         if (!matches_any(pts->points[p].name, &ps)) continue;

@@ -134,11 +134,23 @@ hk_status hk_hooks_add_flags(hk_hooks *h, const char *pattern, hk_hook_fn fn, vo
 
 hk_status hk_hooks_add_filter(hk_hooks *h, hk_hook_filter_fn filter, void *filter_user,
                               hk_hook_fn fn, void *user, hk_hook_handle *out) {
+    return hk_hooks_add_filter_flags(h, filter, filter_user, fn, user, 0, out);
+}
+
+hk_status hk_hooks_add_filter_flags(hk_hooks *h, hk_hook_filter_fn filter, void *filter_user,
+                                    hk_hook_fn fn, void *user, unsigned flags,
+                                    hk_hook_handle *out) {
     if (!h || !filter || !fn)
         return hk_errorf(HK_ERR_INVALID_ARG,
                          "hk_hooks_add_filter: hooks, filter and fn are required");
+    if (flags & ~(unsigned)(HK_HOOK_READ_ONLY | HK_HOOK_ON_DEVICE))
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_hooks_add_filter_flags: flags 0x%x: expected a "
+                                             "combination of HK_HOOK_READ_ONLY (0x%x) and "
+                                             "HK_HOOK_ON_DEVICE (0x%x)",
+                         flags, HK_HOOK_READ_ONLY, HK_HOOK_ON_DEVICE);
     size_t hits;
-    hk_status st = add_matching(h, match_filter, &filter, filter_user, fn, user, 0, out, &hits);
+    hk_status st =
+        add_matching(h, match_filter, &filter, filter_user, fn, user, flags, out, &hits);
     if (st == HK_ERR_NOT_FOUND)
         return hk_errorf(HK_ERR_NOT_FOUND, "hook filter accepted no hook point of this model");
     return st;

@@ -682,7 +682,8 @@ hk_status hk_store_attach(hk_store *s, hk_hooks *hooks) {
     if (hooks->model != s->model)
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_store_attach: the hooks were made for another "
                                              "model than the store");
-    return hk_hooks_add_filter(hooks, covers, s, on_fire, s, NULL);
+    /* the store only reads: on a device, no copy goes back */
+    return hk_hooks_add_filter_flags(hooks, covers, s, on_fire, s, HK_HOOK_READ_ONLY, NULL);
 }
 
 /* ---- batches ---- */

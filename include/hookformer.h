@@ -256,6 +256,10 @@ hk_status hk_hooks_add_flags(hk_hooks *h, const char *pattern, hk_hook_fn fn, vo
 /* Register fn at every point for which filter(name, filter_user) is true (at least one). */
 hk_status hk_hooks_add_filter(hk_hooks *h, hk_hook_filter_fn filter, void *filter_user,
                               hk_hook_fn fn, void *user, hk_hook_handle *out);
+/* hk_hooks_add_filter with hk_hooks_add_flags's flags. */
+hk_status hk_hooks_add_filter_flags(hk_hooks *h, hk_hook_filter_fn filter, void *filter_user,
+                                    hk_hook_fn fn, void *user, unsigned flags,
+                                    hk_hook_handle *out);
 /* Remove one registration (all the points it covered). Unknown handle: HK_ERR_NOT_FOUND. */
 hk_status hk_hooks_remove(hk_hooks *h, hk_hook_handle handle);
 /* Scoped registration: hk_hooks_scope_end(h, mark) removes everything added since the

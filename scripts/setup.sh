@@ -8,8 +8,9 @@
 #                           the prompt)
 #   scripts/setup.sh test   install what is missing (the test-only packages too: chromium
 #                           renders the heatmaps, clang builds the fuzzers), build, run the whole
-#                           test suite, then the same suite again under AddressSanitizer + UBSan
-#                           (build-asan/)
+#                           test suite, the same suite through the test-only device backend
+#                           (--setup devtest: HK_DEVICE=test), then under AddressSanitizer +
+#                           UBSan (build-asan/)
 #
 # apt-get runs only when a package is missing (as root, or through sudo when not root).
 set -euo pipefail
@@ -154,6 +155,8 @@ cmd_test() {
     build build
     say "test suite (release build: build/)"
     meson test -C build --print-errorlogs
+    say "test suite through the test-only device backend (build/, --setup devtest)"
+    meson test -C build --setup devtest --print-errorlogs
     fuzz_briefly
 
     build build-asan -Dbuildtype=debugoptimized -Db_sanitize=address,undefined

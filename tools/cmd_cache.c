@@ -1,7 +1,6 @@
 /* hookformer cache: run a model over many sequences and stream the activations of the chosen
  * hooks into an HDF5 store (hk_store_*, docs/FORMAT.md). Progress goes to stderr: a bar
  * redrawn in place on a terminal, a plain line every few seconds otherwise. */
-#include "device_opts.h"
 #include "commands.h"
 
 #include <ctype.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli_opts.h"
+#include "device.h"
 #include "hookformer.h"
 #include "out_path.h"
 #include "plugins.h"
@@ -280,6 +280,8 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     if (!cli_parse(&a, cmd, argc, argv, &rc)) return rc;
     const char *dir, *out_path, *hooks_arg = cli_str(&a, "hooks");
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     if ((rc = cli_require_str(&a, "out", &out_path))) return rc;
     const bool resume = cli_has(&a, "resume");
     bool append = cli_has(&a, "append");
@@ -363,8 +365,12 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     seq_list seqs = {0};
     int32_t *tokens = NULL;
     int64_t *lengths = NULL;
-    hk_status st = HK_OK;
-    if ((rc = cli_model_load(&a, dir, true, &m))) goto done;
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
+    if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
+                               hk_status_name(st));
+        goto done;
+    }
     if (tokens_file) {
         if ((rc = read_sequences(&a, "tokens-file", tokens_file, hk_model_vocab_size(m), &seqs)))
             goto done;

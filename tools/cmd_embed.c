@@ -1,6 +1,5 @@
 /* hookformer embed: sentence embeddings (pooled final hidden states) of token-id sequences,
  * batched together with right padding; printed, or written as a .npy file. */
-#include "device_opts.h"
 #include "commands.h"
 
 #include <errno.h>
@@ -9,6 +8,7 @@
 #include <string.h>
 
 #include "cli_opts.h"
+#include "device.h"
 #include "hookformer.h"
 #include "out_path.h"
 #include "plugins.h"
@@ -248,6 +248,8 @@ static int embed_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_check_outputs(&a))) return rc; /* before any work */
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     hk_pooling pooling;
     int normalize;
     if ((rc = parse_pooling(&a, &pooling)) || (rc = parse_normalize(&a, &normalize))) return rc;
@@ -281,8 +283,12 @@ static int embed_main(const cli_command *cmd, int argc, char **argv) {
     hk_hooks *hooks = NULL; /* --plugin: the plugins' hooks fire in the forward */
     int32_t *batch = NULL;
     float *out = NULL;
-    hk_status st = HK_OK;
-    if ((rc = cli_model_load(&a, dir, true, &m))) goto done;
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
+    if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
+                               hk_status_name(st));
+        goto done;
+    }
     if ((rc = encode_texts(&a, m, dir, &tx, &s))) goto done;
     int64_t T = 0, d = hk_model_d_model(m);
     for (size_t i = 0; i < s.n; i++)

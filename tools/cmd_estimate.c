@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli_opts.h"
+#include "device.h"
 #include "hookformer.h"
 #include "mem_limit.h"
 #include "prompt.h"
@@ -15,6 +16,7 @@
 
 static const cli_opt estimate_opts[] = {
     CLI_OPT_MODEL,
+    CLI_OPTS_DEVICE,
     {"ctx", "N", "context: positions per sequence (the session's max_len); or a prompt:"},
     CLI_OPTS_PROMPT,
     {"batch", "B", "sequences run together (default 1)"},
@@ -100,6 +102,8 @@ static int estimate_main(const cli_command *cmd, int argc, char **argv) {
     int64_t ctx, batch, chunk, threads;
     size_t limit;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     const bool by_prompt = cli_has(&a, "tokens") || cli_has(&a, "prompt") || cli_has(&a, "prompts");
     if (!cli_has(&a, "ctx") && !by_prompt)
         return cli_usage_error(&a, "missing required option --ctx (or a prompt: --tokens, "
@@ -131,7 +135,7 @@ static int estimate_main(const cli_command *cmd, int argc, char **argv) {
     if (threads > 0) hk_set_num_threads((int)threads);
 
     hk_model *m = NULL;
-    hk_status st = hk_model_load(dir, &m);
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
     if (st != HK_OK) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
                                hk_status_name(st));

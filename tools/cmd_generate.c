@@ -1,7 +1,6 @@
 /* hookformer generate: greedy decoding or sampling after a prompt (ids or text), through the
  * KV cache (hk_generate); prints the generated text (a model with a tokenizer) or ids. Plugins'
  * hooks fire at every prefill chunk and every decode step. */
-#include "device_opts.h"
 #include "commands.h"
 
 #include <errno.h>
@@ -13,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli_opts.h"
+#include "device.h"
 #include "hookformer.h"
 #include "context.h"
 #include "mem_limit.h"
@@ -121,6 +121,8 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
     size_t n_stop = 0;
     double temperature, top_p;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     if ((rc = cli_require_str(&a, "max-new", &s))) return rc;
     if ((rc = cli_int(&a, "max-new", 1, INT32_MAX, 0, &max_new))) return rc;
     if ((rc = cli_real(&a, "temperature", 0.0, false, 1e30, 0.0,
@@ -158,8 +160,12 @@ static int generate_main(const cli_command *cmd, int argc, char **argv) {
     hk_model *m = NULL;
     hk_hooks *hooks = NULL;
     int32_t *stop_ids = NULL, *out = NULL;
-    hk_status st = HK_OK;
-    if ((rc = cli_model_load(&a, dir, true, &m))) goto done;
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
+    if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
+                               hk_status_name(st));
+        goto done;
+    }
     const int64_t vocab = hk_model_vocab_size(m);
     if ((rc = cli_prompts_encode(&a, m, dir, &prompts))) goto done;
     for (size_t i = 0; i < n_stop; i++) {

@@ -1,6 +1,5 @@
 /* hookformer lens: the logit lens (top tokens per layer and position) and, with an answer
  * pair, direct logit attribution to every head, MLP and the embeddings. */
-#include "device_opts.h"
 #include "commands.h"
 
 #include <math.h>
@@ -9,6 +8,7 @@
 
 #include "hookformer.h"
 #include "cli_opts.h"
+#include "device.h"
 #include "out_path.h"
 #include "plugins.h"
 #include "xp_common.h"
@@ -119,6 +119,8 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_check_outputs(&a))) return rc; /* before any work */
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     xp_prompts p = {0};
     xp_answers ans = {0}, wro = {0};
     int64_t k, threads;
@@ -140,8 +142,11 @@ static int lens_main(const cli_command *cmd, int argc, char **argv) {
         if ((rc = xp_answers_read(&a, "wrong", "wrong-text", p.n, &wro))) goto done;
     }
     if (threads) hk_set_num_threads((int)threads);
-    hk_status st = HK_OK;
-    if ((rc = cli_model_load(&a, dir, false, &m))) goto done;
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
+    if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
+        goto done;
+    }
     if ((rc = xp_prompts_encode(&a, m, &p))) goto done;
     if (want_dla &&
         ((rc = xp_answers_encode(&a, m, &ans)) || (rc = xp_answers_encode(&a, m, &wro))))

@@ -1,5 +1,4 @@
 /* hookformer patch: activation-patching sweeps of clean into corrupted prompts. */
-#include "device_opts.h"
 #include "commands.h"
 
 #include <stdlib.h>
@@ -7,6 +6,7 @@
 
 #include "hookformer.h"
 #include "cli_opts.h"
+#include "device.h"
 #include "out_path.h"
 #include "plugins.h"
 #include "xp_common.h"
@@ -96,6 +96,8 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_check_outputs(&a))) return rc; /* before any work */
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     xp_prompts clean = {0}, bad = {0};
     xp_answers ans = {0}, wro = {0};
     int64_t *map = NULL, layer, batch, threads;
@@ -132,8 +134,11 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
     }
     snprintf(sweep_buf, sizeof sweep_buf, "%s", sweeps);
     if (threads) hk_set_num_threads((int)threads);
-    hk_status st = HK_OK;
-    if ((rc = cli_model_load(&a, dir, false, &m))) goto done;
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
+    if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
+        goto done;
+    }
     if (!(clean.ids && bad.ids)) {
         if ((rc = xp_prompts_encode(&a, m, &clean)) || (rc = xp_prompts_encode(&a, m, &bad)) ||
             (rc = check_lengths(&a, &clean, &bad, &map)))

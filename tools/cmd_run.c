@@ -1,7 +1,6 @@
 /* hookformer run: one forward pass over one token sequence; prints the top-k next tokens.
  * With --plugin: loads each plugin (hooks/plugin.c) in order before the run and finishes them,
  * in the same order, after the top-k table. */
-#include "device_opts.h"
 #include "commands.h"
 
 #include <math.h>
@@ -10,6 +9,7 @@
 #include <string.h>
 
 #include "cli_opts.h"
+#include "device.h"
 #include "hookformer.h"
 #include "context.h"
 #include "mem_limit.h"
@@ -160,6 +160,8 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     const char *dir;
     int64_t top_k, threads;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     if ((rc = cli_int(&a, "top-k", 1, INT64_MAX, 10, &top_k))) return rc;
     if ((rc = cli_int(&a, "threads", 1, 1024, 0, &threads))) return rc;
     int64_t chunk, ctx;
@@ -182,8 +184,12 @@ static int run_main(const cli_command *cmd, int argc, char **argv) {
     hk_model *m = NULL;
     hk_hooks *hooks = NULL;
 
-    hk_status st = HK_OK;
-    if ((rc = cli_model_load(&a, dir, true, &m))) goto done;
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
+    if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "cannot load model '%s': %s (%s)", dir, hk_last_error(),
+                               hk_status_name(st));
+        goto done;
+    }
     if (hk_model_headless(m)) {
         rc = cli_runtime_error(&a, "model '%s' (%s) is an encoder without an output head: it has "
                                    "no logits to rank ('hookformer embed' pools its hidden "

@@ -1,6 +1,6 @@
 /* hookformer steer: an ActAdd steering vector from a prompt pair (or an HDF5 file), added at
  * one layer from a position on, in the prompt and in every generated token. */
-#include "device_opts.h"
+#include "device.h"
 #include "commands.h"
 
 #include <math.h>
@@ -51,6 +51,8 @@ static int steer_main(const cli_command *cmd, int argc, char **argv) {
     if ((rc = cli_check_outputs(&a))) return rc; /* before any work */
     const char *dir;
     if ((rc = cli_require_str(&a, "model", &dir))) return rc;
+    hk_load_opts load_opts;
+    if ((rc = cli_load_opts(&a, &load_opts))) return rc;
     int32_t *plain = NULL, *steered = NULL;
     xp_prompts pr = {0}, pp = {0}, np = {0};
     int64_t layer, from, max_new, threads;
@@ -104,8 +106,11 @@ static int steer_main(const cli_command *cmd, int argc, char **argv) {
         }
     }
     if (threads) hk_set_num_threads((int)threads);
-    hk_status st = HK_OK;
-    if ((rc = cli_model_load(&a, dir, false, &m))) goto done;
+    hk_status st = hk_model_load_opts(dir, &load_opts, &m);
+    if (st != HK_OK) {
+        rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
+        goto done;
+    }
     if ((rc = xp_prompts_encode(&a, m, &pr)) || (rc = xp_prompts_encode(&a, m, &pp)) ||
         (rc = xp_prompts_encode(&a, m, &np)))
         goto done;

@@ -150,8 +150,23 @@ static void test_only_hooked_points_copy(void **state) {
     assert_int_equal(calls, 6);
     assert_int_equal(c4.d2h - c3.d2h, 3);
     assert_int_equal(c4.h2d - c3.h2d, 2);
+    /* the in-memory cache only reads: a copy down per cached point, none back */
+    hk_hooks *hc;
+    EXPECT_OK(hk_hooks_new(m, &hc));
+    hk_cache *cache;
+    EXPECT_OK(hk_cache_new(m, &cache));
+    const char *pat[1] = {"blocks.0.hook_resid_post"};
+    EXPECT_OK(hk_cache_attach(cache, hc, pat, 1, NULL));
+    hk_backend_counters c5 = be->counters;
+    EXPECT_OK(hk_model_run(m, hc, tokens, NULL, 1, 5, logits));
+    hk_backend_counters c6 = be->counters;
+    assert_int_equal(c6.d2h - c5.d2h, 2);
+    assert_int_equal(c6.h2d - c5.h2d, 1);
+    assert_non_null(hk_cache_get(cache, "blocks.0.hook_resid_post"));
+    hk_cache_free(cache);
+    hk_hooks_free(hc);
     /* every block freed after each run */
-    assert_int_equal(c4.live_blocks, c0.live_blocks);
+    assert_int_equal(c6.live_blocks, c0.live_blocks);
     expect_error(hk_hooks_add_flags(h, "hook_embed", touch, &calls, 8, NULL), HK_ERR_INVALID_ARG,
                  "flags", NULL, NULL);
     hk_hooks_free(h);
@@ -194,7 +209,9 @@ static hk_hook_result zero_first_row(hk_tensor *act, const hk_hook_ctx *ctx, voi
 
 static void test_device_aware_hook(void **state) {
     (void)state;
-    hk_model *mt = load_on("gpt2", HK_DEVICE_TEST), *mc = load_on("gpt2", HK_DEVICE_CPU);
+    /* the CPU model first: hk_tensor_to_host copies through the last test instance opened, whose
+     * counters this test reads (under devtest the CPU load is a test load too) */
+    hk_model *mc = load_on("gpt2", HK_DEVICE_CPU), *mt = load_on("gpt2", HK_DEVICE_TEST);
     const int32_t tokens[4] = {5, 2, 8, 1};
     const int64_t V = hk_model_vocab_size(mt);
     float *lt = malloc((size_t)(4 * V) * sizeof *lt), *lc = malloc((size_t)(4 * V) * sizeof *lc);
@@ -382,7 +399,7 @@ static void test_cuda_missing(void **state) {
     assert_null(m);
     o.device = HK_DEVICE_CPU;
     o.weights_dtype = HK_DTYPE_BF16;
-    expect_error(hk_model_load_opts(dir, &o, &m), HK_ERR_UNSUPPORTED, "bf16", NULL, NULL);
+    expect_error(hk_model_load_opts(dir, &o, &m), HK_ERR_UNSUPPORTED, "BF16", "f32", NULL);
     o.device = (hk_device)7;
     expect_error(hk_model_load_opts(dir, &o, &m), HK_ERR_INVALID_ARG, "device 7", NULL, NULL);
 }
