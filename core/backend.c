@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "backend_cpu.h"
+#include "backend_cuda.h"
 #include "backend_test.h"
 #include "error.h"
 #include "model.h"
@@ -32,11 +33,7 @@ hk_status hk_backend_open(hk_device device, hk_backend **out) {
     switch (device) {
     case HK_DEVICE_CPU: st = hk_backend_cpu_open(out); break;
     case HK_DEVICE_TEST: st = hk_backend_test_open(out); break;
-    case HK_DEVICE_CUDA:
-        /* core/backend_cuda.c (branch cudabe) replaces this case */
-        return hk_errorf(HK_ERR_UNSUPPORTED,
-                         "device cuda: this build has no CUDA backend (core/backend_cuda.c is "
-                         "not built in); use --device cpu");
+    case HK_DEVICE_CUDA: st = hk_backend_cuda_open(out); break;
     default:
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_backend_open: device %d, expected cpu (%d), "
                                              "cuda (%d) or test (%d)",

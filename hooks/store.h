@@ -42,6 +42,9 @@ typedef struct {
      * per sequence: [batch, row_elems] f32/dtype of this batch. */
     unsigned char *stage;
     int64_t stage_cap, staged, stage_row0;
+    /* the other staging buffer while the writer thread writes one (hk_store_opts.overlap) */
+    unsigned char *stage_back;
+    int64_t back_cap;
     int64_t delivered;    /* rows (token) / elements (per seq) delivered in this batch */
     int64_t written;      /* rows in the dataset's extent */
 } hk_store_hook;
@@ -97,6 +100,11 @@ struct hk_store {
                          run_seq is its feed's length, at pos_offset */
     bool failed;      /* a write failed: nothing more is written or committed */
     bool dirty;       /* the file changed since the last commit (rows, extents, layout) */
+
+    /* the writer thread (hk_store_opts.overlap, uncompressed stores): NULL writes inline */
+    bool overlap;
+    struct hk_store_writer *writer;
+    double writer_delay; /* tests: seconds each write job sleeps first (a slow disk) */
 
     /* commit */
     double commit_seconds, last_commit;
@@ -160,6 +168,36 @@ double hk_store_now(void);
  * config, every checkpoint tensor's name, dtype and shape, and a sample of each tensor's
  * bytes (docs/FORMAT.md). Equal for identical copies wherever they lie. */
 hk_status hk_store_model_id(const hk_model *m, const char *config_json, char **out);
+
+/* ---- store_async.c: the writer thread ----
+ * A job writes parts (rows of one hook from a staging buffer the caller does not touch until
+ * the job is waited for) after reserving `reserve` bytes; its status and message come back
+ * from hk_store_writer_wait on the caller's thread (which then marks the store failed). */
+typedef struct {
+    hk_store_hook *h;
+    const unsigned char *buf;
+    int64_t row0, count;
+} hk_store_job_part;
+typedef struct hk_store_writer hk_store_writer;
+hk_status hk_store_writer_start(hk_store *s);
+/* Wait for the job in flight (none: HK_OK); adds its bytes and seconds to the stats. */
+hk_status hk_store_writer_wait(hk_store *s);
+/* Room for n parts of the next job (NULL: out of memory); then submit (no job in flight). */
+hk_store_job_part *hk_store_writer_parts(hk_store *s, size_t n);
+void hk_store_writer_submit(hk_store *s, size_t n_parts, uint64_t reserve);
+/* Wait, then end the thread (s->writer NULL after). */
+void hk_store_writer_stop(hk_store *s);
+/* Tests: whether a job is in flight; a delay each job sleeps before writing (a slow disk;
+ * set before the first end_batch). */
+bool hk_store_writer_busy(hk_store *s);
+void hk_store_writer_test_delay(hk_store *s, double seconds);
+
+/* ---- store_writer.c, for the writer thread ---- */
+/* Write rows [row0, row0 + count) of h from buf (file dtype): extends the dataset, marks the
+ * store dirty; the stats are the caller's. */
+hk_status hk_store_write_rows(hk_store *s, hk_store_hook *h, int64_t row0, int64_t count,
+                              const void *buf);
+uint64_t hk_store_rows_bytes(const hk_store *s, const hk_store_hook *h, int64_t count);
 
 /* ---- vectors ---- */
 bool hk_i64_push(hk_i64_vec *v, int64_t x);

@@ -51,10 +51,12 @@ static hk_store *store_alloc(const char *path) {
 
 void hk_store_destroy(hk_store *s) {
     if (!s) return;
+    hk_store_writer_stop(s);
     for (size_t i = 0; i < s->n_hooks; i++) {
         if (s->hooks[i].dset >= 0) H5Dclose(s->hooks[i].dset);
         free(s->hooks[i].name);
         free(s->hooks[i].stage);
+        free(s->hooks[i].stage_back);
     }
     free(s->hooks);
     hid_t idx[] = {s->d_seq, s->d_pos, s->d_tok, s->d_slen, s->d_sfirst, s->d_sfpos, s->d_snrows,
@@ -126,6 +128,7 @@ static hk_status parse_opts(hk_store *s, const hk_store_opts *o) {
         return hk_errorf(HK_ERR_INVALID_ARG, "%s: commit_seconds must be >= 0", s->path);
     s->commit_seconds = o->commit_seconds;
     s->fsync = o->fsync;
+    s->overlap = o->overlap && !compressed(s);
     return HK_OK;
 }
 
@@ -760,9 +763,12 @@ hk_status hk_store_begin_batch(hk_store *s, const int32_t *tokens, const int64_t
     return HK_OK;
 }
 
-/* Write rows [row0, row0 + count) of h from buf (file dtype). */
-static hk_status write_rows(hk_store *s, hk_store_hook *h, int64_t row0, int64_t count,
-                            const void *buf) {
+uint64_t hk_store_rows_bytes(const hk_store *s, const hk_store_hook *h, int64_t count) {
+    return (uint64_t)(count * h->row_elems) * esize_of(s);
+}
+
+hk_status hk_store_write_rows(hk_store *s, hk_store_hook *h, int64_t row0, int64_t count,
+                              const void *buf) {
     if (count == 0) return HK_OK;
     hsize_t dims[HK_MAX_DIMS + 1], start[HK_MAX_DIMS + 1] = {0}, cnt[HK_MAX_DIMS + 1];
     const int nd = h->row_ndim + 1;
@@ -786,8 +792,15 @@ static hk_status write_rows(hk_store *s, hk_store_hook *h, int64_t row0, int64_t
         snprintf(what, sizeof what, "writing %lld rows of '%s'", (long long)count, h->name);
         return hk_store_h5_error(s, HK_ERR_IO, what);
     }
-    s->stats.bytes_written += (uint64_t)(count * h->row_elems) * esize_of(s);
     return HK_OK;
+}
+
+/* Inline: the rows and their bytes in the stats. */
+static hk_status write_rows(hk_store *s, hk_store_hook *h, int64_t row0, int64_t count,
+                            const void *buf) {
+    hk_status st = hk_store_write_rows(s, h, row0, count, buf);
+    if (st == HK_OK) s->stats.bytes_written += hk_store_rows_bytes(s, h, count);
+    return st;
 }
 
 /* Staged token rows to the file: all of them (uncompressed) or whole chunks (compressed;
@@ -819,6 +832,35 @@ static uint64_t batch_bytes(const hk_store *s) {
     return total + (uint64_t)s->b_rows * 20 + (uint64_t)s->b_batch * 32;
 }
 
+/* Overlapped: every hook's staged rows go to the writer thread in the buffer they are in; the
+ * hook stages the next batch in its other buffer. (Uncompressed: nothing is carried over.) */
+static hk_status submit_batch(hk_store *s, uint64_t reserve) {
+    hk_store_job_part *parts = hk_store_writer_parts(s, s->n_hooks);
+    if (!parts) {
+        s->failed = true;
+        return hk_errorf(HK_ERR_NOMEM, "%s: out of memory for the writer's job", s->path);
+    }
+    for (size_t i = 0; i < s->n_hooks; i++) {
+        hk_store_hook *h = &s->hooks[i];
+        if (h->per_seq) {
+            parts[i] = (hk_store_job_part){h, h->stage, s->n_seqs - s->b_batch, s->b_batch};
+        } else {
+            h->staged += s->b_rows;
+            parts[i] = (hk_store_job_part){h, h->stage, h->stage_row0, h->staged};
+            h->stage_row0 += h->staged;
+            h->staged = 0;
+        }
+        unsigned char *b = h->stage;
+        const int64_t cap = h->stage_cap;
+        h->stage = h->stage_back;
+        h->stage_cap = h->back_cap;
+        h->stage_back = b;
+        h->back_cap = cap;
+    }
+    hk_store_writer_submit(s, s->n_hooks, reserve);
+    return HK_OK;
+}
+
 hk_status hk_store_end_batch(hk_store *s) {
     if (!s || !s->in_batch)
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_store_end_batch: no batch was begun");
@@ -838,13 +880,21 @@ hk_status hk_store_end_batch(hk_store *s) {
                              s->path, h->name, (long long)h->delivered,
                              (long long)(h->per_seq ? s->b_batch : s->b_rows));
     }
+    /* the previous batch's rows are in the file: commit them when due, before this batch's
+     * index joins the pending rows */
+    hk_status st = hk_store_writer_wait(s);
+    if (st == HK_OK && s->writer && hk_store_now() - s->last_commit >= s->commit_seconds)
+        st = hk_store_commit_now(s);
+    if (st != HK_OK) return st;
     double t0 = hk_store_now();
     /* an append opens its file for writing now, with the first rows */
-    hk_status st = s->file < 0 ? open_for_writing(s) : HK_OK;
+    st = s->file < 0 ? open_for_writing(s) : HK_OK;
     if (st != HK_OK) return st;
-    /* a full disk stops here, before anything of the batch is written */
-    st = hk_store_reserve(s, batch_bytes(s));
-    if (st != HK_OK) return st;
+    if (s->overlap && !s->writer && (st = hk_store_writer_start(s)) != HK_OK) return st;
+    const uint64_t reserve = batch_bytes(s);
+    /* a full disk stops here, before anything of the batch is written (overlapped: in the
+     * writer thread, before it writes) */
+    if (!s->writer && (st = hk_store_reserve(s, reserve)) != HK_OK) return st;
     for (int64_t b = 0; b < s->b_batch; b++) {
         bool ok = hk_i64_push(&s->p_slen, s->b_lengths ? s->b_lengths[b] : s->b_seq) &&
                   hk_i64_push(&s->p_sfirst, s->n_rows + s->b_row[b]) &&
@@ -861,6 +911,7 @@ hk_status hk_store_end_batch(hk_store *s) {
     }
     s->n_rows += s->b_rows;
     s->n_seqs += s->b_batch;
+    if (s->writer) return submit_batch(s, reserve);
     for (size_t i = 0; st == HK_OK && i < s->n_hooks; i++) {
         hk_store_hook *h = &s->hooks[i];
         if (h->per_seq) {
@@ -938,7 +989,8 @@ hk_status hk_store_set_corpus_ids(hk_store *s, const int64_t *ids, int64_t n) {
 
 hk_status hk_store_commit(hk_store *s) {
     if (!s) return hk_errorf(HK_ERR_INVALID_ARG, "hk_store_commit: NULL store");
-    return hk_store_commit_now(s);
+    hk_status st = hk_store_writer_wait(s);
+    return st != HK_OK ? st : hk_store_commit_now(s);
 }
 
 hk_store_stats hk_store_get_stats(const hk_store *s) {
@@ -969,6 +1021,7 @@ hk_status hk_store_close(hk_store *s) {
     if (!s) return HK_OK;
     hk_status st = HK_OK;
     if (s->writable && s->file >= 0) {
+        st = hk_store_writer_wait(s); /* the last batch's rows */
         double t0 = hk_store_now();
         for (size_t i = 0; st == HK_OK && !s->failed && i < s->n_hooks; i++)
             if (!s->hooks[i].per_seq) st = flush_stage(s, &s->hooks[i], true);

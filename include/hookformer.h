@@ -800,6 +800,11 @@ typedef struct {
                                stores sequences of a shared corpus out of order. Every batch
                                then needs hk_store_set_corpus_ids. An append keeps the file's
                                setting. */
+    bool overlap;           /* write each batch's rows from a second thread while the next
+                               batch runs (two staging buffers per hook; uncompressed stores
+                               only, ignored with compression): a write error then comes back
+                               from the next end_batch, commit or close. Commits still cover
+                               only rows in the file. Default off. */
 } hk_store_opts;
 
 /* {F32, "all", no compression, ctx 0, commit every 1 s, no force, no fsync}. */

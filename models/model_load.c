@@ -7,6 +7,7 @@
 
 #include "adapter.h"
 #include "core/backend.h"
+#include "core/backend_cuda.h"
 #include "core/error.h"
 #include "core/gguf.h"
 #include "core/gguf_tokenizer.h"
@@ -228,6 +229,11 @@ hk_status hk_model_load_opts(const char *src, const hk_load_opts *opts, hk_model
     hk_device device = o.device;
     if (device == HK_DEVICE_CPU) { /* HK_DEVICE=test: the devtest setup's test backend */
         hk_status st = hk_backend_env_device(&device);
+        if (st != HK_OK) return st;
+    }
+    /* no GPU or no module: say so before reading the checkpoint */
+    if (device == HK_DEVICE_CUDA) {
+        hk_status st = hk_backend_cuda_probe();
         if (st != HK_OK) return st;
     }
     /* what the process held before, and what loading added: the estimate's runtime and load

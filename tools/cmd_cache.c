@@ -387,6 +387,7 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
     o.compress = cli_str(&a, "compress");
     o.force = cli_has(&a, "force");
     o.fsync = cli_has(&a, "fsync");
+    o.overlap = true; /* rows written by a second thread while the next batch runs */
     if ((append || resume) && o.force)
         return cli_usage_error(&a, "--%s and --force exclude each other",
                                append ? "append" : "resume");

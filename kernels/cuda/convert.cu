@@ -59,3 +59,38 @@ extern "C" int hk_cu_kv_write(void *dst, hk_cu_dtype dst_type, int64_t ldd, int6
         dst, (int)dst_type, ldd, ring, pos0, src, lds, n, width);
     return hk_cu_launch_status();
 }
+
+// Weight upload converting on the device: host elements of src_type go up in pieces through
+// one device staging buffer (at most HK_CU_UPLOAD_STAGE bytes) and are converted into dst.
+// Synchronous (the host buffer may be freed on return).
+extern "C" int hk_cu_upload_convert(void *dst_dev, hk_cu_dtype dst_type, const void *src_host,
+                                    hk_cu_dtype src_type, int64_t n, void *stream) {
+    if (n <= 0) return 0;
+    if ((unsigned)dst_type > HK_CU_BF16 || (unsigned)src_type > HK_CU_BF16 || !dst_dev ||
+        !src_host)
+        return (int)cudaErrorInvalidValue;
+    const cudaStream_t st = hk_cu_stream(stream);
+    const size_t ss = hk_cu_dtype_size(src_type), ds = hk_cu_dtype_size(dst_type);
+    if (src_type == dst_type) {
+        cudaError_t e = cudaMemcpyAsync(dst_dev, src_host, (size_t)n * ss,
+                                        cudaMemcpyHostToDevice, st);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(st);
+        return (int)e;
+    }
+    const int64_t per = (int64_t)(HK_CU_UPLOAD_STAGE / ss);
+    void *stage = NULL;
+    cudaError_t e = cudaMalloc(&stage, (size_t)(n < per ? n : per) * ss);
+    if (e != cudaSuccess) return (int)e;
+    for (int64_t i0 = 0; i0 < n && e == cudaSuccess; i0 += per) {
+        const int64_t m = n - i0 < per ? n - i0 : per;
+        e = cudaMemcpyAsync(stage, (const char *)src_host + (size_t)i0 * ss, (size_t)m * ss,
+                            cudaMemcpyHostToDevice, st);
+        if (e != cudaSuccess) break;
+        e = (cudaError_t)hk_cu_convert((char *)dst_dev + (size_t)i0 * ds, dst_type, stage,
+                                       src_type, m, stream);
+        // the stage is reused by the next piece: this one must be converted first
+        if (e == cudaSuccess) e = cudaStreamSynchronize(st);
+    }
+    const cudaError_t f = cudaFree(stage);
+    return (int)(e != cudaSuccess ? e : f);
+}

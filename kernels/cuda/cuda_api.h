@@ -10,7 +10,7 @@
 #include "cuda_kernels.h"
 
 /* Raised whenever an entry is added, removed or changes its signature. */
-#define HK_CU_API_VERSION 1u
+#define HK_CU_API_VERSION 2u
 /* The one symbol the module exports: const hk_cu_api *HK_CU_API_SYMBOL(void). */
 #define HK_CU_API_SYMBOL hk_cu_module_api
 #define HK_CU_API_SYMBOL_NAME "hk_cu_module_api"
@@ -91,7 +91,34 @@
     X(int, sample, (const float *logits, int64_t vocab, float temperature, int top_k,        \
                     float top_p, double u01, void *ws, int32_t *result, void *stream))       \
     X(int, embed_typed, (const void *table, hk_cu_dtype type, int64_t d, const int32_t *ids, \
-                         int64_t n, float *out, void *stream))
+                         int64_t n, float *out, void *stream)) \
+    X(int, copy_async, (void *dst_dev, const void *src_dev, size_t bytes, void *stream))      \
+    X(int, upload_convert, (void *dst_dev, hk_cu_dtype dst_type, const void *src_host,       \
+                            hk_cu_dtype src_type, int64_t n, void *stream))                  \
+    X(int, rmsnorm_offset, (const float *x, int64_t n, int64_t d, const float *w,            \
+                            float w_offset, float eps, float *y, float *scale_out,           \
+                            void *stream))                                                   \
+    X(int, norm_stats, (const float *x, int64_t n, int64_t d, bool center, double eps,       \
+                        float *mean_out, float *scale_out, void *stream))                    \
+    X(int, norm_divide, (const float *x, int64_t n, int64_t d, const float *mean,            \
+                         const float *scale, float *y, void *stream))                        \
+    X(int, scale_bias, (float *y, int64_t n, int64_t d, const float *w, const float *b,      \
+                        void *stream))                                                       \
+    X(int, scale, (float *x, int64_t n, float f, void *stream))                              \
+    X(int, softcap, (float *x, int64_t n, float cap, void *stream))                          \
+    X(int, sigmoid, (float *x, int64_t n, void *stream))                                     \
+    X(int, gather_rows, (float *dst, const float *src, int64_t d, const int64_t *idx,       \
+                         int64_t div, int64_t n, void *stream))                              \
+    X(int, scatter_rows, (float *dst, const float *src, int64_t d, const int64_t *idx,       \
+                          int64_t n, void *stream))                                          \
+    X(int, combine_rows, (float *y, const float *x, int64_t d, const int64_t *idx,           \
+                          int64_t div, const float *w, int64_t n, void *stream))             \
+    X(int, softmax_rows_f64, (const float *x, int64_t rows, int64_t n, float *y,             \
+                              void *stream))                                                 \
+    X(int, moe_route, (const float *probs, int64_t rows, int64_t n_experts, int64_t k,       \
+                       bool norm_topk, float *ids, float *mix, void *stream))                \
+    X(int, argmax_rows, (const float *x, int64_t rows, int64_t n, int32_t *out,              \
+                         void *stream))
 
 typedef struct hk_cu_api {
     unsigned version;     /* HK_CU_API_VERSION of the module */

@@ -172,6 +172,55 @@ int hk_cu_sample(const float *logits, int64_t vocab, float temperature, int top_
 int hk_cu_embed_typed(const void *table, hk_cu_dtype type, int64_t d, const int32_t *ids,
                       int64_t n, float *out, void *stream);
 
+/* ---- what the forward needs beyond the kernels above (API version 2) ---- */
+/* Device-to-device copy on the stream. */
+int hk_cu_copy_async(void *dst_dev, const void *src_dev, size_t bytes, void *stream);
+/* Weights uploaded once, converted on the device: n host elements of src_type into dst_dev
+ * (dst_type), in pieces of at most HK_CU_UPLOAD_STAGE bytes through a device staging buffer
+ * (same types: a plain copy). Synchronous: src_host may be freed on return. */
+#define HK_CU_UPLOAD_STAGE ((size_t)64 << 20)
+int hk_cu_upload_convert(void *dst_dev, hk_cu_dtype dst_type, const void *src_host,
+                         hk_cu_dtype src_type, int64_t n, void *stream);
+/* RMSNorm multiplying by (w + w_offset) in f32: Gemma's (1 + w) with w_offset = 1 on weights
+ * as stored (as hk_cu_rmsnorm otherwise; y may alias x; scale_out may be NULL). */
+int hk_cu_rmsnorm_offset(const float *x, int64_t n, int64_t d, const float *w, float w_offset,
+                         float eps, float *y, float *scale_out, void *stream);
+/* The pieces of a hooked norm, x [n, d]: row statistics (mean_out [n]: the mean, 0 unless
+ * center; scale_out [n]: sqrt(mean((x - mean)²) + eps), both in double, rounded to f32),
+ * then y = (x - mean) / scale (y may alias x), then y = y * w + b in place (b may be NULL). */
+int hk_cu_norm_stats(const float *x, int64_t n, int64_t d, bool center, double eps,
+                     float *mean_out, float *scale_out, void *stream);
+int hk_cu_norm_divide(const float *x, int64_t n, int64_t d, const float *mean,
+                      const float *scale, float *y, void *stream);
+int hk_cu_scale_bias(float *y, int64_t n, int64_t d, const float *w, const float *b,
+                     void *stream);
+/* In place, n elements: x *= f (Gemma's embedding scale); x = cap·tanh(x / cap) (soft-cap,
+ * cap > 0); x = 1 / (1 + exp(-x)) (the shared expert's gate). */
+int hk_cu_scale(float *x, int64_t n, float f, void *stream);
+int hk_cu_softcap(float *x, int64_t n, float cap, void *stream);
+int hk_cu_sigmoid(float *x, int64_t n, void *stream);
+/* Rows of the experts' dispatch (core/backend.h's contracts; idx int64 on the device, in
+ * range): dst [n, d] row i = src row idx[i] / div (div > 0); dst row idx[i] = src [n, d] row
+ * i; y row a / div += w[a] · x [n, d] row i with a = idx[i] (idx NULL: row i += w[i] · x row
+ * i), rows sharing a destination added in index order (deterministic). */
+int hk_cu_gather_rows(float *dst, const float *src, int64_t d, const int64_t *idx, int64_t div,
+                      int64_t n, void *stream);
+int hk_cu_scatter_rows(float *dst, const float *src, int64_t d, const int64_t *idx, int64_t n,
+                       void *stream);
+int hk_cu_combine_rows(float *y, const float *x, int64_t d, const int64_t *idx, int64_t div,
+                       const float *w, int64_t n, void *stream);
+/* MoE routing: y = softmax of each row of x [rows, n], exp and sum in double (the router's
+ * softmax on the CPU); then per row of probs [rows, E] the top k (ties: lower id first) as
+ * ids [rows, k] (floats, the hook's view) and mix [rows, k] (renormalized over the k when
+ * norm_topk and their sum > 0). E <= HK_CU_MOE_MAX_EXPERTS. */
+#define HK_CU_MOE_MAX_EXPERTS 1024
+int hk_cu_softmax_rows_f64(const float *x, int64_t rows, int64_t n, float *y, void *stream);
+int hk_cu_moe_route(const float *probs, int64_t rows, int64_t n_experts, int64_t k,
+                    bool norm_topk, float *ids, float *mix, void *stream);
+/* Greedy choice per row of x [rows, n]: out[r] (device int32) = lowest index of the row's
+ * largest value (hk_sample's greedy), -1 when the row holds a NaN. */
+int hk_cu_argmax_rows(const float *x, int64_t rows, int64_t n, int32_t *out, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

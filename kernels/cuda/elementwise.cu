@@ -88,3 +88,27 @@ extern "C" int hk_cu_gated(int act, float *gate, const float *up, int64_t n, voi
     if (act < 0 || act > 3) return (int)cudaErrorInvalidValue;
     LAUNCH(gated_kernel, n, stream, act, gate, up, n);
 }
+
+__global__ static void scale_kernel(float *x, int64_t n, float f) {
+    GRID_LOOP(i, n) x[i] = __fmul_rn(x[i], f);
+}
+
+// Gemma 2's soft-cap, hk_softcap's formula: cap * tanh(x / cap)
+__global__ static void softcap_kernel(float *x, int64_t n, float cap) {
+    GRID_LOOP(i, n) x[i] = cap * tanhf(x[i] / cap);
+}
+
+__global__ static void sigmoid_kernel(float *x, int64_t n) {
+    GRID_LOOP(i, n) x[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+
+extern "C" int hk_cu_scale(float *x, int64_t n, float f, void *stream) {
+    LAUNCH(scale_kernel, n, stream, x, n, f);
+}
+extern "C" int hk_cu_softcap(float *x, int64_t n, float cap, void *stream) {
+    if (!(cap > 0.0f)) return (int)cudaErrorInvalidValue;
+    LAUNCH(softcap_kernel, n, stream, x, n, cap);
+}
+extern "C" int hk_cu_sigmoid(float *x, int64_t n, void *stream) {
+    LAUNCH(sigmoid_kernel, n, stream, x, n);
+}

@@ -31,6 +31,12 @@ extern "C" int hk_cu_download_async(void *dst_host, const void *src_dev, size_t 
                                 hk_cu_stream(stream));
 }
 
+extern "C" int hk_cu_copy_async(void *dst_dev, const void *src_dev, size_t bytes, void *stream) {
+    if (bytes == 0) return 0;
+    return (int)cudaMemcpyAsync(dst_dev, src_dev, bytes, cudaMemcpyDeviceToDevice,
+                                hk_cu_stream(stream));
+}
+
 extern "C" int hk_cu_host_alloc_pinned(void **p, size_t bytes) {
     return (int)cudaHostAlloc(p, bytes, cudaHostAllocDefault);
 }

@@ -383,7 +383,8 @@ static void test_bitwise_qwen2_moe(void **state) { /* the shared expert */
     compare_fixture("qwen2_moe", "*");
 }
 
-/* --device cuda without a CUDA backend: a clear error naming what is missing */
+/* --device cuda without the CUDA module: a clear error naming what is missing (the CUDA
+ * backend's own errors, no GPU included, are tests/kernels/test_backend_cuda.c's) */
 static void test_cuda_missing(void **state) {
     (void)state;
     char dir[1024];
@@ -391,7 +392,10 @@ static void test_cuda_missing(void **state) {
     hk_load_opts o = hk_load_default_opts();
     o.device = HK_DEVICE_CUDA;
     hk_model *m = (hk_model *)&o; /* must come back NULL */
-    expect_error(hk_model_load_opts(dir, &o, &m), HK_ERR_UNSUPPORTED, "cuda", "backend", NULL);
+    setenv("HK_CUDA_MODULE", "/nonexistent/libhookformer_cuda.so", 1);
+    expect_error(hk_model_load_opts(dir, &o, &m), HK_ERR_NOT_FOUND, "device cuda",
+                 "/nonexistent/libhookformer_cuda.so", NULL);
+    unsetenv("HK_CUDA_MODULE");
     assert_null(m);
     o.device = HK_DEVICE_CPU;
     o.weights_dtype = HK_DTYPE_BF16;

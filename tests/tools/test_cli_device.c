@@ -54,6 +54,9 @@ static void test_cuda_missing(void **state) {
         {"lens", "--model", gpt2, "--tokens", "1,2,3", NULL},
         {"embed", "--model", bert, "--tokens", "1,2,3", NULL},
     };
+    /* the CUDA module missing where HK_CUDA_MODULE points (a build with a GPU machine's
+     * module would run; test_cli_cuda.c covers the no-GPU case) */
+    setenv("HK_CUDA_MODULE", "/nonexistent/libhookformer_cuda.so", 1);
     for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
         const char *args[16];
         size_t n = 0;
@@ -66,9 +69,11 @@ static void test_cuda_missing(void **state) {
         args[n] = NULL;
         cli_result r = cli_run_argv(exe, args);
         cli_expect_status(&r, 1, runs[i][0]);
-        cli_expect_contains(r.err, "device cuda: this build has no CUDA backend", runs[i][0]);
+        cli_expect_contains(r.err, "device cuda: CUDA module /nonexistent/libhookformer_cuda.so",
+                            runs[i][0]);
         cli_result_free(&r);
     }
+    unsetenv("HK_CUDA_MODULE");
     struct stat st;
     assert_int_not_equal(stat(out, &st), 0); /* the refused cache wrote nothing */
     /* estimate plans a GPU run from the checkpoint: it needs no GPU */
