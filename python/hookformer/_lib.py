@@ -21,7 +21,9 @@ HK_HOOK_CONTINUE, HK_HOOK_STOP, HK_HOOK_ERROR = 0, 1, 2
 # hk_dtype
 HK_DTYPE_F32, HK_DTYPE_F16, HK_DTYPE_BF16, HK_DTYPE_I32, HK_DTYPE_I64, HK_DTYPE_U8 = range(6)
 # hk_device
-HK_DEVICE_CPU, HK_DEVICE_CUDA = 0, 1
+HK_DEVICE_CPU, HK_DEVICE_CUDA, HK_DEVICE_TEST = 0, 1, 2
+# hk_weights_mode
+HK_WEIGHTS_BLOCKS, HK_WEIGHTS_F32 = 0, 1
 # hk_bos_mode
 HK_BOS_DEFAULT, HK_BOS_NO, HK_BOS_YES = -1, 0, 1
 # hk_special_token
@@ -49,6 +51,10 @@ class HookCtx(C.Structure):  # hk_hook_ctx
     _fields_ = [("name", C.c_char_p), ("layer", i64), ("batch_offset", i64),
                 ("pos_offset", i64), ("key_offset", i64), ("run_batch", i64),
                 ("run_seq", i64), ("model", vp)]
+
+
+class LoadOpts(C.Structure):  # hk_load_opts
+    _fields_ = [("weights", C.c_int), ("device", C.c_int), ("weights_dtype", C.c_int)]
 
 
 class RunOpts(C.Structure):  # hk_run_opts
@@ -133,7 +139,7 @@ FILTER_FN = C.CFUNCTYPE(C.c_bool, C.c_char_p, vp)
 # The structs test_abi.py checks against the compiler, by their C names.
 STRUCTS = {
     "hk_tensor": Tensor, "hk_hook_point": HookPointInfo, "hk_hook_ctx": HookCtx,
-    "hk_run_opts": RunOpts, "hk_sampler_opts": SamplerOpts, "hk_store_info": StoreInfo,
+    "hk_load_opts": LoadOpts, "hk_run_opts": RunOpts, "hk_sampler_opts": SamplerOpts, "hk_store_info": StoreInfo,
     "hk_store_hook_info": StoreHookInfo, "hk_prompt_set": PromptSet,
     "hk_sweep_spec": SweepSpec, "hk_sweep_result": SweepResult, "hk_sweep_part": SweepPart,
     "hk_patch_opts": PatchOpts,
@@ -154,6 +160,8 @@ _SIGNATURES = {
     "hk_dtype_name": (C.c_char_p, [C.c_int]),
     "hk_set_num_threads": (None, [C.c_int]),
     "hk_model_load": (S, [C.c_char_p, PP]),
+    "hk_load_default_opts": (LoadOpts, []),
+    "hk_model_load_opts": (S, [C.c_char_p, C.POINTER(LoadOpts), PP]),
     "hk_model_free": (None, [P]),
     "hk_model_config_json": (S, [P, C.POINTER(vp)]),
     "hk_model_n_params": (i64, [P]),

@@ -11,12 +11,26 @@ from . import _arrays, _hooks, _lib
 from ._lib import HookformerError, check, lib
 
 _POOLINGS = {"model": 0, "mean": 1, "cls": 2, "max": 3, "mean_sqrt_len": 4, "last": 5}
-_DEVICES = ("cpu",)  # the C API has no device option yet: hk_model_load runs on the CPU
+# hk_load_opts's choices by name ("test": the test-only backend, CPU kernels on separate,
+# checked "device" memory)
+_DEVICES = {"cpu": _lib.HK_DEVICE_CPU, "cuda": _lib.HK_DEVICE_CUDA, "test": _lib.HK_DEVICE_TEST}
+_WEIGHTS_DTYPES = {"f32": _lib.HK_DTYPE_F32, "f16": _lib.HK_DTYPE_F16, "bf16": _lib.HK_DTYPE_BF16}
+_WEIGHTS = {"blocks": _lib.HK_WEIGHTS_BLOCKS, "f32": _lib.HK_WEIGHTS_F32}
 
 
-def load(path, device="cpu"):
-    """Load a Hugging Face checkpoint folder or a .gguf file (hk_model_load)."""
-    return Model(path, device=device)
+def _choice(what, value, choices):
+    if value not in choices:
+        raise ValueError(f"{what}={value!r}: expected one of {', '.join(map(repr, choices))}")
+    return choices[value]
+
+
+def load(path, device="cpu", weights_dtype="f32", weights="blocks"):
+    """Load a Hugging Face checkpoint folder or a .gguf file (hk_model_load_opts).
+    device: "cpu", "cuda" (an NVIDIA GPU through the CUDA backend) or "test" (the test-only
+    backend); weights_dtype: the device's copy of the weight matrices ("f32", or "f16"/"bf16"
+    on cuda); weights: a .gguf file's quantized linears kept in their "blocks" for decode or
+    all dequantized to "f32". Hooks see host numpy views on every device (the runtime copies)."""
+    return Model(path, device=device, weights_dtype=weights_dtype, weights=weights)
 
 
 class _CacheOwner:
@@ -84,18 +98,18 @@ class Model:
     several threads on one model are serialized by a lock; a call from inside one of the
     model's own hooks is refused."""
 
-    def __init__(self, path, device="cpu"):
-        if device not in _DEVICES:
-            raise ValueError(f"device={device!r}: this build of hookformer runs models on "
-                             f"{', '.join(map(repr, _DEVICES))} only (the C API has no device "
-                             "option yet)")
+    def __init__(self, path, device="cpu", weights_dtype="f32", weights="blocks"):
+        opts = lib.hk_load_default_opts()
+        opts.device = _choice("device", device, _DEVICES)
+        opts.weights_dtype = _choice("weights_dtype", weights_dtype, _WEIGHTS_DTYPES)
+        opts.weights = _choice("weights", weights, _WEIGHTS)
         self.path = str(path)
         self.device = device
         self._lock = threading.Lock()
         self._owner = None      # thread running a call on the model
         self._h = None
         h = C.c_void_p()
-        check(lib.hk_model_load(self.path.encode(), C.byref(h)))
+        check(lib.hk_model_load_opts(self.path.encode(), C.byref(opts), C.byref(h)))
         self._h = h
         hk = C.c_void_p()
         st = lib.hk_hooks_new(self._h, C.byref(hk))

@@ -35,6 +35,10 @@ int main(void) {
     FIELD(hk_hook_ctx, run_batch);
     FIELD(hk_hook_ctx, run_seq);
     FIELD(hk_hook_ctx, model);
+    STRUCT(hk_load_opts);
+    FIELD(hk_load_opts, weights);
+    FIELD(hk_load_opts, device);
+    FIELD(hk_load_opts, weights_dtype);
     STRUCT(hk_run_opts);
     FIELD(hk_run_opts, stop_at_layer);
     FIELD(hk_run_opts, token_types);

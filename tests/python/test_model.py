@@ -19,9 +19,45 @@ def test_load_errors_name_the_path(tmp_path):
         hf.load(tmp_path)
 
 
-def test_device_other_than_cpu_is_refused():
-    with pytest.raises(ValueError, match="device='cuda'.*'cpu'"):
-        hf.load(FIX / "gpt2", device="cuda")
+def test_bad_device_and_dtypes_are_refused():
+    with pytest.raises(ValueError, match="device='gpu'.*'cpu', 'cuda', 'test'"):
+        hf.load(FIX / "gpt2", device="gpu")
+    with pytest.raises(ValueError, match="weights_dtype='f8'"):
+        hf.load(FIX / "gpt2", weights_dtype="f8")
+    with pytest.raises(ValueError, match="weights='q4'"):
+        hf.load(FIX / "gpt2", weights="q4")
+    # the CPU computes in f32: the C library refuses bf16 weights, naming them
+    with pytest.raises(hf.HookformerError, match="(?i)bf16"):
+        hf.load(FIX / "gpt2", weights_dtype="bf16")
+
+
+def test_test_device_matches_cpu_bit_for_bit():
+    """device="test" runs the forward on separate "device" memory; hooks still get numpy views
+    (host copies the runtime makes), and an in-place edit there flows on as on the CPU."""
+    toks = [[5, 1, 9, 3]]
+    cpu, dev = hf.load(FIX / "gpt2"), hf.load(FIX / "gpt2", device="test")
+    assert dev.device == "test"
+    a, ca = cpu.run_with_cache(toks)
+    b, cb = dev.run_with_cache(toks)
+    assert a.tobytes() == b.tobytes()
+    assert set(ca) == set(cb) and all(ca[k].tobytes() == cb[k].tobytes() for k in ca)
+
+    def zero(act, hook):
+        act[:, 1] = 0
+
+    pa = cpu.run_with_hooks(toks, fwd_hooks=[("blocks.0.hook_resid_post", zero)])
+    pb = dev.run_with_hooks(toks, fwd_hooks=[("blocks.0.hook_resid_post", zero)])
+    assert pa.tobytes() == pb.tobytes() and pa.tobytes() != a.tobytes()
+
+
+def test_cuda_without_a_gpu_names_what_is_missing():
+    try:
+        m = hf.load(FIX / "gpt2", device="cuda")
+    except hf.HookformerError as e:
+        assert "cuda" in str(e).lower()
+    else:  # a machine with a GPU: it runs, and agrees with the CPU
+        a = hf.load(FIX / "gpt2")([[1, 2, 3]])
+        assert np.allclose(m([[1, 2, 3]]), a, atol=1e-4)
 
 
 def test_cfg_is_the_canonical_config(gpt2):
