@@ -73,7 +73,51 @@ void hk_backend_close(hk_backend *be) {
         cap_open = 0;
     }
     pthread_mutex_unlock(&open_lock);
+    if (be->stage) {
+        if (be->host_free) be->host_free(be, be->stage);
+        else free(be->stage);
+        be->stage = NULL;
+    }
     be->close(be);
+}
+
+hk_status hk_host_stage_get(hk_device d, size_t bytes, hk_host_stage *s) {
+    s->be = NULL;
+    s->p = NULL;
+    if (!bytes) bytes = 1;
+    hk_backend *be = hk_backend_for_device(d);
+    if (be && !atomic_exchange(&be->stage_busy, true)) {
+        if (be->stage_bytes < bytes) {
+            void *p = NULL;
+            hk_status st = be->host_alloc ? be->host_alloc(be, bytes, &p)
+                                          : ((p = malloc(bytes)) ? HK_OK : HK_ERR_NOMEM);
+            if (st == HK_OK && p) {
+                if (be->stage) {
+                    if (be->host_free) be->host_free(be, be->stage);
+                    else free(be->stage);
+                }
+                be->stage = p;
+                be->stage_bytes = bytes;
+            }
+        }
+        if (be->stage_bytes >= bytes) {
+            s->be = be;
+            s->p = be->stage;
+            return HK_OK;
+        }
+        atomic_store(&be->stage_busy, false); /* no bigger buffer: fall back to malloc */
+    }
+    if (!(s->p = malloc(bytes)))
+        return hk_errorf(HK_ERR_NOMEM, "no host memory for a copy of a device tensor (%zu bytes)",
+                         bytes);
+    return HK_OK;
+}
+
+void hk_host_stage_put(hk_host_stage *s) {
+    if (s->be) atomic_store(&s->be->stage_busy, false);
+    else free(s->p);
+    s->be = NULL;
+    s->p = NULL;
 }
 
 hk_backend *hk_backend_for_device(hk_device d) {

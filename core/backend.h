@@ -33,6 +33,7 @@
 #ifndef HK_CORE_BACKEND_H
 #define HK_CORE_BACKEND_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,6 +65,11 @@ struct hk_backend {
                           the forward may write results straight into the caller's buffers */
     void *ctx;         /* the implementation's state */
     hk_backend_counters counters;
+    /* The host staging buffer hook copies go through (hk_host_stage_get): from host_alloc,
+     * grown on demand, reused across fires, freed by hk_backend_close. */
+    void *stage;
+    size_t stage_bytes;
+    atomic_bool stage_busy;
 
     /* ---- lifetime ---- */
     void (*close)(hk_backend *be); /* frees ctx and be itself (after every block was freed) */
@@ -88,6 +94,10 @@ struct hk_backend {
     hk_status (*sync)(hk_backend *be);
     /* The stream ops are queued on (cudaStream_t on CUDA), NULL where there is none. */
     void *(*stream)(hk_backend *be);
+    /* Host memory that device copies reach fastest (page-locked on CUDA), or NULL for plain
+     * malloc / free: the staging buffer of hook copies. */
+    hk_status (*host_alloc)(hk_backend *be, size_t bytes, void **out);
+    void (*host_free)(hk_backend *be, void *p);
 
     /* ---- weights ---- */
     /* dev = the weights the forward uses, from the host weights w (config c): the CPU
@@ -238,5 +248,16 @@ hk_status hk_model_attach_backend(struct hk_model *m, hk_device device, hk_dtype
  * last one opened of that kind that is still open; NULL when none is). Opening and closing
  * instances is thread-safe; an instance must outlive the copies made through it. */
 hk_backend *hk_backend_for_device(hk_device d);
+
+/* A host buffer of at least `bytes` for copying a device-d tensor to and from: the backend's
+ * staging buffer (pinned memory on CUDA, so the copy is one DMA, reused from fire to fire)
+ * when it is free, else (nested or concurrent fires, no backend of that kind) plain malloc.
+ * s->p is the buffer; hk_host_stage_put gives it back. */
+typedef struct {
+    hk_backend *be; /* whose staging buffer s->p is, or NULL: malloc'ed */
+    void *p;
+} hk_host_stage;
+hk_status hk_host_stage_get(hk_device d, size_t bytes, hk_host_stage *s);
+void hk_host_stage_put(hk_host_stage *s);
 
 #endif

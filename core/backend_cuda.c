@@ -460,7 +460,20 @@ static void cuda_close(hk_backend *be) {
     free(be);
 }
 
+/* Page-locked host memory: a device-to-host copy into it is one DMA, no staging copy. */
+static hk_status cuda_host_alloc(hk_backend *be, size_t bytes, void **out) {
+    *out = NULL;
+    CK("host_alloc (pinned)", C(be)->cu->host_alloc_pinned(out, bytes ? bytes : 64));
+    return HK_OK;
+}
+
+static void cuda_host_free(hk_backend *be, void *p) {
+    if (p) C(be)->cu->host_free_pinned(p);
+}
+
 static void fill(hk_backend *be) {
+    be->host_alloc = cuda_host_alloc;
+    be->host_free = cuda_host_free;
     be->close = cuda_close;
     be->alloc = cuda_alloc;
     be->free = cuda_free;

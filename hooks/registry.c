@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
 #include "core/error.h"
 #include "core/model.h"
 
@@ -248,7 +249,9 @@ static size_t tensor_bytes(const hk_tensor *t) {
 
 hk_status hk_hooks_fire(hk_hooks *h, int32_t point, hk_tensor *t, const hk_hook_ctx *ctx) {
     const bool device = t->device != HK_DEVICE_CPU;
-    void *host = NULL;          /* the host copy of a device tensor, made on first need */
+    hk_host_stage stage = {0};  /* the host copy of a device tensor, made on first need
+                                   (the backend's pinned staging buffer where it is free) */
+    void *host = NULL;
     bool host_valid = false;    /* it holds the device tensor's current values */
     bool host_dirty = false;    /* a host callback may have changed it: copy it back */
     hk_status st = HK_OK;
@@ -261,11 +264,14 @@ hk_status hk_hooks_fire(hk_hooks *h, int32_t point, hk_tensor *t, const hk_hook_
             host_dirty = false;
             if (!(r->flags & HK_HOOK_READ_ONLY)) host_valid = false;
         } else if (device) {
-            if (!host && !(host = malloc(tensor_bytes(t) ? tensor_bytes(t) : 1))) {
-                st = hk_errorf(HK_ERR_NOMEM, "hook at '%s': no memory for a host copy of the "
-                                             "activation (%zu bytes)",
-                               ctx->name, tensor_bytes(t));
-                break;
+            if (!host) {
+                if (hk_host_stage_get(t->device, tensor_bytes(t), &stage) != HK_OK) {
+                    st = hk_errorf(HK_ERR_NOMEM, "hook at '%s': no memory for a host copy of "
+                                                 "the activation (%zu bytes)",
+                                   ctx->name, tensor_bytes(t));
+                    break;
+                }
+                host = stage.p;
             }
             if (!host_valid && (st = hk_tensor_to_host(t, host)) != HK_OK) break;
             host_valid = true;
@@ -283,6 +289,6 @@ hk_status hk_hooks_fire(hk_hooks *h, int32_t point, hk_tensor *t, const hk_hook_
                            hook_message[0] ? hook_message : "(the callback gave no message)");
     }
     if (host_dirty && st == HK_OK) st = hk_tensor_from_host(t, host);
-    free(host);
+    if (host) hk_host_stage_put(&stage);
     return st;
 }

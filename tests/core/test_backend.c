@@ -207,6 +207,57 @@ static hk_hook_result zero_first_row(hk_tensor *act, const hk_hook_ctx *ctx, voi
     return HK_HOOK_CONTINUE;
 }
 
+/* Where each plain callback's host copy was, fire by fire. */
+typedef struct {
+    const void *data[8];
+    int n;
+} seen_ptrs;
+
+static hk_hook_result record_ptr(hk_tensor *act, const hk_hook_ctx *ctx, void *user) {
+    (void)ctx;
+    seen_ptrs *s = user;
+    if (s->n < 8) s->data[s->n++] = act->data;
+    return act->device == HK_DEVICE_CPU ? HK_HOOK_CONTINUE : HK_HOOK_ERROR;
+}
+
+/* Host copies of device tensors go through the backend's staging buffer (pinned memory on
+ * CUDA): one buffer, allocated once and reused by every fire that fits, freed with the
+ * backend; a nested or concurrent copy while it is taken falls back to its own buffer. */
+static void test_host_stage_reused(void **state) {
+    (void)state;
+    hk_model *m = load_on("gpt2", HK_DEVICE_TEST);
+    hk_backend *be = hk_model_backend(m);
+    const int32_t tokens[5] = {1, 7, 3, 9, 2};
+    float logits[5 * 1000];
+    hk_hooks *h;
+    EXPECT_OK(hk_hooks_new(m, &h));
+    seen_ptrs seen = {0};
+    EXPECT_OK(hk_hooks_add(h, "blocks.0.hook_resid_pre", record_ptr, &seen, NULL));
+    EXPECT_OK(hk_hooks_add(h, "blocks.1.hook_resid_post", record_ptr, &seen, NULL));
+    EXPECT_OK(hk_model_run(m, h, tokens, NULL, 1, 5, logits));
+    EXPECT_OK(hk_model_run(m, h, tokens, NULL, 1, 5, logits));
+    assert_int_equal(seen.n, 4);
+    assert_non_null(be->stage);
+    for (int i = 0; i < 4; i++) assert_ptr_equal(seen.data[i], be->stage);
+    assert_false(atomic_load(&be->stage_busy));
+    /* taken: the next copy gets its own buffer; given back: the staging buffer again */
+    hk_host_stage a, b;
+    EXPECT_OK(hk_host_stage_get(HK_DEVICE_TEST, 64, &a));
+    assert_ptr_equal(a.p, be->stage);
+    EXPECT_OK(hk_host_stage_get(HK_DEVICE_TEST, 64, &b));
+    assert_ptr_not_equal(b.p, be->stage);
+    assert_null(b.be);
+    hk_host_stage_put(&b);
+    hk_host_stage_put(&a);
+    /* a bigger copy grows the one buffer */
+    EXPECT_OK(hk_host_stage_get(HK_DEVICE_TEST, be->stage_bytes + 4096, &a));
+    assert_ptr_equal(a.p, be->stage);
+    assert_true(be->stage_bytes >= 4096);
+    hk_host_stage_put(&a);
+    hk_hooks_free(h);
+    hk_model_free(m);
+}
+
 static void test_device_aware_hook(void **state) {
     (void)state;
     /* the CPU model first: hk_tensor_to_host copies through the last test instance opened, whose
@@ -409,6 +460,7 @@ int main(void) {
         cmocka_unit_test(test_pointer_checks),
         cmocka_unit_test(test_sample),
         cmocka_unit_test(test_only_hooked_points_copy),
+        cmocka_unit_test(test_host_stage_reused),
         cmocka_unit_test(test_device_aware_hook),
         cmocka_unit_test(test_bitwise_gpt2),
         cmocka_unit_test(test_bitwise_llama),
