@@ -15,7 +15,8 @@
 #   setup     apt-get the build packages that are missing, pip install torch (PyPI's CUDA
 #             wheels), transformers, safetensors, h5py, numpy; no other network
 #   build     meson setup -Dcuda=enabled, ninja -j16 of the targets the check runs only
-#   kernels   meson test cuda_kernels cuda_module mask_tile (every CUDA kernel vs the CPU)
+#   kernels   meson test cuda_kernels cuda_ops cuda_module mask_tile (every CUDA kernel vs the
+#             CPU), then backend_cuda (the CUDA backend's ops vs the CPU kernels)
 #   memcheck  compute-sanitizer --tool memcheck on test_cuda_kernels
 #   fixtures  every tests/fixtures model, `hookformer cache` of every hook point (logits are
 #             unembed.hook_out) on the device against the CPU: f32 weights within 1e-4,
@@ -186,7 +187,8 @@ part_setup() {
 part_build() {
     md "## build" ""
     local opts=(-Dbuildtype=release) targets=(tools/hookformer tests/kernels/test_cuda_kernels
-        tests/kernels/test_cuda_module tests/kernels/test_mask_tile bench/bench_cuda_attention)
+        tests/kernels/test_cuda_module tests/kernels/test_mask_tile tests/kernels/test_cuda_ops
+        tests/kernels/test_backend_cuda bench/bench_cuda_attention)
     [ "$MODE" = gpu ] && opts+=(-Dcuda=enabled) && targets+=(libhookformer_cuda.so)
     if [ ! -f "$BUILD/build.ninja" ]; then
         "$MESON" setup "$BUILD" "${opts[@]}" >>"$LOG" 2>&1 || fail_note "meson setup failed (see $LOG)"
@@ -200,7 +202,10 @@ part_build() {
 part_kernels() {
     md "## CUDA kernel tests" ""
     "$MESON" test -C "$BUILD" --no-rebuild --print-errorlogs --logbase gpu_check_kernels \
-        cuda_kernels cuda_module mask_tile >>"$LOG" 2>&1 || fail_note "meson test failed (see $LOG)"
+        cuda_kernels cuda_ops cuda_module mask_tile >>"$LOG" 2>&1 || fail_note "meson test failed (see $LOG)"
+    # the CUDA backend's ops against the CPU kernels (its no-GPU cases skip on a GPU: not counted)
+    "$MESON" test -C "$BUILD" --no-rebuild --print-errorlogs --logbase gpu_check_backend \
+        backend_cuda >>"$LOG" 2>&1 || fail_note "meson test backend_cuda failed (see $LOG)"
     md '```' "$(grep -E '^ *[0-9]+/[0-9]+ ' "$LOG" | sed 's/  */ /g')" '```'
     local skips
     skips=$(grep -c '\[  SKIPPED \]' "$BUILD/meson-logs/gpu_check_kernels.txt" 2>/dev/null)
