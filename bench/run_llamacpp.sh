@@ -19,8 +19,8 @@
 # a time after an 8-token prompt; llama-bench's tg64 generates 64 tokens from an empty context.
 # Last, hookformer's decode with every layer's blocks.*.hook_resid_post cached in memory at
 # each step against the plain decode (Q4_1). The load average before and after is printed:
-# the machine is shared, and wall times move with it. Both sides run on OpenMP teams (llama.cpp
-# built with GGML_OPENMP), under OMP_WAIT_POLICY=passive unless set: on a loaded machine a
+# the machine is shared, and wall times move with it. llama.cpp runs on an OpenMP team (built with GGML_OPENMP) and hookformer's decode on its pool (bench/run_threads.sh), both
+# under OMP_WAIT_POLICY=passive unless set (hookformer's pool ignores it): on a loaded machine a
 # spinning worker takes the core its partner needs (docs/ARCHITECTURE.md, "Threads for
 # decode").
 set -euo pipefail

@@ -46,6 +46,12 @@ typedef struct {
     unsigned char *stage_back;
     int64_t back_cap;
     int64_t delivered;    /* rows (token) / elements (per seq) delivered in this batch */
+    /* ln1 points of a layer whose split inputs are stored too (docs/HOOKS.md): ln1 runs per
+     * head and fires for q, k and v at the same (batch, pos) offsets; the rows are
+     * overwritten, so the last firing (v's, [kv_heads, d]) stays, as in TransformerLens's
+     * cache. split_fired / split_b0 / split_p0: the last firing's offsets in this batch. */
+    bool split_ln1, split_fired;
+    int64_t split_b0, split_p0;
     int64_t written;      /* rows in the dataset's extent */
 } hk_store_hook;
 
@@ -54,8 +60,12 @@ typedef struct {
     int64_t n, cap;
 } hk_i64_vec;
 
+#define HK_STORE_MAX_SPLIT_LAYERS 1024
+
 struct hk_store {
     char *path;       /* the final name */
+    /* bit L: layer L's split inputs are stored (store_writer.c, split_layer_set) */
+    uint64_t split_layers[HK_STORE_MAX_SPLIT_LAYERS / 64];
     char *tmp_path;   /* the name while being created (NULL once renamed) */
     bool writable;
     hid_t file;

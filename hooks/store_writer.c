@@ -149,6 +149,18 @@ static void dim_roles(const hk_hook_point *pt, hk_store_hook *h) {
     }
 }
 
+/* Layers whose split inputs (hook_attn_in, hook_q/k/v_input) the store holds: a bit per layer
+ * in s->split_layers. */
+static void split_layer_set(hk_store *s, int64_t layer) {
+    if (layer < 0 || layer >= HK_STORE_MAX_SPLIT_LAYERS) return;
+    s->split_layers[layer / 64] |= 1ull << (layer % 64);
+}
+
+static bool split_layer_get(const hk_store *s, int64_t layer) {
+    if (layer < 0 || layer >= HK_STORE_MAX_SPLIT_LAYERS) return false;
+    return s->split_layers[layer / 64] >> (layer % 64) & 1;
+}
+
 /* The stored hooks: the model's points matching any pattern, in execution order. */
 static hk_status setup_hooks(hk_store *s, const hk_model *m, const char *const *patterns,
                              size_t n, int64_t expected_rows) {
@@ -165,6 +177,14 @@ static hk_status setup_hooks(hk_store *s, const hk_model *m, const char *const *
     }
     s->hooks = calloc(pts->n ? pts->n : 1, sizeof *s->hooks);
     if (!s->hooks) return hk_errorf(HK_ERR_NOMEM, "out of memory");
+    for (size_t p = 0; p < pts->n; p++) {
+        bool hit = false;
+        for (size_t i = 0; i < n && !hit; i++) hit = hk_glob_match(patterns[i], pts->points[p].name);
+        const hk_point_kind k = pts->kinds[p];
+        if (hit && (k == HK_PT_ATTN_IN || k == HK_PT_Q_INPUT || k == HK_PT_K_INPUT ||
+                    k == HK_PT_V_INPUT))
+            split_layer_set(s, pts->points[p].layer);
+    }
     for (size_t p = 0; p < pts->n; p++) {
         bool hit = false;
         for (size_t i = 0; i < n && !hit; i++) hit = hk_glob_match(patterns[i], pts->points[p].name);
@@ -198,6 +218,17 @@ static hk_status setup_hooks(hk_store *s, const hk_model *m, const char *const *
             h->row_shape[1] = s->sel.kind == HK_SEL_LAST ? 1 : s->ctx;
             h->row_shape[2] = s->ctx;
             snprintf(h->dims, sizeof h->dims, "sequence head_index query_pos key_pos");
+        } else if ((pts->kinds[p] == HK_PT_LN1_SCALE || pts->kinds[p] == HK_PT_LN1_NORMALIZED) &&
+                   split_layer_get(s, pt->layer)) {
+            /* per head: the last firing's heads, v's (kv heads; hook_attn_in alone is offered
+             * only without GQA, where they are the same) */
+            const int32_t vp = hk_points_index(pts, pt->layer, HK_PT_V_INPUT);
+            h->split_ln1 = true;
+            h->row_ndim = 2;
+            h->row_shape[0] = vp >= 0 ? pts->points[vp].shape[2] : m->cfg.n_kv_heads;
+            h->row_shape[1] = pt->shape[2];
+            snprintf(h->dims, sizeof h->dims, "row kv_head_index %s",
+                     pts->kinds[p] == HK_PT_LN1_SCALE ? "1" : "d_model");
         } else {
             int k = 0;
             size_t used = (size_t)snprintf(h->dims, sizeof h->dims, "row");
@@ -565,10 +596,26 @@ static hk_hook_result fire_tokens(hk_store *s, hk_store_hook *h, const hk_tensor
         if (d != h->batch_dim && d != h->pos_dim) rd[nr++] = d;
     bool ok = act->ndim == h->row_ndim + 2 && h->pos_dim < act->ndim;
     for (int i = 0; ok && i < nr; i++) ok = act->shape[rd[i]] == h->row_shape[i];
+    if (!ok && h->split_ln1 && act->ndim == 4)
+        return HK_HOOK_CONTINUE; /* q's per-head firing under GQA (n_heads): v's is kept */
     if (!ok) {
-        hk_hook_error("store: got a %d-d view that does not match the stored row (%s)",
-                      act->ndim, h->dims);
+        const hk_point_kind kind = ctx->model ? ctx->model->points.kinds[h->point] : HK_PT_COUNT;
+        if (act->ndim == 4 && (kind == HK_PT_LN1_SCALE || kind == HK_PT_LN1_NORMALIZED))
+            hk_hook_error("store: got a per-head view [batch, pos, heads, d]: another hook "
+                          "(a plugin's?) hooks this layer's split inputs, so ln1 runs per head; "
+                          "store the layer's hook_v_input in the same run to store ln1 per head");
+        else
+            hk_hook_error("store: got a %d-d view that does not match the stored row (%s)",
+                          act->ndim, h->dims);
         return HK_HOOK_ERROR;
+    }
+    /* a repeated firing at the same offsets (split ln1: q, k, v) overwrites the same rows */
+    const bool repeat = h->split_ln1 && h->split_fired && h->split_b0 == ctx->batch_offset &&
+                        h->split_p0 == ctx->pos_offset;
+    if (h->split_ln1) {
+        h->split_fired = true;
+        h->split_b0 = ctx->batch_offset;
+        h->split_p0 = ctx->pos_offset;
     }
     bool contig = true;
     int64_t expect = 1;
@@ -602,7 +649,7 @@ static hk_hook_result fire_tokens(hk_store *s, hk_store_hook *h, const hk_tensor
                 else put_strided(s, act, ps, nr, rd, pd);
             }
         }
-        h->delivered += hi - lo;
+        if (!repeat) h->delivered += hi - lo;
     }
     return HK_HOOK_CONTINUE;
 }
@@ -753,6 +800,7 @@ hk_status hk_store_begin_batch(hk_store *s, const int32_t *tokens, const int64_t
         if (!ok) return hk_errorf(HK_ERR_NOMEM, "%s: out of memory for the rows of a batch", s->path);
         if (h->per_seq) fill_rows(s, h, batch);
         h->delivered = 0;
+        h->split_fired = false;
     }
     s->b_tokens = tokens;
     s->b_lengths = lengths;

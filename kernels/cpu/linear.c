@@ -1,7 +1,9 @@
-/* y[n, out] = x[n, in] · Wᵀ (+ b) through OpenBLAS, split across the OpenMP team by output
- * columns (see blas_internal.h for why hookformer does the threading, not OpenBLAS). */
+/* y[n, out] = x[n, in] · Wᵀ (+ b) through OpenBLAS, split by output columns across the OpenMP
+ * team (prefill) or the decode team of pool.h (up to HK_K_QLINEAR_MAX_ROWS rows); see
+ * blas_internal.h for why hookformer does the threading, not OpenBLAS. */
 #include "blas_internal.h"
 #include "kernels.h"
+#include "pool.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -91,6 +93,20 @@ static void linear_cols(const float *x, int64_t n, int64_t in, const float *w, i
     sgemm_cols(!in_out, n, in, 1.0f, x, in, w, ldw, beta, y, ldy, lo, hi);
 }
 
+typedef struct {
+    const float *x, *w, *b;
+    int64_t n, in, ldw, ldy, out;
+    bool in_out;
+    float *y;
+} linear_job;
+
+static void linear_share(void *arg, int t, int nt) {
+    const linear_job *j = arg;
+    int64_t lo, hi;
+    col_range(j->out, t, nt, &lo, &hi);
+    linear_cols(j->x, j->n, j->in, j->w, j->ldw, j->in_out, j->b, j->y, j->ldy, lo, hi);
+}
+
 void hk_k_linear(const float *x, int64_t n, int64_t in, const float *w, int64_t ldw, bool in_out,
                  const float *b, int64_t out, float *y, int64_t ldy) {
     if (n <= 0 || out <= 0) return;
@@ -98,6 +114,11 @@ void hk_k_linear(const float *x, int64_t n, int64_t in, const float *w, int64_t 
     const int nt = gemm_threads(n * out * (in > 0 ? in : 0), n, out);
     if (nt == 1) {
         linear_cols(x, n, in, w, ldw, in_out, b, y, ldy, 0, out);
+        return;
+    }
+    if (n <= HK_K_QLINEAR_MAX_ROWS) { /* decode and small batches: the decode team */
+        linear_job j = {x, w, b, n, in, ldw, ldy, out, in_out, y};
+        hk_k_parallel(nt, linear_share, &j);
         return;
     }
 #pragma omp parallel num_threads(nt)

@@ -2,16 +2,18 @@
  * 8-bit blocks first (hk_q8a for Q8_0/Q4_0/Q4_1, hk_q8k for the K quants, as ggml pairs them
  * with Q8_0/Q8_1 and Q8_K), then each output row is one dot product of its weight blocks with
  * each activation row (the row's blocks stay in L1 across the n ≤ HK_K_QLINEAR_MAX_ROWS
- * activation rows). Output rows are split across the OpenMP team. */
+ * activation rows). Output rows are split across the decode team (pool.h: hookformer's pool,
+ * or the OpenMP team with HK_THREADS_TEAM=omp). */
 #include "kernels.h"
+#include "pool.h"
 #include "qdot_internal.h"
 
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 
-/* multiply-adds below which one thread does the whole product: a fork of the warm team costs
- * ~1 µs, a 64K-element mat-vec on blocks ~5-10 µs */
+/* multiply-adds below which one thread does the whole product: handing a job to a spinning
+ * worker costs ~1 µs, a 64K-element mat-vec on blocks ~5-10 µs */
 #define HK_QLIN_PAR_MIN (1 << 16)
 /* row slices per thread are multiples of this (keeps threads' y writes off shared lines) */
 #define HK_QLIN_ROW_ALIGN 16
@@ -114,6 +116,29 @@ static void rows(hk_qdot_fn dot, const uint8_t *w, size_t ldw, int64_t nb, const
     }
 }
 
+typedef struct {
+    hk_qdot_fn dot;
+    const uint8_t *w;
+    size_t ldw;
+    int64_t nb;
+    const uint8_t *xa;
+    size_t xrow;
+    int64_t n;
+    const float *b;
+    float *y;
+    int64_t ldy, out;
+} rows_job;
+
+/* share t of nt: a run of whole HK_QLIN_ROW_ALIGN-row slices */
+static void rows_share(void *arg, int t, int nt) {
+    const rows_job *j = arg;
+    int64_t per = (j->out + nt - 1) / nt;
+    per = (per + HK_QLIN_ROW_ALIGN - 1) / HK_QLIN_ROW_ALIGN * HK_QLIN_ROW_ALIGN;
+    const int64_t lo = t * per < j->out ? t * per : j->out;
+    const int64_t hi = lo + per < j->out ? lo + per : j->out;
+    rows(j->dot, j->w, j->ldw, j->nb, j->xa, j->xrow, j->n, j->b, j->y, j->ldy, lo, hi);
+}
+
 bool hk_k_qlinear(const float *x, int64_t n, int64_t in, uint32_t type, const void *w,
                   size_t ldw, const float *b, int64_t out, float *y, int64_t ldy) {
     qtype_info t;
@@ -135,16 +160,8 @@ bool hk_k_qlinear(const float *x, int64_t n, int64_t in, uint32_t type, const vo
     if (nth < 2 || omp_in_parallel() || n * out * in < HK_QLIN_PAR_MIN || slices < 2) {
         rows(dot, w, ldw, nb, xa, xrow, n, b, y, ldy, 0, out);
     } else {
-        const int nt = slices < nth ? (int)slices : nth;
-#pragma omp parallel num_threads(nt)
-        {
-            const int64_t th = omp_get_thread_num(), tn = omp_get_num_threads();
-            int64_t per = (out + tn - 1) / tn;
-            per = (per + HK_QLIN_ROW_ALIGN - 1) / HK_QLIN_ROW_ALIGN * HK_QLIN_ROW_ALIGN;
-            const int64_t lo = th * per < out ? th * per : out;
-            const int64_t hi = lo + per < out ? lo + per : out;
-            rows(dot, w, ldw, nb, xa, xrow, n, b, y, ldy, lo, hi);
-        }
+        rows_job j = {dot, w, ldw, nb, xa, xrow, n, b, y, ldy, out};
+        hk_k_parallel(slices < nth ? (int)slices : nth, rows_share, &j);
     }
     free(xa);
     return true;

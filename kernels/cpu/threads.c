@@ -1,7 +1,9 @@
-/* Thread counts: hookformer's threads are the OpenMP team; OpenBLAS runs single-threaded where
- * it has a pool of its own (blas_internal.h says why). */
+/* Thread counts: hookformer's threads are the OpenMP team (and, for decode's products, the
+ * pool of pool.c of as many threads); OpenBLAS runs single-threaded where it has a pool of its
+ * own (blas_internal.h says why). */
 #include "blas_internal.h"
 #include "kernels.h"
+#include "pool.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -31,3 +33,12 @@ void hk_k_set_threads(int n) {
 }
 
 int hk_k_get_threads(void) { return omp_get_max_threads(); }
+
+void hk_k_parallel(int nt, hk_pool_fn fn, void *arg) {
+    if (hk_pool_selected()) {
+        hk_pool_run(nt, fn, arg);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    fn(arg, omp_get_thread_num(), omp_get_num_threads());
+}
