@@ -8,7 +8,8 @@
  * assemble the same way. Which dim is the batch, the (query) position and the key position
  * comes from the point's dims ("batch head_index query_pos key_pos"), never from its name.
  * A call is a run (hk_model_run) or a session feed: positions are counted from the call's
- * first one (call_base), keys from position 0. */
+ * first one (call_base), keys from position 0. Points added to the hooks (an attached SAE's
+ * hook_sae_* points, hk_hooks_add_point) are cached too, as [batch, pos, width]. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +23,10 @@
 #include "registry.h"
 
 typedef struct {
-    int32_t point;     /* index in the model's points */
-    const char *name;  /* the model's name of the point */
+    int32_t point;     /* index in the model's points, or -1 for a point added to the hooks */
+    const char *name;  /* the model's name of the point (an added point's: own_name) */
+    char *own_name;    /* a copy of an added point's name (it lives in the hooks), or NULL */
+    const char *dims;  /* the point's dims ("batch pos d_model") */
     int batch_dim, pos_dim, key_dim; /* roles of the dims; -1 when absent */
     float fill;        /* value of keys a chunk did not deliver: -inf (scores) or 0 */
     hk_selection sel;
@@ -72,6 +75,7 @@ void hk_cache_clear(hk_cache *c) {
 void hk_cache_free(hk_cache *c) {
     if (!c) return;
     hk_cache_clear(c);
+    for (size_t i = 0; i < c->n; i++) free(c->e[i].own_name);
     free(c->e);
     free(c->entry_of);
     free(c->lengths);
@@ -125,10 +129,10 @@ static bool matches_any(const char *name, void *user) {
 }
 
 /* Roles of the dims from the point's dims string ("batch pos head_index d_head"). */
-static void dim_roles(const hk_hook_point *pt, cache_entry *e) {
+static void dim_roles(const char *dims, int ndim, cache_entry *e) {
     e->batch_dim = e->pos_dim = e->key_dim = -1;
     int d = 0;
-    for (const char *p = pt->dims; *p && d < pt->ndim; d++) {
+    for (const char *p = dims; *p && d < ndim; d++) {
         size_t len = strcspn(p, " ");
 #define IS(s) (len == sizeof(s) - 1 && strncmp(p, s, len) == 0)
         if (IS("batch")) e->batch_dim = d;
@@ -141,6 +145,16 @@ static void dim_roles(const hk_hook_point *pt, cache_entry *e) {
 }
 
 static hk_hook_result on_fire(hk_tensor *act, const hk_hook_ctx *ctx, void *user);
+
+/* The dims of a point added to the hooks (hk_hooks_add_point: an SAE's hook_sae_* points,
+ * rows of the activation it reads): [batch, pos, width]. */
+static const char added_dims[] = "batch pos d";
+
+static bool cached(const hk_cache *c, const char *name) {
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->e[i].name, name) == 0) return true;
+    return false;
+}
 
 hk_status hk_cache_attach(hk_cache *c, hk_hooks *hooks, const char *const *patterns, size_t n,
                           const char *positions) {
@@ -161,17 +175,19 @@ hk_status hk_cache_attach(hk_cache *c, hk_hooks *hooks, const char *const *patte
         bool hit = false;
         for (size_t p = 0; p < pts->n && !hit; p++)
             hit = hk_glob_match(patterns[i], pts->points[p].name);
+        for (size_t p = hooks->n_model_points; p < hooks->n_points && !hit; p++)
+            hit = hk_glob_match(patterns[i], hk_hooks_point_name(hooks, p));
         if (!hit) return hk_hook_not_found(pts, c->model->cfg.family, patterns[i], NULL);
     }
     pattern_set ps = {patterns, n};
     size_t added = 0;
-    for (size_t p = 0; p < pts->n; p++) {
-        if (!matches_any(pts->points[p].name, &ps)) continue;
-        if (c->entry_of[p] >= 0)
+    for (size_t p = 0; p < hooks->n_points; p++) {
+        const char *name = hk_hooks_point_name(hooks, p);
+        if (!matches_any(name, &ps)) continue;
+        if (p < pts->n ? c->entry_of[p] >= 0 : cached(c, name))
             return hk_errorf(HK_ERR_INVALID_ARG,
                              "hk_cache_attach: '%s' is already cached by an earlier "
-                             "hk_cache_attach (a cache holds one copy of each point)",
-                             pts->points[p].name);
+                             "hk_cache_attach (a cache holds one copy of each point)", name);
         added++;
     }
     if (c->n + added > c->cap) {
@@ -191,10 +207,27 @@ hk_status hk_cache_attach(hk_cache *c, hk_hooks *hooks, const char *const *patte
         memset(e, 0, sizeof *e);
         e->point = (int32_t)p;
         e->name = pts->points[p].name;
+        e->dims = pts->points[p].dims;
         e->sel = sel;
         e->fill = pts->kinds[p] == HK_PT_ATTN_SCORES ? -INFINITY : 0.0f;
-        dim_roles(&pts->points[p], e);
+        dim_roles(e->dims, pts->points[p].ndim, e);
         c->entry_of[p] = (int32_t)c->n++;
+    }
+    /* points added to the hooks (an attached SAE's), after the model's */
+    for (size_t p = hooks->n_model_points; p < hooks->n_points; p++) {
+        const char *name = hk_hooks_point_name(hooks, p);
+        if (!matches_any(name, &ps)) continue;
+        cache_entry *e = &c->e[c->n];
+        memset(e, 0, sizeof *e);
+        /* the name lives in the hooks, which may go before the cache does */
+        if (!(e->own_name = strdup(name)))
+            return hk_errorf(HK_ERR_NOMEM, "hk_cache_attach: out of memory");
+        e->point = -1;
+        e->name = e->own_name;
+        e->dims = added_dims;
+        e->sel = sel;
+        dim_roles(e->dims, 3, e);
+        c->n++;
     }
     return HK_OK;
 }
@@ -288,7 +321,6 @@ static hk_hook_result on_fire(hk_tensor *act, const hk_hook_ctx *ctx, void *user
         hk_hook_error("cache: no entry for this point");
         return HK_HOOK_ERROR;
     }
-    const hk_hook_point *pt = &c->model->points.points[e->point];
     if (act->device != HK_DEVICE_CPU) {
         hk_hook_error("cache: activations on device %d are not supported yet (host only)",
                       (int)act->device);
@@ -300,7 +332,7 @@ static hk_hook_result on_fire(hk_tensor *act, const hk_hook_ctx *ctx, void *user
     if (nd < 2 || nd > HK_MAX_DIMS || e->batch_dim < 0 || e->pos_dim < 0 ||
         e->batch_dim >= nd - 1 || e->pos_dim >= nd - 1 ||
         (e->key_dim >= 0 && e->key_dim != nd - 1)) {
-        hk_hook_error("cache: got a %d-d tensor, expected dims %s", nd, pt->dims);
+        hk_hook_error("cache: got a %d-d tensor, expected dims %s", nd, e->dims);
         return HK_HOOK_ERROR;
     }
     for (int d = 0; d < nd; d++)
@@ -317,7 +349,7 @@ static hk_hook_result on_fire(hk_tensor *act, const hk_hook_ctx *ctx, void *user
         poff < 0 || poff + act->shape[e->pos_dim] > rs || koff < 0) {
         hk_hook_error("cache: a [%s] view of %lld sequences x %lld positions at sequence "
                       "%lld, position %lld does not fit a call of %lld x %lld",
-                      pt->dims, (long long)act->shape[e->batch_dim],
+                      e->dims, (long long)act->shape[e->batch_dim],
                       (long long)act->shape[e->pos_dim], (long long)boff,
                       (long long)ctx->pos_offset, (long long)rb, (long long)rs);
         return HK_HOOK_ERROR;

@@ -382,7 +382,9 @@ hk_status hk_cache_new(const hk_model *m, hk_cache **out);
 void hk_cache_free(hk_cache *c);
 
 /* Register, on `hooks`, copies of every point matching one of patterns[0..n) (exact names or
- * globs; each must match something). positions: NULL or "all", "last" (the last valid
+ * globs; each must match something): the model's points, and the points added to `hooks` by
+ * an attached SAE (hookformer_sae.h: "<hook>.hook_sae_acts_post", ..., [batch, pos, width]),
+ * after the model's in the cache's order. positions: NULL or "all", "last" (the last valid
  * position of each sequence), or "A:B" (positions A..B-1, Python-style; negative counts from
  * the end of the run). The cache holds exactly what was asked: the matched points, at the
  * selected positions, for the sequences of the last run. Attention scores/patterns keep every

@@ -4,6 +4,7 @@ TransformerLens's method names (docs/PYTHON.md)."""
 from ._hooks import HookError, HookPoint, StopForward
 from ._lib import HookformerError, lib as _clib
 from .model import ActivationCache, Model, load
+from .sae import SAE, TopContexts, load_sae
 from .patching import (SweepResult, ablate, act_patch, dla, logit_lens, metric,
                        steering, steering_vector, sweep_names)
 from .store import Store
@@ -16,6 +17,7 @@ def set_num_threads(n):
     _clib.hk_set_num_threads(int(n))
 
 
-__all__ = ["ActivationCache", "HookError", "HookPoint", "HookformerError", "Model", "Store",
-           "StopForward", "SweepResult", "ablate", "act_patch", "dla", "load", "logit_lens",
-           "metric", "set_num_threads", "steering", "steering_vector", "sweep_names"]
+__all__ = ["ActivationCache", "HookError", "HookPoint", "HookformerError", "Model", "SAE",
+           "Store", "StopForward", "SweepResult", "TopContexts", "ablate", "act_patch", "dla",
+           "load", "load_sae", "logit_lens", "metric", "set_num_threads", "steering",
+           "steering_vector", "sweep_names"]

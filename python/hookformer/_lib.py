@@ -1,4 +1,5 @@
-"""ctypes declarations of include/hookformer.h (the one public header) and the library lookup.
+"""ctypes declarations of include/hookformer.h and include/hookformer_sae.h (the public headers)
+and the library lookup.
 
 Only what the Python layer calls is declared. Every struct mirrors the header field for field;
 tests/python/test_abi.py compares each one's size and offsets with what the C compiler says
@@ -29,6 +30,10 @@ HK_BOS_DEFAULT, HK_BOS_NO, HK_BOS_YES = -1, 0, 1
 # hk_special_token
 HK_TOK_BOS, HK_TOK_EOS, HK_TOK_PAD, HK_TOK_UNK = range(4)
 HK_TOK_ADD_SPECIAL, HK_TOK_SKIP_SPECIAL = 1, 2
+# hk_sae_arch, hk_sae_norm, hk_sae_mode (hookformer_sae.h)
+HK_SAE_STANDARD, HK_SAE_JUMPRELU, HK_SAE_TOPK, HK_SAE_GATED = range(4)
+HK_SAE_NORM_NONE, HK_SAE_NORM_CONSTANT_NORM_RESCALE, HK_SAE_NORM_LAYER_NORM = range(3)
+HK_SAE_OBSERVE, HK_SAE_REPLACE, HK_SAE_REPLACE_WITH_ERROR = range(3)
 
 i64 = C.c_int64
 i64p = C.POINTER(C.c_int64)
@@ -133,6 +138,31 @@ class SteerApply(C.Structure):  # hk_steer_apply
     _fields_ = [("v", C.POINTER(SteerVector)), ("coef", C.c_float), ("from", i64)]
 
 
+class SaeLoadOpts(C.Structure):  # hk_sae_load_opts
+    _fields_ = [("hook", C.c_char_p)]
+
+
+class SaeInfo(C.Structure):  # hk_sae_info
+    _fields_ = [("arch", C.c_int), ("transcoder", C.c_bool), ("d_in", i64), ("d_sae", i64),
+                ("d_out", i64), ("k", i64), ("apply_b_dec_to_input", C.c_bool),
+                ("norm", C.c_int), ("hook", C.c_char_p), ("hook_out", C.c_char_p),
+                ("path", C.c_char_p), ("format", C.c_char_p)]
+
+
+class SaeMetrics(C.Structure):  # hk_sae_metrics
+    _fields_ = [("tokens", i64), ("d_sae", i64), ("mse", C.c_double),
+                ("explained_variance", C.c_double), ("l0", C.c_double), ("l1", C.c_double),
+                ("dead", i64), ("ce_without", C.c_double), ("ce_with", C.c_double),
+                ("ce_ablation", C.c_double), ("ce_delta", C.c_double),
+                ("ce_score", C.c_double)]
+
+
+class SaeTop(C.Structure):  # hk_sae_top
+    _fields_ = [("d_sae", i64), ("top", i64), ("window", i64), ("tokens", i64),
+                ("active", i64p), ("max_act", f32p), ("top_values", f32p), ("top_seq", i64p),
+                ("top_pos", i64p), ("win_tokens", i32p), ("win_values", f32p)]
+
+
 HOOK_FN = C.CFUNCTYPE(C.c_int, C.POINTER(Tensor), C.POINTER(HookCtx), vp)
 FILTER_FN = C.CFUNCTYPE(C.c_bool, C.c_char_p, vp)
 
@@ -145,6 +175,8 @@ STRUCTS = {
     "hk_patch_opts": PatchOpts,
     "hk_ablate_opts": AblateOpts, "hk_lens_result": LensResult, "hk_dla_result": DlaResult,
     "hk_steer_vector": SteerVector, "hk_steer_apply": SteerApply,
+    "hk_sae_load_opts": SaeLoadOpts, "hk_sae_info": SaeInfo, "hk_sae_metrics": SaeMetrics,
+    "hk_sae_top": SaeTop,
 }
 
 S = C.c_int  # hk_status
@@ -185,6 +217,8 @@ _SIGNATURES = {
     "hk_hooks_add_filter": (S, [P, FILTER_FN, vp, HOOK_FN, vp, C.POINTER(C.c_uint64)]),
     "hk_hooks_count": (C.c_size_t, [P]),
     "hk_hooks_remove": (S, [P, C.c_uint64]),
+    "hk_hooks_scope_begin": (C.c_size_t, [P]),
+    "hk_hooks_scope_end": (None, [P, C.c_size_t]),
     "hk_model_run_opts": (S, [P, P, i32p, i64p, i64, i64, C.POINTER(RunOpts), f32p]),
     "hk_model_run_typed": (S, [P, P, i32p, i32p, i64p, i64, i64, f32p]),
     "hk_model_embed": (S, [P, P, i32p, i32p, i64p, i64, i64, C.c_int, C.c_int, f32p]),
@@ -234,6 +268,32 @@ _SIGNATURES = {
                                   C.POINTER(SteerVector)]),
     "hk_steer_vector_free": (None, [C.POINTER(SteerVector)]),
     "hk_steer_add": (S, [P, C.POINTER(SteerApply), C.POINTER(C.c_uint64)]),
+    # hookformer_sae.h
+    "hk_sae_load": (S, [C.c_char_p, C.POINTER(SaeLoadOpts), PP]),
+    "hk_sae_free": (None, [P]),
+    "hk_sae_get_info": (S, [P, C.POINTER(SaeInfo)]),
+    "hk_sae_arch_name": (C.c_char_p, [C.c_int]),
+    "hk_sae_weight": (S, [P, C.c_char_p, C.POINTER(Tensor)]),
+    "hk_sae_encode": (S, [P, f32p, i64, f32p]),
+    "hk_sae_decode": (S, [P, f32p, i64, f32p]),
+    "hk_sae_mode_name": (C.c_char_p, [C.c_int]),
+    "hk_sae_attach": (S, [P, P, C.c_int, PP]),
+    "hk_sae_detach": (None, [P]),
+    "hk_sae_eval_new": (S, [P, P, PP]),
+    "hk_sae_eval_add": (S, [P, i32p, i64p, i64, i64]),
+    "hk_sae_eval_metrics": (S, [P, C.POINTER(SaeMetrics)]),
+    "hk_sae_eval_free": (None, [P]),
+    "hk_sae_top_contexts": (S, [P, P, C.POINTER(i32p), i64p, i64, i64, i64, i64,
+                                C.POINTER(SaeTop)]),
+    "hk_sae_top_free": (None, [C.POINTER(SaeTop)]),
+    "hk_sae_top_save": (S, [C.POINTER(SaeTop), P, P, C.c_char_p, C.c_bool]),
+    "hk_sae_top_html": (S, [C.POINTER(SaeTop), P, P, i64p, C.c_size_t, C.c_char_p, C.c_bool]),
+    "hk_sae_store_create": (S, [C.c_char_p, C.c_bool, P, C.POINTER(vp), C.c_size_t, PP]),
+    "hk_sae_store_attach": (S, [P, P]),
+    "hk_sae_store_run": (S, [P, P, P, i32p, i64p, i64, i64]),
+    "hk_sae_store_nnz": (i64, [P, C.c_size_t]),
+    "hk_sae_store_close": (S, [P]),
+    "hk_sae_store_discard": (None, [P]),
 }
 
 

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 
 from . import _arrays, _hooks, _lib
+from . import sae as _sae
 from ._lib import HookformerError, check, lib
 
 _POOLINGS = {"model": 0, "mean": 1, "cls": 2, "max": 3, "mean_sqrt_len": 4, "last": 5}
@@ -68,6 +69,21 @@ _TL_ALIASES = {"q": "attn.hook_q", "k": "attn.hook_k", "v": "attn.hook_v", "z": 
                "normalized": "ln_final.hook_normalized"}
 
 
+class _Spliced:
+    """An SAE added to the model's hooks (add_sae): its attachment and the handle mark it was
+    attached at (a scope that ends at or before the mark removes its registrations)."""
+
+    __slots__ = ("sae", "mode", "att", "mark", "owner")
+
+    def __init__(self, sae, mode):
+        self.sae, self.mode, self.att, self.mark = sae, mode, None, 0
+        self.owner = sae._owner  # the C SAE stays alive while attached
+
+
+def _mode_name(mode):
+    return next(k for k, v in _sae.MODES.items() if v == mode)
+
+
 def _tl_alias(point):
     return _TL_ALIASES.get(point, "hook_" + point)
 
@@ -121,19 +137,23 @@ class Model:
         self._dispatch = _hooks.Dispatch()
         self._cfg = None
         self._names = None
+        self._saes = []         # _Spliced: the SAEs of add_sae, in the order added
 
     # ---- lifetime and locking ----
     def close(self):
         """Free the model now (later calls raise ValueError). Arrays already returned stay
-        valid: they are copies or views of memory that is not the model's."""
+        valid: they are copies or views of memory that is not the model's. SAEs added with
+        add_sae are detached (and stay usable)."""
         with self._busy("close"):
             if self._h:
+                self._detach_all()
                 lib.hk_hooks_free(self._hooks)
                 lib.hk_model_free(self._h)
                 self._h = None
 
     def __del__(self):
         if getattr(self, "_h", None) and lib is not None:
+            self._detach_all()
             lib.hk_hooks_free(self._hooks)
             lib.hk_model_free(self._h)
             self._h = None
@@ -370,9 +390,24 @@ class Model:
         try:
             yield
         finally:
-            lib.hk_hooks_scope_end(self._hooks, mark)
+            self._end_scope(mark)
             self._dispatch.truncate(dmark)
             self._dispatch.take_error()
+
+    def _end_scope(self, mark):
+        """hk_hooks_scope_end(mark), keeping the SAEs of add_sae: those attached since the
+        mark are detached first and attached again after (they stay until reset_saes)."""
+        hit = [r for r in self._saes if r.mark >= mark]
+        for r in reversed(hit):
+            lib.hk_sae_detach(r.att)
+            r.att = None
+        lib.hk_hooks_scope_end(self._hooks, mark)
+        for r in hit:
+            try:
+                self._attach_spliced(r)
+            except HookformerError:  # it attached before: only out of memory gets here
+                self._saes.remove(r)
+                r.sae._attached -= 1
 
     def _add_hooks(self, fwd_hooks):
         for item in fwd_hooks:
@@ -413,7 +448,7 @@ class Model:
         """Remove every hook added with add_hook."""
         with self._busy("reset_hooks"):
             self.handle  # noqa: B018
-            lib.hk_hooks_scope_end(self._hooks, 0)
+            self._end_scope(0)
             self._dispatch.truncate((0, 0))
 
     @contextlib.contextmanager
@@ -426,7 +461,7 @@ class Model:
             try:
                 self._add_hooks(fwd_hooks)
             except BaseException:
-                lib.hk_hooks_scope_end(self._hooks, mark)
+                self._end_scope(mark)
                 self._dispatch.truncate(dmark)
                 raise
         try:
@@ -434,16 +469,18 @@ class Model:
         finally:
             with self._busy("hooks"):
                 if self._h:
-                    lib.hk_hooks_scope_end(self._hooks, mark)
+                    self._end_scope(mark)
                     self._dispatch.truncate(dmark)
 
-    def _filter_names(self, names_filter):
+    def _filter_names(self, names_filter, extra=()):
         """Exact names as given; a glob (hk_glob_match) or a function picks among the points
         that are not optional, or among all of them when it picks none of those (so
         "blocks.*.attn.hook_result" works): the optional points change how a layer is
-        computed (split inputs give ln1.* a head dim), as TransformerLens's flags do."""
+        computed (split inputs give ln1.* a head dim), as TransformerLens's flags do.
+        extra: the points of the SAEs spliced in for the run, candidates beside those."""
+        extra = list(extra)
         if names_filter is None:
-            return self.hook_names(optional=False)
+            return self.hook_names(optional=False) + extra
         if isinstance(names_filter, str):
             if not any(ch in names_filter for ch in "*?"):
                 return [names_filter]
@@ -460,9 +497,9 @@ class Model:
             if not all(isinstance(n, str) for n in names):
                 raise TypeError("names_filter: a list of hook names (strings)")
             return names
-        names = [n for n in self.hook_names(optional=False) if pick(n)]
+        names = [n for n in self.hook_names(optional=False) + extra if pick(n)]
         if not names:
-            names = [n for n in self.hook_names() if pick(n)]
+            names = [n for n in self.hook_names() + extra if pick(n)]
         if not names and isinstance(names_filter, str):
             return [names_filter]  # the C library says which names come close
         return names
@@ -475,37 +512,202 @@ class Model:
         numpy array of TransformerLens's shape. pos_slice (an int, a slice or (start,
         stop)) keeps those positions (query positions of scores/patterns); an int drops the
         dim, as TransformerLens. stop_at_layer: blocks [0, L) only, and the first value is
-        the residual entering block L. The arrays are views of the C cache (no copy)."""
+        the residual entering block L. The arrays are views of the C cache (no copy). The
+        points of SAEs added with add_sae are candidates too."""
+        return self._run_with_cache(x, names_filter, stop_at_layer, pos_slice, return_type,
+                                    remove_batch_dim, prepend_bos, fwd_hooks, (), "replace",
+                                    None, "run_with_cache")
+
+    def _run_with_cache(self, x, names_filter, stop_at_layer, pos_slice, return_type,
+                        remove_batch_dim, prepend_bos, fwd_hooks, saes, mode, use_error_term,
+                        what):
         self._check_return_type(return_type)
         positions, drop = _positions(pos_slice)
         tokens, lengths = self._input(x, prepend_bos)
-        names = self._filter_names(names_filter)
-        with self._busy("run_with_cache"):
+        with self._busy(what):
             self.handle  # noqa: B018
+            pairs = self._sae_pairs(saes, mode, use_error_term)
+            spliced = [(r.sae, r.mode) for r in self._saes] + pairs
+            extra = [n for sae, m in spliced for n in sae.point_names(_mode_name(m))]
+            names = self._filter_names(names_filter, extra)
             cache = C.c_void_p()
             check(lib.hk_cache_new(self._h, C.byref(cache)))
             owner = _CacheOwner(cache)
-            with self._scope():
+            with self._scope(), self._spliced(pairs):
                 self._add_hooks(fwd_hooks)
                 if names:
                     arr = (C.c_char_p * len(names))(*[n.encode() for n in names])
                     check(lib.hk_cache_attach(cache, self._hooks, arr, len(names),
                                               positions.encode()))
                 out = self._run(tokens, lengths, stop_at_layer, return_type is not None)
-            result = ActivationCache()
             dims = self._pos_axes() if drop else {}
+            got = []
             for i in range(lib.hk_cache_count(cache)):
                 name = lib.hk_cache_name_at(cache, i)
                 t = lib.hk_cache_get(cache, name)
                 if not t:
-                    continue  # not delivered (past stop_at_layer)
-                a = _arrays.tensor_array(t.contents, name.decode(), owner)
+                    continue  # not delivered (past stop_at_layer, a detached SAE's point)
+                name = name.decode()
+                a = _arrays.tensor_array(t.contents, name, owner)
                 if drop:
-                    a = a[(slice(None),) * dims[name.decode()] + (0,)]  # a view
+                    a = a[(slice(None),) * dims.get(name, 1) + (0,)]  # a view
                 if remove_batch_dim:
                     a = a[0]
-                result[name.decode()] = a
-        return out, result
+                got.append((name, a))
+            rank = self._fire_rank(spliced) if spliced else {}
+            got.sort(key=lambda item: rank.get(item[0], (len(rank), 0)))  # stable
+        return out, ActivationCache(got)
+
+    def _fire_rank(self, spliced):
+        """name -> a key of the order the points fire in, the SAEs' points beside their
+        hook's (the C cache lists them after the model's)."""
+        order = {n: (i, 0) for i, n in enumerate(self.hook_names())}
+        for sae, m in spliced:
+            for j, p in enumerate(_sae.POINTS):
+                at = sae.hook_name
+                if sae.transcoder and m != _lib.HK_SAE_OBSERVE and \
+                        p in ("hook_sae_error", "hook_sae_output"):
+                    at = sae.hook_name_out  # fired when the output hook is reached
+                if at in order:
+                    order[f"{sae.hook_name}.{p}"] = (order[at][0], j + 1)
+        return order
+
+    # ---- SAEs (include/hookformer_sae.h) ----
+    def _sae_pairs(self, saes, mode, use_error_term=None):
+        """[(SAE, hk_sae_mode)] of an SAE or a list of them: open SAEs, one per hook point
+        (counting the ones added with add_sae)."""
+        if isinstance(saes, _sae.SAE):
+            saes = [saes]
+        m = _sae.mode_value(mode, use_error_term)
+        taken = {r.sae.hook_name: r.sae for r in self._saes}
+        out = []
+        for s in saes:
+            if not isinstance(s, _sae.SAE):
+                raise TypeError(f"saes: expected SAE objects (hookformer.load_sae), got "
+                                f"{type(s).__name__}")
+            s.handle  # noqa: B018 - raises when closed
+            if s.hook_name in taken:
+                raise ValueError(f"saes: {s.path} and {taken[s.hook_name].path} both read "
+                                 f"{s.hook_name}: one SAE per hook point")
+            taken[s.hook_name] = s
+            out.append((s, m))
+        return out
+
+    def _attach(self, sae, mode):
+        a = C.c_void_p()
+        check(lib.hk_sae_attach(self._hooks, sae._fresh(), mode, C.byref(a)))
+        return a
+
+    def _attach_spliced(self, r):
+        r.mark = lib.hk_hooks_scope_begin(self._hooks)
+        r.att = self._attach(r.sae, r.mode)
+
+    @contextlib.contextmanager
+    def _spliced(self, pairs):
+        """The SAEs attached on the model's hooks for one call, detached at its end (before
+        the call's scope ends), whatever happens in between."""
+        atts, held = [], []
+        try:
+            for s, m in pairs:
+                held.append(s._owner)  # the C SAE lives through the call
+                s._attached += 1
+                atts.append(self._attach(s, m))
+            yield
+        finally:
+            for a in reversed(atts):
+                lib.hk_sae_detach(a)
+            for s, _ in pairs[:len(held)]:
+                s._attached -= 1
+
+    def _detach_all(self):
+        for r in reversed(self._saes):
+            if r.att:
+                lib.hk_sae_detach(r.att)
+            r.sae._attached -= 1
+        self._saes = []
+
+    def run_with_saes(self, x, saes=(), mode="replace", use_error_term=None, fwd_hooks=(),
+                      return_type="logits", prepend_bos=None, stop_at_layer=None):
+        """The forward with `saes` spliced in at their hook points for this run
+        (hk_sae_attach; SAELens's HookedSAETransformer.run_with_saes): mode "replace" (the
+        activation becomes the SAE's output), "replace_error" (output + error term: the
+        model's own logits until a hook edits a feature) or "observe"; use_error_term=True /
+        False is "replace_error" / "replace". fwd_hooks are registered after the SAEs, so
+        they may target the SAE's points ("<hook>.hook_sae_acts_post": edit features in
+        place). The SAEs are detached at the end, also when a hook raises."""
+        self._check_return_type(return_type)
+        tokens, lengths = self._input(x, prepend_bos)
+        with self._busy("run_with_saes"):
+            self.handle  # noqa: B018
+            pairs = self._sae_pairs(saes, mode, use_error_term)
+            with self._scope(), self._spliced(pairs):
+                self._add_hooks(fwd_hooks)
+                return self._run(tokens, lengths, stop_at_layer, return_type is not None)
+
+    def run_with_cache_with_saes(self, x, saes=(), mode="replace", use_error_term=None,
+                                 names_filter=None, stop_at_layer=None, pos_slice=None,
+                                 return_type="logits", remove_batch_dim=False,
+                                 prepend_bos=None, fwd_hooks=()):
+        """(logits, cache) with `saes` spliced in (as run_with_saes): the cache's candidates
+        are the model's points and the SAEs' own (names_filter None: all of them, as
+        HookedSAETransformer caches them), "<hook>.hook_sae_input", "hook_sae_acts_pre",
+        "hook_sae_acts_post", "hook_sae_recons", "hook_sae_error" (replace_error only),
+        "hook_sae_output", each [batch, pos, width], placed beside their hook."""
+        return self._run_with_cache(x, names_filter, stop_at_layer, pos_slice, return_type,
+                                    remove_batch_dim, prepend_bos, fwd_hooks, saes, mode,
+                                    use_error_term, "run_with_cache_with_saes")
+
+    def add_sae(self, sae, mode="replace", use_error_term=None):
+        """Splice `sae` in for every later run, run_with_cache, generate and experiment of
+        this model (SAELens's add_sae), until reset_saes(); reset_hooks keeps it."""
+        with self._busy("add_sae"):
+            self.handle  # noqa: B018
+            ((s, m),) = self._sae_pairs([sae], mode, use_error_term)
+            r = _Spliced(s, m)
+            self._attach_spliced(r)
+            s._attached += 1
+            self._saes.append(r)
+
+    def reset_saes(self, act_names=None):
+        """Detach the SAEs of add_sae: all of them, or those reading the hook name(s)
+        act_names."""
+        names = None if act_names is None else \
+            {act_names} if isinstance(act_names, str) else set(act_names)
+        self._remove_saes(lambda r: names is None or r.sae.hook_name in names)
+
+    def _remove_saes(self, which):
+        with self._busy("reset_saes"):
+            keep = []
+            for r in reversed(self._saes):
+                if which(r):
+                    if r.att:
+                        lib.hk_sae_detach(r.att)
+                    r.sae._attached -= 1
+                else:
+                    keep.append(r)
+            self._saes = keep[::-1]
+
+    @property
+    def acts_to_saes(self):
+        """hook name -> the SAE added there with add_sae (SAELens's attribute)."""
+        return {r.sae.hook_name: r.sae for r in self._saes}
+
+    @contextlib.contextmanager
+    def saes(self, saes=(), mode="replace", use_error_term=None):
+        """`with model.saes(saes=[sae]):` the SAEs are spliced in for every call inside
+        (generate included), and detached at the end."""
+        if isinstance(saes, _sae.SAE):
+            saes = [saes]
+        added = []
+        try:
+            for s in saes:
+                self.add_sae(s, mode, use_error_term)
+                added.append(s)
+            yield self
+        finally:
+            if added:
+                ids = {id(s) for s in added}
+                self._remove_saes(lambda r: id(r.sae) in ids)
 
     def generate(self, input="", max_new_tokens=10, stop_at_eos=True, eos_token_id=None,
                  do_sample=True, top_k=None, top_p=None, temperature=1.0, freq_penalty=0.0,
@@ -581,3 +783,137 @@ class Model:
         return out
 
 
+
+    # ---- SAE experiments: evaluation, top contexts, sparse feature files ----
+    def _sequences(self, x, prepend_bos, what):
+        """int32 id arrays, one per sequence, of a text, a list of texts, ids [pos] or
+        [batch, pos] (every row whole), or a list of id sequences of any lengths."""
+        if isinstance(x, str) or (isinstance(x, (list, tuple)) and x and
+                                  all(isinstance(t, str) for t in x)):
+            texts = [x] if isinstance(x, str) else list(x)
+            seqs = [self._encode(t, prepend_bos) for t in texts]
+        elif isinstance(x, np.ndarray) and x.ndim in (1, 2):
+            seqs = [x] if x.ndim == 1 else list(x)
+        elif isinstance(x, (list, tuple)) and x:
+            if all(np.ndim(r) == 0 for r in x):
+                seqs = [np.asarray(x)]
+            else:
+                seqs = [np.asarray(r) for r in x]
+        else:
+            raise TypeError(f"{what}: expected a text, a list of texts, ids [pos] / "
+                            "[batch, pos] or a list of id sequences")
+        out = []
+        for i, q in enumerate(seqs):
+            if q.ndim != 1 or not np.issubdtype(q.dtype, np.integer):
+                raise TypeError(f"{what}: sequence {i} is not a 1-d array of integer ids "
+                                f"(shape {q.shape}, dtype {q.dtype})")
+            if len(q) == 0:
+                raise ValueError(f"{what}: sequence {i} is empty")
+            out.append(_arrays.carray(q, np.int32, what))
+        return out
+
+    @staticmethod
+    def _padded(seqs):
+        """[batch, seq] int32 right-padded with 0, and the lengths."""
+        lens = np.array([len(q) for q in seqs], np.int64)
+        toks = np.zeros((len(seqs), int(lens.max())), np.int32)
+        for b, q in enumerate(seqs):
+            toks[b, :len(q)] = q
+        return toks, lens
+
+    def sae_eval(self, sae, x, batch=8, prepend_bos=None):
+        """The metrics `hookformer sae eval` prints, as SAELens's evals.py reports them
+        (hk_sae_eval_*: three forwards per batch of `batch` sequences): tokens, mse,
+        explained_variance, l0, l1, dead_features (of d_sae), ce_loss_without,
+        ce_loss_with_sae, ce_loss_ablation, ce_loss_delta, ce_loss_score. x: texts or id
+        sequences (see sae_top_contexts). Runs on its own hooks: add_hook hooks and add_sae
+        SAEs take no part."""
+        if not isinstance(sae, _sae.SAE):
+            raise TypeError(f"sae: expected an SAE (hookformer.load_sae), got "
+                            f"{type(sae).__name__}")
+        batch = int(batch)
+        if batch < 1:
+            raise ValueError(f"batch={batch}: expected >= 1")
+        seqs = self._sequences(x, prepend_bos, "sae_eval")
+        mt = _lib.SaeMetrics()
+        with self._busy("sae_eval"):
+            h = self.handle
+            held = sae._owner  # noqa: F841 - the C SAE lives through the call
+            e = C.c_void_p()
+            check(lib.hk_sae_eval_new(h, sae._fresh(), C.byref(e)))
+            try:
+                for i in range(0, len(seqs), batch):
+                    toks, lens = self._padded(seqs[i:i + batch])
+                    check(lib.hk_sae_eval_add(e, _lib.ptr(toks, C.c_int32),
+                                              _lib.ptr(lens, C.c_int64), toks.shape[0],
+                                              toks.shape[1]))
+                check(lib.hk_sae_eval_metrics(e, C.byref(mt)))
+            finally:
+                lib.hk_sae_eval_free(e)
+        return {"tokens": mt.tokens, "mse": mt.mse, "explained_variance": mt.explained_variance,
+                "l0": mt.l0, "l1": mt.l1, "dead_features": mt.dead, "d_sae": mt.d_sae,
+                "ce_loss_without": mt.ce_without, "ce_loss_with_sae": mt.ce_with,
+                "ce_loss_ablation": mt.ce_ablation, "ce_loss_delta": mt.ce_delta,
+                "ce_loss_score": mt.ce_score}
+
+    def sae_top_contexts(self, sae, prompts, top=20, window=8, batch=8, prepend_bos=None):
+        """Each feature's top-activating contexts over `prompts` (hk_sae_top_contexts, what
+        `hookformer features` finds): a TopContexts of numpy arrays, with save(path) and
+        html(path, features). prompts: a text, a list of texts, ids [pos] / [batch, pos]
+        (every row whole), or a list of id sequences of any lengths; `batch` sequences per
+        forward."""
+        if not isinstance(sae, _sae.SAE):
+            raise TypeError(f"sae: expected an SAE (hookformer.load_sae), got "
+                            f"{type(sae).__name__}")
+        seqs = self._sequences(prompts, prepend_bos, "sae_top_contexts")
+        ptrs = (_lib.i32p * len(seqs))(*[_lib.ptr(q, C.c_int32) for q in seqs])
+        lens = np.array([len(q) for q in seqs], np.int64)
+        owner = _sae._TopOwner()
+        with self._busy("sae_top_contexts"):
+            h = self.handle
+            held = sae._owner  # noqa: F841
+            check(lib.hk_sae_top_contexts(h, sae._fresh(), ptrs, _lib.ptr(lens, C.c_int64),
+                                          len(seqs), int(top), int(window), int(batch),
+                                          C.byref(owner.top)))
+            owner.filled = True
+        return _sae.TopContexts(owner, self, sae)
+
+    def cache_saes(self, path, saes, x, batch=8, force=False, prepend_bos=None):
+        """`hookformer cache --sae`: every token's feature activations (hook_sae_acts_post) of
+        each SAE (one per hook) stored sparsely in a new HDF5 file (hk_sae_store_*: CSR
+        datasets indices, values, row_ptr per SAE, rows aligned with seq_id, position,
+        token_id; docs/FORMAT.md). Written to PATH.tmp and renamed at the end (a failed run
+        leaves no file); an existing file is an error unless force. The model's add_hook
+        hooks run first, as --plugin's do. Returns the entries stored per SAE."""
+        saes = [saes] if isinstance(saes, _sae.SAE) else list(saes)
+        if not saes:
+            raise ValueError("cache_saes: no SAE given")
+        batch = int(batch)
+        if batch < 1:
+            raise ValueError(f"batch={batch}: expected >= 1")
+        seqs = self._sequences(x, prepend_bos, "cache_saes")
+        with self._busy("cache_saes"):
+            h = self.handle
+            self._sae_pairs(saes, "observe")  # SAE objects, open, one per hook point
+            held = [s._owner for s in saes]  # noqa: F841
+            arr = (C.c_void_p * len(saes))(*[s._fresh().value for s in saes])
+            store = C.c_void_p()
+            check(lib.hk_sae_store_create(str(path).encode(), bool(force), h, arr, len(saes),
+                                          C.byref(store)))
+            with self._scope():
+                try:
+                    check(lib.hk_sae_store_attach(store, self._hooks))
+                    for i in range(0, len(seqs), batch):
+                        toks, lens = self._padded(seqs[i:i + batch])
+                        st = lib.hk_sae_store_run(store, h, self._hooks,
+                                                  _lib.ptr(toks, C.c_int32),
+                                                  _lib.ptr(lens, C.c_int64), toks.shape[0],
+                                                  toks.shape[1])
+                        self._dispatch.raise_pending()
+                        check(st)
+                    nnz = [lib.hk_sae_store_nnz(store, i) for i in range(len(saes))]
+                except BaseException:
+                    lib.hk_sae_store_discard(store)
+                    raise
+                check(lib.hk_sae_store_close(store))  # detaches the SAEs from the hooks
+        return nnz

@@ -558,13 +558,94 @@ static void test_attach_errors(void **state) {
     hk_model_free(m);
 }
 
+/* hk_cache over an attached SAE's points (globs included, positions selected, after the
+ * model's points in the cache's order) holds what SAELens's run_with_cache_with_saes gives. */
+static void test_cache_sae_points(void **state) {
+    (void)state;
+    hk_model *m = fixture_model("gpt2");
+    hk_sae *s = load_sae("sae/gpt2_jumprelu", NULL);
+    hk_sae_info info;
+    EXPECT_OK(hk_sae_get_info(s, &info));
+    ref_file r;
+    ref_open("sae/gpt2_jumprelu", &r);
+    hk_hooks *h = NULL;
+    EXPECT_OK(hk_hooks_new(m, &h));
+    hk_cache *c = NULL;
+    EXPECT_OK(hk_cache_new(m, &c));
+    /* not attached yet: the SAE's points are unknown to the cache too */
+    char post[256], pats[2][256];
+    snprintf(post, sizeof post, "%s.hook_sae_acts_post", info.hook);
+    const char *p1 = post;
+    expect_error(hk_cache_attach(c, h, &p1, 1, "all"), HK_ERR_NOT_FOUND, "hook_sae_acts_post",
+                 NULL, NULL);
+    hk_sae_attachment *a = NULL;
+    EXPECT_OK(hk_sae_attach(h, s, HK_SAE_REPLACE, &a));
+    snprintf(pats[0], sizeof pats[0], "%s", info.hook);
+    snprintf(pats[1], sizeof pats[1], "*.hook_sae_*");
+    const char *pp[2] = {pats[0], pats[1]};
+    size_t mark = hk_hooks_scope_begin(h);
+    EXPECT_OK(hk_cache_attach(c, h, pp, 2, "all"));
+    assert_int_equal(hk_cache_count(c), 7); /* the hook, then its 6 points */
+    assert_string_equal(hk_cache_name_at(c, 0), info.hook);
+    assert_string_equal(hk_cache_name_at(c, 3), post);
+    /* one copy per point */
+    expect_error(hk_cache_attach(c, h, &p1, 1, "all"), HK_ERR_INVALID_ARG, "already cached",
+                 NULL, NULL);
+    float *logits = malloc((size_t)(r.seq * r.vocab) * sizeof *logits);
+    EXPECT_OK(hk_model_run(m, h, r.ids, NULL, 1, r.seq, logits));
+    expect_close("cache", "logits_replace", logits, ref_get(&r, "logits_replace", r.vocab),
+                 (size_t)(r.seq * r.vocab));
+    static const char *const pts[] = {"acts_pre", "acts_post", "recons", "output"};
+    for (int i = 0; i < 4; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "%s.hook_sae_%s", info.hook, pts[i]);
+        const hk_tensor *t = hk_cache_get(c, name);
+        assert_non_null(t);
+        assert_int_equal(t->ndim, 3);
+        assert_int_equal(t->shape[0], 1);
+        assert_int_equal(t->shape[1], r.seq);
+        const int64_t w = i < 2 ? info.d_sae : info.d_out;
+        assert_int_equal(t->shape[2], w);
+        expect_close("cache", pts[i], t->data, ref_get(&r, pts[i], w), (size_t)(r.seq * w));
+    }
+    /* the error term fires only with HK_SAE_REPLACE_WITH_ERROR: attached but not delivered */
+    snprintf(pats[0], sizeof pats[0], "%s.hook_sae_error", info.hook);
+    assert_null(hk_cache_get(c, pats[0]));
+    hk_hooks_scope_end(h, mark); /* the cache's registration goes before the cache */
+    hk_sae_detach(a);
+    hk_cache_free(c);
+    /* positions: the last one only, of an SAE point */
+    EXPECT_OK(hk_cache_new(m, &c));
+    EXPECT_OK(hk_sae_attach(h, s, HK_SAE_OBSERVE, &a));
+    mark = hk_hooks_scope_begin(h);
+    EXPECT_OK(hk_cache_attach(c, h, &p1, 1, "last"));
+    EXPECT_OK(hk_model_run(m, h, r.ids, NULL, 1, r.seq, logits));
+    const hk_tensor *t = hk_cache_get(c, post);
+    assert_non_null(t);
+    assert_int_equal(t->shape[1], 1);
+    const float *want = ref_get(&r, "acts_post", info.d_sae);
+    assert_true(max_abs_diff(t->data, want + (r.seq - 1) * info.d_sae, (size_t)info.d_sae) <=
+                TOL);
+    hk_hooks_scope_end(h, mark);
+    hk_sae_detach(a);
+    /* the cache keeps its names when the hooks (which own the added points' names) go */
+    hk_hooks_free(h);
+    assert_string_equal(hk_cache_name_at(c, 0), post);
+    hk_cache_free(c);
+    free(logits);
+    free(r.ids);
+    hk_ckpt_close(r.ck);
+    hk_sae_free(s);
+    hk_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_saelens_gpt2),    cmocka_unit_test(test_saelens_llama),
         cmocka_unit_test(test_gemma_scope_npz), cmocka_unit_test(test_encode_decode),
         cmocka_unit_test(test_load_errors),     cmocka_unit_test(test_attach_errors),
         cmocka_unit_test(test_eval),            cmocka_unit_test(test_top_contexts),
-        cmocka_unit_test(test_half_weights),
+        cmocka_unit_test(test_half_weights),    cmocka_unit_test(test_cache_sae_points),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

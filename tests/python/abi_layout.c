@@ -2,11 +2,13 @@
  *   hk_tensor 120            (sizeof)
  *   hk_tensor.data 0         (offsetof)
  * tests/python/test_abi.py compares every line with the ctypes declarations of
- * python/hookformer/_lib.py, so that the binding cannot drift from include/hookformer.h. */
+ * python/hookformer/_lib.py, so that the binding cannot drift from include/hookformer.h and
+ * include/hookformer_sae.h. */
 #include <stddef.h>
 #include <stdio.h>
 
 #include "hookformer.h"
+#include "hookformer_sae.h"
 
 #define STRUCT(s) printf("%s %zu\n", #s, sizeof(s))
 #define FIELD(s, f) printf("%s.%s %zu\n", #s, #f, offsetof(s, f))
@@ -146,5 +148,45 @@ int main(void) {
     FIELD(hk_steer_apply, v);
     FIELD(hk_steer_apply, coef);
     FIELD(hk_steer_apply, from);
+    STRUCT(hk_sae_load_opts);
+    FIELD(hk_sae_load_opts, hook);
+    STRUCT(hk_sae_info);
+    FIELD(hk_sae_info, arch);
+    FIELD(hk_sae_info, transcoder);
+    FIELD(hk_sae_info, d_in);
+    FIELD(hk_sae_info, d_sae);
+    FIELD(hk_sae_info, d_out);
+    FIELD(hk_sae_info, k);
+    FIELD(hk_sae_info, apply_b_dec_to_input);
+    FIELD(hk_sae_info, norm);
+    FIELD(hk_sae_info, hook);
+    FIELD(hk_sae_info, hook_out);
+    FIELD(hk_sae_info, path);
+    FIELD(hk_sae_info, format);
+    STRUCT(hk_sae_metrics);
+    FIELD(hk_sae_metrics, tokens);
+    FIELD(hk_sae_metrics, d_sae);
+    FIELD(hk_sae_metrics, mse);
+    FIELD(hk_sae_metrics, explained_variance);
+    FIELD(hk_sae_metrics, l0);
+    FIELD(hk_sae_metrics, l1);
+    FIELD(hk_sae_metrics, dead);
+    FIELD(hk_sae_metrics, ce_without);
+    FIELD(hk_sae_metrics, ce_with);
+    FIELD(hk_sae_metrics, ce_ablation);
+    FIELD(hk_sae_metrics, ce_delta);
+    FIELD(hk_sae_metrics, ce_score);
+    STRUCT(hk_sae_top);
+    FIELD(hk_sae_top, d_sae);
+    FIELD(hk_sae_top, top);
+    FIELD(hk_sae_top, window);
+    FIELD(hk_sae_top, tokens);
+    FIELD(hk_sae_top, active);
+    FIELD(hk_sae_top, max_act);
+    FIELD(hk_sae_top, top_values);
+    FIELD(hk_sae_top, top_seq);
+    FIELD(hk_sae_top, top_pos);
+    FIELD(hk_sae_top, win_tokens);
+    FIELD(hk_sae_top, win_values);
     return 0;
 }
