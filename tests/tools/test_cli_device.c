@@ -188,6 +188,20 @@ static void test_device_index(void **state) {
         device_attr(out, got, sizeof got);
         assert_string_equal(got, want);
     }
+    /* the devtest setup's HK_DEVICE takes an index too: every CPU load on that test device */
+    const char *saved = getenv("HK_DEVICE");
+    char keep[64] = "";
+    if (saved) snprintf(keep, sizeof keep, "%s", saved);
+    setenv("HK_DEVICE", "test:1", 1);
+    r = cli_run(exe, "cache", "--model", gpt2, "--tokens", "1,2,3", "--hooks", "hook_embed",
+                "--out", out, "--force", NULL);
+    cli_expect_status(&r, 0, "HK_DEVICE=test:1 cache");
+    cli_result_free(&r);
+    char got[64];
+    device_attr(out, got, sizeof got);
+    assert_string_equal(got, "test:1");
+    if (saved) setenv("HK_DEVICE", keep, 1);
+    else unsetenv("HK_DEVICE");
     unlink(out);
     setenv("HK_TEST_DEVICES", "two", 1);
     r = cli_run(exe, "run", "--model", gpt2, "--tokens", "1", "--device", "test", NULL);
