@@ -43,6 +43,9 @@
 #include "kernels/cpu/kernels.h" /* hk_k_mask: the mask spec attention evaluates per tile */
 #include "weights.h"
 
+/* The largest device index hk_device_parse takes (HK_TEST_DEVICES: up to one more). */
+#define HK_DEVICE_MAX_INDEX 1023
+
 /* Bumped whenever an op is added, removed or changes its contract. */
 #define HK_BACKEND_API_VERSION 1
 
@@ -61,6 +64,8 @@ typedef struct {
 struct hk_backend {
     const char *name;  /* "cpu", "test", "cuda" */
     hk_device device;  /* what hook tensors of this backend carry in .device */
+    int index;         /* which device of that kind (0, 1, ...; 0 on the CPU) */
+    char label[24];    /* "cpu", "cuda:1", "test:0" (hk_backend_open sets it) */
     bool host_memory;  /* device memory IS host memory (cpu): hooks get it without copies,
                           the forward may write results straight into the caller's buffers */
     void *ctx;         /* the implementation's state */
@@ -223,15 +228,22 @@ struct hk_backend {
 
 /* ---- instances ---- */
 
-/* A new instance for device (HK_DEVICE_CPU, HK_DEVICE_TEST, HK_DEVICE_CUDA). CUDA without a
- * CUDA backend in the build, or without a usable device/module, is an error naming what is
- * missing. */
-hk_status hk_backend_open(hk_device device, hk_backend **out);
+/* A new instance for device (HK_DEVICE_CPU, HK_DEVICE_TEST, HK_DEVICE_CUDA) number index
+ * (HK_DEVICE_INDEX_AUTO: 0). CUDA without a CUDA backend in the build, or without a usable
+ * device/module, is an error naming what is missing; an index past hk_device_count an error
+ * naming both numbers (hk_backend_check). */
+hk_status hk_backend_open(hk_device device, int index, hk_backend **out);
 void hk_backend_close(hk_backend *be);
 
+/* The checks hk_backend_open makes before it allocates anything: the device kind is known,
+ * it can be opened (CUDA: the module loads, a GPU is counted) and index (or auto) is below
+ * hk_device_count. A load runs them before it reads the checkpoint. */
+hk_status hk_backend_check(hk_device device, int index);
+
 /* The device an unspecified load uses: HK_DEVICE_CPU, or HK_DEVICE_TEST when the environment
- * has HK_DEVICE=test (the devtest suite setup); any other value of HK_DEVICE is an error. */
-hk_status hk_backend_env_device(hk_device *out);
+ * has HK_DEVICE=test or test:N (the devtest suite setup; *index N, else left as it is); any
+ * other value of HK_DEVICE is an error. */
+hk_status hk_backend_env_device(hk_device *out, int *index);
 
 /* "cpu", "test", "cuda" (NULL for an unknown value). */
 const char *hk_device_name(hk_device d);
@@ -242,12 +254,19 @@ hk_backend *hk_model_backend(const struct hk_model *m);
 const hk_weights *hk_backend_weights(const struct hk_model *m);
 
 /* Open a backend for device and upload m's weights to it (hk_model_load_opts). */
-hk_status hk_model_attach_backend(struct hk_model *m, hk_device device, hk_dtype weights_dtype);
+hk_status hk_model_attach_backend(struct hk_model *m, hk_device device, int index,
+                                  hk_dtype weights_dtype);
 
 /* An instance that can copy device memory of kind d, for hk_tensor_to_host/from_host (the
  * last one opened of that kind that is still open; NULL when none is). Opening and closing
  * instances is thread-safe; an instance must outlive the copies made through it. */
 hk_backend *hk_backend_for_device(hk_device d);
+
+/* hk_tensor_to_host / hk_tensor_from_host through a given instance (be NULL: the one
+ * hk_backend_for_device finds), and the staging buffer of that instance: the hook dispatch
+ * copies through its model's own backend, so that with models on several devices of a kind
+ * each copy is queued behind the work that produced the tensor. */
+hk_status hk_backend_tensor_copy(hk_backend *be, const hk_tensor *t, void *host, bool to_host);
 
 /* A host buffer of at least `bytes` for copying a device-d tensor to and from: the backend's
  * staging buffer (pinned memory on CUDA, so the copy is one DMA, reused from fire to fire)
@@ -258,6 +277,8 @@ typedef struct {
     void *p;
 } hk_host_stage;
 hk_status hk_host_stage_get(hk_device d, size_t bytes, hk_host_stage *s);
+/* The same from a given instance's staging buffer (be NULL: plain malloc). */
+hk_status hk_host_stage_get_from(hk_backend *be, size_t bytes, hk_host_stage *s);
 void hk_host_stage_put(hk_host_stage *s);
 
 #endif

@@ -6,6 +6,7 @@
  * block mask on the host (hk_k_block_mask_build) uploaded per call. */
 #include "backend_cuda.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@
 
 typedef struct {
     const hk_cu_api *cu;
+    int index;          /* the GPU (cudaSetDevice's ordinal) */
     void *stream;
     hk_cu_blas *blas;
     hk_wset weights;
@@ -24,7 +26,15 @@ typedef struct {
     int32_t *pick;      /* [1] argmax of the greedy choice */
 } cuda_ctx;
 
-static cuda_ctx *C(hk_backend *be) { return be->ctx; }
+/* The instance's state, with its GPU made the calling thread's current device (the module's
+ * set_device is a no-op when it is already): every op starts here, so a process may hold
+ * models on several GPUs and run each from any thread. A failed switch is not reported here:
+ * the op's own call then fails on the stream of another device, and says so. */
+static cuda_ctx *C(hk_backend *be) {
+    cuda_ctx *c = be->ctx;
+    (void)c->cu->set_device(c->index);
+    return c;
+}
 
 /* A failed call of the module: the op, the call and the runtime's (or cuBLAS's) words. */
 static hk_status fail(hk_backend *be, const char *op, int err) {
@@ -446,6 +456,7 @@ static void cuda_close(hk_backend *be) {
     if (!be) return;
     cuda_ctx *c = be->ctx;
     if (c) {
+        (void)c->cu->set_device(c->index); /* the frees below are that GPU's */
         if (c->stream) c->cu->sync(c->stream);
         if (c->weights.n) {
             const hk_wsink sink = sink_of(be);
@@ -515,43 +526,76 @@ static void fill(hk_backend *be) {
     be->sample = cuda_sample;
 }
 
-/* HK_OK when the module counts a device, else why not. */
-static hk_status no_device(const hk_cu_api *cu) {
+/* HK_OK when the module counts a device and index (0, 1, ...) is below the count, else why
+ * not. */
+static hk_status no_device(const hk_cu_api *cu, int index) {
     int n = 0;
     const int e = cu->device_probe(&n);
-    if (n > 0) return HK_OK;
-    if (e == 0)
+    if (n <= 0 && e == 0)
         return hk_errorf(HK_ERR_UNSUPPORTED,
                          "device cuda: no CUDA device (the CUDA runtime loaded by %s counts 0 "
                          "GPUs)",
                          hk_cuda_module_path());
-    return hk_errorf(HK_ERR_UNSUPPORTED,
-                     "device cuda: no CUDA device (the CUDA runtime loaded by %s says: %s, %s)",
-                     hk_cuda_module_path(), cu->error_name(e), cu->error_string(e));
+    if (n <= 0)
+        return hk_errorf(HK_ERR_UNSUPPORTED,
+                         "device cuda: no CUDA device (the CUDA runtime loaded by %s says: %s, %s)",
+                         hk_cuda_module_path(), cu->error_name(e), cu->error_string(e));
+    if (index < n) return HK_OK;
+    const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+    char span[48] = "cuda:0";
+    if (n > 1) snprintf(span, sizeof span, "cuda:0 to cuda:%d", n - 1);
+    return hk_errorf(HK_ERR_INVALID_ARG,
+                     "device cuda:%d: index %d is past the last GPU: the CUDA runtime counts %d "
+                     "(%s%s%s)",
+                     index, index, n, span, vis ? "; CUDA_VISIBLE_DEVICES=" : "",
+                     vis ? vis : "");
 }
 
-hk_status hk_backend_cuda_open(hk_backend **out) {
+static int auto_index(int index) { return index == HK_DEVICE_INDEX_AUTO ? 0 : index; }
+
+hk_status hk_backend_cuda_open(int index, hk_backend **out) {
     if (!out) return hk_errorf(HK_ERR_INVALID_ARG, "hk_backend_cuda_open: out is NULL");
     *out = NULL;
     const hk_cu_api *cu = NULL;
     hk_status st = hk_cuda_module(&cu);
     if (st != HK_OK) return hk_error_prefix(st, "device cuda");
-    return hk_backend_cuda_open_api(cu, out);
+    return hk_backend_cuda_open_api(cu, index, out);
 }
 
-hk_status hk_backend_cuda_probe(void) {
+hk_status hk_backend_cuda_probe(int index) {
     const hk_cu_api *cu = NULL;
     hk_status st = hk_cuda_module(&cu);
     if (st != HK_OK) return hk_error_prefix(st, "device cuda");
-    return no_device(cu);
+    return no_device(cu, auto_index(index));
 }
 
-hk_status hk_backend_cuda_open_api(const hk_cu_api *cu, hk_backend **out) {
+hk_status hk_backend_cuda_count(int *count) {
+    *count = 0;
+    const hk_cu_api *cu = NULL;
+    hk_status st = hk_cuda_module(&cu);
+    if (st != HK_OK) return hk_error_prefix(st, "device cuda");
+    int n = 0;
+    (void)cu->device_probe(&n);
+    *count = n > 0 ? n : 0;
+    return HK_OK;
+}
+
+hk_status hk_backend_cuda_open_api(const hk_cu_api *cu, int index, hk_backend **out) {
     if (!cu || !out)
         return hk_errorf(HK_ERR_INVALID_ARG, "hk_backend_cuda_open_api: NULL argument");
     *out = NULL;
+    if (index < HK_DEVICE_INDEX_AUTO)
+        return hk_errorf(HK_ERR_INVALID_ARG, "device cuda: index %d, expected 0, 1, ... or "
+                                             "HK_DEVICE_INDEX_AUTO",
+                         index);
+    index = auto_index(index);
     hk_status st;
-    if ((st = no_device(cu)) != HK_OK) return st;
+    if ((st = no_device(cu, index)) != HK_OK) return st;
+    /* the stream and the cuBLAS handle below belong to the current device */
+    int err = cu->set_device(index);
+    if (err)
+        return hk_errorf(HK_ERR_IO, "device cuda:%d: cudaSetDevice failed: %s (%s)", index,
+                         cu->error_string(err), cu->error_name(err));
     hk_backend *be = calloc(1, sizeof *be);
     cuda_ctx *c = calloc(1, sizeof *c);
     if (!be || !c) {
@@ -561,11 +605,14 @@ hk_status hk_backend_cuda_open_api(const hk_cu_api *cu, hk_backend **out) {
     }
     be->name = "cuda";
     be->device = HK_DEVICE_CUDA;
+    be->index = index;
+    snprintf(be->label, sizeof be->label, "cuda:%d", index);
     be->host_memory = false;
     be->ctx = c;
     c->cu = cu;
+    c->index = index;
     fill(be);
-    int err = cu->stream_create(&c->stream);
+    err = cu->stream_create(&c->stream);
     if (err) {
         st = fail(be, "stream_create", err);
         cuda_close(be);

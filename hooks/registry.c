@@ -249,6 +249,10 @@ static size_t tensor_bytes(const hk_tensor *t) {
 
 hk_status hk_hooks_fire(hk_hooks *h, int32_t point, hk_tensor *t, const hk_hook_ctx *ctx) {
     const bool device = t->device != HK_DEVICE_CPU;
+    /* copies go through the model's own backend (its stream, its GPU), whatever other
+     * instances of the same kind are open */
+    hk_backend *be = device ? hk_model_backend(h->model) : NULL;
+    if (be && be->device != t->device) be = hk_backend_for_device(t->device);
     hk_host_stage stage = {0};  /* the host copy of a device tensor, made on first need
                                    (the backend's pinned staging buffer where it is free) */
     void *host = NULL;
@@ -260,12 +264,12 @@ hk_status hk_hooks_fire(hk_hooks *h, int32_t point, hk_tensor *t, const hk_hook_
         if (!r->covers[point]) continue;
         hk_tensor *arg = t, hv;
         if (device && (r->flags & HK_HOOK_ON_DEVICE)) {
-            if (host_dirty && (st = hk_tensor_from_host(t, host)) != HK_OK) break;
+            if (host_dirty && (st = hk_backend_tensor_copy(be, t, host, false)) != HK_OK) break;
             host_dirty = false;
             if (!(r->flags & HK_HOOK_READ_ONLY)) host_valid = false;
         } else if (device) {
             if (!host) {
-                if (hk_host_stage_get(t->device, tensor_bytes(t), &stage) != HK_OK) {
+                if (hk_host_stage_get_from(be, tensor_bytes(t), &stage) != HK_OK) {
                     st = hk_errorf(HK_ERR_NOMEM, "hook at '%s': no memory for a host copy of "
                                                  "the activation (%zu bytes)",
                                    ctx->name, tensor_bytes(t));
@@ -273,7 +277,7 @@ hk_status hk_hooks_fire(hk_hooks *h, int32_t point, hk_tensor *t, const hk_hook_
                 }
                 host = stage.p;
             }
-            if (!host_valid && (st = hk_tensor_to_host(t, host)) != HK_OK) break;
+            if (!host_valid && (st = hk_backend_tensor_copy(be, t, host, true)) != HK_OK) break;
             host_valid = true;
             hv = host_view(t, host);
             arg = &hv;
@@ -288,7 +292,7 @@ hk_status hk_hooks_fire(hk_hooks *h, int32_t point, hk_tensor *t, const hk_hook_
             st = hk_errorf(HK_ERR_HOOK, "hook at '%s' failed: %s", ctx->name,
                            hook_message[0] ? hook_message : "(the callback gave no message)");
     }
-    if (host_dirty && st == HK_OK) st = hk_tensor_from_host(t, host);
+    if (host_dirty && st == HK_OK) st = hk_backend_tensor_copy(be, t, host, false);
     if (host) hk_host_stage_put(&stage);
     return st;
 }

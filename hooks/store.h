@@ -88,6 +88,7 @@ struct hk_store {
     int64_t b_cids_n, b_cids_cap;
     char *model_id, *family, *config_json, *version; /* attributes */
     char *model_path; /* attribute: where the model was loaded from (information only) */
+    char *device;     /* attribute: the device the creating run's model ran on ("cuda:1") */
 
     /* rows and sequences given (in memory) and committed (in the file) */
     int64_t n_rows, n_seqs;

@@ -275,6 +275,7 @@ hk_status hk_store_write_layout(hk_store *s) {
               set_attr_str(root, "model_id", s->model_id) &&
               set_attr_str(root, "model_path", s->model_path) &&
               set_attr_str(root, "model_family", s->family) &&
+              (!s->device || set_attr_str(root, "device", s->device)) &&
               set_attr_str(root, "config_json", s->config_json) &&
               set_attr_str(root, "dtype", dtype_attr(s->dtype)) &&
               set_attr_str(root, "positions", s->positions) &&
@@ -346,6 +347,7 @@ hk_status hk_store_open_layout(hk_store *s) {
                          s->path, (long long)version, HK_STORE_FORMAT_VERSION);
     s->model_id = hk_store_attr_str(s->file, "model_id");
     s->model_path = hk_store_attr_str(s->file, "model_path"); /* NULL in older files */
+    s->device = hk_store_attr_str(s->file, "device");         /* NULL in older files */
     s->family = hk_store_attr_str(s->file, "model_family");
     s->config_json = hk_store_attr_str(s->file, "config_json");
     s->version = hk_store_attr_str(s->file, "hookformer_version");

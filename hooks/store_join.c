@@ -50,9 +50,11 @@ static hk_status check_shard(hk_store *ref, hk_store *s) {
     return HK_OK;
 }
 
-/* Copy every root attribute of src (a shard) to dst, but for the ones we set ourselves. */
+/* Copy every root attribute of src (a shard) to dst, but for the ones we set ourselves:
+ * `device` is each shard's own (the root lists them all as `shard_devices`). */
 static herr_t copy_attr(hid_t loc, const char *name, const H5A_info_t *info, void *dst_p) {
     (void)info;
+    if (strcmp(name, "device") == 0) return 0;
     hid_t dst = *(hid_t *)dst_p;
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
     hid_t t = a >= 0 ? H5Aget_type(a) : -1, sp = a >= 0 ? H5Aget_space(a) : -1;
@@ -263,6 +265,14 @@ hk_status hk_store_join(const char *root, const char *const *shards, size_t n_sh
     if (st == HK_OK) st = copy_attrs(sh[0]->file, f, "the first shard's root", root);
     if (st == HK_OK && !hk_store_attr_strs(f, "shards", (const char *const *)rel, n_shards))
         st = hk_errorf(HK_ERR_IO, "%s: cannot write attribute 'shards'", root);
+    if (st == HK_OK) { /* where each shard's rank ran ("" for a shard of an older version) */
+        const char **dev = malloc(n_shards * sizeof *dev);
+        if (!dev) st = hk_errorf(HK_ERR_NOMEM, "hk_store_join: out of memory");
+        for (size_t k = 0; dev && k < n_shards; k++) dev[k] = sh[k]->device ? sh[k]->device : "";
+        if (dev && !hk_store_attr_strs(f, "shard_devices", dev, n_shards))
+            st = hk_errorf(HK_ERR_IO, "%s: cannot write attribute 'shard_devices'", root);
+        free(dev);
+    }
     if (st == HK_OK) st = write_i64(f, "seq_id", v_seq, n_rows, root);
     if (st == HK_OK) st = write_i64(f, "seq_length", v_len, n_seq, root);
     if (st == HK_OK) st = write_i64(f, "seq_first_row", v_first, n_seq, root);

@@ -81,6 +81,7 @@ void hk_store_destroy(hk_store *s) {
     free(s->r_len);
     free(s->model_id);
     free(s->model_path);
+    free(s->device);
     free(s->family);
     free(s->config_json);
     free(s->version);
@@ -288,9 +289,11 @@ static hk_status model_strings(hk_store *s, const hk_model *m) {
     s->model_path = strdup(realpath(src, resolved) ? resolved : src);
     s->family = strdup(m->cfg.family);
     s->version = strdup(hk_version());
+    s->device = strdup(hk_model_device_string(m));
     hk_status st = hk_model_config_json(m, &s->config_json);
     if (st != HK_OK) return st;
-    if (!s->model_path || !s->family || !s->version) return hk_errorf(HK_ERR_NOMEM, "out of memory");
+    if (!s->model_path || !s->family || !s->version || !s->device)
+        return hk_errorf(HK_ERR_NOMEM, "out of memory");
     return hk_store_model_id(m, s->config_json, &s->model_id);
 }
 

@@ -140,22 +140,44 @@ typedef struct {
  *                  load (the devtest suite setup).
  *   weights_dtype  the dtype the device keeps the weight matrices in: HK_DTYPE_F32 (the
  *                  default), or HK_DTYPE_F16 / HK_DTYPE_BF16 on a device backend that
- *                  supports them (the CPU and test backends compute in f32 and refuse them). */
+ *                  supports them (the CPU and test backends compute in f32 and refuse them).
+ *   device_index   which device of that kind: 0, 1, ... below hk_device_count (CUDA: the
+ *                  runtime's ordinals, so relative to CUDA_VISIBLE_DEVICES), or
+ *                  HK_DEVICE_INDEX_AUTO (the default): device 0. The CPU has one device
+ *                  (auto or 0). An index past the count is an error naming both, before the
+ *                  checkpoint is read. The library never picks by MPI rank itself: the
+ *                  `hookformer` tool does (docs/SCALE.md, "Placement"). */
+#define HK_DEVICE_INDEX_AUTO (-1)
 typedef struct {
     hk_weights_mode weights; /* a .gguf file's quantized linears: HK_WEIGHTS_BLOCKS (default)
                               * or HK_WEIGHTS_F32 (see hk_weights_mode above) */
     hk_device device;
     hk_dtype weights_dtype;
+    int device_index;        /* HK_DEVICE_INDEX_AUTO (default) or 0, 1, ... */
 } hk_load_opts;
 
-/* {HK_WEIGHTS_BLOCKS, HK_DEVICE_CPU, HK_DTYPE_F32}. */
+/* {HK_WEIGHTS_BLOCKS, HK_DEVICE_CPU, HK_DTYPE_F32, HK_DEVICE_INDEX_AUTO}. */
 hk_load_opts hk_load_default_opts(void);
 /* hk_model_load, then the weights uploaded once to the chosen device (o NULL: the defaults).
- * An unknown weights mode, a device that cannot be opened, or a weights_dtype it refuses, is
- * an error naming it. */
+ * An unknown weights mode, a device that cannot be opened, a device index past the count, or
+ * a weights_dtype it refuses, is an error naming it. */
 hk_status hk_model_load_opts(const char *dir, const hk_load_opts *o, hk_model **out);
+/* Parse a device as the `--device` option writes it: "cpu", "cuda", "cuda:N", "test",
+ * "test:N" (N a decimal index >= 0; no index: *index = HK_DEVICE_INDEX_AUTO). A malformed
+ * text is HK_ERR_INVALID_ARG with a message that quotes it ("device 'cuda:x': ..."). */
+hk_status hk_device_parse(const char *text, hk_device *device, int *index);
+/* The devices of a kind this process can open: cpu 1; cuda the CUDA runtime's count (0 on a
+ * machine without a usable GPU; an error, HK_ERR_NOT_FOUND / HK_ERR_IO as for a load, when
+ * the CUDA module cannot be loaded); test: the environment's HK_TEST_DEVICES (default 1), so
+ * that placement over several devices is testable without any (a value that is not a
+ * number from 0 to 1024 is HK_ERR_INVALID_ARG). */
+hk_status hk_device_count(hk_device device, int *count);
 /* Where the model's forward runs (and where hook tensors live). */
 hk_device hk_model_device(const hk_model *m);
+/* Which device of that kind (0 on the CPU), and the two as text: "cpu", "cuda:1", "test:0"
+ * (owned by the model; what the store's `device` attribute records). */
+int hk_model_device_index(const hk_model *m);
+const char *hk_model_device_string(const hk_model *m);
 /* The stream the model's device backend queues its work on (a cudaStream_t on CUDA), so a
  * device-side plugin launches its kernels in order with the forward; NULL on the CPU and the
  * test backend. */

@@ -7,7 +7,6 @@
 
 #include "adapter.h"
 #include "core/backend.h"
-#include "core/backend_cuda.h"
 #include "core/error.h"
 #include "core/gguf.h"
 #include "core/gguf_tokenizer.h"
@@ -205,8 +204,10 @@ fail:
 }
 
 hk_load_opts hk_load_default_opts(void) {
-    return (hk_load_opts){
-        .weights = HK_WEIGHTS_BLOCKS, .device = HK_DEVICE_CPU, .weights_dtype = HK_DTYPE_F32};
+    return (hk_load_opts){.weights = HK_WEIGHTS_BLOCKS,
+                          .device = HK_DEVICE_CPU,
+                          .weights_dtype = HK_DTYPE_F32,
+                          .device_index = HK_DEVICE_INDEX_AUTO};
 }
 
 hk_status hk_model_load_opts(const char *src, const hk_load_opts *opts, hk_model **out) {
@@ -227,13 +228,22 @@ hk_status hk_model_load_opts(const char *src, const hk_load_opts *opts, hk_model
                                              "f32, f16 or bf16",
                          hk_dtype_name(o.weights_dtype));
     hk_device device = o.device;
-    if (device == HK_DEVICE_CPU) { /* HK_DEVICE=test: the devtest setup's test backend */
-        hk_status st = hk_backend_env_device(&device);
+    int index = o.device_index;
+    if (index < HK_DEVICE_INDEX_AUTO)
+        return hk_errorf(HK_ERR_INVALID_ARG, "hk_model_load_opts: device_index %d, expected 0, "
+                                             "1, ... or HK_DEVICE_INDEX_AUTO (%d)",
+                         index, HK_DEVICE_INDEX_AUTO);
+    if (device == HK_DEVICE_CPU) {
+        if (index > 0) /* before HK_DEVICE=test could make it a test index */
+            return hk_backend_check(device, index);
+        /* HK_DEVICE=test or test:N: the devtest setup's test backend */
+        hk_status st = hk_backend_env_device(&device, &index);
         if (st != HK_OK) return st;
     }
-    /* no GPU or no module: say so before reading the checkpoint */
-    if (device == HK_DEVICE_CUDA) {
-        hk_status st = hk_backend_cuda_probe();
+    /* no GPU or no module, or an index past the devices: say so before reading the
+     * checkpoint */
+    {
+        hk_status st = hk_backend_check(device, index);
         if (st != HK_OK) return st;
     }
     /* what the process held before, and what loading added: the estimate's runtime and load
@@ -244,7 +254,7 @@ hk_status hk_model_load_opts(const char *src, const hk_load_opts *opts, hk_model
         const size_t after = hk_rss_now();
         (*out)->rss_before_load = before;
         (*out)->load_growth = after > before ? after - before : 0;
-        st = hk_model_attach_backend(*out, device, o.weights_dtype);
+        st = hk_model_attach_backend(*out, device, index, o.weights_dtype);
         if (st != HK_OK) {
             hk_model_free(*out);
             *out = NULL;

@@ -172,6 +172,7 @@ static int ablate_main(const cli_command *cmd, int argc, char **argv) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
         goto done;
     }
+    cli_device_note("ablate", m); /* mpirun: which device this rank runs on */
     if ((rc = xp_prompts_encode(&a, m, &p)) || (rc = xp_prompts_encode(&a, m, &ref)) ||
         (rc = xp_answers_encode(&a, m, &ans)) || (rc = xp_answers_encode(&a, m, &wro)))
         goto done;

@@ -473,6 +473,7 @@ static int cache_main(const cli_command *cmd, int argc, char **argv) {
                                hk_status_name(st));
         goto done;
     }
+    cli_device_note("cache", m); /* mpirun: which device this rank runs on */
     if (tokens_file) {
         if ((rc = read_sequences(&a, "tokens-file", tokens_file, hk_model_vocab_size(m), &seqs)))
             goto done;

@@ -25,8 +25,8 @@ static const cli_opt estimate_opts[] = {
                    "generate (default: one forward over the context, no KV cache, as run)"},
     {"all-logits", NULL, "logits for every position (default: the last position only)"},
     CLI_OPT_THREADS,
-    {"device", "cpu|cuda", "cpu: resident host memory (default); cuda: device memory of one "
-                           "GPU (docs/CUDA.md)"},
+    {"device", "cpu|cuda|cuda:N", "cpu: resident host memory (default); cuda, cuda:N: device "
+                                  "memory of one GPU (docs/CUDA.md)"},
     {"weights-dtype", "f32|f16|bf16", "the weights' dtype on the device (default f32; f16 "
                                       "and bf16 with --device cuda only)"},
     {"mem-limit", "SIZE", "exit 1 when the total exceeds SIZE: bytes or NNNk/NNNm/NNNg"},
@@ -152,6 +152,7 @@ static int estimate_main(const cli_command *cmd, int argc, char **argv) {
     /* the model is read on the CPU whatever --device says: estimate plans a device run from
      * the checkpoint and needs no GPU */
     load_opts.device = HK_DEVICE_CPU;
+    load_opts.device_index = HK_DEVICE_INDEX_AUTO; /* cuda:N plans for one GPU like cuda */
     load_opts.weights_dtype = HK_DTYPE_F32;
     const bool by_prompt = cli_has(&a, "tokens") || cli_has(&a, "prompt") || cli_has(&a, "prompts");
     if (!cli_has(&a, "ctx") && !by_prompt)

@@ -140,6 +140,7 @@ static int patch_main(const cli_command *cmd, int argc, char **argv) {
         rc = cli_runtime_error(&a, "cannot load model '%s': %s", dir, hk_last_error());
         goto done;
     }
+    cli_device_note("patch", m); /* mpirun: which device this rank runs on */
     if (!(clean.ids && bad.ids)) {
         if ((rc = xp_prompts_encode(&a, m, &clean)) || (rc = xp_prompts_encode(&a, m, &bad)) ||
             (rc = check_lengths(&a, &clean, &bad, &map)))

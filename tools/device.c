@@ -1,20 +1,29 @@
 /* --device / --weights-dtype / --weights (tools/device.h). */
 #include "device.h"
 
+#include <stdio.h>
 #include <string.h>
+
+#include "dist.h"
+
+/* Under mpirun / srun a device without an index is the rank's by its local rank: one process
+ * per device, round robin when a node runs more ranks than it has devices. Where the devices
+ * cannot be counted (no CUDA module, no GPU) the index stays auto, and the load says why it
+ * cannot open the device. */
+static void place_rank(hk_load_opts *o) {
+    const cli_dist_info *d = cli_dist();
+    if (!d || o->device == HK_DEVICE_CPU || o->device_index != HK_DEVICE_INDEX_AUTO) return;
+    int n = 0;
+    if (hk_device_count(o->device, &n) != HK_OK || n <= 0) return;
+    o->device_index = d->local_rank % n;
+}
 
 int cli_load_opts(const cli_args *a, hk_load_opts *out) {
     *out = hk_load_default_opts();
     const char *d = cli_str(a, "device"), *w = cli_str(a, "weights-dtype");
     if (d) {
-        if (!strcmp(d, "cpu"))
-            out->device = HK_DEVICE_CPU;
-        else if (!strcmp(d, "cuda"))
-            out->device = HK_DEVICE_CUDA;
-        else if (!strcmp(d, "test"))
-            out->device = HK_DEVICE_TEST;
-        else
-            return cli_usage_error(a, "--device '%s': expected cpu or cuda", d);
+        hk_status st = hk_device_parse(d, &out->device, &out->device_index);
+        if (st != HK_OK) return cli_usage_error(a, "--%s", hk_last_error());
     }
     if (w) {
         if (!strcmp(w, "f32"))
@@ -35,5 +44,13 @@ int cli_load_opts(const cli_args *a, hk_load_opts *out) {
         else
             return cli_usage_error(a, "--weights: \"%s\" is not a mode (expected blocks or f32)", q);
     }
+    place_rank(out);
     return 0;
+}
+
+void cli_device_note(const char *command, const hk_model *m) {
+    const cli_dist_info *d = cli_dist();
+    if (!d) return;
+    fprintf(stderr, "%s: rank %d of %d (local rank %d) runs on %s\n", command, d->rank, d->size,
+            d->local_rank, hk_model_device_string(m));
 }

@@ -9,8 +9,8 @@
 
 #include "cuda_kernels.h"
 
-/* Raised whenever an entry is added, removed or changes its signature. */
-#define HK_CU_API_VERSION 2u
+/* Raised whenever an entry is added, removed or changes its signature (3: set_device). */
+#define HK_CU_API_VERSION 3u
 /* The one symbol the module exports: const hk_cu_api *HK_CU_API_SYMBOL(void). */
 #define HK_CU_API_SYMBOL hk_cu_module_api
 #define HK_CU_API_SYMBOL_NAME "hk_cu_module_api"
@@ -19,6 +19,7 @@
 #define HK_CU_API_ENTRIES(X)                                                                 \
     X(int, device_count, (void))                                                             \
     X(int, device_probe, (int *count))                                                       \
+    X(int, set_device, (int ordinal))                                                        \
     X(const char *, error_string, (int err))                                                 \
     X(const char *, error_name, (int err))                                                   \
     X(int, malloc, (void **p, size_t bytes))                                                 \

@@ -23,6 +23,10 @@ int hk_cu_device_count(void);
  * Under AddressSanitizer the driver's address-space reservation collides with ASan's shadow
  * gap and this reports cudaErrorMemoryAllocation: run with ASAN_OPTIONS=protect_shadow_gap=0. */
 int hk_cu_device_probe(int *count);
+/* Make GPU `ordinal` the calling thread's current device (cudaSetDevice), unless it is
+ * already (cudaGetDevice: no call into the driver then, so it is cheap enough to make before
+ * every op). 0, or the runtime's error (cudaErrorInvalidDevice past the count). */
+int hk_cu_set_device(int ordinal);
 const char *hk_cu_error_string(int err); /* "out of memory" */
 const char *hk_cu_error_name(int err);   /* "cudaErrorMemoryAllocation" */
 int hk_cu_malloc(void **p, size_t bytes);

@@ -19,6 +19,13 @@ extern "C" int hk_cu_device_count(void) {
     return n;
 }
 
+extern "C" int hk_cu_set_device(int ordinal) {
+    int cur = -1;
+    const cudaError_t e = cudaGetDevice(&cur);
+    if (e == cudaSuccess && cur == ordinal) return 0;
+    return (int)cudaSetDevice(ordinal);
+}
+
 extern "C" const char *hk_cu_error_string(int err) {
     return cudaGetErrorString((cudaError_t)err);
 }

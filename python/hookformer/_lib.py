@@ -23,6 +23,7 @@ HK_HOOK_CONTINUE, HK_HOOK_STOP, HK_HOOK_ERROR = 0, 1, 2
 HK_DTYPE_F32, HK_DTYPE_F16, HK_DTYPE_BF16, HK_DTYPE_I32, HK_DTYPE_I64, HK_DTYPE_U8 = range(6)
 # hk_device
 HK_DEVICE_CPU, HK_DEVICE_CUDA, HK_DEVICE_TEST = 0, 1, 2
+HK_DEVICE_INDEX_AUTO = -1
 # hk_weights_mode
 HK_WEIGHTS_BLOCKS, HK_WEIGHTS_F32 = 0, 1
 # hk_bos_mode
@@ -59,7 +60,8 @@ class HookCtx(C.Structure):  # hk_hook_ctx
 
 
 class LoadOpts(C.Structure):  # hk_load_opts
-    _fields_ = [("weights", C.c_int), ("device", C.c_int), ("weights_dtype", C.c_int)]
+    _fields_ = [("weights", C.c_int), ("device", C.c_int), ("weights_dtype", C.c_int),
+                ("device_index", C.c_int)]
 
 
 class RunOpts(C.Structure):  # hk_run_opts
@@ -194,6 +196,10 @@ _SIGNATURES = {
     "hk_model_load": (S, [C.c_char_p, PP]),
     "hk_load_default_opts": (LoadOpts, []),
     "hk_model_load_opts": (S, [C.c_char_p, C.POINTER(LoadOpts), PP]),
+    "hk_device_parse": (S, [C.c_char_p, C.POINTER(C.c_int), C.POINTER(C.c_int)]),
+    "hk_device_count": (S, [C.c_int, C.POINTER(C.c_int)]),
+    "hk_model_device_index": (C.c_int, [P]),
+    "hk_model_device_string": (C.c_char_p, [P]),
     "hk_model_free": (None, [P]),
     "hk_model_config_json": (S, [P, C.POINTER(vp)]),
     "hk_model_n_params": (i64, [P]),

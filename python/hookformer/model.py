@@ -12,11 +12,22 @@ from . import sae as _sae
 from ._lib import HookformerError, check, lib
 
 _POOLINGS = {"model": 0, "mean": 1, "cls": 2, "max": 3, "mean_sqrt_len": 4, "last": 5}
-# hk_load_opts's choices by name ("test": the test-only backend, CPU kernels on separate,
-# checked "device" memory)
-_DEVICES = {"cpu": _lib.HK_DEVICE_CPU, "cuda": _lib.HK_DEVICE_CUDA, "test": _lib.HK_DEVICE_TEST}
 _WEIGHTS_DTYPES = {"f32": _lib.HK_DTYPE_F32, "f16": _lib.HK_DTYPE_F16, "bf16": _lib.HK_DTYPE_BF16}
 _WEIGHTS = {"blocks": _lib.HK_WEIGHTS_BLOCKS, "f32": _lib.HK_WEIGHTS_F32}
+
+
+def _device(value):
+    """hk_load_opts's device and device_index from "cpu", "cuda", "cuda:N", "test" or "test:N"
+    (hk_device_parse, the parser of --device; "test": the test-only backend, CPU kernels on
+    separate, checked "device" memory)."""
+    d, i = C.c_int(), C.c_int()
+    if isinstance(value, str) and lib.hk_device_parse(value.encode(), C.byref(d),
+                                                      C.byref(i)) == _lib.HK_OK:
+        return d.value, i.value
+    why = lib.hk_last_error().decode(errors="replace") if isinstance(value, str) else "not a str"
+    why = why.split("': ", 1)[-1]
+    raise ValueError(f"device={value!r}: {why}; expected one of 'cpu', 'cuda', 'cuda:N', 'test', "
+                     f"'test:N'")
 
 
 def _choice(what, value, choices):
@@ -27,7 +38,8 @@ def _choice(what, value, choices):
 
 def load(path, device="cpu", weights_dtype="f32", weights="blocks"):
     """Load a Hugging Face checkpoint folder or a .gguf file (hk_model_load_opts).
-    device: "cpu", "cuda" (an NVIDIA GPU through the CUDA backend) or "test" (the test-only
+    device: "cpu", "cuda" (an NVIDIA GPU through the CUDA backend: GPU 0), "cuda:N" (GPU N,
+    as CUDA numbers them under CUDA_VISIBLE_DEVICES) or "test" / "test:N" (the test-only
     backend); weights_dtype: the device's copy of the weight matrices ("f32", or "f16"/"bf16"
     on cuda); weights: a .gguf file's quantized linears kept in their "blocks" for decode or
     all dequantized to "f32". Hooks see host numpy views on every device (the runtime copies)."""
@@ -116,7 +128,7 @@ class Model:
 
     def __init__(self, path, device="cpu", weights_dtype="f32", weights="blocks"):
         opts = lib.hk_load_default_opts()
-        opts.device = _choice("device", device, _DEVICES)
+        opts.device, opts.device_index = _device(device)
         opts.weights_dtype = _choice("weights_dtype", weights_dtype, _WEIGHTS_DTYPES)
         opts.weights = _choice("weights", weights, _WEIGHTS)
         self.path = str(path)
@@ -127,6 +139,8 @@ class Model:
         h = C.c_void_p()
         check(lib.hk_model_load_opts(self.path.encode(), C.byref(opts), C.byref(h)))
         self._h = h
+        # which device of its kind the model runs on (0, 1, ...), as the C API says
+        self.device_index = lib.hk_model_device_index(self._h)
         hk = C.c_void_p()
         st = lib.hk_hooks_new(self._h, C.byref(hk))
         if st != _lib.HK_OK:

@@ -24,7 +24,7 @@ static hk_model *load_on(const char *name, hk_device device) {
 static void test_pointer_checks(void **state) {
     (void)state;
     hk_backend *be;
-    EXPECT_OK(hk_backend_open(HK_DEVICE_TEST, &be));
+    EXPECT_OK(hk_backend_open(HK_DEVICE_TEST, HK_DEVICE_INDEX_AUTO, &be));
     assert_false(be->host_memory);
     assert_null(be->stream(be));
     float host[16] = {0};
@@ -71,7 +71,7 @@ static void test_pointer_checks(void **state) {
 static void test_sample(void **state) {
     (void)state;
     hk_backend *be;
-    EXPECT_OK(hk_backend_open(HK_DEVICE_TEST, &be));
+    EXPECT_OK(hk_backend_open(HK_DEVICE_TEST, HK_DEVICE_INDEX_AUTO, &be));
     float logits[50];
     for (int i = 0; i < 50; i++) logits[i] = sinf((float)i * 1.7f) * 3.0f;
     float *dev;
@@ -256,6 +256,75 @@ static void test_host_stage_reused(void **state) {
     hk_host_stage_put(&a);
     hk_hooks_free(h);
     hk_model_free(m);
+}
+
+/* Two models on test devices 0 and 1 (HK_TEST_DEVICES=2): each reports its device, and the
+ * host copies of a hook on the first go through its own instance (its counters, its staging
+ * buffer), not through the one opened last; device 2 is past the count. */
+static void test_device_index(void **state) {
+    (void)state;
+    setenv("HK_TEST_DEVICES", "2", 1);
+    char dir[1024];
+    fixture_path("gpt2", dir, sizeof dir);
+    hk_load_opts o = hk_load_default_opts();
+    assert_int_equal(o.device_index, HK_DEVICE_INDEX_AUTO);
+    o.device = HK_DEVICE_TEST;
+    hk_model *a = NULL, *b = NULL, *c = (hk_model *)&c;
+    EXPECT_OK(hk_model_load_opts(dir, &o, &a));
+    o.device_index = 1;
+    EXPECT_OK(hk_model_load_opts(dir, &o, &b));
+    assert_int_equal(hk_model_device_index(a), 0);
+    assert_string_equal(hk_model_device_string(a), "test:0");
+    assert_int_equal(hk_model_device_index(b), 1);
+    assert_string_equal(hk_model_device_string(b), "test:1");
+    hk_backend *ba = hk_model_backend(a), *bb = hk_model_backend(b);
+    const uint64_t d2h_b = bb->counters.d2h;
+    const uint64_t d2h_a = ba->counters.d2h;
+    const int32_t tokens[5] = {1, 7, 3, 9, 2};
+    float logits[5 * 1000];
+    hk_hooks *h;
+    EXPECT_OK(hk_hooks_new(a, &h));
+    seen_ptrs seen = {0};
+    EXPECT_OK(hk_hooks_add(h, "blocks.0.hook_resid_pre", record_ptr, &seen, NULL));
+    EXPECT_OK(hk_model_run(a, h, tokens, NULL, 1, 5, logits));
+    assert_int_equal(seen.n, 1);
+    assert_ptr_equal(seen.data[0], ba->stage); /* a's staging buffer, not b's */
+    assert_null(bb->stage);
+    assert_int_equal(bb->counters.d2h, d2h_b); /* b copied nothing */
+    assert_true(ba->counters.d2h > d2h_a);
+    hk_hooks_free(h);
+    o.device_index = 2;
+    assert_int_equal(hk_model_load_opts("/nonexistent", &o, &c), HK_ERR_INVALID_ARG);
+    assert_null(c);
+    assert_non_null(strstr(hk_last_error(), "device test:2: index 2 is past the last test "
+                                            "device: HK_TEST_DEVICES=2 makes 2"));
+    /* the CPU is one device; an index below auto is no index */
+    o.device = HK_DEVICE_CPU;
+    o.device_index = 1;
+    assert_int_equal(hk_model_load_opts(dir, &o, &c), HK_ERR_INVALID_ARG);
+    o.device_index = 0;
+    EXPECT_OK(hk_model_load_opts(dir, &o, &c));
+    hk_model_free(c);
+    o.device_index = -2;
+    assert_int_equal(hk_model_load_opts(dir, &o, &c), HK_ERR_INVALID_ARG);
+    int n = 0;
+    EXPECT_OK(hk_device_count(HK_DEVICE_TEST, &n));
+    assert_int_equal(n, 2);
+    EXPECT_OK(hk_device_count(HK_DEVICE_CPU, &n));
+    assert_int_equal(n, 1);
+    hk_device d;
+    int i;
+    EXPECT_OK(hk_device_parse("cuda:12", &d, &i));
+    assert_int_equal(d, HK_DEVICE_CUDA);
+    assert_int_equal(i, 12);
+    EXPECT_OK(hk_device_parse("test", &d, &i));
+    assert_int_equal(d, HK_DEVICE_TEST);
+    assert_int_equal(i, HK_DEVICE_INDEX_AUTO);
+    assert_int_equal(hk_device_parse("cuda:+1", &d, &i), HK_ERR_INVALID_ARG);
+    assert_int_equal(hk_device_parse("", &d, &i), HK_ERR_INVALID_ARG);
+    hk_model_free(b);
+    hk_model_free(a);
+    unsetenv("HK_TEST_DEVICES");
 }
 
 static void test_device_aware_hook(void **state) {
@@ -461,6 +530,7 @@ int main(void) {
         cmocka_unit_test(test_sample),
         cmocka_unit_test(test_only_hooked_points_copy),
         cmocka_unit_test(test_host_stage_reused),
+        cmocka_unit_test(test_device_index),
         cmocka_unit_test(test_device_aware_hook),
         cmocka_unit_test(test_bitwise_gpt2),
         cmocka_unit_test(test_bitwise_llama),

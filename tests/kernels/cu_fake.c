@@ -16,13 +16,55 @@ static hk_dtype dt(hk_cu_dtype t) {
     return t == HK_CU_F16 ? HK_DTYPE_F16 : t == HK_CU_BF16 ? HK_DTYPE_BF16 : HK_DTYPE_F32;
 }
 
-static int device_count(void) { return 1; }
+/* Devices: HK_TEST_DEVICES of them (default 1), the calling thread's current one set by
+ * set_device; each stream and cuBLAS handle keeps the device current when it was made, and
+ * an op queued on one while another device is current fails as CUDA fails it
+ * (cudaErrorInvalidResourceHandle), counted in cu_fake_device_mismatches: a backend that
+ * forgets to switch devices is caught. */
+#define FAKE_INVALID_DEVICE 101
+#define FAKE_INVALID_HANDLE 400
+static _Thread_local int current;
+static long mismatches;
+typedef struct {
+    int device;
+} fake_obj; /* a stream or a cuBLAS handle */
+long cu_fake_device_mismatches(void) { return mismatches; }
+int cu_fake_current_device(void) { return current; }
+static int on_device(const void *obj) {
+    if (!obj || ((const fake_obj *)obj)->device == current) return 0;
+    mismatches++;
+    return FAKE_INVALID_HANDLE;
+}
+#define ON(obj)                                                                              \
+    do {                                                                                     \
+        if (on_device(obj)) return FAKE_INVALID_HANDLE;                                      \
+    } while (0)
+
+static int device_count(void) {
+    const char *e = getenv("HK_TEST_DEVICES");
+    return e && *e ? atoi(e) : 1;
+}
 static int device_probe(int *n) {
-    *n = 1;
+    *n = device_count();
     return 0;
 }
-static const char *error_string(int e) { return e ? "fake device error" : "no error"; }
-static const char *error_name(int e) { return e ? "fakeError" : "fakeSuccess"; }
+static int set_device(int ordinal) {
+    if (ordinal < 0 || ordinal >= device_count()) return FAKE_INVALID_DEVICE;
+    current = ordinal;
+    return 0;
+}
+static const char *error_string(int e) {
+    return e == FAKE_INVALID_DEVICE   ? "invalid device ordinal"
+           : e == FAKE_INVALID_HANDLE ? "invalid resource handle"
+           : e                        ? "fake device error"
+                                      : "no error";
+}
+static const char *error_name(int e) {
+    return e == FAKE_INVALID_DEVICE   ? "cudaErrorInvalidDevice"
+           : e == FAKE_INVALID_HANDLE ? "cudaErrorInvalidResourceHandle"
+           : e                        ? "fakeError"
+                                      : "fakeSuccess";
+}
 static int f_malloc(void **p, size_t bytes) {
     *p = malloc(bytes ? bytes : 1);
     if (!*p) return 2;
@@ -39,24 +81,24 @@ static int copy(void *d, const void *s, size_t n) {
     return 0;
 }
 static int sync_(void *s) {
-    (void)s;
+    ON(s);
     return 0;
 }
 static int layernorm(const float *x, int64_t n, int64_t d, const float *w, const float *b,
                      float eps, float *y, float *sc, void *st) {
-    (void)st;
+    ON(st);
     hk_k_layernorm(x, n, d, w, b, eps, y, sc);
     return 0;
 }
 static int rmsnorm(const float *x, int64_t n, int64_t d, const float *w, float eps, float *y,
                    float *sc, void *st) {
-    (void)st;
+    ON(st);
     hk_k_rmsnorm(x, n, d, w, eps, y, sc);
     return 0;
 }
 #define ACT(name, fn)                                                                        \
     static int name(float *x, int64_t n, void *st) {                                        \
-        (void)st;                                                                            \
+        ON(st);                                                                              \
         fn(x, n);                                                                            \
         return 0;                                                                            \
     }
@@ -65,25 +107,25 @@ ACT(gelu, hk_k_gelu)
 ACT(silu, hk_k_silu)
 ACT(relu, hk_k_relu)
 static int mul(float *y, const float *x, int64_t n, void *st) {
-    (void)st;
+    ON(st);
     hk_k_mul(y, x, n);
     return 0;
 }
 static int add(float *y, const float *x, int64_t n, void *st) {
-    (void)st;
+    ON(st);
     hk_k_add(y, x, n);
     return 0;
 }
 static int rope(float *x, int64_t n, int64_t h, int64_t dh, int64_t ld, int64_t rot,
                 const float *c, const float *s, void *st) {
-    (void)st;
+    ON(st);
     hk_k_rope(x, n, h, dh, ld, rot, c, s);
     return 0;
 }
 static size_t dtype_size(hk_cu_dtype t) { return t == HK_CU_F32 ? 4 : 2; }
 static int convert(void *dst, hk_cu_dtype dtp, const void *src, hk_cu_dtype stp, int64_t n,
                    void *st) {
-    (void)st;
+    ON(st);
     if ((unsigned)dtp > HK_CU_BF16 || (unsigned)stp > HK_CU_BF16) return 1;
     float *tmp = malloc((size_t)(n > 0 ? n : 1) * sizeof *tmp);
     if (!tmp) return 2;
@@ -94,7 +136,7 @@ static int convert(void *dst, hk_cu_dtype dtp, const void *src, hk_cu_dtype stp,
 }
 static int embed_typed(const void *table, hk_cu_dtype t, int64_t d, const int32_t *ids,
                        int64_t n, float *out, void *st) {
-    (void)st;
+    ON(st);
     const size_t es = dtype_size(t);
     for (int64_t i = 0; i < n; i++)
         hk_convert_to_f32(dt(t), (const char *)table + (size_t)(ids[i] * d) * es, out + i * d,
@@ -105,22 +147,25 @@ static int embed(const float *table, int64_t d, const int32_t *ids, int64_t n, f
                  void *st) {
     return embed_typed(table, HK_CU_F32, d, ids, n, out, st);
 }
-static char the_stream;
 static int stream_create(void **s) {
-    *s = &the_stream;
+    fake_obj *o = malloc(sizeof *o);
+    if (!o) return 2;
+    o->device = current;
+    *s = o;
     return 0;
 }
 static int stream_destroy(void *s) {
-    (void)s;
+    ON(s);
+    free(s);
     return 0;
 }
 static int memset_async(void *d, int v, size_t n, void *st) {
-    (void)st;
+    ON(st);
     memset(d, v, n);
     return 0;
 }
 static int upload_async(void *d, const void *s, size_t n, void *st) {
-    (void)st;
+    ON(st);
     return copy(d, s, n);
 }
 static int upload(void *d, const void *s, size_t n) { return copy(d, s, n); }
@@ -129,13 +174,15 @@ static int mem_info(size_t *f, size_t *t) {
     *f = *t = (size_t)1 << 30;
     return 0;
 }
-static char the_blas;
 static int blas_new(void *st, hk_cu_blas **out) {
-    (void)st;
-    *out = (hk_cu_blas *)(void *)&the_blas;
+    ON(st);
+    fake_obj *o = malloc(sizeof *o);
+    if (!o) return 2;
+    o->device = current;
+    *out = (hk_cu_blas *)(void *)o;
     return 0;
 }
-static void blas_free(hk_cu_blas *b) { (void)b; }
+static void blas_free(hk_cu_blas *b) { free(b); }
 static int blas_tf32(hk_cu_blas *b, bool on) {
     (void)b;
     (void)on;
@@ -145,7 +192,7 @@ static int blas_tf32(hk_cu_blas *b, bool on) {
 static int linear(hk_cu_blas *h, const float *x, int64_t n, int64_t in, const void *w,
                   hk_cu_dtype wt, int64_t ldw, bool in_out, const float *b, int64_t out,
                   float *y, int64_t ldy, void *x_ws) {
-    (void)h;
+    ON(h);
     if (n <= 0 || out <= 0) return 0;
     if (wt == HK_CU_F32) {
         hk_k_linear(x, n, in, w, ldw, in_out, b, out, y, ldy);
@@ -168,7 +215,7 @@ static int linear(hk_cu_blas *h, const float *x, int64_t n, int64_t in, const vo
     return 0;
 }
 static int gated(int act, float *g, const float *u, int64_t n, void *st) {
-    (void)st;
+    ON(st);
     static void (*const f[4])(float *, int64_t) = {hk_k_silu, hk_k_gelu, hk_k_gelu_new,
                                                      hk_k_relu};
     if (act < 0 || act > 3) return 1;
@@ -190,7 +237,7 @@ static int attention(hk_cu_dtype qt, hk_cu_dtype kt, const void *q, int64_t ldq,
                      int64_t ldk, const void *v, int64_t ldv, int64_t sq, int64_t sk,
                      int64_t ring, int64_t nh, int64_t nkv, int64_t dh, float scale,
                      const hk_mask_desc *mask, float *out, int64_t ldo, void *st) {
-    (void)st;
+    ON(st);
     if (qt != HK_CU_F32 || kt != HK_CU_F32 || ring != 0) return 1; /* what the backend sends */
     hk_mask_desc m = *mask;
     hk_k_mask hm = host_mask(&m);
@@ -199,7 +246,7 @@ static int attention(hk_cu_dtype qt, hk_cu_dtype kt, const void *q, int64_t ldq,
 }
 static int kv_write(void *dst, hk_cu_dtype t, int64_t ldd, int64_t ring, int64_t pos0,
                     const float *src, int64_t lds, int64_t n, int64_t width, void *st) {
-    (void)st;
+    ON(st);
     if (t != HK_CU_F32 || pos0 < 0 || (ring > 0 && n > ring)) return 1;
     for (int64_t i = 0; i < n; i++) {
         const int64_t row = ring > 0 ? (pos0 + i) % ring : pos0 + i;
@@ -233,21 +280,21 @@ static void block_mask_free(hk_block_mask *d) {
 static int attention_scores(hk_cu_blas *h, const float *q, int64_t ldq, const float *k,
                             int64_t ldk, int64_t sq, int64_t sk, int64_t nh, int64_t nkv,
                             int64_t dh, float scale, const hk_mask_desc *mask, float *scores) {
-    (void)h;
+    ON(h);
     hk_mask_desc m = *mask;
     hk_k_mask hm = host_mask(&m);
     hk_k_attention_scores(q, ldq, k, ldk, sq, sk, nh, nkv, dh, scale, &hm, scores);
     return 0;
 }
 static int softmax_rows(const float *s, int64_t rows, int64_t n, float *p, void *st) {
-    (void)st;
+    ON(st);
     hk_k_softmax_rows(s, rows, n, p);
     return 0;
 }
 static int attention_apply(hk_cu_blas *h, const float *p, const float *v, int64_t ldv,
                            int64_t sq, int64_t sk, int64_t nh, int64_t nkv, int64_t dh,
                            float *out, int64_t ldo) {
-    (void)h;
+    ON(h);
     hk_k_attention_apply(p, v, ldv, sq, sk, nh, nkv, dh, out, ldo);
     return 0;
 }
@@ -258,7 +305,7 @@ static int upload_convert(void *d, hk_cu_dtype t, const void *s, hk_cu_dtype st,
 }
 static int rmsnorm_offset(const float *x, int64_t n, int64_t d, const float *w, float off,
                           float eps, float *y, float *sc, void *st) {
-    (void)st;
+    ON(st);
     float *w1 = malloc((size_t)d * 4);
     if (!w1) return 2;
     for (int64_t j = 0; j < d; j++) w1[j] = w[j] + off;
@@ -268,7 +315,7 @@ static int rmsnorm_offset(const float *x, int64_t n, int64_t d, const float *w, 
 }
 static int norm_stats(const float *x, int64_t n, int64_t d, bool center, double eps,
                       float *mean, float *scale, void *st) {
-    (void)st;
+    ON(st);
     for (int64_t i = 0; i < n; i++) {
         double mu = 0, sq = 0;
         if (center) {
@@ -283,7 +330,7 @@ static int norm_stats(const float *x, int64_t n, int64_t d, bool center, double 
 }
 static int norm_divide(const float *x, int64_t n, int64_t d, const float *mean,
                        const float *scale, float *y, void *st) {
-    (void)st;
+    ON(st);
     for (int64_t i = 0; i < n; i++) {
         const double inv = 1.0 / (double)scale[i];
         for (int64_t j = 0; j < d; j++)
@@ -293,41 +340,41 @@ static int norm_divide(const float *x, int64_t n, int64_t d, const float *mean,
 }
 static int scale_bias(float *y, int64_t n, int64_t d, const float *w, const float *b,
                       void *st) {
-    (void)st;
+    ON(st);
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < d; j++) y[i * d + j] = y[i * d + j] * w[j] + (b ? b[j] : 0.0f);
     return 0;
 }
 static int scale(float *x, int64_t n, float f, void *st) {
-    (void)st;
+    ON(st);
     for (int64_t i = 0; i < n; i++) x[i] *= f;
     return 0;
 }
 static int softcap(float *x, int64_t n, float cap, void *st) {
-    (void)st;
+    ON(st);
     for (int64_t i = 0; i < n; i++) x[i] = hk_softcap(x[i], cap);
     return 0;
 }
 static int sigmoid(float *x, int64_t n, void *st) {
-    (void)st;
+    ON(st);
     for (int64_t i = 0; i < n; i++) x[i] = 1.0f / (1.0f + expf(-x[i]));
     return 0;
 }
 static int gather_rows(float *dst, const float *src, int64_t d, const int64_t *idx, int64_t div,
                        int64_t n, void *st) {
-    (void)st;
+    ON(st);
     for (int64_t i = 0; i < n; i++) memcpy(dst + i * d, src + (idx[i] / div) * d, (size_t)d * 4);
     return 0;
 }
 static int scatter_rows(float *dst, const float *src, int64_t d, const int64_t *idx, int64_t n,
                         void *st) {
-    (void)st;
+    ON(st);
     for (int64_t i = 0; i < n; i++) memcpy(dst + idx[i] * d, src + i * d, (size_t)d * 4);
     return 0;
 }
 static int combine_rows(float *y, const float *x, int64_t d, const int64_t *idx, int64_t div,
                         const float *w, int64_t n, void *st) {
-    (void)st;
+    ON(st);
     for (int64_t i = 0; i < n; i++) {
         const int64_t a = idx ? idx[i] : i, r = idx ? a / div : i;
         for (int64_t j = 0; j < d; j++) y[r * d + j] += w[a] * x[i * d + j];
@@ -335,7 +382,7 @@ static int combine_rows(float *y, const float *x, int64_t d, const int64_t *idx,
     return 0;
 }
 static int softmax_f64(const float *x, int64_t rows, int64_t n, float *y, void *st) {
-    (void)st;
+    ON(st);
     for (int64_t i = 0; i < rows; i++) {
         float mx = -INFINITY;
         for (int64_t j = 0; j < n; j++) mx = x[i * n + j] > mx ? x[i * n + j] : mx;
@@ -348,7 +395,7 @@ static int softmax_f64(const float *x, int64_t rows, int64_t n, float *y, void *
 }
 static int moe_route(const float *probs, int64_t rows, int64_t E, int64_t k, bool norm,
                      float *ids, float *mix, void *st) {
-    (void)st;
+    ON(st);
     if (E <= 0 || E > 1024 || k <= 0 || k > E) return 1;
     for (int64_t i = 0; i < rows; i++) {
         const float *p = probs + i * E;
@@ -369,18 +416,18 @@ static int moe_route(const float *probs, int64_t rows, int64_t E, int64_t k, boo
     return 0;
 }
 static int argmax_rows(const float *x, int64_t rows, int64_t n, int32_t *out, void *st) {
-    (void)st;
+    ON(st);
     for (int64_t r = 0; r < rows; r++)
         if (hk_sample(x + r * n, n, NULL, NULL, &out[r]) != HK_OK) out[r] = -1;
     return 0;
 }
 static int download(void *d, const void *s, size_t n) { return copy(d, s, n); }
 static int download_async(void *d, const void *s, size_t n, void *st) {
-    (void)st;
+    ON(st);
     return copy(d, s, n);
 }
 static int copy_async(void *d, const void *s, size_t n, void *st) {
-    (void)st;
+    ON(st);
     return copy(d, s, n);
 }
 static const char *blas_status_string(int s) { return error_string(s); }
@@ -391,6 +438,7 @@ static const hk_cu_api table = {
     .hk_version = HK_VERSION_STRING,
     .device_count = device_count,
     .device_probe = device_probe,
+    .set_device = set_device,
     .error_string = error_string,
     .error_name = error_name,
     .malloc = f_malloc,

@@ -2,7 +2,8 @@
  * (views of one host tensor share a block, tied embeddings split when the matrices are not
  * f32, offsets in the block's dtype, nothing left allocated after a failure) through a host
  * sink; opening without the module or without a GPU fails with a message naming what is
- * missing. With a GPU, a few ops of an open instance against the CPU kernels. */
+ * missing; over the CPU stand-in of the module, instances on GPU indices switch the thread's
+ * device before every op. With a GPU, a few ops of an open instance against the CPU kernels. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -217,7 +218,7 @@ static void test_open_without_module(void **state) {
     (void)state;
     setenv("HK_CUDA_MODULE", "/nonexistent/libhookformer_cuda.so", 1);
     hk_backend *be = (hk_backend *)&be;
-    assert_int_equal(hk_backend_cuda_open(&be), HK_ERR_NOT_FOUND);
+    assert_int_equal(hk_backend_cuda_open(HK_DEVICE_INDEX_AUTO, &be), HK_ERR_NOT_FOUND);
     assert_null(be);
     const char *e = hk_last_error();
     print_message("%s\n", e);
@@ -249,7 +250,7 @@ static void test_open_without_gpu(void **state) {
     setenv("HK_CUDA_MODULE", HK_TEST_CUDA_MODULE, 1);
     if (gpus() > 0) skip();
     hk_backend *be = (hk_backend *)&be;
-    assert_int_equal(hk_backend_cuda_open(&be), HK_ERR_UNSUPPORTED);
+    assert_int_equal(hk_backend_cuda_open(HK_DEVICE_INDEX_AUTO, &be), HK_ERR_UNSUPPORTED);
     assert_null(be);
     print_message("%s\n", hk_last_error());
     assert_non_null(strstr(hk_last_error(), "device cuda: no CUDA device"));
@@ -446,10 +447,62 @@ static void check_ops(hk_backend *be, double bound) {
 static void test_ops_on_cpu_table(void **state) {
     (void)state;
     hk_backend *be = NULL;
-    assert_int_equal(hk_backend_cuda_open_api(cu_fake_api(), &be), HK_OK);
+    assert_int_equal(hk_backend_cuda_open_api(cu_fake_api(), 0, &be), HK_OK);
     check_ops(be, 0.0);
     be->close(be);
     assert_int_equal(cu_fake_live_blocks(), 0); /* every device block was freed */
+}
+
+/* GPU indices over the stand-in (HK_TEST_DEVICES=3 "GPUs", each stream and cuBLAS handle
+ * bound to the device current when it was made, an op on another device's failing): an
+ * instance on GPU 2 runs every op while the thread's current device was moved to 0 (as another
+ * model's instance or a plugin moves it), and two instances on GPUs 1 and 2 interleave; an
+ * index past the count is refused naming both numbers. */
+static void test_device_index_on_cpu_table(void **state) {
+    (void)state;
+    setenv("HK_TEST_DEVICES", "3", 1);
+    const hk_cu_api *cu = cu_fake_api();
+    /* the stand-in catches a missing switch: a stream of GPU 2 used while GPU 0 is current */
+    void *stream = NULL;
+    assert_int_equal(cu->set_device(2), 0);
+    assert_int_equal(cu->stream_create(&stream), 0);
+    assert_int_equal(cu->set_device(0), 0);
+    const long before = cu_fake_device_mismatches();
+    assert_int_not_equal(cu->sync(stream), 0);
+    assert_int_equal(cu_fake_device_mismatches(), before + 1);
+    assert_int_equal(cu->set_device(2), 0);
+    assert_int_equal(cu->stream_destroy(stream), 0);
+    assert_int_not_equal(cu->set_device(3), 0);
+
+    hk_backend *a = NULL, *b = NULL;
+    assert_int_equal(hk_backend_cuda_open_api(cu, 2, &a), HK_OK);
+    assert_int_equal(a->index, 2);
+    assert_string_equal(a->label, "cuda:2");
+    assert_int_equal(cu->set_device(0), 0);
+    const long base = cu_fake_device_mismatches();
+    check_ops(a, 0.0);
+    assert_int_equal(cu_fake_current_device(), 2);
+    assert_int_equal(hk_backend_cuda_open_api(cu, 1, &b), HK_OK);
+    check_ops(b, 0.0);
+    check_ops(a, 0.0);
+    assert_int_equal(cu_fake_device_mismatches(), base);
+    a->close(a);
+    b->close(b);
+    assert_int_equal(cu_fake_device_mismatches(), base);
+    assert_int_equal(cu_fake_live_blocks(), 0);
+
+    hk_backend *c = (hk_backend *)&c;
+    assert_int_equal(hk_backend_cuda_open_api(cu, 3, &c), HK_ERR_INVALID_ARG);
+    assert_null(c);
+    print_message("%s\n", hk_last_error());
+    assert_non_null(strstr(hk_last_error(), "device cuda:3: index 3 is past the last GPU: the "
+                                            "CUDA runtime counts 3 (cuda:0 to cuda:2)"));
+    setenv("CUDA_VISIBLE_DEVICES", "4,5,6", 1); /* named, since the indices are relative to it */
+    assert_int_equal(hk_backend_cuda_open_api(cu, 7, &c), HK_ERR_INVALID_ARG);
+    assert_non_null(strstr(hk_last_error(), "(cuda:0 to cuda:2; CUDA_VISIBLE_DEVICES=4,5,6)"));
+    unsetenv("CUDA_VISIBLE_DEVICES");
+    assert_int_equal(hk_backend_cuda_open_api(cu, -2, &c), HK_ERR_INVALID_ARG);
+    unsetenv("HK_TEST_DEVICES");
 }
 
 /* With a GPU: the same battery on the device. */
@@ -461,7 +514,7 @@ static void test_ops_on_gpu(void **state) {
     setenv("HK_CUDA_MODULE", HK_TEST_CUDA_MODULE, 1);
     if (gpus() == 0) skip();
     hk_backend *be = NULL;
-    assert_int_equal(hk_backend_cuda_open(&be), HK_OK);
+    assert_int_equal(hk_backend_cuda_open(HK_DEVICE_INDEX_AUTO, &be), HK_OK);
     check_ops(be, 1e-6);
     be->close(be);
 #endif
@@ -473,6 +526,7 @@ int main(void) {
         cmocka_unit_test(test_weights_plan_bf16),   cmocka_unit_test(test_weights_plan_failure),
         cmocka_unit_test(test_open_without_gpu),    cmocka_unit_test(test_ops_on_cpu_table),
         cmocka_unit_test(test_ops_on_gpu),          cmocka_unit_test(test_checkpoint_dtype),
+        cmocka_unit_test(test_device_index_on_cpu_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

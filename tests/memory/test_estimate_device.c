@@ -233,7 +233,7 @@ static void test_cli(void **state) {
 
     r = cli_run(g_exe, "estimate", "--model", dir, "--ctx", "100", "--device", "gpu", NULL);
     cli_expect_status(&r, 2, "--device gpu");
-    cli_expect_contains(r.err, "--device 'gpu': expected cpu or cuda", "bad device");
+    cli_expect_contains(r.err, "--device 'gpu': expected cpu, cuda or cuda:N", "bad device");
     cli_result_free(&r);
 
     r = cli_run(g_exe, "estimate", "--model", dir, "--ctx", "100", "--device", "cuda",

@@ -12,7 +12,12 @@
    whole job with that rank's message, within seconds, leaving no root file; so does a
    launched run whose MPI module (HK_MPI_MODULE) is missing or not hookformer's;
 5. `cache --sae` under mpirun is refused on every rank, writing nothing (its CSR file is not
-   sharded).
+   sharded);
+6. placement (one process per device): with HK_TEST_DEVICES=2 `--device test` puts the ranks
+   on test:0, test:1, test:0 by local rank (the shards' `device` attributes, the root's
+   `shard_devices`, each rank's log line), the root equal to the single-process file; an
+   explicit `--device test:1` puts every rank on it; an index past one rank's devices fails
+   the whole job with that rank's message.
 
 usage: mpi_cache.py HOOKFORMER MPIRUN  (env: HK_FIXTURES, TMPDIR)
 Exit 77 (meson's skip) when h5py or numpy is missing, unless HK_REQUIRE_H5PY=1."""
@@ -66,10 +71,24 @@ def same_store(root, single, where):
             for name, v in b[k].attrs.items():
                 assert np.array_equal(a[k].attrs[name], v), f"{where}: {k}.attrs[{name}]"
         for name, v in b.attrs.items():
+            if name == "device":  # each shard's own; the root lists them (shard_devices)
+                continue
             assert np.array_equal(a.attrs[name], v), f"{where}: attrs[{name}] differs"
         assert list(a.attrs["shards"]) == [f"{os.path.basename(root)}.rank{r:04d}"
                                            for r in range(3)], f"{where}: shards attribute"
+        assert "device" not in a.attrs, f"{where}: the root has a device attribute"
+        assert list(a.attrs["shard_devices"]) == shard_devices(root), \
+            f"{where}: shard_devices {list(a.attrs['shard_devices'])}"
         return len(b["seq_length"])
+
+
+def shard_devices(root):
+    """The `device` attribute of each shard, in rank order."""
+    out = []
+    for r in range(3):
+        with h5py.File(f"{root}.rank{r:04d}", "r") as f:
+            out.append(f.attrs["device"])
+    return out
 
 
 def check_shards(root, n_seq, where, chunks=True):
@@ -212,6 +231,55 @@ def test_start_failure(tmp, rng):
     print("a launched run without a usable MPI module fails with the reason")
 
 
+def test_placement(tmp, rng):
+    """One process per device: with HK_TEST_DEVICES=2 simulated devices, `--device test`
+    (no index) puts the 3 ranks on test:0, test:1, test:0 by local rank, as the shards'
+    `device` attributes and each rank's log line say, and the root still equals the
+    single-process file; an explicit index puts every rank there; an index past the devices
+    of one rank fails the whole job with that rank's message, within seconds, leaving no root."""
+    ids = os.path.join(tmp, "place.txt")
+    corpus(ids, 12, rng)
+    extra = ["--hooks", "blocks.*.hook_resid_post", "--batch", "2"]
+    single = os.path.join(tmp, "single_place.h5")
+    rc, out, _ = run(cache_args(ids, single, extra))
+    assert rc == 0, out
+    env = dict(os.environ, HK_TEST_DEVICES="2")
+    mpi = MPI + ["-x", "HK_TEST_DEVICES"]
+    for device, want in (("test", ["test:0", "test:1", "test:0"]),
+                         ("test:1", ["test:1", "test:1", "test:1"])):
+        root = os.path.join(tmp, f"place_{device.replace(':', '')}.h5")
+        p = subprocess.run(mpi + cache_args(ids, root, extra + ["--device", device]),
+                           capture_output=True, text=True, env=env, timeout=120)
+        assert p.returncode == 0, p.stderr
+        assert shard_devices(root) == want, f"--device {device}: {shard_devices(root)}"
+        for r in range(3):
+            line = f"cache: rank {r} of 3 (local rank {r}) runs on {want[r]}"
+            assert line in p.stderr, f"--device {device}: no '{line}' in\n{p.stderr}"
+        same_store(root, single, f"placement --device {device}")
+        print(f"placement: --device {device} put the ranks on {want}; root == single")
+    # rank 2 sees one device only (its own HK_TEST_DEVICES): test:1 is past it there
+    root = os.path.join(tmp, "place_bad.h5")
+    script = (f'D=2; [ "$OMPI_COMM_WORLD_RANK" = 2 ] && D=1; HK_TEST_DEVICES=$D exec {EXE} '
+              f'cache --model {MODEL} --tokens-file {ids} --hooks blocks.0.hook_resid_post '
+              f'--out {root} --device test:1')
+    rc, out, secs = run(MPI + ["sh", "-c", script], timeout=60)
+    assert rc != 0, f"rank 2's device index was past its devices, the job did not fail:\n{out}"
+    assert ("device test:1: index 1 is past the last test device: HK_TEST_DEVICES=1 makes 1 "
+            "(test:0)") in out, out
+    assert "rank 2 of 3 failed" in out, out
+    assert not os.path.exists(root), "a root file after a failed start"
+    # every rank past the devices
+    root = os.path.join(tmp, "place_bad_all.h5")
+    p = subprocess.run(mpi + cache_args(ids, root, ["--hooks", "blocks.0.hook_resid_post",
+                                                    "--device", "test:5"]),
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode != 0 and "device test:5: index 5 is past the last test device: " \
+        "HK_TEST_DEVICES=2 makes 2 (test:0 to test:1)" in p.stderr, p.stderr
+    assert not os.path.exists(root)
+    print(f"placement: an index past one rank's devices failed the job in {secs:.1f} s with "
+          f"its message")
+
+
 def test_sae_refused(tmp, rng):
     ids = os.path.join(tmp, "sae.txt")
     corpus(ids, 6, rng)
@@ -231,6 +299,7 @@ def main():
     test_uneven(tmp, rng)
     test_kill_resume(tmp, rng)
     test_start_failure(tmp, rng)
+    test_placement(tmp, rng)
     test_sae_refused(tmp, rng)
     print("ok")
 

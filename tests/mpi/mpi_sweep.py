@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`mpirun -n 3 hookformer patch|ablate` against the single-process run: the results file
 holds the same datasets and attributes, bit for bit (values, change, normalized, forwards,
-baselines), and stdout is the same but for the file name it wrote.
+baselines), and stdout is the same but for the file name it wrote; with HK_TEST_DEVICES=2 and
+`--device test` the ranks run on test:0, test:1, test:0 (their log lines), results unchanged.
 
 usage: mpi_sweep.py HOOKFORMER MPIRUN  (env: HK_FIXTURES, TMPDIR)
 Exit 77 (meson's skip) when h5py or numpy is missing, unless HK_REQUIRE_H5PY=1."""
@@ -70,6 +71,20 @@ def main():
             same(b, a, name)
             fw = [a[g].attrs["forwards"] for g in a if isinstance(a[g], h5py.Group)]
         print(f"{name}: 3 ranks == 1 process, bit for bit ({fw} forwards per sweep)")
+        # placement: with 2 simulated devices, --device test puts the ranks on test:0, test:1,
+        # test:0 by local rank (each rank's log line), and the results stay bit for bit
+        placed = os.path.join(tmp, f"{name}3_placed.h5")
+        env = dict(os.environ, HK_TEST_DEVICES="2")
+        p = subprocess.run(MPI + ["-x", "HK_TEST_DEVICES", EXE] + args +
+                           ["--out", placed, "--device", "test"], capture_output=True,
+                           text=True, timeout=120, env=env)
+        assert p.returncode == 0, p.stderr
+        for r, dev in enumerate(["test:0", "test:1", "test:0"]):
+            line = f"{name}: rank {r} of 3 (local rank {r}) runs on {dev}"
+            assert line in p.stderr, f"{name}: no '{line}' in\n{p.stderr}"
+        with h5py.File(one, "r") as a, h5py.File(placed, "r") as b:
+            same(b, a, f"{name} --device test")
+        print(f"{name}: --device test over 2 test devices: ranks on test:0, test:1, test:0")
     print("ok")
 
 

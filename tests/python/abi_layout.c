@@ -41,6 +41,7 @@ int main(void) {
     FIELD(hk_load_opts, weights);
     FIELD(hk_load_opts, device);
     FIELD(hk_load_opts, weights_dtype);
+    FIELD(hk_load_opts, device_index);
     STRUCT(hk_run_opts);
     FIELD(hk_run_opts, stop_at_layer);
     FIELD(hk_run_opts, token_types);

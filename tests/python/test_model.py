@@ -20,8 +20,14 @@ def test_load_errors_name_the_path(tmp_path):
 
 
 def test_bad_device_and_dtypes_are_refused():
-    with pytest.raises(ValueError, match="device='gpu'.*'cpu', 'cuda', 'test'"):
+    with pytest.raises(ValueError, match="device='gpu'.*'cpu', 'cuda', 'cuda:N', 'test'"):
         hf.load(FIX / "gpt2", device="gpu")
+    # the library's parser (--device's): an index is a number >= 0 after the colon
+    for bad, why in [("cuda:", "no index after ':'"), ("cuda:-1", "not a number >= 0"),
+                     ("cuda:x", "not a number >= 0"), ("cpu:1", "the CPU is one device"),
+                     (1, "not a str")]:
+        with pytest.raises(ValueError, match=f"device={bad!r}: .*{why}"):
+            hf.load(FIX / "gpt2", device=bad)
     with pytest.raises(ValueError, match="weights_dtype='f8'"):
         hf.load(FIX / "gpt2", weights_dtype="f8")
     with pytest.raises(ValueError, match="weights='q4'"):
@@ -48,6 +54,23 @@ def test_test_device_matches_cpu_bit_for_bit():
     pa = cpu.run_with_hooks(toks, fwd_hooks=[("blocks.0.hook_resid_post", zero)])
     pb = dev.run_with_hooks(toks, fwd_hooks=[("blocks.0.hook_resid_post", zero)])
     assert pa.tobytes() == pb.tobytes() and pa.tobytes() != a.tobytes()
+
+
+def test_test_device_index(monkeypatch):
+    """device="test:N" opens test device N of HK_TEST_DEVICES (default 1); an index past them
+    is an error naming both numbers, before the checkpoint is read."""
+    assert hf.load(FIX / "gpt2", device="test").device_index == 0
+    assert hf.load(FIX / "gpt2").device_index == 0
+    with pytest.raises(hf.HookformerError, match="test:1: index 1 is past the last test device: "
+                                                 "there is 1"):
+        hf.load(FIX / "gpt2", device="test:1")
+    monkeypatch.setenv("HK_TEST_DEVICES", "2")
+    m = hf.load(FIX / "gpt2", device="test:1")
+    assert m.device == "test:1" and m.device_index == 1
+    assert m([[5, 1, 9, 3]]).tobytes() == hf.load(FIX / "gpt2")([[5, 1, 9, 3]]).tobytes()
+    with pytest.raises(hf.HookformerError, match="test:2: index 2 is past the last test device: "
+                                                 "HK_TEST_DEVICES=2 makes 2"):
+        hf.load(FIX / "nonexistent", device="test:2")  # said before the checkpoint is read
 
 
 def test_cuda_without_a_gpu_names_what_is_missing():

@@ -132,6 +132,47 @@ static void test_fake_module_matches_cpu(void **state) {
     cli_result_free(&r);
 }
 
+/* --device cuda:N over the stand-in module with HK_TEST_DEVICES=2 "GPUs": cuda:1 prints what
+ * the CPU prints (the backend made GPU 1 current for its stream and every op: the stand-in
+ * fails an op queued on another device's stream); cuda:2 is refused naming the index and the
+ * count, before the checkpoint is read, and a refused cache writes nothing. */
+static void test_fake_module_device_index(void **state) {
+    (void)state;
+    static const char *const run[] = {"run", "--tokens", "1,2,3", NULL};
+    cli_result c = run_cmd(run, NULL, NULL);
+    cli_expect_status(&c, 0, "run (cpu)");
+    setenv("HK_CUDA_MODULE", HK_TEST_FAKE_MODULE, 1);
+    setenv("HK_TEST_DEVICES", "2", 1);
+    static const char *const one[] = {"--device", "cuda:1", NULL};
+    cli_result g = run_cmd(run, NULL, one);
+    cli_expect_status(&g, 0, "run --device cuda:1 (stand-in module, 2 GPUs)");
+    assert_string_equal(g.out, c.out);
+    cli_result_free(&g);
+    char out[700];
+    snprintf(out, sizeof out, "%s/index.h5", g_tmp);
+    static const char *const cache[] = {"cache", "--tokens", "1,2,3", "--hooks",
+                                        "blocks.0.hook_resid_post", "--out", "@OUT", NULL};
+    static const char *const two[] = {"--device", "cuda:2", NULL};
+    cli_result r = run_cmd(cache, out, two);
+    cli_expect_status(&r, 1, "cache --device cuda:2 (2 GPUs)");
+    cli_expect_contains(r.err, "device cuda:2: index 2 is past the last GPU: the CUDA runtime "
+                               "counts 2 (cuda:0 to cuda:1)",
+                        "cache --device cuda:2");
+    cli_result_free(&r);
+    struct stat st;
+    assert_int_not_equal(stat(out, &st), 0);
+    setenv("HK_TEST_DEVICES", "1", 1);
+    r = run_cmd(run, NULL, one);
+    cli_expect_status(&r, 1, "run --device cuda:1 (1 GPU)");
+    cli_expect_contains(r.err, "device cuda:1: index 1 is past the last GPU: the CUDA runtime "
+                               "counts 1 (cuda:0)",
+                        "run --device cuda:1");
+    cli_result_free(&r);
+    unsetenv("HK_TEST_DEVICES");
+    unsetenv("HK_CUDA_MODULE");
+    cli_result_free(&c);
+}
+
 /* With a GPU: the run succeeds on the device. */
 static void test_gpu_runs(void **state) {
     (void)state;
@@ -154,6 +195,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_no_gpu_every_command),
         cmocka_unit_test(test_refused_cache_keeps_file),
         cmocka_unit_test(test_fake_module_matches_cpu),
+        cmocka_unit_test(test_fake_module_device_index),
         cmocka_unit_test(test_gpu_runs),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
