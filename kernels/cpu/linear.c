@@ -116,15 +116,7 @@ void hk_k_linear(const float *x, int64_t n, int64_t in, const float *w, int64_t 
         linear_cols(x, n, in, w, ldw, in_out, b, y, ldy, 0, out);
         return;
     }
-    if (n <= HK_K_QLINEAR_MAX_ROWS) { /* decode and small batches: the decode team */
-        linear_job j = {x, w, b, n, in, ldw, ldy, out, in_out, y};
-        hk_k_parallel(nt, linear_share, &j);
-        return;
-    }
-#pragma omp parallel num_threads(nt)
-    {
-        int64_t lo, hi;
-        col_range(out, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
-        linear_cols(x, n, in, w, ldw, in_out, b, y, ldy, lo, hi);
-    }
+    linear_job j = {x, w, b, n, in, ldw, ldy, out, in_out, y};
+    if (n <= HK_K_QLINEAR_MAX_ROWS) hk_k_parallel(nt, linear_share, &j); /* decode's team */
+    else hk_k_omp_parallel(nt, linear_share, &j);
 }

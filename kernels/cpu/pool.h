@@ -28,6 +28,8 @@ int hk_pool_spin_us(void);
 /* The decode products' team: hk_pool_run when hk_pool_selected(), else an OpenMP parallel
  * region of nt threads (fn gets the team's actual size). */
 void hk_k_parallel(int nt, hk_pool_fn fn, void *arg);
+/* The OpenMP form alone: prefill's large products, which stay on the OpenMP team. */
+void hk_k_omp_parallel(int nt, hk_pool_fn fn, void *arg);
 
 /* Jobs run on workers since start (tests: proves the pool, not a serial fallback, ran). */
 unsigned long hk_pool_jobs_on_workers(void);

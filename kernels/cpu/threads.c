@@ -34,11 +34,12 @@ void hk_k_set_threads(int n) {
 
 int hk_k_get_threads(void) { return omp_get_max_threads(); }
 
-void hk_k_parallel(int nt, hk_pool_fn fn, void *arg) {
-    if (hk_pool_selected()) {
-        hk_pool_run(nt, fn, arg);
-        return;
-    }
+void hk_k_omp_parallel(int nt, hk_pool_fn fn, void *arg) {
 #pragma omp parallel num_threads(nt)
     fn(arg, omp_get_thread_num(), omp_get_num_threads());
+}
+
+void hk_k_parallel(int nt, hk_pool_fn fn, void *arg) {
+    if (hk_pool_selected()) hk_pool_run(nt, fn, arg);
+    else hk_k_omp_parallel(nt, fn, arg);
 }
