@@ -17,13 +17,16 @@
 void hk_k_set_threads(int n);
 int hk_k_get_threads(void);
 
-/* ---- matrix products (OpenBLAS) ----
+/* ---- matrix products (OpenBLAS; one row: hookformer's gemv kernels) ----
  * y[n, out] = x[n, in] · Wᵀ (+ b)
  *   in_out == false: W stored [out, in] with row stride ldw (nn.Linear)
  *   in_out == true:  W stored [in, out] with row stride ldw (Conv1D)
  * y has row stride ldy (>= out). b may be NULL. */
 void hk_k_linear(const float *x, int64_t n, int64_t in, const float *w, int64_t ldw, bool in_out,
                  const float *b, int64_t out, float *y, int64_t ldy);
+/* tests: the portable gemv kernels even where AVX2+FMA is there */
+void hk_k_linear_force_generic(bool on);
+const char *hk_k_linear_isa(void); /* the gemv kernels': "avx2+fma" or "generic" */
 
 /* ---- matrix products on ggml weight blocks (decode and small batches) ----
  * W [out, in] stored as GGUF holds it: each row in blocks of `type` along in, rows ldw bytes

@@ -1,7 +1,10 @@
-/* y[n, out] = x[n, in] · Wᵀ (+ b) through OpenBLAS, split by output columns across the OpenMP
- * team (prefill) or the decode team of pool.h (up to HK_K_QLINEAR_MAX_ROWS rows); see
- * blas_internal.h for why hookformer does the threading, not OpenBLAS. */
+/* y[n, out] = x[n, in] · Wᵀ (+ b) through OpenBLAS (n > 1) or hookformer's own matrix-vector
+ * kernels (n = 1, gemv_internal.h: OpenBLAS's sgemv streamed decode's weights at about half the
+ * memory bandwidth one core has), split by output columns across the OpenMP team (prefill) or
+ * the decode team of pool.h (up to HK_K_QLINEAR_MAX_ROWS rows); see blas_internal.h for why
+ * hookformer does the threading, not OpenBLAS. */
 #include "blas_internal.h"
+#include "gemv_internal.h"
 #include "kernels.h"
 #include "pool.h"
 
@@ -63,6 +66,34 @@ void hk_k_sgemm(bool b_trans, int64_t m, int64_t n, int64_t k, float alpha, cons
     }
 }
 
+static bool gemv_generic;
+
+void hk_k_linear_force_generic(bool on) { gemv_generic = on; }
+
+static bool gemv_avx2(void) {
+#ifdef HK_GEMV_HAVE_AVX2
+    if (gemv_generic) return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return false;
+#endif
+}
+
+const char *hk_k_linear_isa(void) { return gemv_avx2() ? "avx2+fma" : "generic"; }
+
+/* y[lo, hi) += x · Wᵀ for one row x, in the layout's kernel */
+static void gemv(const float *x, int64_t in, const float *w, int64_t ldw, bool in_out, float *y,
+                 int64_t lo, int64_t hi) {
+#ifdef HK_GEMV_HAVE_AVX2
+    if (gemv_avx2()) {
+        (in_out ? hk_gemv_cols_avx2 : hk_gemv_rows_avx2)(x, in, w, ldw, y, lo, hi);
+        return;
+    }
+#endif
+    (in_out ? hk_gemv_cols_generic : hk_gemv_rows_generic)(x, in, w, ldw, y, lo, hi);
+}
+
 /* Output columns [lo, hi) of y: the bias (or nothing), then the product. */
 static void linear_cols(const float *x, int64_t n, int64_t in, const float *w, int64_t ldw,
                         bool in_out, const float *b, float *y, int64_t ldy, int64_t lo,
@@ -82,12 +113,8 @@ static void linear_cols(const float *x, int64_t n, int64_t in, const float *w, i
     }
     if (n == 1) {
         /* [out, in]: y = W x (rows lo..hi of W).  [in, out]: y = Wᵀ x (columns lo..hi). */
-        if (!in_out)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)(hi - lo), (int)in, 1.0f,
-                        w + lo * ldw, (int)ldw, x, 1, beta, y + lo, 1);
-        else
-            cblas_sgemv(CblasRowMajor, CblasTrans, (int)in, (int)(hi - lo), 1.0f, w + lo,
-                        (int)ldw, x, 1, beta, y + lo, 1);
+        if (!b) memset(y + lo, 0, bytes);
+        gemv(x, in, w, ldw, in_out, y, lo, hi);
         return;
     }
     sgemm_cols(!in_out, n, in, 1.0f, x, in, w, ldw, beta, y, ldy, lo, hi);

@@ -100,8 +100,54 @@ static void test_linear_threaded(void **state) {
     hk_k_set_threads(saved);
 }
 
+/* The one-row kernels (gemv_*.c) in both versions: every in from 1 to 41 (the 16-, 8- and
+ * masked-tail steps) against out from 1 to 9 (groups of four outputs and the rest), both
+ * layouts, strided W, with and without bias; then a decode-sized product whose result must
+ * not move by one bit between 1 and 4 threads (each output's sum has one order). */
+static void test_gemv_kernels(void **state) {
+    (void)state;
+    kt_rng r = {4};
+    for (int generic = 0; generic < 2; generic++) {
+        hk_k_linear_force_generic(generic);
+        for (int64_t in = 1; in <= 41; in++)
+            for (int64_t out = 1; out <= 9; out++)
+                for (int layout = 0; layout < 2; layout++)
+                    check_linear(&r, 1, in, out, layout, in % 3, out % 2, (in + out) % 2);
+        for (int layout = 0; layout < 2; layout++) {
+            check_linear(&r, 1, 577, 1543, layout, 7, 1, true);
+            check_linear(&r, 1, 1536, 576, layout, 0, 0, false);
+        }
+    }
+    const int64_t in = 960, out = 2051;
+    const int saved = hk_k_get_threads();
+    for (int generic = 0; generic < 2; generic++) {
+        hk_k_linear_force_generic(generic);
+        for (int layout = 0; layout < 2; layout++) {
+            const int64_t ldw = layout ? out : in;
+            float *x = kt_alloc(in), *w = kt_alloc(in * out), *b = kt_alloc(out);
+            float *y1 = kt_alloc(out), *y4 = kt_alloc(out);
+            kt_fill(&r, x, in, -1, 1);
+            kt_fill(&r, w, in * out, -1, 1);
+            kt_fill(&r, b, out, -1, 1);
+            hk_k_set_threads(1);
+            hk_k_linear(x, 1, in, w, ldw, layout, b, out, y1, out);
+            hk_k_set_threads(4);
+            hk_k_linear(x, 1, in, w, ldw, layout, b, out, y4, out);
+            assert_memory_equal(y1, y4, (size_t)out * sizeof(float));
+            free(x);
+            free(w);
+            free(b);
+            free(y1);
+            free(y4);
+        }
+    }
+    hk_k_set_threads(saved);
+    hk_k_linear_force_generic(false);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gemv_kernels),
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_linear_column_slice),
         cmocka_unit_test(test_linear_threaded),
