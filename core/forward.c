@@ -495,8 +495,10 @@ done:
 }
 
 static bool split_inputs_hooked(fwd_run *r, int64_t layer) {
-    return HOOKED(r, layer, HK_PT_ATTN_IN) || HOOKED(r, layer, HK_PT_Q_INPUT) ||
-           HOOKED(r, layer, HK_PT_K_INPUT) || HOOKED(r, layer, HK_PT_V_INPUT);
+    for (int k = HK_PT_BLOCK_FIRST; k <= HK_PT_BLOCK_LAST; k++)
+        if (hk_point_kind_splits_inputs((hk_point_kind)k) && HOOKED(r, layer, (hk_point_kind)k))
+            return true;
+    return false;
 }
 
 /* One of q/k/v from per-head inputs, TransformerLens's split-input path:

@@ -182,8 +182,7 @@ static hk_status setup_hooks(hk_store *s, const hk_model *m, const char *const *
         bool hit = false;
         for (size_t i = 0; i < n && !hit; i++) hit = hk_glob_match(patterns[i], pts->points[p].name);
         const hk_point_kind k = pts->kinds[p];
-        if (hit && (k == HK_PT_ATTN_IN || k == HK_PT_Q_INPUT || k == HK_PT_K_INPUT ||
-                    k == HK_PT_V_INPUT))
+        if (hit && hk_point_kind_splits_inputs(k))
             split_layer_set(s, pts->points[p].layer);
     }
     for (size_t p = 0; p < pts->n; p++) {
