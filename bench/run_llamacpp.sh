@@ -19,10 +19,13 @@
 # a time after an 8-token prompt; llama-bench's tg64 generates 64 tokens from an empty context.
 # Last, hookformer's decode with every layer's blocks.*.hook_resid_post cached in memory at
 # each step against the plain decode (Q4_1). The load average before and after is printed:
-# the machine is shared, and wall times move with it. llama.cpp runs on an OpenMP team (built with GGML_OPENMP) and hookformer's decode on its pool (bench/run_threads.sh), both
-# under OMP_WAIT_POLICY=passive unless set (hookformer's pool ignores it): on a loaded machine a
-# spinning worker takes the core its partner needs (docs/ARCHITECTURE.md, "Threads for
-# decode").
+# the machine is shared, and wall times move with it. llama.cpp runs on an OpenMP team (built
+# with GGML_OPENMP) and hookformer's decode on its own pool (bench/run_threads.sh); OpenMP's wait
+# policy is left as each side gets it by default (libgomp spins a while, then sleeps), unless
+# OMP_WAIT_POLICY is set: passive puts llama.cpp's team to sleep between its per-op barriers,
+# which cost it over half its 2-thread decode speed on the idle 2-core VM (52.7 against 146.7
+# tok/s, Q4_1), so a run under passive measures the policy, not llama.cpp. hookformer's pool
+# ignores the variable (docs/ARCHITECTURE.md, "Threads for decode").
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -61,8 +64,8 @@ out=$(mktemp -d "${TMPDIR:-/tmp}/hk-run-llamacpp-XXXXXX")
 trap 'rm -rf "$out"' EXIT
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 echo "# machine: ${cpu:-unknown CPU}, $(nproc) cores online; $(date -u '+%Y-%m-%d %H:%M UTC'); load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# llama.cpp: $(basename "$(ls -d "$LLAMA_DIR"/llama_cpp_python-*/ | head -1)") vendored sources; OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}"
-export OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+echo "# llama.cpp: $(basename "$(ls -d "$LLAMA_DIR"/llama_cpp_python-*/ | head -1)") vendored sources; OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset (libgomp default)}"
+export OPENBLAS_NUM_THREADS=1
 for round in $(seq "$ROUNDS"); do
     for f in Q4_1 Q8_0 F32; do
         case $f in Q4_1) m=$q41 ;; Q8_0) m=$q80 ;; F32) m=$f32 ;; esac
