@@ -9,11 +9,15 @@
 # build-gpu; --dry-run: build), --report FILE (default DIR/gpu_check/report.md), --fixtures DIR
 # (default tests/fixtures), --only PART[,PART] (run these parts only: setup, build, kernels,
 # memcheck, fixtures, longctx, speed), --no-peers (skip the transformers rows even when torch is
-# installed: the dry run's test uses it, torch's import alone takes seconds).
+# installed: the dry run's test uses it, torch's import alone takes seconds), --debs DIR (the
+# .deb files of scripts/gpu_check/fetch_debs.sh, default .gpu-debs when it holds any; given
+# explicitly, they are unpacked even when the system has the libraries, and in a dry run).
 #
 # Parts, each capped with `timeout` (GPU caps sum to 480 s, the issue's 8 minutes):
-#   setup     apt-get the build packages that are missing, pip install torch (PyPI's CUDA
-#             wheels), transformers, safetensors, h5py, numpy; no other network
+#   setup     nothing when pkg-config finds every build library; else, with no network, the
+#             .deb files of --debs unpacked into BUILD.deps (scripts/gpu_check/unpack_debs.sh);
+#             else apt-get of the missing packages; pip install of the Python modules that do
+#             not import only (torch, transformers, safetensors, h5py, numpy)
 #   build     meson setup -Dcuda=enabled, ninja -j16 of the targets the check runs only
 #   kernels   meson test cuda_kernels cuda_ops cuda_module mask_tile (every CUDA kernel vs the
 #             CPU), then backend_cuda (the CUDA backend's ops vs the CPU kernels)
@@ -33,7 +37,7 @@
 # are skipped and the report says so; a dry run never needs torch.
 set -uo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 ROOT=$PWD
 SELF=$ROOT/scripts/gpu_check.sh
 HELPERS=$ROOT/scripts/gpu_check
@@ -43,6 +47,7 @@ PARTS=(setup build kernels memcheck fixtures longctx speed)
 if [ "${1:-}" = "--part" ]; then PART=$2; else PART=""; fi
 if [ -z "$PART" ]; then
     DEVICE=cuda BUILD="" REPORT="" FIXTURES=tests/fixtures ONLY="" PEERS=1 DRY=0
+    DEBS="" DEBS_EXPLICIT=0
     while [ $# -gt 0 ]; do
         case "$1" in
         --dry-run) DRY=1 ;;
@@ -52,7 +57,8 @@ if [ -z "$PART" ]; then
         --fixtures) FIXTURES=${2:?--fixtures needs a folder}; shift ;;
         --only) ONLY=${2:?--only needs parts}; shift ;;
         --no-peers) PEERS=0 ;;
-        -h | --help) sed -n '2,33p' "$SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --debs) DEBS=${2:?--debs needs a folder}; DEBS_EXPLICIT=1; shift ;;
+        -h | --help) sed -n '2,37p' "$SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "gpu_check.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
         esac
         shift
@@ -67,20 +73,52 @@ if [ -z "$PART" ]; then
     [ -n "$BUILD" ] || { [ $MODE = gpu ] && BUILD=build-gpu || BUILD=build; }
     case "$BUILD" in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
     case "$FIXTURES" in /*) ;; *) FIXTURES=$ROOT/$FIXTURES ;; esac
+    if [ -z "$DEBS" ]; then
+        ls "$ROOT"/.gpu-debs/*.deb >/dev/null 2>&1 && DEBS=$ROOT/.gpu-debs
+    else
+        case "$DEBS" in /*) ;; *) DEBS=$PWD/$DEBS ;; esac
+        ls "$DEBS"/*.deb >/dev/null 2>&1 || { echo "gpu_check.sh: --debs '$DEBS' holds no .deb files" >&2; exit 2; }
+    fi
     # the report and, beside it, the parts' work folder
     [ -n "$REPORT" ] || REPORT=$BUILD/gpu_check/report.md
     case "$REPORT" in /*) ;; *) REPORT=$PWD/$REPORT ;; esac
     WORK=${REPORT%.md}.work
     rm -rf "$WORK/parts"
     mkdir -p "$WORK/parts" "$(dirname "$REPORT")"
-    export DEVICE MODE BUILD FIXTURES WORK PEERS
+    export DEVICE MODE BUILD FIXTURES WORK PEERS DEBS DEBS_EXPLICIT
 fi
 
 HK=$BUILD/tools/hookformer
 PY=${PYTHON:-python3}
+# The libraries unpacked by the setup part (scripts/gpu_check/unpack_debs.sh): every part sees
+# them through pkg-config, and the programs built find them by their rpath (no LD_LIBRARY_PATH:
+# the same shell runs the machine's python and torch).
+DEPS=$BUILD.deps
+# shellcheck source=/dev/null
+[ -n "$PART" ] && [ -f "$DEPS/env.sh" ] && . "$DEPS/env.sh"
+# The CUDA toolkit where nvcc is not on PATH (meson's dependency('cuda') needs it found) and
+# compute-sanitizer where the toolkit keeps it; meson and ninja from pip beside a venv's python.
+for d in /usr/local/cuda/bin /usr/local/cuda/compute-sanitizer /opt/nvidia/compute-sanitizer \
+         "$(dirname "$(command -v "$PY" 2>/dev/null || echo /nonexistent/x)")"; do
+    [ -d "$d" ] && case ":$PATH:" in *":$d:"*) ;; *) PATH=$PATH:$d ;; esac
+done
+if [ -z "${CUDA_PATH:-}${CUDA_HOME:-}${CUDA_ROOT:-}" ] && command -v nvcc >/dev/null; then
+    for d in "$(dirname "$(dirname "$(command -v nvcc)")")" \
+             "$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")"; do
+        [ -f "$d/include/cuda_runtime.h" ] || continue # a ccache link's folder, say
+        export CUDA_PATH=$d
+        break
+    done
+fi
+for d in "${CUDA_PATH:-}" "${CUDA_HOME:-}" "${CUDA_ROOT:-}"; do
+    [ -n "$d" ] && [ -d "$d/compute-sanitizer" ] && PATH=$PATH:$d/compute-sanitizer
+    [ -n "$d" ] && [ -d "$d/bin" ] && PATH=$PATH:$d/bin
+done
+export PATH
+# no network: transformers must not ask the hub for anything (the checkpoints are local)
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 MESON=${MESON:-$(sed -n 's/^ command = \(.*\) --internal regenerate.*/\1/p' "$BUILD/build.ninja" 2>/dev/null | head -1)}
 MESON=${MESON:-meson}
-export PATH=$PATH:/usr/local/cuda/bin
 
 # Shapes: the issue's on a GPU, tiny ones in a dry run.
 if [ "$MODE" = gpu ]; then
@@ -124,7 +162,7 @@ have_peers() { [ "$PEERS" = 1 ] && have_py 'torch, transformers'; }
 # option, the test backend is still reachable through the environment (HK_DEVICE=test).
 device_args() {
     DEVENV=() DEV=() CPU=() BF16=() RUN=()
-    if "$HK" cache --help 2>&1 | grep -q -- '--device'; then
+    if "$HK" cache --help 2>&1 | grep -- '--device' >/dev/null; then
         CPU=(--device cpu) DEV=(--device "$DEVICE") RUN=(--device "$DEVICE")
         if [ "$DEVICE" = cuda ]; then
             # a CUDA load keeps a bf16/f16 checkpoint's dtype unless told: f32 for the 1e-4 bound
@@ -150,48 +188,112 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 json_field() { sed -n "s/.*\"$1\": \([0-9]*\).*/\1/p"; }
 
 # ---- the parts ------------------------------------------------------------------------------
+# The build's libraries by their pkg-config names (meson.build's dependency() calls), and the
+# Debian package that has each; the tools the build runs, and their packages.
+PC_MODULES=(hdf5 openblas libcjson libpcre2-8 libutf8proc zlib cmocka)
+declare -A PC_DEB=([hdf5]=libhdf5-dev [openblas]=libopenblas-dev [libcjson]=libcjson-dev
+    [libpcre2-8]=libpcre2-dev [libutf8proc]=libutf8proc-dev [zlib]=zlib1g-dev [cmocka]=libcmocka-dev)
+declare -A TOOL_DEB=([pkg-config]=pkg-config [meson]=meson [ninja]=ninja-build [gcc]=gcc)
+missing_libs() { # the PC_MODULES pkg-config does not find (all of them without a pkg-config)
+    local m pc=${PKG_CONFIG:-pkg-config}
+    for m in "${PC_MODULES[@]}"; do
+        command -v "$pc" >/dev/null && "$pc" --exists "$m" 2>/dev/null || printf '%s ' "$m"
+    done
+}
+missing_tools() {
+    local t
+    for t in pkg-config meson ninja gcc; do
+        if [ "$t" = pkg-config ] && [ -n "${PKG_CONFIG:-}" ]; then command -v "$PKG_CONFIG" >/dev/null && continue; fi
+        command -v "$t" >/dev/null || printf '%s ' "$t"
+    done
+}
 part_setup() {
     md "## setup"
-    local pkgs=(python3 python3-pip libhdf5-dev hdf5-tools libopenblas-dev libcmocka-dev
-                libcjson-dev libpcre2-dev libutf8proc-dev zlib1g-dev meson ninja-build pkg-config gcc)
-    local missing=() p
-    for p in "${pkgs[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-    done
-    if [ "$MODE" = dry ]; then
-        md "dry run: nothing installed; missing Debian packages: ${missing[*]:-none}"
-    else
-        if [ ${#missing[@]} -gt 0 ]; then
-            local sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-            "${sudo[@]}" apt-get update >>"$LOG" 2>&1 &&
-                "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y \
-                    --no-install-recommends "${missing[@]}" >>"$LOG" 2>&1 ||
-                fail_note "apt-get install ${missing[*]} failed"
+    local libs tools way how
+    libs=$(missing_libs) tools=$(missing_tools)
+    if [ "$DEBS_EXPLICIT" = 1 ] || { [ -n "$libs$tools" ] && [ -n "$DEBS" ] && [ "$MODE" = gpu ]; }; then
+        # no network needed: the .deb files of fetch_debs.sh, unpacked into a private root
+        if "$HELPERS/unpack_debs.sh" "$DEBS" "$DEPS" >>"$LOG" 2>&1; then
+            # shellcheck source=/dev/null
+            . "$DEPS/env.sh"
+            way="unpacked $(cat "$DEPS/SOURCE") into $DEPS (scripts/gpu_check/unpack_debs.sh; no network)"
+            how="unpacked $(cut -d' ' -f1 "$DEPS/SOURCE") debs"
+        else
+            way="unpack_debs.sh $DEBS failed (see $LOG)"; fail_note "$way"
         fi
-        md "apt-get: installed ${missing[*]:-nothing (all present)}"
-        local wheels=(torch transformers safetensors h5py numpy)
-        "$PY" -m pip install --quiet "${wheels[@]}" >>"$LOG" 2>&1 ||
-            "$PY" -m pip install --quiet --break-system-packages "${wheels[@]}" >>"$LOG" 2>&1 ||
-            fail_note "pip install ${wheels[*]} failed"
+    elif [ -z "$libs$tools" ]; then
+        case "$(${PKG_CONFIG:-pkg-config} --variable=pcfiledir hdf5 2>/dev/null)" in
+        "$DEPS"/*) way="nothing installed: the libraries unpacked earlier, $(cat "$DEPS/SOURCE" 2>/dev/null), in $DEPS"
+            how="unpacked earlier" ;;
+        *) way="nothing installed: the system has every library and tool" how=system ;;
+        esac
+    elif [ "$MODE" = dry ]; then
+        way="dry run: nothing installed; missing: ${libs}${tools}"
+    elif command -v apt-get >/dev/null; then
+        # a networked machine without the .deb files: Debian's packages
+        local pkgs=() m sudo=()
+        for m in $libs; do pkgs+=("${PC_DEB[$m]}"); done
+        for m in $tools; do pkgs+=("${TOOL_DEB[$m]}"); done
+        [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+        local apt=(-o Acquire::Retries=0 -o Acquire::http::Timeout=10 -o Acquire::https::Timeout=10)
+        "${sudo[@]}" apt-get "${apt[@]}" update >>"$LOG" 2>&1 &&
+            "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${apt[@]}" install -y \
+                --no-install-recommends "${pkgs[@]}" >>"$LOG" 2>&1 ||
+            fail_note "apt-get install ${pkgs[*]} failed (no network? carry the .deb files of scripts/gpu_check/fetch_debs.sh: --debs)"
+        way="apt-get install ${pkgs[*]}" how=apt-get
+    else
+        way="missing ${libs}${tools}; no .deb files (--debs) and no apt-get"; fail_note "$way"
+    fi
+    libs=$(missing_libs) tools=$(missing_tools)
+    md "build libraries and tools: $way" ""
+    [ -z "$libs$tools" ] || { [ "$MODE" = dry ] && [ "$DEBS_EXPLICIT" = 0 ]; } ||
+        fail_note "still missing after setup: ${libs}${tools}"
+    md "glibc: $(ldd --version 2>/dev/null | head -1 | awk '{ print $NF }') (the unpacked Debian 12 libraries need 2.34 or later)" ""
+    # Python: pip only for the modules that do not import, never a retry (no network: it fails
+    # at once), never in a dry run
+    local want=(h5py numpy) mod pipmiss=()
+    [ "$PEERS" = 1 ] && [ "$MODE" = gpu ] && want+=(torch transformers safetensors)
+    for mod in "${want[@]}"; do have_py "$mod" || pipmiss+=("$mod"); done
+    if [ ${#pipmiss[@]} -gt 0 ] && [ "$MODE" = gpu ]; then
+        local pip=(-m pip install --quiet --retries 0 --timeout 10)
+        if "$PY" "${pip[@]}" "${pipmiss[@]}" >>"$LOG" 2>&1 ||
+            "$PY" "${pip[@]}" --break-system-packages "${pipmiss[@]}" >>"$LOG" 2>&1; then
+            md "pip: installed ${pipmiss[*]}" ""
+        else
+            md "pip install ${pipmiss[*]} failed (no network? see $LOG)" ""
+        fi
+    else
+        md "pip: nothing installed$([ ${#pipmiss[@]} -gt 0 ] && echo " (dry run; missing: ${pipmiss[*]})")" ""
+    fi
+    if [ "$MODE" = gpu ]; then
         command -v nvidia-smi >/dev/null || fail_note "nvidia-smi not found"
         command -v nvcc >/dev/null || fail_note "nvcc not found (looked in PATH and /usr/local/cuda/bin)"
-        command -v compute-sanitizer >/dev/null || fail_note "compute-sanitizer not found"
-        md "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
+        command -v compute-sanitizer >/dev/null ||
+            fail_note "compute-sanitizer not found (PATH, /usr/local/cuda/bin, CUDA_PATH/compute-sanitizer, /opt/nvidia/compute-sanitizer)"
+        md "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)" ""
+        md "CUDA: nvcc $(command -v nvcc || echo none), CUDA_PATH ${CUDA_PATH:-unset}; compute-sanitizer $(command -v compute-sanitizer || echo none);" \
+           "libcublas in the loader's cache: $( (ldconfig -p 2>/dev/null | grep 'libcublas\.so' >/dev/null) && echo yes || echo 'no (libhookformer_cuda.so finds it only through ld.so.conf or LD_LIBRARY_PATH)')" ""
     fi
-    md "python: h5py+numpy $(have_py 'h5py, numpy' && echo present || echo MISSING)," \
+    md "python ($(command -v "$PY")): h5py+numpy $(have_py 'h5py, numpy' && echo present || echo MISSING)," \
        "torch+transformers $(have_peers && "$PY" -c 'import torch, transformers; print(torch.__version__, transformers.__version__)' || echo 'not used: the transformers rows are skipped (not installed, or --no-peers)')"
     have_py 'h5py, numpy' || fail_note "python3 lacks h5py/numpy (the comparer and model writer need them)"
-    finish "$([ "$MODE" = dry ] && echo 'dry run: no installs')"
+    finish "${how:+$how; }$([ "$MODE" = dry ] && echo 'dry run: no apt-get, no pip')"
 }
 
 part_build() {
     md "## build" ""
     local opts=(-Dbuildtype=release) targets=(tools/hookformer tests/kernels/test_cuda_kernels
         tests/kernels/test_cuda_module tests/kernels/test_mask_tile tests/kernels/test_cuda_ops
-        tests/kernels/test_backend_cuda bench/bench_cuda_attention)
-    [ "$MODE" = gpu ] && opts+=(-Dcuda=enabled) && targets+=(libhookformer_cuda.so)
+        tests/kernels/test_backend_cuda bench/bench_cuda_attention libhookformer.so)
+    # libhookformer.so: test_cuda_module dlopens it (a test's `depends`, which meson test
+    # --no-rebuild does not build)
+    [ "$MODE" = gpu ] && opts+=(-Dcuda=enabled)
     if [ ! -f "$BUILD/build.ninja" ]; then
         "$MESON" setup "$BUILD" "${opts[@]}" >>"$LOG" 2>&1 || fail_note "meson setup failed (see $LOG)"
+    fi
+    # the CUDA module wherever the build has one (a dry run's build may: cuda=auto finds nvcc)
+    if [ "$MODE" = gpu ] || ninja -C "$BUILD" -t targets all 2>/dev/null | grep '^libhookformer_cuda\.so:' >/dev/null; then
+        targets+=(libhookformer_cuda.so)
     fi
     local t0=$SECONDS
     ninja -C "$BUILD" -j"$JOBS" "${targets[@]}" >>"$LOG" 2>&1 || fail_note "ninja failed (see $LOG)"
@@ -423,8 +525,14 @@ done
 {
     echo "# gpu_check report"
     echo
-    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
-    echo "- mode: $([ "$MODE" = gpu ] && echo 'GPU' || echo "dry run on the CPU (--device $DEVICE, tiny shapes)"); host $(hostname); $(nproc) CPUs"
+    # the device tool's copy of a checkout may have no .git (or no git): say so, not "changes"
+    if git rev-parse --short HEAD >/dev/null 2>&1; then
+        commit="$(git rev-parse --short HEAD)$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
+    else
+        commit="unknown (no git repository here)"
+    fi
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $commit"
+    echo "- mode: $([ "$MODE" = gpu ] && echo 'GPU' || echo "dry run on the CPU (--device $DEVICE, tiny shapes)"); host $(uname -n); $(nproc) CPUs"
     echo "- device: $( (nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo none) | head -1)"
     echo "- build: $BUILD; total $((SECONDS - T_START)) s; result: $([ $ANY_FAIL = 0 ] && echo PASS || echo FAIL)"
     echo
