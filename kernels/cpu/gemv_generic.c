@@ -1,6 +1,6 @@
-/* Portable f32 matrix-vector products (gemv_internal.h): the same sums in the same order per
- * output as gemv_avx2.c is not promised (lanes there), only the same maths. Eight partial sums
- * per dot product keep the compiler free to vectorize without -ffast-math. */
+/* Portable f32 matrix-vector products (gemv_internal.h): the same maths as gemv_avx2.c, not
+ * the same summation order (its lanes and FMA roundings). Eight partial sums per dot product
+ * leave the compiler free to vectorize without -ffast-math. */
 #include "gemv_internal.h"
 
 #define HK_GEMV_LANES 8
