@@ -2,10 +2,11 @@
 # # hookformer from Python: a tour
 # A notebook-style script (cells marked `# %%`, which Jupyter/VS Code open as a notebook):
 # load a model, cache activations, patch with a hook, run a patching sweep and the logit
-# lens. Run it as `python3 examples/python_tour.py [MODEL]` (default: the GPT-2 fixture);
+# lens, then splice in a sparse autoencoder. Run it as `python3 examples/python_tour.py [MODEL]` (default: the GPT-2 fixture);
 # tests/python/test_example.py runs it in CI.
 
 # %%
+import os
 import sys
 from pathlib import Path
 
@@ -59,6 +60,38 @@ print(np.array2string(r.normalized, precision=3, suppress_small=True))
 ids, lens_logits, probs = hookformer.logit_lens(model, clean, k=1)
 for layer in range(ids.shape[0]):
     print(f"  row {layer}: token {ids[layer, -1, 0]:4d}  p {probs[layer, -1, 0]:.3f}")
+
+# %% [markdown]
+# ## A sparse autoencoder: its features at the last position, and how well it reconstructs
+# `load_sae` reads a SAELens folder (cfg.json + sae_weights.safetensors) or a Gemma Scope
+# npz; the default is the fixture SAE trained for the GPT-2 fixture's
+# `blocks.0.hook_resid_post` (pass SAE=DIR to use another that fits MODEL).
+
+# %%
+fixtures = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
+sae_path = os.environ.get("SAE") or (fixtures / "sae" / "gpt2_standard"
+                                     if len(sys.argv) < 2 else None)
+if sae_path is None:
+    print("no SAE for this MODEL: set SAE=DIR (one trained on it) for this cell")
+else:
+    sae = hookformer.load_sae(sae_path)
+    print(f"SAE at {sae.hook_name}: d_in {sae.d_in}, d_sae {sae.d_sae}")
+    model.add_sae(sae)  # spliced into every later run until reset_saes()
+    post = f"{sae.hook_name}.hook_sae_acts_post"
+    print("  its points:", [n for n in model.hook_names() if n.startswith(sae.hook_name + ".")])
+    sae_logits, sae_cache = model.run_with_cache(tokens, names_filter=post)
+    acts = sae_cache[post][0, -1]  # [d_sae] feature activations at the last position
+    top = np.argsort(acts)[::-1][:5]
+    print("  top features:", ", ".join(f"{f} ({acts[f]:.3f})" for f in top))
+    print(f"  max |logit change| with the SAE spliced in: "
+          f"{np.abs(sae_logits - logits)[0, -1].max():.4f}")
+    model.reset_saes()
+    # the fixture SAE has random weights: its metrics mean nothing (a trained SAE's explained
+    # variance is near 1 and its CE loss score near 1)
+    ev = model.sae_eval(sae, [clean, corrupted, tokens[0].tolist()])
+    print(f"  sae_eval over {ev['tokens']} tokens: explained variance "
+          f"{ev['explained_variance']:.3f}, L0 {ev['l0']:.1f}, CE loss score "
+          f"{ev['ce_loss_score']:.3f}")
 
 # %% [markdown]
 # torch users: `torch.from_numpy(cache["blocks.0.hook_resid_post"])` wraps any of these

@@ -234,7 +234,20 @@ class Model:
 
     def hook_names(self, optional=True):
         """The hook point names in execution order (optional points too unless
-        optional=False: they fire only when hooked, and cost extra compute then)."""
+        optional=False: they fire only when hooked, and cost extra compute then), with the
+        points of the SAEs added with add_sae ("<hook>.hook_sae_acts_post", ...) right after
+        the point each reads, as HookedSAETransformer's hook_dict has them while attached;
+        they are not optional (they change nothing until hooked)."""
+        names = self._model_names(optional)
+        if not self._saes:
+            return names
+        spliced = [(r.sae, r.mode) for r in self._saes]
+        rank = self._fire_rank(spliced)
+        names += [n for sae, m in spliced for n in sae.point_names(_mode_name(m))]
+        return sorted(names, key=lambda n: rank.get(n, (len(rank), 0)))  # stable
+
+    def _model_names(self, optional=True):
+        """hook_names without the SAE points: the model's own, cached."""
         self.handle  # noqa: B018 - raises when closed
         if self._names is None:
             pts = self.hook_points()
@@ -494,7 +507,7 @@ class Model:
         extra: the points of the SAEs spliced in for the run, candidates beside those."""
         extra = list(extra)
         if names_filter is None:
-            return self.hook_names(optional=False) + extra
+            return self._model_names(optional=False) + extra
         if isinstance(names_filter, str):
             if not any(ch in names_filter for ch in "*?"):
                 return [names_filter]
@@ -511,9 +524,9 @@ class Model:
             if not all(isinstance(n, str) for n in names):
                 raise TypeError("names_filter: a list of hook names (strings)")
             return names
-        names = [n for n in self.hook_names(optional=False) + extra if pick(n)]
+        names = [n for n in self._model_names(optional=False) + extra if pick(n)]
         if not names:
-            names = [n for n in self.hook_names() + extra if pick(n)]
+            names = [n for n in self._model_names() + extra if pick(n)]
         if not names and isinstance(names_filter, str):
             return [names_filter]  # the C library says which names come close
         return names
@@ -575,7 +588,7 @@ class Model:
     def _fire_rank(self, spliced):
         """name -> a key of the order the points fire in, the SAEs' points beside their
         hook's (the C cache lists them after the model's)."""
-        order = {n: (i, 0) for i, n in enumerate(self.hook_names())}
+        order = {n: (i, 0) for i, n in enumerate(self._model_names())}
         for sae, m in spliced:
             for j, p in enumerate(_sae.POINTS):
                 at = sae.hook_name

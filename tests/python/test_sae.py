@@ -577,6 +577,46 @@ def test_added_saes_stay_for_every_call_until_reset():
     m.close()
 
 
+def test_hook_names_list_the_added_saes_points_beside_their_hook():
+    m = hf.load(FIX / "gpt2")
+    base, required = m.hook_names(), m.hook_names(optional=False)
+    sae, tc = load("gpt2_standard"), load("gpt2_transcoder")
+    h = sae.hook_name
+    m.add_sae(sae)
+    pts = [f"{h}.{p}" for p in ("hook_sae_input", "hook_sae_acts_pre", "hook_sae_acts_post",
+                                "hook_sae_recons", "hook_sae_output")]
+    i = base.index(h)
+    assert m.hook_names() == base[:i + 1] + pts + base[i + 1:]
+    j = required.index(h)
+    assert m.hook_names(optional=False) == required[:j + 1] + pts + required[j + 1:]
+    # the names are hook points: a hook on one fires, with [batch, pos, width]
+    seen = []
+    m.run_with_hooks(refs("gpt2_standard")["input_ids"],
+                     fwd_hooks=[(pts[2], lambda a, hook: seen.append(a.shape))])
+    assert len(seen) == 1 and seen[0][-1] == sae.d_sae
+    # a transcoder with its error term: error and output fire at its output hook
+    m.add_sae(tc, use_error_term=True)
+    names = m.hook_names()
+    t = tc.hook_name
+    k = names.index(t) + 1
+    while names[k].startswith(f"{h}.hook_sae"):  # the standard SAE's, if it reads the same point
+        k += 1
+    assert names[k:k + 4] == [f"{t}.{p}" for p in ("hook_sae_input", "hook_sae_acts_pre",
+                                                   "hook_sae_acts_post", "hook_sae_recons")]
+    out = names.index(tc.hook_name_out)
+    assert names[out + 1:out + 3] == [f"{t}.hook_sae_error", f"{t}.hook_sae_output"]
+    assert len(names) == len(base) + len(pts) + 6
+    m.reset_saes(h)
+    assert not any(n.startswith(f"{h}.hook_sae") for n in m.hook_names())
+    m.reset_saes()
+    assert m.hook_names() == base and m.hook_names(optional=False) == required
+    sae.close()
+    tc.close()
+    m.close()
+    with pytest.raises(ValueError, match="closed"):
+        m.hook_names()
+
+
 def test_an_added_sae_splices_the_experiments_too():
     m = hf.load(FIX / "gpt2")
     sae = load("gpt2_standard")
