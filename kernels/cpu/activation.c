@@ -3,6 +3,7 @@
  * the portable 4-wide vectors); this file picks the instantiation at run time and splits long
  * vectors across OpenMP threads. */
 #include "activation_internal.h"
+#include "cpu_features.h"
 #include "kernels.h"
 
 #include <omp.h>
@@ -20,9 +21,7 @@ void hk_k_activation_force_generic(bool on) { force_generic = on; }
 
 static bool use_avx2(void) {
 #ifdef HK_ACT_HAVE_AVX2
-    if (force_generic) return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return !force_generic && hk_k_cpu_avx2_fma(false);
 #else
     return false;
 #endif

@@ -2,6 +2,7 @@
  * (query heads sharing a KV head) x (a block of queries), runs them on OpenMP threads with a
  * per-thread workspace, and picks the SIMD instantiation of the tile loop at run time. */
 #include "attention_internal.h"
+#include "cpu_features.h"
 
 #include <math.h>
 #include <omp.h>
@@ -17,10 +18,7 @@ void hk_k_attention_force_path(hk_k_attn_path path) { forced_path = path; }
 
 static hk_attn_item_fn pick_item(void) {
 #ifdef HK_ATTN_HAVE_AVX2
-    __builtin_cpu_init();
-    if (forced_path == HK_K_ATTN_AUTO && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("fma"))
-        return hk_attn_item_avx2;
+    if (forced_path == HK_K_ATTN_AUTO && hk_k_cpu_avx2_fma(false)) return hk_attn_item_avx2;
 #endif
     return hk_attn_item_generic;
 }

@@ -4,6 +4,7 @@
  * the decode team of pool.h (up to HK_K_QLINEAR_MAX_ROWS rows); see blas_internal.h for why
  * hookformer does the threading, not OpenBLAS. */
 #include "blas_internal.h"
+#include "cpu_features.h"
 #include "gemv_internal.h"
 #include "kernels.h"
 #include "pool.h"
@@ -72,9 +73,7 @@ void hk_k_linear_force_generic(bool on) { gemv_generic = on; }
 
 static bool gemv_avx2(void) {
 #ifdef HK_GEMV_HAVE_AVX2
-    if (gemv_generic) return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return !gemv_generic && hk_k_cpu_avx2_fma(false);
 #else
     return false;
 #endif

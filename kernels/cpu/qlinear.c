@@ -4,6 +4,7 @@
  * each activation row (the row's blocks stay in L1 across the n ≤ HK_K_QLINEAR_MAX_ROWS
  * activation rows). Output rows are split across the decode team (pool.h: hookformer's pool,
  * or the OpenMP team with HK_THREADS_TEAM=omp). */
+#include "cpu_features.h"
 #include "kernels.h"
 #include "pool.h"
 #include "qdot_internal.h"
@@ -24,10 +25,7 @@ void hk_k_qlinear_force_generic(bool on) { force_generic = on; }
 
 static bool use_avx2(void) {
 #ifdef HK_QDOT_HAVE_AVX2
-    if (force_generic) return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    return !force_generic && hk_k_cpu_avx2_fma(true);
 #else
     return false;
 #endif
