@@ -96,6 +96,11 @@ def _mode_name(mode):
     return next(k for k, v in _sae.MODES.items() if v == mode)
 
 
+def _spliced_points(spliced):
+    """The hook point names of [(SAE, hk_sae_mode)] spliced in, SAE after SAE."""
+    return [n for sae, m in spliced for n in sae.point_names(_mode_name(m))]
+
+
 def _tl_alias(point):
     return _TL_ALIASES.get(point, "hook_" + point)
 
@@ -243,7 +248,7 @@ class Model:
             return names
         spliced = [(r.sae, r.mode) for r in self._saes]
         rank = self._fire_rank(spliced)
-        names += [n for sae, m in spliced for n in sae.point_names(_mode_name(m))]
+        names += _spliced_points(spliced)
         return sorted(names, key=lambda n: rank.get(n, (len(rank), 0)))  # stable
 
     def _model_names(self, optional=True):
@@ -555,7 +560,7 @@ class Model:
             self.handle  # noqa: B018
             pairs = self._sae_pairs(saes, mode, use_error_term)
             spliced = [(r.sae, r.mode) for r in self._saes] + pairs
-            extra = [n for sae, m in spliced for n in sae.point_names(_mode_name(m))]
+            extra = _spliced_points(spliced)
             names = self._filter_names(names_filter, extra)
             cache = C.c_void_p()
             check(lib.hk_cache_new(self._h, C.byref(cache)))
