@@ -9,6 +9,7 @@ import json
 import os
 import struct
 import subprocess
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,24 @@ def cli(*args, check=True):
         return p
     assert p.returncode == 0, f"hookformer {' '.join(map(str, args))}: {p.stderr}"
     return p.stdout
+
+
+def in_threads(work, n):
+    """Run work() in n threads at once; the exceptions any of them raised, [] when none."""
+    errors = []
+
+    def guarded():
+        try:
+            work()
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    ts = [threading.Thread(target=guarded) for _ in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return errors
 
 
 def ids_arg(ids):

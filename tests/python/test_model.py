@@ -1,11 +1,10 @@
 """load, cfg, hook_names, __call__: equal to what the C library gives through the CLI."""
 import json
-import threading
 
 import h5py
 import numpy as np
 import pytest
-from conftest import FIX, PROMPT, cli, ids_arg
+from conftest import FIX, PROMPT, cli, ids_arg, in_threads
 
 import hookformer as hf
 
@@ -176,21 +175,13 @@ def test_a_closed_model_raises_and_its_outputs_live_on():
 
 def test_threads_share_a_model_safely(gpt2):
     want = gpt2.run_with_cache(PROMPT, names_filter="blocks.*")[0]
-    results, errors = [], []
+    results = []
 
     def work():
-        try:
-            for _ in range(5):
-                results.append(gpt2.run_with_cache(PROMPT, names_filter="blocks.*")[0])
-        except Exception as e:  # noqa: BLE001
-            errors.append(e)
+        for _ in range(5):
+            results.append(gpt2.run_with_cache(PROMPT, names_filter="blocks.*")[0])
 
-    ts = [threading.Thread(target=work) for _ in range(4)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    assert not errors
+    assert not in_threads(work, 4)
     assert len(results) == 20
     for r in results:
         np.testing.assert_array_equal(r, want)

@@ -5,12 +5,11 @@ numpy maths on the SAE's own weights, and the C CLI's outputs (cache --sae, sae 
 features, steer --sae, ablate --sae)."""
 import json
 import re
-import threading
 
 import h5py
 import numpy as np
 import pytest
-from conftest import FIX, cli, ids_arg, read_safetensors
+from conftest import FIX, cli, ids_arg, in_threads, read_safetensors
 
 import hookformer as hf
 from hookformer import _lib
@@ -822,19 +821,10 @@ def test_the_test_device_gives_the_cpus_results():
 def test_one_sae_in_several_threads(gpt2):
     sae = load("gpt2_standard")
     r = refs("gpt2_standard")
-    errors = []
 
     def work():
-        try:
-            for _ in range(5):
-                np.testing.assert_allclose(gpt2.run_with_saes(r["input_ids"], saes=[sae]),
-                                           r["logits_replace"], atol=TOL)
-        except Exception as e:  # noqa: BLE001
-            errors.append(e)
+        for _ in range(5):
+            np.testing.assert_allclose(gpt2.run_with_saes(r["input_ids"], saes=[sae]),
+                                       r["logits_replace"], atol=TOL)
 
-    ts = [threading.Thread(target=work) for _ in range(3)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    assert not errors
+    assert not in_threads(work, 3)
