@@ -212,7 +212,7 @@ hk_status hk_estimate_memory(const hk_model *m, const hk_estimate_opts *o, hk_es
         if (!matches(&pl, pt->name)) continue;
         out->cached_hooks = add(out->cached_hooks, mul(point_floats(pt, batch, ctx), f));
         hk_point_kind k = pts->kinds[p];
-        if (k == HK_PT_ATTN_IN || k == HK_PT_Q_INPUT || k == HK_PT_K_INPUT || k == HK_PT_V_INPUT)
+        if (hk_point_kind_splits_inputs(k))
             split = true;
         if (k == HK_PT_RESULT) result = true;
         if (k == HK_PT_ATTN_SCORES || k == HK_PT_PATTERN) {
