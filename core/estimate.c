@@ -105,9 +105,7 @@ typedef struct {
 } pattern_list;
 
 static bool matches(const pattern_list *pl, const char *name) {
-    for (size_t i = 0; i < pl->n; i++)
-        if (hk_glob_match(pl->patterns[i], name)) return true;
-    return false;
+    return hk_glob_match_any(pl->patterns, pl->n, name);
 }
 
 /* The load's parts: weights (converted buffers + in-place views), the mapping read at load,

@@ -123,9 +123,7 @@ typedef struct {
 
 static bool matches_any(const char *name, void *user) {
     const pattern_set *ps = user;
-    for (size_t i = 0; i < ps->n; i++)
-        if (hk_glob_match(ps->patterns[i], name)) return true;
-    return false;
+    return hk_glob_match_any(ps->patterns, ps->n, name);
 }
 
 /* Roles of the dims from the point's dims string ("batch pos head_index d_head"). */

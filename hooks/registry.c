@@ -20,6 +20,12 @@ void hk_hook_error(const char *fmt, ...) {
 
 const char *hk_hook_error_message(void) { return hook_message; }
 
+bool hk_glob_match_any(const char *const *patterns, size_t n, const char *name) {
+    for (size_t i = 0; i < n; i++)
+        if (patterns[i] && hk_glob_match(patterns[i], name)) return true;
+    return false;
+}
+
 bool hk_glob_match(const char *p, const char *s) {
     const char *star = NULL, *resume = NULL;
     while (*s) {

@@ -49,6 +49,8 @@ hk_status hk_hooks_fire(hk_hooks *h, int32_t point, hk_tensor *t, const hk_hook_
  * hk_hook_error("%s", "")). The plugin loader reads it after a failed init. */
 const char *hk_hook_error_message(void);
 
-/* hk_glob_match is public (include/hookformer.h). */
+/* hk_glob_match is public (include/hookformer.h). Whether any of patterns[0, n) matches name;
+ * a NULL pattern matches nothing. */
+bool hk_glob_match_any(const char *const *patterns, size_t n, const char *name);
 
 #endif

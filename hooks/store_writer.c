@@ -179,16 +179,12 @@ static hk_status setup_hooks(hk_store *s, const hk_model *m, const char *const *
     s->hooks = calloc(pts->n ? pts->n : 1, sizeof *s->hooks);
     if (!s->hooks) return hk_errorf(HK_ERR_NOMEM, "out of memory");
     for (size_t p = 0; p < pts->n; p++) {
-        bool hit = false;
-        for (size_t i = 0; i < n && !hit; i++) hit = hk_glob_match(patterns[i], pts->points[p].name);
-        const hk_point_kind k = pts->kinds[p];
-        if (hit && hk_point_kind_splits_inputs(k))
+        if (hk_point_kind_splits_inputs(pts->kinds[p]) &&
+            hk_glob_match_any(patterns, n, pts->points[p].name))
             split_layer_set(s, pts->points[p].layer);
     }
     for (size_t p = 0; p < pts->n; p++) {
-        bool hit = false;
-        for (size_t i = 0; i < n && !hit; i++) hit = hk_glob_match(patterns[i], pts->points[p].name);
-        if (!hit) continue;
+        if (!hk_glob_match_any(patterns, n, pts->points[p].name)) continue;
         const hk_hook_point *pt = &pts->points[p];
         hk_store_hook *h = &s->hooks[s->n_hooks++];
         h->dset = -1;
@@ -276,8 +272,7 @@ bool hk_store_needs_ctx(const hk_model *m, const char *const *patterns, size_t n
     for (size_t p = 0; p < m->points.n; p++) {
         const hk_point_kind k = m->points.kinds[p];
         if (k != HK_PT_ATTN_SCORES && k != HK_PT_PATTERN) continue;
-        for (size_t i = 0; i < n; i++)
-            if (patterns[i] && hk_glob_match(patterns[i], m->points.points[p].name)) return true;
+        if (hk_glob_match_any(patterns, n, m->points.points[p].name)) return true;
     }
     return false;
 }
