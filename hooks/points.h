@@ -78,8 +78,9 @@ typedef enum {
 
 /* The split-input points (TransformerLens's use_split_qkv_input / use_attn_in): hooking one
  * makes its layer compute q/k/v from per-head copies of the residual stream, so ln1 then fires
- * per head. The forward (which path to take) and the HDF5 store (ln1's shape) ask this one
- * question; a new split kind is added here alone. */
+ * per head. The forward (which path to take), the HDF5 store (ln1's shape) and the memory
+ * estimate (the split path's buffers) ask this one question; a new split kind is added here
+ * alone. */
 static inline bool hk_point_kind_splits_inputs(hk_point_kind k) {
     return k == HK_PT_ATTN_IN || k == HK_PT_Q_INPUT || k == HK_PT_K_INPUT || k == HK_PT_V_INPUT;
 }
